@@ -1,0 +1,296 @@
+"""The site catalog: ``imgforge.toml`` (defaults for all sites) plus ``sites/<name>.toml``.
+
+Validation is strict on purpose: a typo in a catalog must never turn into a silently different
+image. Every problem is reported as one line naming the file and the field
+(``sites/foo.toml: uid: expected an integer ≥ 1, got "nginx"``).
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import tomlkit
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+
+from imgforge._fs import atomic_write_text
+from imgforge.errors import CatalogError, UnknownSite
+
+CATALOG_FILE = "imgforge.toml"
+SITES_DIR = "sites"
+PROFILES = ("alpine", "debian", "prebuilt")
+DEFAULT_OVERLAY_ROOT = "fluxcd/apps/overlays/production"
+
+_REPOSITORY = re.compile(
+    r"^(?:[a-z0-9]+(?:[.-][a-z0-9]+)*(?::[0-9]+)?/)?[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+    r"(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$"
+)
+_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+_SITE_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+_HEADER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*$")
+_BAD_HEADER_VALUE = re.compile(r'["\\\x00-\x1f\x7f]')
+
+
+def _show(value: Any) -> str:
+    try:
+        return json.dumps(value, ensure_ascii=False)
+    except TypeError:
+        return repr(value)
+
+
+def _int_in(lo: int, hi: int | None = None) -> Any:
+    expected = f"an integer ≥ {lo}" if hi is None else f"an integer from {lo} to {hi}"
+
+    def check(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or value < lo or (hi is not None and value > hi):
+            raise ValueError(f"expected {expected}, got {_show(value)}")
+        return value
+
+    return Annotated[int, BeforeValidator(check)]
+
+
+def _one_of(*choices: str) -> Any:
+    def check(value: Any) -> str:
+        if value not in choices:
+            raise ValueError(f"expected one of {', '.join(choices)}, got {_show(value)}")
+        return value
+
+    return Annotated[str, BeforeValidator(check)]
+
+
+def _matching(pattern: re.Pattern[str], what: str) -> Any:
+    def check(value: Any) -> str:
+        if not isinstance(value, str) or not pattern.match(value):
+            raise ValueError(f"expected {what}, got {_show(value)}")
+        return value
+
+    return Annotated[str, BeforeValidator(check)]
+
+
+def _headers(value: Any) -> dict[str, str]:
+    if not isinstance(value, dict):
+        raise ValueError(f"expected a table of header = \"value\", got {_show(value)}")
+    for name, text in value.items():
+        if not _HEADER_NAME.match(name):
+            raise ValueError(f"{_show(name)} is not a valid header name")
+        if not isinstance(text, str) or _BAD_HEADER_VALUE.search(text) or not text:
+            raise ValueError(f"{name}: expected a non-empty string without quotes or control characters, got {_show(text)}")
+    return value
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class Source(_Strict):
+    """Where the site's static files come from: a local folder, or a git repository at a ref."""
+
+    path: str | None = None
+    git: str | None = None
+    ref: str = "main"
+    content_dir: str = "www-data"
+
+    @model_validator(mode="after")
+    def _one_origin(self) -> "Source":
+        if self.path is not None and self.git is not None:
+            raise ValueError("set either path or git, not both")
+        if Path(self.content_dir).is_absolute() or ".." in Path(self.content_dir).parts:
+            raise ValueError(f"content_dir: expected a folder inside the source, got {_show(self.content_dir)}")
+        return self
+
+
+class GitopsTarget(_Strict):
+    """Where the site's app lives in the GitOps repo (used by ``imgforge gitops``)."""
+
+    app: str | None = None
+    namespace: str | None = None
+    overlay: str | None = None
+    container: str | None = None
+
+
+class Profile(_Strict):
+    """A base profile: which base image, and how nginx gets into it."""
+
+    base_image: str
+    nginx_version: str | None = None
+
+
+class Site(_Strict):
+    name: str
+    file: str
+    image: _matching(_REPOSITORY, "an image repository without tag, like cr.example.com/team/site")
+    tag: _matching(_TAG, "an image tag like v1.2.3")
+    description: str = ""
+    profile: _one_of(*PROFILES) = "alpine"
+    base_image: str | None = None
+    uid: _int_in(1, 2**31 - 1) = 100
+    gid: _int_in(1, 2**31 - 1) = 101
+    port: _int_in(1024, 65535) = 8080
+    fallback: _one_of("spa", "404") = "404"
+    ipv6: _one_of("auto", "on", "off") = "auto"
+    read_only_root: bool = True
+    gzip: bool = True
+    cache_assets: bool = True
+    headers: Annotated[dict[str, str], BeforeValidator(_headers)] = Field(default_factory=dict)
+    source: Source | None = None
+    gitops: GitopsTarget = Field(default_factory=GitopsTarget)
+
+    @property
+    def reference(self) -> str:
+        return f"{self.image}:{self.tag}"
+
+    @property
+    def app(self) -> str:
+        return self.gitops.app or f"{self.name}-site"
+
+
+class Settings(_Strict):
+    """``imgforge.toml``: defaults merged under every site, profile overrides, GitOps layout."""
+
+    defaults: dict[str, Any] = Field(default_factory=dict)
+    profiles: dict[str, Profile] = Field(default_factory=dict)
+    overlay_root: str = DEFAULT_OVERLAY_ROOT
+    vendor: str = ""
+
+
+BUILTIN_PROFILES = {
+    "alpine": Profile(base_image="alpine:3.21", nginx_version="1.26"),
+    "debian": Profile(base_image="debian:bookworm-slim", nginx_version="1.22.*"),
+    "prebuilt": Profile(base_image="nginxinc/nginx-unprivileged:1.27-alpine"),
+}
+
+
+class Catalog(BaseModel):
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    root: Path
+    settings: Settings
+    sites: dict[str, Site]
+
+    def site(self, name: str) -> Site:
+        try:
+            return self.sites[name]
+        except KeyError:
+            raise UnknownSite(name, list(self.sites)) from None
+
+    def profile(self, site: Site) -> Profile:
+        """The site's profile with the catalog's overrides and the site's own ``base_image``."""
+        profile = self.settings.profiles.get(site.profile, BUILTIN_PROFILES[site.profile])
+        if site.base_image:
+            profile = profile.model_copy(update={"base_image": site.base_image})
+        return profile
+
+    def site_path(self, site: Site) -> Path:
+        return self.root / site.file
+
+
+def resolve_root(root: str | os.PathLike[str] | None = None) -> Path:
+    return Path(root or os.environ.get("IMGFORGE_ROOT") or ".").resolve()
+
+
+def load_catalog(root: str | os.PathLike[str] | None = None) -> Catalog:
+    root = resolve_root(root)
+    settings_file = root / CATALOG_FILE
+    if not settings_file.is_file():
+        raise CatalogError(str(settings_file), "not found (is --root / IMGFORGE_ROOT the catalog folder?)")
+    settings = _validate(Settings, _read_toml(settings_file, root), _rel(settings_file, root))
+    if unknown := sorted(set(settings.profiles) - set(PROFILES)):
+        raise CatalogError(CATALOG_FILE, f"profiles.{unknown[0]}: unknown profile; expected one of {', '.join(PROFILES)}")
+    _check_defaults(settings.defaults)
+    sites: dict[str, Site] = {}
+    for path in sorted((root / SITES_DIR).glob("*.toml")):
+        rel = _rel(path, root)
+        if not _SITE_NAME.match(path.stem):
+            raise CatalogError(rel, "site file names must be lowercase letters, digits and dashes")
+        data = _merge(settings.defaults, _read_toml(path, root))
+        sites[path.stem] = _validate(Site, {**data, "name": path.stem, "file": rel}, rel)
+    return Catalog(root=root, settings=settings, sites=sites)
+
+
+def _check_defaults(defaults: dict[str, Any]) -> None:
+    """Validate ``[defaults]`` on its own so its mistakes are reported against imgforge.toml."""
+    for key in ("image", "tag", "name", "file"):
+        if key in defaults:
+            raise CatalogError(CATALOG_FILE, f"defaults.{key}: cannot be a default; set it in each site file")
+    try:
+        Site.model_validate({**defaults, "name": "defaults", "file": CATALOG_FILE, "image": "x/x", "tag": "v0"})
+    except ValidationError as e:
+        err = e.errors()[0]
+        raise CatalogError(CATALOG_FILE, "defaults." + _describe(Site, err)) from None
+
+
+def set_site_tag(catalog: Catalog, site: Site, tag: str) -> None:
+    """Rewrite only the ``tag`` value of a site file; comments and layout stay as they were."""
+    if not _TAG.match(tag):
+        raise CatalogError(site.file, f"tag: expected an image tag like v1.2.3, got {_show(tag)}")
+    path = catalog.site_path(site)
+    doc = tomlkit.parse(path.read_text(encoding="utf-8"))
+    doc["tag"] = tag
+    atomic_write_text(path, tomlkit.dumps(doc))
+
+
+def _rel(path: Path, root: Path) -> str:
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)
+
+
+def _read_toml(path: Path, root: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as e:
+        raise CatalogError(_rel(path, root), f"invalid TOML: {e}") from e
+    except (OSError, UnicodeDecodeError) as e:
+        raise CatalogError(_rel(path, root), f"cannot read: {e}") from e
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _validate(model: type[BaseModel], data: dict[str, Any], file: str) -> Any:
+    try:
+        return model.model_validate(data)
+    except ValidationError as e:
+        raise CatalogError(file, _describe(model, e.errors()[0])) from None
+
+
+def _describe(model: type[BaseModel], err: dict[str, Any]) -> str:
+    loc = [str(p) for p in err["loc"]]
+    field = ".".join(loc) or "(file)"
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        allowed = _fields_at(model, loc[:-1])
+        close = difflib.get_close_matches(loc[-1], allowed, n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else f"; expected one of: {', '.join(allowed)}"
+        return f"{field}: unknown key{hint}"
+    if kind == "missing":
+        return f"{field}: required key is missing"
+    if kind == "value_error":
+        return f"{field}: {err['ctx']['error']}"
+    expected = {"string_type": "a string", "bool_type": "true or false", "dict_type": "a table",
+                "model_type": "a table", "model_attributes_type": "a table"}.get(kind, err["msg"].lower())
+    return f"{field}: expected {expected}, got {_show(err.get('input'))}"
+
+
+def _fields_at(model: type[BaseModel], loc: list[str]) -> list[str]:
+    for part in loc:
+        annotation = model.model_fields[part].annotation if part in model.model_fields else None
+        candidates = [a for a in getattr(annotation, "__args__", (annotation,)) if isinstance(a, type)]
+        nested = next((a for a in candidates if issubclass(a, BaseModel)), None)
+        if nested is None:
+            return []
+        model = nested
+    return sorted(n for n in model.model_fields if n not in ("name", "file"))

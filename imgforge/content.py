@@ -1,0 +1,98 @@
+"""Where a site's static files come from: a local folder, or a git repository at a ref.
+
+Git sources are fetched into a bare mirror under the cache folder and exported per commit, so a
+given ref always yields the same files and the commit becomes the image's revision label.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import tarfile
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+from imgforge._fs import replace_dir, staging_dir
+from imgforge.config import Catalog, Site
+from imgforge.errors import ContentMissing
+
+
+@dataclass(frozen=True)
+class Content:
+    path: Path  # the folder whose files are served
+    revision: str | None  # commit the files come from, when known
+    source: str  # where they come from, for the org.opencontainers.image.source label
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("IMGFORGE_CACHE_DIR")
+                or os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "imgforge"))
+
+
+def unavailable_reason(catalog: Catalog, site: Site) -> str | None:
+    """Why the site's content cannot be used without trying the network, or None when it can."""
+    src = site.source
+    if src is None or (src.path is None and src.git is None):
+        return f"{site.file}: source: no path or git URL configured"
+    if src.path is not None:
+        folder = (catalog.root / src.path / src.content_dir)
+        if not folder.is_dir():
+            return f"{site.file}: source: content folder {folder} does not exist"
+    return None
+
+
+def resolve(catalog: Catalog, site: Site) -> Content:
+    """The site's content folder, fetching a git source when needed; ContentMissing otherwise."""
+    if reason := unavailable_reason(catalog, site):
+        raise ContentMissing(reason)
+    src = site.source
+    assert src is not None
+    if src.path is not None:
+        folder = (catalog.root / src.path / src.content_dir).resolve()
+        return Content(folder, _local_revision(folder), src.path)
+    assert src.git is not None
+    commit, folder = _export_git(src.git, src.ref, src.content_dir, site)
+    return Content(folder, commit, src.git)
+
+
+def _git(*args: str, cwd: Path | None = None) -> str:
+    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
+    proc = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=600)
+    if proc.returncode != 0:
+        raise subprocess.CalledProcessError(proc.returncode, args, proc.stdout, proc.stderr)
+    return proc.stdout.strip()
+
+
+def _local_revision(folder: Path) -> str | None:
+    try:
+        return _git("log", "-1", "--format=%H", "--", ".", cwd=folder) or None
+    except (subprocess.CalledProcessError, OSError):
+        return None
+
+
+def _export_git(url: str, ref: str, content_dir: str, site: Site) -> tuple[str, Path]:
+    mirror = cache_dir() / "sources" / (hashlib.sha256(url.encode()).hexdigest()[:16] + ".git")
+    try:
+        if not mirror.exists():
+            mirror.parent.mkdir(parents=True, exist_ok=True)
+            _git("init", "--bare", "-q", str(mirror))
+        _git("fetch", "-q", "--force", url, ref, cwd=mirror)
+        commit = _git("rev-parse", "FETCH_HEAD^{commit}", cwd=mirror)
+    except subprocess.CalledProcessError as e:
+        detail = (e.stderr or "").strip().splitlines()
+        raise ContentMissing(f"{site.file}: source: cannot fetch {ref!r} from {url}: "
+                             f"{detail[-1] if detail else 'git failed'}") from e
+    export = mirror.with_suffix("") / commit
+    if not export.exists():
+        staged = staging_dir(export)
+        data = subprocess.run(["git", "archive", "--format=tar", commit], cwd=mirror,
+                              capture_output=True, check=True).stdout
+        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+            tar.extractall(staged, filter="data")
+        replace_dir(staged, export)
+    folder = export / content_dir
+    if not folder.is_dir():
+        raise ContentMissing(f"{site.file}: source: {url}@{ref} has no folder {content_dir!r}")
+    return commit, folder

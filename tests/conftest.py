@@ -1,0 +1,108 @@
+"""Fixtures shared by every test folder. Folder-specific fixtures live in that folder's conftest.
+
+Integration tests need a Docker engine. In CI (CI=true) a missing engine is a failure, never a
+skip; on a laptop without one the Docker tests skip with the reason.
+"""
+
+from __future__ import annotations
+
+import os
+import textwrap
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLE_CONTENT = REPO / "examples" / "example-site" / "www-data"
+# Made by `imgforge base bootstrap debian [--with-nginx]` (./test.sh runs it before pytest).
+DEBIAN_BASE = "imgforge/debian:bookworm"
+NGINX_BASE = "imgforge/nginx-debian:bookworm"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_state(tmp_path_factory, monkeypatch):
+    """Keep verify records and the source cache of each test away from the user's own."""
+    state = tmp_path_factory.mktemp("state")
+    monkeypatch.setenv("IMGFORGE_STATE_DIR", str(state))
+    monkeypatch.setenv("IMGFORGE_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
+    monkeypatch.delenv("IMGFORGE_ROOT", raising=False)
+
+
+@pytest.fixture
+def build_file_tree() -> Callable[[Path, dict], Path]:
+    """Write ``{"a/b.txt": "text", "c.bin": b"bytes"}`` under a folder; str values are dedented."""
+
+    def build(root: Path, files: dict[str, str | bytes]) -> Path:
+        for rel, data in files.items():
+            path = root / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if isinstance(data, bytes):
+                path.write_bytes(data)
+            else:
+                path.write_text(textwrap.dedent(data).lstrip("\n"), encoding="utf-8")
+        return root
+
+    return build
+
+
+@pytest.fixture
+def make_catalog(tmp_path, build_file_tree) -> Callable[..., Path]:
+    """A throwaway catalog: ``make_catalog(sites={"a": {...toml keys...}}, settings="...")``.
+
+    Sites default to the example content and the local prebuilt nginx base, so they build here.
+    """
+    import tomlkit
+
+    def make(sites: dict[str, dict] | None = None, settings: str = "", root: Path | None = None) -> Path:
+        root = root or tmp_path / "catalog"
+        build_file_tree(root, {"imgforge.toml": settings or "[defaults]\n"})
+        (root / "sites").mkdir(exist_ok=True)
+        for name, fields in (sites or {}).items():
+            data = {
+                "image": f"127.0.0.1:5000/test/{name}", "tag": "v0.0.1", "profile": "prebuilt",
+                "base_image": NGINX_BASE, "source": {"path": str(EXAMPLE_CONTENT.parent)},
+                **fields,
+            }
+            (root / "sites" / f"{name}.toml").write_text(tomlkit.dumps(data), encoding="utf-8")
+        return root
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def docker_client():
+    """A live Docker client; fails in CI, skips elsewhere, when no engine answers."""
+    from imgforge.engine import docker_client as connect
+    from imgforge.errors import DockerUnavailable
+
+    try:
+        return connect()
+    except DockerUnavailable as e:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI needs a Docker engine: {e}")
+        pytest.skip(str(e))
+
+
+@pytest.fixture(scope="session")
+def nginx_base(docker_client) -> str:
+    """The local Debian base with nginx preinstalled (profile ``prebuilt``)."""
+    _require_image(docker_client, NGINX_BASE)
+    return NGINX_BASE
+
+
+@pytest.fixture(scope="session")
+def debian_base(docker_client) -> str:
+    """The local Debian minbase (profile ``debian`` installs nginx-light into it with apt)."""
+    _require_image(docker_client, DEBIAN_BASE)
+    return DEBIAN_BASE
+
+
+def _require_image(client, name: str) -> None:
+    import docker.errors
+
+    try:
+        client.images.get(name)
+    except docker.errors.ImageNotFound:
+        pytest.fail(f"base image {name} missing: run `imgforge base bootstrap debian --with-nginx` "
+                    "(./test.sh does this before the tests)")
