@@ -7,6 +7,7 @@ given ref always yields the same files and the commit becomes the image's revisi
 from __future__ import annotations
 
 import hashlib
+import re
 import os
 import subprocess
 import tarfile
@@ -51,7 +52,7 @@ def resolve(catalog: Catalog, site: Site) -> Content:
     assert src is not None
     if src.path is not None:
         folder = (catalog.root / src.path / src.content_dir).resolve()
-        return Content(folder, _local_revision(folder), src.path)
+        return Content(folder, _local_revision(folder), _local_source(folder) or src.path)
     assert src.git is not None
     commit, folder = _export_git(src.git, src.ref, src.content_dir, site)
     return Content(folder, commit, src.git)
@@ -70,6 +71,15 @@ def _local_revision(folder: Path) -> str | None:
         return _git("log", "-1", "--format=%H", "--", ".", cwd=folder) or None
     except (subprocess.CalledProcessError, OSError):
         return None
+
+
+def _local_source(folder: Path) -> str | None:
+    """The catalog repository's remote URL (credentials stripped), for the image's source label."""
+    try:
+        url = _git("config", "--get", "remote.origin.url", cwd=folder)
+    except (subprocess.CalledProcessError, OSError):
+        return None
+    return re.sub(r"//[^/@]+@", "//", url) or None
 
 
 def _export_git(url: str, ref: str, content_dir: str, site: Site) -> tuple[str, Path]:

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
 from rich.table import Table
 
-from imgforge import config
-from imgforge.cli._app import JsonOpt, RootOpt, app, console, print_json
+from imgforge import baseimage, config, content
+from imgforge.build import BuildEvent, BuildResult, build_site
+from imgforge.cli._app import JsonOpt, RootOpt, app, console, err_console, print_json
+from imgforge.errors import ContentMissing, ImgforgeError, UsageError
+from imgforge.render import render_site
+
+ForceOpt = Annotated[bool, typer.Option("--force", help="Rebuild even when the inputs digest matches an image.")]
 
 
 @app.command("sites")
@@ -16,24 +25,163 @@ def sites_cmd(root: RootOpt = None, json_out: JsonOpt = False) -> None:
     if json_out:
         print_json(rows)
         return
-    table = Table("site", "image", "profile", "uid:gid", "port", "fallback", "content", "gitops app")
+    table = Table("site", "image", "profile", "uid:gid", "port", "fallback", "content")
     for r in rows:
         table.add_row(r["site"], r["image"], r["profile"], f"{r['uid']}:{r['gid']}", str(r["port"]),
-                      r["fallback"], r["content"] or "-", r["app"])
+                      r["fallback"], r["content"] or "[dim]not configured[/]")
     console.print(table)
+
+
+@app.command("render")
+def render_cmd(
+    site: Annotated[str, typer.Argument(help="Site name.")],
+    out: Annotated[Optional[Path], typer.Option("--out", help="Folder to write the build context to.")] = None,
+    root: RootOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Write a site's complete build context (Dockerfile, nginx config, entrypoint, content)."""
+    catalog = config.load_catalog(root)
+    rendered, out_dir = render_site(catalog, catalog.site(site), out)
+    if json_out:
+        print_json({"site": site, "out": str(out_dir), "digest": rendered.digest(),
+                    "files": sorted(rendered.files), "content_files": len(rendered.content_files)})
+    else:
+        console.print(f"rendered [bold]{site}[/] into {out_dir} "
+                      f"({len(rendered.files)} generated files, {len(rendered.content_files)} content files)")
+
+
+@app.command("build")
+def build_cmd(
+    site: Annotated[Optional[str], typer.Argument(help="Site name (or --all).")] = None,
+    all_sites: Annotated[bool, typer.Option("--all", help="Build every site whose content is available.")] = False,
+    force: ForceOpt = False,
+    test: Annotated[bool, typer.Option("--test", help="Run `imgforge test` on each image after building it.")] = False,
+    root: RootOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Render and build a site's image (skipped when nothing changed), optionally testing it."""
+    if bool(site) == all_sites:
+        raise UsageError("name one site or pass --all")
+    catalog = config.load_catalog(root)
+    targets = list(catalog.sites.values()) if all_sites else [catalog.site(site)]
+    rows: list[dict] = []
+    failed: ImgforgeError | None = None
+    for target in targets:
+        if all_sites and (reason := content.unavailable_reason(catalog, target)):
+            rows.append({"site": target.name, "image": target.reference, "status": "unavailable", "detail": reason})
+            continue
+        try:
+            result = _build_one(catalog, target, force, quiet=json_out)
+        except ContentMissing as e:
+            if not all_sites:
+                raise
+            rows.append({"site": target.name, "image": target.reference, "status": "unavailable", "detail": str(e)})
+            continue
+        except ImgforgeError as e:
+            if not all_sites:
+                raise
+            failed = failed or e
+            rows.append({"site": target.name, "image": target.reference, "status": "failed", "detail": str(e)})
+            continue
+        row = {**result.to_dict(), "status": "skipped" if result.skipped else "built"}
+        if test:
+            row["test"] = _test_one(catalog, target, result, quiet=json_out)
+            if not row["test"]["ok"]:
+                row["status"] = "test failed"
+        rows.append(row)
+    _report_builds(rows, json_out, single=not all_sites)
+    if failed is not None or any(r["status"] in ("failed", "test failed") for r in rows):
+        raise typer.Exit(failed.exit_code if failed is not None else 1)
+
+
+def _build_one(catalog: config.Catalog, site: config.Site, force: bool, quiet: bool) -> BuildResult:
+    with err_console.status(f"building {site.name}", spinner="dots") as status:
+        def show(event: BuildEvent) -> None:
+            if event.kind == "step":
+                status.update(f"building [bold]{site.name}[/]: step {event.text[:90]}")
+            elif event.kind == "skip" and not quiet:
+                err_console.print(f"{site.name}: {event.text}", highlight=False)
+
+        return build_site(catalog, site, force=force, on_event=show)
+
+
+def _test_one(catalog: config.Catalog, site: config.Site, result: BuildResult, quiet: bool) -> dict:
+    from imgforge import verify  # the verify stage sits after build; import it only when asked
+
+    with err_console.status(f"testing {site.name}", spinner="dots"):
+        report = verify.run_site(catalog, site, image=result.id)
+    data = report.to_dict()
+    if not quiet:
+        for check in data["checks"]:
+            mark = "[green]pass[/]" if check["ok"] else "[red]FAIL[/]"
+            err_console.print(f"  {mark} {check['name']}: {check['detail']}", highlight=False)
+    return data
+
+
+def _report_builds(rows: list[dict], json_out: bool, single: bool) -> None:
+    if json_out:
+        print_json(rows[0] if single else rows)
+        return
+    if single:
+        r = rows[0]
+        verb = "unchanged, reused" if r["status"] == "skipped" else r["status"]
+        console.print(f"{r['image']}: {verb} ({r['id'][:19]})", highlight=False)
+        return
+    table = Table("site", "image", "status", "id / detail")
+    for r in rows:
+        table.add_row(r["site"], r["image"], r["status"], r.get("id", "")[:19] or r.get("detail", ""))
+    console.print(table)
+
+
+base_app = typer.Typer(help="Local base images for hosts that cannot pull (see README: base images).",
+                       no_args_is_help=True)
+app.add_typer(base_app, name="base")
+
+
+@base_app.command("bootstrap")
+def base_bootstrap_cmd(
+    distro: Annotated[str, typer.Argument(help="Only 'debian' (bookworm) is supported.")],
+    with_nginx: Annotated[bool, typer.Option("--with-nginx", help="Also make the base with nginx-light.")] = False,
+    mirror: Annotated[Optional[str], typer.Option("--mirror", help="Debian mirror URL.")] = None,
+) -> None:
+    """debootstrap a Debian minbase and import it into the Docker engine."""
+    if distro != "debian":
+        raise UsageError(f"unknown base '{distro}': only 'debian' can be bootstrapped")
+    made = baseimage.bootstrap_debian(with_nginx=with_nginx, mirror=mirror,
+                                      on_line=lambda line: err_console.print(f"==> {line}", highlight=False))
+    for name in made:
+        console.print(f"made {name}")
+
+
+@base_app.command("status")
+def base_status_cmd(
+    json_out: JsonOpt = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing; exit 1 if one is missing.")] = False,
+) -> None:
+    """Show which local base images exist; exit 1 when one is missing."""
+    found = baseimage.status()
+    if json_out:
+        print_json([s.to_dict() for s in found])
+    elif not quiet:
+        table = Table("image", "present", "purpose")
+        for s in found:
+            table.add_row(s.name, "yes" if s.id else "[red]no[/]", s.purpose)
+        console.print(table)
+    if not all(s.id for s in found):
+        raise typer.Exit(1)
 
 
 def _site_row(catalog: config.Catalog, site: config.Site) -> dict:
     src = site.source
-    content = None
+    where = None
     if src and src.path is not None:
-        content = f"{src.path}/{src.content_dir}"
+        where = f"{src.path}/{src.content_dir}"
     elif src and src.git:
-        content = f"{src.git}@{src.ref}:{src.content_dir}"
+        where = f"{src.git}@{src.ref}:{src.content_dir}"
     return {
         "site": site.name, "image": site.reference, "profile": site.profile,
         "base_image": catalog.profile(site).base_image, "uid": site.uid, "gid": site.gid,
         "port": site.port, "fallback": site.fallback, "ipv6": site.ipv6,
-        "read_only_root": site.read_only_root, "content": content, "app": site.app,
+        "read_only_root": site.read_only_root, "content": where, "app": site.app,
         "namespace": site.gitops.namespace, "file": site.file,
     }

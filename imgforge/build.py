@@ -1,0 +1,168 @@
+"""Build a site's image through the Docker Engine API, skipping builds whose inputs did not change.
+
+The build loop reads ``APIClient.build(decode=True)`` itself instead of ``images.build()`` (which
+swallows the stream): callers get live progress events, and a failure carries the failing step
+and the tail of the log, including nginx's own ``nginx -t`` message.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+from collections import deque
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import docker.errors
+
+from imgforge.config import Catalog, Site
+from imgforge.engine import docker_client
+from imgforge.errors import BuildFailed, DockerError
+from imgforge.render import Rendered, default_out_dir, prepare, write_context
+
+DIGEST_LABEL = "io.imgforge.inputs-digest"
+_STEP = re.compile(r"^Step (\d+/\d+) : (.*)$")
+_NGINX_FAILURE = re.compile(r"nginx: \[(emerg|alert|crit)\]")
+_TAIL = 30
+
+
+@dataclass(frozen=True)
+class BuildEvent:
+    """One line of progress: ``kind`` is "step" (a Dockerfile step starts), "log" or "skip"."""
+
+    site: str
+    kind: str
+    text: str
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    site: str
+    image: str
+    id: str
+    skipped: bool
+    inputs_digest: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+OnEvent = Callable[[BuildEvent], None]
+
+
+def inputs_digest(rendered: Rendered) -> str:
+    """The context digest plus the local id of the base image, when the engine has it.
+
+    A re-pulled or re-bootstrapped base changes its id, and so forces a rebuild.
+    """
+    base_id = _local_image_id(rendered.base_image) or "not-local"
+    return f"sha256:{_sha256(rendered.digest() + base_id)}"
+
+
+def build_args(rendered: Rendered, digest: str) -> dict[str, str]:
+    """The per-build label values (the Dockerfile declares them as ARGs of its one LABEL step)."""
+    created = os.environ.get("SOURCE_DATE_EPOCH")
+    when = dt.datetime.fromtimestamp(int(created), dt.timezone.utc) if created else dt.datetime.now(dt.timezone.utc)
+    return {
+        "IMGFORGE_CREATED": when.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "IMGFORGE_REVISION": rendered.content.revision or "unknown",
+        "IMGFORGE_SOURCE": rendered.content.source,
+        "IMGFORGE_INPUTS_DIGEST": digest,
+    }
+
+
+def find_built(digest: str) -> str | None:
+    """Id of a local image already built from exactly these inputs, if any."""
+    try:
+        images = docker_client().images.list(filters={"label": f"{DIGEST_LABEL}={digest}"})
+    except docker.errors.APIError as e:
+        raise DockerError(f"cannot list images: {e.explanation or e}") from e
+    return images[0].id if images else None
+
+
+def build_site(catalog: Catalog, site: Site, *, force: bool = False, on_event: OnEvent | None = None,
+               out_dir: Path | None = None) -> BuildResult:
+    """Render and build ``site`` as ``image:tag``; reuse an image with the same inputs digest."""
+    emit = on_event or (lambda _event: None)
+    rendered = prepare(catalog, site)
+    digest = inputs_digest(rendered)
+    client = docker_client()
+    if not force and (existing := find_built(digest)):
+        _tag(client, existing, site)
+        emit(BuildEvent(site.name, "skip", f"inputs unchanged ({digest[:19]}…): reusing {existing[:19]}"))
+        return BuildResult(site.name, site.reference, existing, True, digest)
+    context = write_context(rendered, out_dir or default_out_dir(site))
+    image_id = _run_build(client, context, site, build_args(rendered, digest), emit)
+    return BuildResult(site.name, site.reference, image_id, False, digest)
+
+
+def _run_build(client, context: Path, site: Site, buildargs: dict[str, str], emit: OnEvent) -> str:
+    tail: deque[str] = deque(maxlen=_TAIL)
+    step = ""
+    image_id = None
+    try:
+        stream: Iterator[dict] = client.api.build(
+            path=str(context), tag=site.reference, buildargs=buildargs, rm=True, forcerm=True,
+            pull=False, decode=True,
+        )
+        for chunk in stream:
+            if "error" in chunk or "errorDetail" in chunk:
+                detail = (chunk.get("errorDetail") or {}).get("message") or chunk.get("error", "")
+                raise BuildFailed(site.name, step, _explain(detail.strip(), tail), list(tail))
+            if aux := chunk.get("aux"):
+                image_id = aux.get("ID", image_id)
+            for line in (chunk.get("stream") or "").splitlines():
+                if not line.strip():
+                    continue
+                tail.append(line)
+                if m := _STEP.match(line.strip()):
+                    step = f"{m.group(1)} {m.group(2)}"
+                    emit(BuildEvent(site.name, "step", step))
+                else:
+                    emit(BuildEvent(site.name, "log", line))
+    except docker.errors.APIError as e:
+        raise BuildFailed(site.name, step, str(e.explanation or e), list(tail)) from e
+    except docker.errors.DockerException as e:
+        raise DockerError(f"build of '{site.name}': {e}") from e
+    try:
+        return client.images.get(site.reference).id
+    except docker.errors.ImageNotFound:
+        if image_id:
+            return image_id
+        raise BuildFailed(site.name, step, "the engine reported no image", list(tail)) from None
+
+
+def _explain(detail: str, tail: deque[str]) -> str:
+    """Prefer nginx's own message (from the ``nginx -t`` step) over the generic exit-code line."""
+    nginx_lines = [line.strip() for line in tail if _NGINX_FAILURE.search(line)]
+    if nginx_lines:
+        return nginx_lines[-1]
+    if "pull access denied" in detail or "not found" in detail and "manifest" in detail:
+        return detail + " (base image not available: pull it, or see `imgforge base bootstrap`)"
+    return detail or "unknown error"
+
+
+def _tag(client, image_id: str, site: Site) -> None:
+    try:
+        current = client.images.get(site.reference).id
+    except docker.errors.ImageNotFound:
+        current = None
+    if current != image_id:
+        client.images.get(image_id).tag(site.image, site.tag)
+
+
+def _local_image_id(reference: str) -> str | None:
+    try:
+        return docker_client().images.get(reference).id
+    except docker.errors.ImageNotFound:
+        return None
+    except docker.errors.APIError as e:
+        raise DockerError(f"cannot inspect {reference}: {e.explanation or e}") from e
+
+
+def _sha256(text: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(text.encode()).hexdigest()

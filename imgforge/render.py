@@ -1,0 +1,219 @@
+"""Turn a catalog site into a complete Docker build context.
+
+Templates are data: the same site settings, templates and content always give byte-identical
+files (no timestamps, sorted walks, normalised modes), so the inputs digest that build uses to
+skip unchanged images is computed from exactly what would be written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jinja2
+
+from imgforge._fs import replace_dir, staging_dir
+from imgforge.config import Catalog, Site
+from imgforge.content import Content, cache_dir, resolve
+from imgforge.errors import ContentMissing, ImgforgeError
+
+CONTENT_ROOT = "/usr/share/nginx/html"
+CONTENT_DIR = "html"  # where the content sits inside the build context
+
+# Never served, whatever the site holds (nginx here runs no PHP: it would hand out the source).
+HIDDEN_EXTENSIONS = (
+    "php", "php[0-9]", "phtml", "phar", "inc", "asp", "aspx", "jsp", "cgi", "pl", "py", "rb", "sh",
+    "env", "ini", "log", "sql", "sqlite", "db", "bak", "old", "orig", "swp", "psd", "key", "pem",
+    "crt", "p12", "pfx", "htpasswd",
+)
+# Served with a one-year immutable Cache-Control.
+ASSET_EXTENSIONS = (
+    "css", "js", "mjs", "png", "jpe?g", "gif", "svg", "ico", "webp", "avif", "woff2?", "ttf", "otf",
+    "eot", "mp4", "webm",
+)
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "strict-origin-when-cross-origin",
+    "X-Frame-Options": "SAMEORIGIN",
+}
+# Rendered file -> template; the entrypoint is the only executable.
+OUTPUTS = {
+    "Dockerfile": "Dockerfile.j2",
+    ".dockerignore": "dockerignore.j2",
+    "nginx.conf": "nginx.conf.j2",
+    "imgforge/site.conf": "site.conf.j2",
+    "imgforge/headers.conf": "headers.conf.j2",
+    "imgforge-entrypoint": "entrypoint.sh.j2",
+}
+EXECUTABLE = {"imgforge-entrypoint"}
+
+
+class RenderError(ImgforgeError):
+    pass
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """A site's build context in memory: generated text files plus the content folder to copy."""
+
+    site: Site
+    base_image: str
+    files: dict[str, str]
+    content: Content
+    content_files: list[str] = field(default_factory=list)
+
+    def digest(self) -> str:
+        """sha256 over every path, mode and byte the context would hold, plus the base reference."""
+        h = hashlib.sha256()
+        h.update(f"base\0{self.base_image}\0".encode())
+        for name in sorted(self.files):
+            h.update(f"{name}\0{0o755 if name in EXECUTABLE else 0o644}\0".encode())
+            h.update(hashlib.sha256(self.files[name].encode()).digest())
+        for rel in self.content_files:
+            h.update(f"{CONTENT_DIR}/{rel}\0".encode())
+            h.update(_file_sha256(self.content.path / rel))
+        return h.hexdigest()
+
+
+def templates_dir() -> Path:
+    """templates/ of a source checkout, else the copy shipped in the wheel."""
+    checkout = Path(__file__).resolve().parent.parent / "templates"
+    if checkout.is_dir():
+        return checkout
+    from importlib.resources import files
+
+    return Path(str(files("imgforge._templates")))
+
+
+def _double_quoted(value: str) -> str:
+    """A Dockerfile double-quoted word: quotes, backslashes and $ cannot break out or expand."""
+    escaped = str(value).replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$")
+    return f'"{escaped}"'
+
+
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(templates_dir())),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,
+    )
+    env.filters["dq"] = _double_quoted
+    return env
+
+
+def headers_for(site: Site) -> list[tuple[str, str]]:
+    """Security headers first, then the site's own; a site header replaces a default of that name."""
+    own = {name.lower(): (name, value) for name, value in site.headers.items()}
+    merged = [own.pop(n.lower(), (n, v)) for n, v in SECURITY_HEADERS.items()]
+    return merged + list(own.values())
+
+
+def render_templates(catalog: Catalog, site: Site) -> tuple[str, dict[str, str]]:
+    """The base image and the generated text files of the site's context (golden-file tested)."""
+    profile = catalog.profile(site)
+    context = {
+        "site": site,
+        "base_image": profile.base_image,
+        "nginx_version": profile.nginx_version or "*",
+        "content_root": CONTENT_ROOT,
+        "headers": headers_for(site),
+        "hidden_extensions": HIDDEN_EXTENSIONS,
+        "asset_extensions": ASSET_EXTENSIONS,
+        "vendor": catalog.settings.vendor,
+    }
+    env = _environment()
+    try:
+        files = {out: env.get_template(tpl).render(context) for out, tpl in OUTPUTS.items()}
+    except jinja2.TemplateError as e:
+        where = f"{getattr(e, 'name', None) or 'template'}:{getattr(e, 'lineno', '?')}"
+        raise RenderError(f"templates/{where}: {e}") from e
+    return profile.base_image, files
+
+
+def prepare(catalog: Catalog, site: Site) -> Rendered:
+    """Everything a context needs, resolved and listed but not written (cheap to digest)."""
+    base_image, files = render_templates(catalog, site)
+    content = resolve(catalog, site)
+    return Rendered(site, base_image, files, content, _list_content(content.path, site))
+
+
+def write_context(rendered: Rendered, out_dir: Path) -> Path:
+    """Write the context into ``out_dir`` atomically: a failure leaves no partial folder."""
+    out_dir = Path(out_dir).resolve()
+    staged = staging_dir(out_dir)
+    try:
+        for name, text in rendered.files.items():
+            path = staged / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+            path.chmod(0o755 if name in EXECUTABLE else 0o644)
+        html = staged / CONTENT_DIR
+        html.mkdir()
+        for rel in rendered.content_files:
+            dest = html / rel
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(rendered.content.path / rel, dest)
+            dest.chmod(0o644)  # owned by root in the image, world-readable, writable by nobody
+        for folder in sorted({p for p in staged.rglob("*") if p.is_dir()}):
+            folder.chmod(0o755)
+        staged.chmod(0o755)
+        replace_dir(staged, out_dir)
+    except BaseException:
+        shutil.rmtree(staged, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def default_out_dir(site: Site) -> Path:
+    return cache_dir() / "contexts" / site.name
+
+
+def render_site(catalog: Catalog, site: Site, out_dir: Path | None = None) -> tuple[Rendered, Path]:
+    rendered = prepare(catalog, site)
+    return rendered, write_context(rendered, out_dir or default_out_dir(site))
+
+
+def _list_content(root: Path, site: Site) -> list[str]:
+    """Every regular file under the content folder, sorted; VCS folders left out.
+
+    Symlinks are followed only when they stay inside the content folder: a link to a host file
+    must never copy that file into an image.
+    """
+    files: list[str] = []
+    real_root = root.resolve()
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        dirnames[:] = sorted(d for d in dirnames if d != ".git")
+        for d in list(dirnames):
+            if (Path(dirpath) / d).is_symlink():
+                _check_inside(Path(dirpath) / d, real_root, site)
+                dirnames.remove(d)
+                raise ContentMissing(f"{site.file}: content: symlinked folder {Path(dirpath, d)} is not supported")
+        for name in sorted(filenames):
+            path = Path(dirpath) / name
+            if path.is_symlink():
+                _check_inside(path, real_root, site)
+            if path.is_file():
+                files.append(path.relative_to(root).as_posix())
+    if not files:
+        raise ContentMissing(f"{site.file}: content folder {root} holds no files")
+    return sorted(files)
+
+
+def _check_inside(path: Path, real_root: Path, site: Site) -> None:
+    target = path.resolve()
+    if real_root != target and real_root not in target.parents:
+        raise ContentMissing(f"{site.file}: content: {path} links outside the content folder ({target})")
+
+
+def _file_sha256(path: Path) -> bytes:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.digest()
