@@ -80,7 +80,7 @@ stop_dockerd_if_started() {
 
 ensure_base_image() {
     # The local stand-in for the nginx base images real users pull (see README: base images).
-    if ! "$VENV/bin/imgforge" base status debian --quiet; then
+    if ! "$VENV/bin/imgforge" base status --quiet; then
         log "no local base image yet: bootstrapping Debian bookworm (about a minute)"
         "$VENV/bin/imgforge" base bootstrap debian --with-nginx
     fi

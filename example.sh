@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# The main job: set up this machine (system packages, virtualenv, Docker engine, local base image),
+# then build the example site's hardened image and verify it the way Kubernetes will run it.
+# Idempotent: a second run only checks the set-up and reuses the unchanged image.
+# Extra arguments go to `imgforge build`, e.g. ./example.sh --force
+source "$(dirname "${BASH_SOURCE[0]}")/scripts/env.sh"
+trap stop_dockerd_if_started EXIT
+
+ensure_packages
+ensure_venv
+ensure_dockerd
+ensure_base_image
+cd "$ROOT"
+imgforge build example --test "$@"
