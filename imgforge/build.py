@@ -24,7 +24,8 @@ from imgforge.render import Rendered, default_out_dir, prepare, write_context
 
 DIGEST_LABEL = "io.imgforge.inputs-digest"
 _STEP = re.compile(r"^Step (\d+/\d+) : (.*)$")
-_NGINX_FAILURE = re.compile(r"nginx: \[(emerg|alert|crit)\]")
+_NGINX_FAILURE = re.compile(r"\[(emerg|alert|crit)\](?: \d+#\d+:)? (.*)$")
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _TAIL = 30
 
 
@@ -113,7 +114,7 @@ def _run_build(client, context: Path, site: Site, buildargs: dict[str, str], emi
                 raise BuildFailed(site.name, step, _explain(detail.strip(), tail), list(tail))
             if aux := chunk.get("aux"):
                 image_id = aux.get("ID", image_id)
-            for line in (chunk.get("stream") or "").splitlines():
+            for line in _ANSI.sub("", chunk.get("stream") or "").splitlines():
                 if not line.strip():
                     continue
                 tail.append(line)
@@ -136,7 +137,7 @@ def _run_build(client, context: Path, site: Site, buildargs: dict[str, str], emi
 
 def _explain(detail: str, tail: deque[str]) -> str:
     """Prefer nginx's own message (from the ``nginx -t`` step) over the generic exit-code line."""
-    nginx_lines = [line.strip() for line in tail if _NGINX_FAILURE.search(line)]
+    nginx_lines = [f"nginx: [{m.group(1)}] {m.group(2)}" for line in tail if (m := _NGINX_FAILURE.search(line))]
     if nginx_lines:
         return nginx_lines[-1]
     if "pull access denied" in detail or "not found" in detail and "manifest" in detail:

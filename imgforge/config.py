@@ -43,11 +43,19 @@ def _show(value: Any) -> str:
         return repr(value)
 
 
-def _int_in(lo: int, hi: int | None = None) -> Any:
-    expected = f"an integer ≥ {lo}" if hi is None else f"an integer from {lo} to {hi}"
+def _int_in(lo: int, hi: int) -> Any:
+    # Ranges a person would type ("from 1024 to 65535") are shown whole; a technical ceiling
+    # (UIDs stop at 2^31-1) only when it is the bound that was crossed.
+    whole = hi <= 65535
 
     def check(value: Any) -> int:
-        if isinstance(value, bool) or not isinstance(value, int) or value < lo or (hi is not None and value > hi):
+        if isinstance(value, bool) or not isinstance(value, int) or value < lo or value > hi:
+            if whole:
+                expected = f"an integer from {lo} to {hi}"
+            elif isinstance(value, int) and not isinstance(value, bool) and value > hi:
+                expected = f"an integer ≤ {hi}"
+            else:
+                expected = f"an integer ≥ {lo}"
             raise ValueError(f"expected {expected}, got {_show(value)}")
         return value
 

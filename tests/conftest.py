@@ -64,6 +64,7 @@ def make_catalog(tmp_path, build_file_tree) -> Callable[..., Path]:
                 "base_image": NGINX_BASE, "source": {"path": str(EXAMPLE_CONTENT.parent)},
                 **fields,
             }
+            data = {key: value for key, value in data.items() if value is not None}  # None: drop a default
             (root / "sites" / f"{name}.toml").write_text(tomlkit.dumps(data), encoding="utf-8")
         return root
 

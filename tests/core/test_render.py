@@ -1,0 +1,178 @@
+"""Render: golden files per profile and fallback, determinism, hadolint, and safe content copying."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from imgforge import config, render
+from imgforge.errors import ContentMissing
+
+GOLDEN = Path(__file__).parent / "golden"
+REPO = Path(__file__).resolve().parents[2]
+PROFILES = ("alpine", "debian", "prebuilt")
+# Bases per profile as real users would set them; `prebuilt` uses the official unprivileged image.
+GOLDEN_SETTINGS = '''vendor = "Example Org"
+[profiles.alpine]
+base_image = "alpine:3.21"
+nginx_version = "1.26"
+[profiles.debian]
+base_image = "debian:bookworm-slim"
+nginx_version = "1.22.*"
+[profiles.prebuilt]
+base_image = "nginxinc/nginx-unprivileged:1.27-alpine"
+'''
+
+
+def _golden_catalog(make_catalog) -> config.Catalog:
+    sites = {}
+    for profile in PROFILES:
+        sites[f"{profile}-spa"] = {"profile": profile, "base_image": None, "fallback": "spa", "ipv6": "auto",
+                                   "headers": {"Permissions-Policy": "camera=()"}}
+        sites[f"{profile}-404"] = {"profile": profile, "base_image": None, "fallback": "404", "ipv6": "off",
+                                   "uid": 10000, "gid": 10001, "port": 9000, "gzip": False,
+                                   "cache_assets": False, "description": 'Quotes " and $HOME stay literal'}
+    return config.load_catalog(make_catalog(sites, settings=GOLDEN_SETTINGS))
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+@pytest.mark.parametrize("fallback", ["spa", "404"])
+def test_rendered_files_match_golden(make_catalog, profile, fallback):
+    catalog = _golden_catalog(make_catalog)
+    _, files = render.render_templates(catalog, catalog.site(f"{profile}-{fallback}"))
+    folder = GOLDEN / f"{profile}-{fallback}"
+    if os.environ.get("IMGFORGE_UPDATE_GOLDEN") == "1":
+        for name, text in files.items():
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)
+            (folder / name).write_text(text, encoding="utf-8")
+    expected = {p.relative_to(folder).as_posix(): p.read_text(encoding="utf-8")
+                for p in folder.rglob("*") if p.is_file()}
+    assert files == expected
+
+
+def test_hardening_contract_holds_for_every_profile(make_catalog):
+    catalog = _golden_catalog(make_catalog)
+    for name, site in catalog.sites.items():
+        _, files = render.render_templates(catalog, site)
+        nginx = files["nginx.conf"]
+        assert "\nuser " not in nginx and not nginx.startswith("user ")
+        assert "pid /tmp/nginx.pid;" in nginx
+        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
+            assert f"{kind}_temp_path /tmp/" in nginx, (name, kind)
+        assert "error_log stderr" in nginx and "access_log /dev/stdout;" in nginx
+        assert "server_tokens off;" in nginx
+        docker = files["Dockerfile"]
+        assert f"\nUSER {site.uid}:{site.gid}\n" in docker
+        assert f"ENV LISTEN_PORT={site.port}" in docker and f"EXPOSE {site.port}" in docker
+        assert "STOPSIGNAL SIGQUIT" in docker
+        assert "include /tmp/imgforge/listen.conf;" in files["imgforge/site.conf"]
+        assert "location = /healthz" in files["imgforge/site.conf"]
+
+
+def test_ipv6_setting_reaches_the_entrypoint(make_catalog):
+    catalog = config.load_catalog(make_catalog({"on": {"ipv6": "on"}, "off": {"ipv6": "off"}, "auto": {"ipv6": "auto"}}))
+    entry = {n: render.render_templates(catalog, catalog.site(n))[1]["imgforge-entrypoint"] for n in ("on", "off", "auto")}
+    assert "listen [::]" in entry["on"] and "if_inet6" not in entry["on"]
+    assert "listen [::]" not in entry["off"]
+    assert "[ -s /proc/net/if_inet6 ]" in entry["auto"]
+
+
+def test_site_headers_replace_defaults_of_the_same_name(make_catalog):
+    catalog = config.load_catalog(make_catalog({"s": {"headers": {"referrer-policy": "no-referrer", "X-Extra": "1"}}}))
+    headers = render.headers_for(catalog.site("s"))
+    assert headers == [("X-Content-Type-Options", "nosniff"), ("referrer-policy", "no-referrer"),
+                       ("X-Frame-Options", "SAMEORIGIN"), ("X-Extra", "1")]
+
+
+def test_same_inputs_give_byte_identical_contexts(make_catalog, tmp_path):
+    catalog = config.load_catalog(make_catalog({"s": {}}))
+    site = catalog.site("s")
+    first_r, first = render.render_site(catalog, site, tmp_path / "one")
+    second_r, second = render.render_site(catalog, site, tmp_path / "two")
+    assert first_r.digest() == second_r.digest()
+    assert _tree(first) == _tree(second)
+    entry = first / "imgforge-entrypoint"
+    assert stat.S_IMODE(entry.stat().st_mode) == 0o755
+    assert stat.S_IMODE((first / "html" / "index.html").stat().st_mode) == 0o644
+
+
+def test_digest_follows_content_and_settings(make_catalog, build_file_tree, tmp_path):
+    content = build_file_tree(tmp_path / "src", {"www-data/index.html": "<h1>one</h1>\n"})
+    root = make_catalog({"s": {"source": {"path": str(content)}}})
+    catalog = config.load_catalog(root)
+    before = render.prepare(catalog, catalog.site("s")).digest()
+    (content / "www-data" / "index.html").write_text("<h1>two</h1>\n")
+    after_content = render.prepare(catalog, catalog.site("s")).digest()
+    root = make_catalog({"s": {"source": {"path": str(content)}, "port": 9001}})
+    catalog = config.load_catalog(root)
+    after_setting = render.prepare(catalog, catalog.site("s")).digest()
+    assert len({before, after_content, after_setting}) == 3
+
+
+def test_every_catalog_dockerfile_passes_hadolint_on_every_profile(tmp_path):
+    """The real catalog, each site on each profile: no hadolint finding at warning level or above."""
+    catalog = config.load_catalog(REPO)
+    hadolint = Path(os.environ.get("VIRTUAL_ENV", REPO / ".venv")) / "bin" / "hadolint"
+    hadolint = str(hadolint) if hadolint.exists() else "hadolint"
+    for site in catalog.sites.values():
+        for profile in PROFILES:
+            variant = site.model_copy(update={"profile": profile})
+            _, files = render.render_templates(catalog, variant)
+            dockerfile = tmp_path / f"{site.name}-{profile}.Dockerfile"
+            dockerfile.write_text(files["Dockerfile"])
+            proc = subprocess.run([hadolint, "--no-color", "--failure-threshold", "warning", str(dockerfile)],
+                                  capture_output=True, text=True)
+            assert proc.returncode == 0, f"{site.name}/{profile}: {proc.stdout}{proc.stderr}"
+
+
+def test_hadolint_would_catch_a_regression(tmp_path):
+    """The lint test above can fail: a root USER at the end is a DL3002 warning."""
+    dockerfile = tmp_path / "Dockerfile"
+    dockerfile.write_text("FROM debian:bookworm-slim\nUSER root\nCMD [\"nginx\"]\n")
+    hadolint = REPO / ".venv" / "bin" / "hadolint"
+    proc = subprocess.run([str(hadolint) if hadolint.exists() else "hadolint", "--no-color",
+                           "--failure-threshold", "warning", str(dockerfile)], capture_output=True, text=True)
+    assert proc.returncode != 0 and "DL3002" in proc.stdout
+
+
+def test_git_folders_are_not_copied(make_catalog, build_file_tree, tmp_path):
+    content = build_file_tree(tmp_path / "src", {"www-data/index.html": "hi\n", "www-data/.git/config": "[core]\n",
+                                                 "www-data/.well-known/security.txt": "Contact: x\n"})
+    catalog = config.load_catalog(make_catalog({"s": {"source": {"path": str(content)}}}))
+    rendered = render.prepare(catalog, catalog.site("s"))
+    assert rendered.content_files == [".well-known/security.txt", "index.html"]
+
+
+def test_symlink_escaping_the_content_folder_is_refused(make_catalog, build_file_tree, tmp_path):
+    content = build_file_tree(tmp_path / "src", {"www-data/index.html": "hi\n"})
+    (content / "www-data" / "passwd").symlink_to("/etc/passwd")
+    catalog = config.load_catalog(make_catalog({"s": {"source": {"path": str(content)}}}))
+    with pytest.raises(ContentMissing, match="links outside the content folder"):
+        render.prepare(catalog, catalog.site("s"))
+
+
+def test_failed_render_leaves_no_partial_output(make_catalog, build_file_tree, tmp_path, run_cli):
+    content = build_file_tree(tmp_path / "src", {"www-data/index.html": "hi\n"})
+    root = make_catalog({"s": {"source": {"path": str(content)}},
+                         "gone": {"source": {"path": str(tmp_path / "missing")}}})
+    out = tmp_path / "out"
+    proc = run_cli("render", "gone", "--out", str(out), "--root", str(root))
+    assert proc.returncode == 4 and "content folder" in proc.stderr and "does not exist" in proc.stderr
+    assert not out.exists()
+    # An existing context is replaced whole or not at all.
+    assert run_cli("render", "s", "--out", str(out), "--root", str(root)).returncode == 0
+    before = _tree(out)
+    (content / "www-data" / "escape").symlink_to("/etc/hostname")
+    proc = run_cli("render", "s", "--out", str(out), "--root", str(root))
+    assert proc.returncode == 4
+    assert _tree(out) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["catalog", "out", "src"]
+
+
+def _tree(folder: Path) -> dict[str, tuple[int, bytes]]:
+    return {p.relative_to(folder).as_posix(): (stat.S_IMODE(p.stat().st_mode), p.read_bytes())
+            for p in sorted(folder.rglob("*")) if p.is_file()}
