@@ -13,14 +13,14 @@ import re
 from collections import deque
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import BinaryIO, Callable, Iterator
 
 import docker.errors
 
 from imgforge.config import Catalog, Site
 from imgforge.engine import docker_client
 from imgforge.errors import BuildFailed, DockerError
-from imgforge.render import Rendered, default_out_dir, prepare, write_context
+from imgforge.render import Rendered, context_tar, prepare, write_context
 
 DIGEST_LABEL = "io.imgforge.inputs-digest"
 _STEP = re.compile(r"^Step (\d+/\d+) : (.*)$")
@@ -83,9 +83,13 @@ def find_built(digest: str) -> str | None:
     return images[0].id if images else None
 
 
-def build_site(catalog: Catalog, site: Site, *, force: bool = False, on_event: OnEvent | None = None,
-               out_dir: Path | None = None) -> BuildResult:
-    """Render and build ``site`` as ``image:tag``; reuse an image with the same inputs digest."""
+def build_site(catalog: Catalog, site: Site, *, force: bool = False, no_cache: bool = False,
+               on_event: OnEvent | None = None, out_dir: Path | None = None) -> BuildResult:
+    """Render and build ``site`` as ``image:tag``; reuse an image with the same inputs digest.
+
+    ``force`` rebuilds even then; ``no_cache`` also ignores the engine's layer cache (implies force).
+    """
+    force = force or no_cache
     emit = on_event or (lambda _event: None)
     rendered = prepare(catalog, site)
     digest = inputs_digest(rendered)
@@ -94,19 +98,22 @@ def build_site(catalog: Catalog, site: Site, *, force: bool = False, on_event: O
         _tag(client, existing, site)
         emit(BuildEvent(site.name, "skip", f"inputs unchanged ({digest[:19]}…): reusing {existing[:19]}"))
         return BuildResult(site.name, site.reference, existing, True, digest)
-    context = write_context(rendered, out_dir or default_out_dir(site))
-    image_id = _run_build(client, context, site, build_args(rendered, digest), emit)
+    if out_dir is not None:
+        write_context(rendered, out_dir)  # kept for inspection; the engine gets the same bytes below
+    with context_tar(rendered) as context:
+        image_id = _run_build(client, context, site, build_args(rendered, digest), emit, no_cache)
     return BuildResult(site.name, site.reference, image_id, False, digest)
 
 
-def _run_build(client, context: Path, site: Site, buildargs: dict[str, str], emit: OnEvent) -> str:
+def _run_build(client, context: BinaryIO, site: Site, buildargs: dict[str, str], emit: OnEvent,
+               no_cache: bool = False) -> str:
     tail: deque[str] = deque(maxlen=_TAIL)
     step = ""
     image_id = None
     try:
         stream: Iterator[dict] = client.api.build(
-            path=str(context), tag=site.reference, buildargs=buildargs, rm=True, forcerm=True,
-            pull=False, decode=True,
+            fileobj=context, custom_context=True, tag=site.reference, buildargs=buildargs, rm=True, forcerm=True,
+            pull=False, nocache=no_cache, decode=True,
         )
         for chunk in stream:
             if "error" in chunk or "errorDetail" in chunk:

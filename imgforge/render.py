@@ -8,10 +8,14 @@ skip unchanged images is computed from exactly what would be written.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import shutil
+import tarfile
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import jinja2
 
@@ -19,6 +23,7 @@ from imgforge._fs import replace_dir, staging_dir
 from imgforge.config import Catalog, Site
 from imgforge.content import Content, cache_dir, resolve
 from imgforge.errors import ContentMissing, ImgforgeError
+from imgforge.hashcache import HashCache
 
 CONTENT_ROOT = "/usr/share/nginx/html"
 CONTENT_DIR = "html"  # where the content sits inside the build context
@@ -67,6 +72,7 @@ class Rendered:
 
     def digest(self) -> str:
         """sha256 over every path, mode and byte the context would hold, plus the base reference."""
+        cache = HashCache()
         h = hashlib.sha256()
         h.update(f"base\0{self.base_image}\0".encode())
         for name in sorted(self.files):
@@ -74,7 +80,8 @@ class Rendered:
             h.update(hashlib.sha256(self.files[name].encode()).digest())
         for rel in self.content_files:
             h.update(f"{CONTENT_DIR}/{rel}\0".encode())
-            h.update(_file_sha256(self.content.path / rel))
+            h.update(cache.sha256(self.content.path / rel))
+        cache.save()
         return h.hexdigest()
 
 
@@ -170,6 +177,49 @@ def write_context(rendered: Rendered, out_dir: Path) -> Path:
     return out_dir
 
 
+def context_tar(rendered: Rendered) -> BinaryIO:
+    """The build context as a tar stream, straight from memory and the content folder.
+
+    Entries are normalised (root owner, fixed modes, mtime 0) exactly like ``write_context``
+    writes them, and the engine gets them without a copy on disk or a second walk.
+    """
+    spool = tempfile.SpooledTemporaryFile(max_size=64 << 20)
+    with tarfile.open(fileobj=spool, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        seen: set[str] = set()
+
+        def folders(rel: str) -> None:
+            parts = rel.split("/")[:-1]
+            for i in range(1, len(parts) + 1):
+                name = "/".join(parts[:i])
+                if name not in seen:
+                    seen.add(name)
+                    tar.addfile(_tar_info(name, tarfile.DIRTYPE, 0o755, 0))
+
+        for name in sorted(rendered.files):
+            data = rendered.files[name].encode("utf-8")
+            folders(name)
+            tar.addfile(_tar_info(name, tarfile.REGTYPE, 0o755 if name in EXECUTABLE else 0o644, len(data)),
+                        io.BytesIO(data))
+        folders(f"{CONTENT_DIR}/x")
+        for rel in rendered.content_files:
+            name = f"{CONTENT_DIR}/{rel}"
+            folders(name)
+            source = rendered.content.path / rel
+            with open(source, "rb") as fh:
+                tar.addfile(_tar_info(name, tarfile.REGTYPE, 0o644, os.fstat(fh.fileno()).st_size), fh)
+    spool.seek(0)
+    return spool
+
+
+def _tar_info(name: str, kind: bytes, mode: int, size: int) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type, info.mode, info.size = kind, mode, size
+    info.uid = info.gid = 0
+    info.uname = info.gname = "root"
+    info.mtime = 0
+    return info
+
+
 def default_out_dir(site: Site) -> Path:
     return cache_dir() / "contexts" / site.name
 
@@ -209,11 +259,3 @@ def _check_inside(path: Path, real_root: Path, site: Site) -> None:
     target = path.resolve()
     if real_root != target and real_root not in target.parents:
         raise ContentMissing(f"{site.file}: content: {path} links outside the content folder ({target})")
-
-
-def _file_sha256(path: Path) -> bytes:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.digest()

@@ -1,18 +1,23 @@
-"""Commands of the core pipeline: sites, render, build, base."""
+"""Commands of the core pipeline: sites, render, build, base.
+
+Library modules are imported inside the commands: every invocation pays only for what it runs
+(docker-py, jinja2 and pydantic together cost more start-up time than a warm build itself).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.table import Table
 
-from imgforge import baseimage, config, content
-from imgforge.build import BuildEvent, BuildResult, build_site
 from imgforge.cli._app import JsonOpt, RootOpt, app, console, err_console, print_json
 from imgforge.errors import ContentMissing, ImgforgeError, UsageError
-from imgforge.render import render_site
+
+if TYPE_CHECKING:
+    from imgforge import config
+    from imgforge.build import BuildResult
 
 ForceOpt = Annotated[bool, typer.Option("--force", help="Rebuild even when the inputs digest matches an image.")]
 
@@ -20,6 +25,8 @@ ForceOpt = Annotated[bool, typer.Option("--force", help="Rebuild even when the i
 @app.command("sites")
 def sites_cmd(root: RootOpt = None, json_out: JsonOpt = False) -> None:
     """List the site catalog."""
+    from imgforge import config
+
     catalog = config.load_catalog(root)
     rows = [_site_row(catalog, s) for s in catalog.sites.values()]
     if json_out:
@@ -40,6 +47,9 @@ def render_cmd(
     json_out: JsonOpt = False,
 ) -> None:
     """Write a site's complete build context (Dockerfile, nginx config, entrypoint, content)."""
+    from imgforge import config
+    from imgforge.render import render_site
+
     catalog = config.load_catalog(root)
     rendered, out_dir = render_site(catalog, catalog.site(site), out)
     if json_out:
@@ -55,6 +65,7 @@ def build_cmd(
     site: Annotated[Optional[str], typer.Argument(help="Site name (or --all).")] = None,
     all_sites: Annotated[bool, typer.Option("--all", help="Build every site whose content is available.")] = False,
     force: ForceOpt = False,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Ignore the engine's layer cache too.")] = False,
     test: Annotated[bool, typer.Option("--test", help="Run `imgforge test` on each image after building it.")] = False,
     root: RootOpt = None,
     json_out: JsonOpt = False,
@@ -62,6 +73,8 @@ def build_cmd(
     """Render and build a site's image (skipped when nothing changed), optionally testing it."""
     if bool(site) == all_sites:
         raise UsageError("name one site or pass --all")
+    from imgforge import config, content
+
     catalog = config.load_catalog(root)
     targets = list(catalog.sites.values()) if all_sites else [catalog.site(site)]
     rows: list[dict] = []
@@ -71,7 +84,7 @@ def build_cmd(
             rows.append({"site": target.name, "image": target.reference, "status": "unavailable", "detail": reason})
             continue
         try:
-            result = _build_one(catalog, target, force, quiet=json_out)
+            result = _build_one(catalog, target, force, no_cache, quiet=json_out)
         except ContentMissing as e:
             if not all_sites:
                 raise
@@ -94,7 +107,9 @@ def build_cmd(
         raise typer.Exit(failed.exit_code if failed is not None else 1)
 
 
-def _build_one(catalog: config.Catalog, site: config.Site, force: bool, quiet: bool) -> BuildResult:
+def _build_one(catalog: config.Catalog, site: config.Site, force: bool, no_cache: bool, quiet: bool) -> BuildResult:
+    from imgforge.build import BuildEvent, build_site
+
     with err_console.status(f"building {site.name}", spinner="dots") as status:
         def show(event: BuildEvent) -> None:
             if event.kind == "step":
@@ -102,7 +117,7 @@ def _build_one(catalog: config.Catalog, site: config.Site, force: bool, quiet: b
             elif event.kind == "skip" and not quiet:
                 err_console.print(f"{site.name}: {event.text}", highlight=False)
 
-        return build_site(catalog, site, force=force, on_event=show)
+        return build_site(catalog, site, force=force, no_cache=no_cache, on_event=show)
 
 
 def _test_one(catalog: config.Catalog, site: config.Site, result: BuildResult, quiet: bool) -> dict:
@@ -147,6 +162,8 @@ def base_bootstrap_cmd(
     """debootstrap a Debian minbase and import it into the Docker engine."""
     if distro != "debian":
         raise UsageError(f"unknown base '{distro}': only 'debian' can be bootstrapped")
+    from imgforge import baseimage
+
     made = baseimage.bootstrap_debian(with_nginx=with_nginx, mirror=mirror,
                                       on_line=lambda line: err_console.print(f"==> {line}", highlight=False))
     for name in made:
@@ -159,6 +176,8 @@ def base_status_cmd(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing; exit 1 if one is missing.")] = False,
 ) -> None:
     """Show which local base images exist; exit 1 when one is missing."""
+    from imgforge import baseimage
+
     found = baseimage.status()
     if json_out:
         print_json([s.to_dict() for s in found])

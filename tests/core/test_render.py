@@ -176,3 +176,16 @@ def test_failed_render_leaves_no_partial_output(make_catalog, build_file_tree, t
 def _tree(folder: Path) -> dict[str, tuple[int, bytes]]:
     return {p.relative_to(folder).as_posix(): (stat.S_IMODE(p.stat().st_mode), p.read_bytes())
             for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_build_tar_holds_exactly_what_render_writes(make_catalog, tmp_path):
+    import tarfile
+
+    catalog = config.load_catalog(make_catalog({"s": {}}))
+    rendered, out = render.render_site(catalog, catalog.site("s"), tmp_path / "ctx")
+    with render.context_tar(rendered) as stream, tarfile.open(fileobj=stream) as tar:
+        members = {m.name: m for m in tar.getmembers()}
+        in_tar = {name: (m.mode, tar.extractfile(m).read()) for name, m in members.items() if m.isfile()}
+        assert all(m.uid == 0 and m.gid == 0 and m.mtime == 0 for m in members.values())
+        assert all(m.mode == 0o755 for m in members.values() if m.isdir())
+    assert in_tar == _tree(out)

@@ -1,0 +1,55 @@
+"""sha256 of content files, remembered by (size, mtime_ns, inode) like git's index does.
+
+A warm ``imgforge build --all`` must decide "nothing changed" without reading every photo of every
+site again; a file whose size, mtime or inode changed is hashed anew.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+from imgforge._fs import atomic_write_text
+from imgforge.content import cache_dir
+
+_MAX_ENTRIES = 200_000
+
+
+class HashCache:
+    def __init__(self, path: Path | None = None):
+        self.path = path or cache_dir() / "file-hashes.json"
+        try:
+            self._entries: dict[str, list] = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            self._entries = {}
+        self._dirty = False
+
+    def sha256(self, file: Path) -> bytes:
+        st = os.stat(file)
+        key = os.fspath(file)
+        stamp = [st.st_size, st.st_mtime_ns, st.st_ino]
+        entry = self._entries.get(key)
+        if entry is not None and entry[:3] == stamp:
+            return bytes.fromhex(entry[3])
+        h = hashlib.sha256()
+        with open(file, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+        self._entries[key] = [*stamp, h.hexdigest()]
+        self._dirty = True
+        return h.digest()
+
+    def save(self) -> None:
+        """Persist new hashes; a cache that cannot be written only costs speed, never correctness."""
+        if not self._dirty:
+            return
+        if len(self._entries) > _MAX_ENTRIES:
+            self._entries = dict(list(self._entries.items())[-_MAX_ENTRIES:])
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(self.path, json.dumps(self._entries, separators=(",", ":")))
+            self._dirty = False
+        except OSError:
+            pass
