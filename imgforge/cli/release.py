@@ -1,0 +1,131 @@
+"""Registry commands: tags, bump, push, release. Each parses flags, calls imgforge.release, prints."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
+from rich.table import Table
+
+from imgforge import config, release
+from imgforge.cli._app import JsonOpt, RootOpt, SiteArg, app, console, err_console, print_json
+from imgforge.errors import UsageError
+
+PatchOpt = Annotated[bool, typer.Option("--patch", help="Bump the patch version (v1.2.3 -> v1.2.4).")]
+MinorOpt = Annotated[bool, typer.Option("--minor", help="Bump the minor version (v1.2.3 -> v1.3.0).")]
+MajorOpt = Annotated[bool, typer.Option("--major", help="Bump the major version (v1.2.3 -> v2.0.0).")]
+
+
+def _part(patch: bool, minor: bool, major: bool, to: str | None = None, *, to_allowed: bool = False) -> str | None:
+    """The one bump kind chosen; ``--to`` (bump only) counts as a choice too."""
+    chosen = [name for name, on in (("patch", patch), ("minor", minor), ("major", major)) if on]
+    if len(chosen) + (to is not None) != 1:
+        raise UsageError("choose exactly one of --patch, --minor, --major" + (" or --to vX.Y.Z" if to_allowed else ""))
+    return chosen[0] if chosen else None
+
+
+@app.command("tags")
+def tags_cmd(site: SiteArg, root: RootOpt = None, json_out: JsonOpt = False) -> None:
+    """List the registry's versions of SITE's image, the catalog's current tag marked."""
+    listing = release.list_versions(config.load_catalog(root), site)
+    if json_out:
+        print_json(listing.to_dict())
+        return
+    table = Table("version", "", title=listing.repository, caption=f"{len(listing.versions)} versions")
+    for v in reversed(listing.versions):
+        mark = "← catalog" if v.tag == listing.current else ("pre-release" if v.prerelease else "")
+        table.add_row(v.tag, mark, style="bold green" if v.tag == listing.current else None)
+    console.print(table)
+    if listing.current in listing.other:
+        console.print(f"catalog tag {listing.current} is not a semver version", markup=False, soft_wrap=True)
+    elif listing.current not in {v.tag for v in listing.versions}:
+        console.print(f"catalog tag {listing.current} is not in the registry yet", markup=False, soft_wrap=True)
+    if listing.other:
+        console.print(f"ignored (not semver): {', '.join(listing.other)}", markup=False, highlight=False, soft_wrap=True)
+
+
+@app.command("bump")
+def bump_cmd(site: SiteArg, patch: PatchOpt = False, minor: MinorOpt = False, major: MajorOpt = False,
+             to: Annotated[Optional[str], typer.Option("--to", help="Set this exact version, e.g. v1.4.0.")] = None,
+             dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the new tag; change nothing.")] = False,
+             root: RootOpt = None, json_out: JsonOpt = False) -> None:
+    """Write the next version of SITE into its TOML file; refuses a tag the registry already has."""
+    part = _part(patch, minor, major, to, to_allowed=True)
+    plan = release.bump(config.load_catalog(root), site, part, to, dry_run=dry_run)
+    if json_out:
+        print_json(plan.to_dict())
+        return
+    verb = "would change" if dry_run else "changed"
+    console.print(f"{plan.site}: {verb} tag {plan.current} -> {plan.new} ({plan.repository})", markup=False,
+                  soft_wrap=True)
+
+
+@app.command("push")
+def push_cmd(site: SiteArg,
+             also_latest: Annotated[bool, typer.Option("--also-latest", help="Also push the image as :latest.")] = False,
+             skip_verify: Annotated[bool, typer.Option(
+                 "--skip-verify", help="Push even if the last `imgforge test` failed or never ran.")] = False,
+             root: RootOpt = None, json_out: JsonOpt = False) -> None:
+    """Push SITE's image, then check the registry's manifest digest equals the local one."""
+    catalog = config.load_catalog(root)
+    with _Progress(quiet=json_out) as on_event:
+        result = release.push(catalog, site, also_latest=also_latest, skip_verify=skip_verify, on_event=on_event)
+    if json_out:
+        print_json(result.to_dict())
+        return
+    console.print(f"pushed {result.reference}@{result.digest}", markup=False, highlight=False, soft_wrap=True)
+    for ref in result.also:
+        console.print(f"pushed {ref}@{result.digest}", markup=False, highlight=False, soft_wrap=True)
+
+
+@app.command("release")
+def release_cmd(site: SiteArg, patch: PatchOpt = False, minor: MinorOpt = False, major: MajorOpt = False,
+                root: RootOpt = None, json_out: JsonOpt = False) -> None:
+    """Build, test, bump and push SITE; stops at the first failure with nothing pushed."""
+    part = _part(patch, minor, major)
+    catalog = config.load_catalog(root)
+    with _Progress(quiet=json_out) as on_event:
+        result = release.release(catalog, site, part, on_event=on_event)
+    if json_out:
+        print_json(result.to_dict())
+        return
+    console.print(f"released {result.reference}@{result.digest} (was {result.previous})", markup=False,
+                  highlight=False, soft_wrap=True)
+
+
+class _Progress:
+    """Live layer bars for pushes and one line per stage; warnings always go to stderr."""
+
+    def __init__(self, quiet: bool):
+        self.quiet = quiet
+        self.live = not quiet and console.is_terminal  # no bars in logs and pipes, just the lines
+        self.bars = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                             console=console, transient=True)
+        self.tasks: dict[str, Any] = {}
+
+    def __enter__(self):
+        if self.live:
+            self.bars.start()
+        return self.on_event
+
+    def __exit__(self, *exc: object) -> None:
+        if self.live:
+            self.bars.stop()
+
+    def on_event(self, ev: Any) -> None:
+        kind, text = getattr(ev, "kind", ""), getattr(ev, "text", "")
+        if kind == "warning":
+            err_console.print(f"WARNING: {text}", style="bold yellow", markup=False, highlight=False,
+                              soft_wrap=True)
+        elif self.quiet:
+            return
+        elif kind == "layer" and self.live:
+            task = self.tasks.get(ev.id)
+            if task is None:
+                task = self.tasks[ev.id] = self.bars.add_task(ev.id, total=None)
+            self.bars.update(task, description=f"{ev.id} {text}", completed=ev.current or None,
+                             total=ev.total or None)
+        elif kind in ("stage", "step", "skip"):
+            self.bars.console.print(("==> " if kind == "stage" else "    ") + text, markup=False,
+                                    highlight=False, soft_wrap=True)

@@ -1,0 +1,285 @@
+"""Versions in the registry, the next tag, push with a digest check, and the whole release.
+
+This is where the catalog meets the registry: :mod:`imgforge.registry` knows nothing of sites.
+The safety rules live here, once, for the CLI and any other caller:
+
+- a bump never produces a tag that already exists in the registry (in any spelling: ``1.2.3``
+  and ``v1.2.3`` are the same version), and never goes below the catalog's current version;
+- a push refuses an image whose last ``imgforge test`` failed or never ran, unless the caller
+  asks to skip that, and it is not done until the registry's manifest digest equals the digest
+  the engine recorded locally;
+- a release writes the new tag into the catalog only after the push succeeded, so any failure
+  before that leaves nothing pushed and the catalog file unchanged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable
+
+import docker.errors
+
+from imgforge import config
+from imgforge.config import Catalog, Site
+from imgforge.engine import docker_client
+from imgforge.errors import DockerError, NotFound, Refused, RegistryError, UsageError, VerifyFailed
+from imgforge.registry import versions
+from imgforge.registry.client import RegistryClient, Repository, RepositoryNotFound
+from imgforge.registry.credentials import lookup
+from imgforge.verify.state import last_result
+
+
+class DigestMismatch(RegistryError):
+    """The registry holds a different manifest than the one the engine just pushed."""
+
+
+class PushFailed(RegistryError):
+    """The engine's push stream reported an error (auth, network, quota...)."""
+
+
+@dataclass(frozen=True)
+class Event:
+    """Progress for callers that show it: ``kind`` is stage, layer, status, warning or digest."""
+
+    kind: str
+    text: str
+    id: str = ""
+    current: int = 0
+    total: int = 0
+
+
+OnEvent = Callable[[Any], None]
+
+
+@dataclass(frozen=True)
+class TagListing:
+    site: str
+    repository: str
+    current: str
+    versions: list[versions.Version]
+    other: list[str]  # tags that are not semver: latest, dev-<sha>...
+
+    def to_dict(self) -> dict:
+        return {"site": self.site, "repository": self.repository, "current": self.current,
+                "versions": [{"tag": v.tag, "prerelease": v.prerelease, "current": v.tag == self.current}
+                             for v in self.versions],
+                "other": self.other}
+
+
+@dataclass(frozen=True)
+class BumpPlan:
+    site: str
+    repository: str
+    current: str
+    base: str | None  # the version the bump starts from (None: nothing to start from, 0.0.0)
+    new: str
+    written: bool = False
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class PushResult:
+    site: str
+    reference: str
+    digest: str
+    verified: bool
+    also: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ReleaseResult:
+    site: str
+    previous: str
+    tag: str
+    reference: str
+    digest: str
+    image_id: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _site(catalog: Catalog, site: Site | str) -> Site:
+    return catalog.site(site) if isinstance(site, str) else site
+
+
+def _registry_tags(repo: Repository, *, missing_ok: bool) -> list[str]:
+    with RegistryClient(repo.registry) as client:
+        try:
+            return client.list_tags(repo.name)
+        except RepositoryNotFound:
+            if missing_ok:  # a first release: the push will create the repository
+                return []
+            raise
+
+
+def list_versions(catalog: Catalog, site: Site | str) -> TagListing:
+    """The registry's semver tags of the site's repository, ascending, and the other tags."""
+    site = _site(catalog, site)
+    repo = Repository.parse(site.image)
+    found, other = versions.split(_registry_tags(repo, missing_ok=False))
+    return TagListing(site.name, str(repo), site.tag, found, other)
+
+
+def plan_bump(catalog: Catalog, site: Site | str, part: str | None = None, to: str | None = None) -> BumpPlan:
+    """The next tag: ``part`` bumps the highest of (catalog tag, registry's highest release);
+    ``to`` names it outright. Refuses a tag the registry already has."""
+    site = _site(catalog, site)
+    if (part is None) == (to is None):
+        raise UsageError("choose exactly one of --patch, --minor, --major or --to vX.Y.Z")
+    if part is not None and part not in versions.PARTS:
+        raise UsageError(f"part must be one of {', '.join(versions.PARTS)}, got {part!r}")
+    repo = Repository.parse(site.image)
+    existing, _ = versions.split(_registry_tags(repo, missing_ok=True))
+    current = versions.parse(site.tag)
+    candidates = [v for v in (current, versions.highest_release(existing)) if v is not None]
+    base = max(candidates) if candidates else None
+    if to is not None:
+        wanted = versions.parse(to)
+        if wanted is None:
+            raise UsageError(f"--to: expected a semver tag like v1.2.3, got {to!r}")
+        if current is not None and wanted.semver <= current.semver:
+            raise Refused(f"{to} is not above the catalog's current {site.tag} for site '{site.name}'")
+        new = to
+    else:
+        prefix = "v" if current is None or current.prefixed else ""
+        new = versions.bump(base, part, prefix)
+    clash = versions.find_same(existing, versions.parse(new))
+    if clash is not None or new in {v.tag for v in existing}:
+        spelled = f" (as {clash.tag})" if clash is not None and clash.tag != new else ""
+        raise Refused(f"tag {new} already exists in {repo}{spelled}; pick another version")
+    return BumpPlan(site.name, str(repo), site.tag, base.tag if base else None, new)
+
+
+def bump(catalog: Catalog, site: Site | str, part: str | None = None, to: str | None = None, *,
+         dry_run: bool = False) -> BumpPlan:
+    """:func:`plan_bump`, then write the new tag into the site's TOML file (comments kept)."""
+    site = _site(catalog, site)
+    plan = plan_bump(catalog, site, part, to)
+    if dry_run:
+        return plan
+    config.set_site_tag(catalog, site, plan.new)
+    return BumpPlan(**{**plan.to_dict(), "written": True})
+
+
+def push(catalog: Catalog, site: Site | str, *, also_latest: bool = False, skip_verify: bool = False,
+         on_event: OnEvent | None = None) -> PushResult:
+    """Push ``image:tag`` (and ``:latest``) through the engine, then check the registry's digest."""
+    site = _site(catalog, site)
+    emit = on_event or (lambda _e: None)
+    client = docker_client()
+    image = _local_image(client, site.reference, site.name)
+    record = last_result(image.id)
+    if skip_verify:
+        state = "never tested" if record is None else ("last test passed" if record.get("ok") else "last test FAILED")
+        emit(Event("warning", f"--skip-verify: pushing {site.reference} without checking its tests ({state})"))
+    elif record is None:
+        raise Refused(f"{site.reference} ({image.short_id}) was never tested: run `imgforge test {site.name}` "
+                      "first (or push with --skip-verify)")
+    elif not record.get("ok"):
+        raise Refused(f"{site.reference} ({image.short_id}) failed its last `imgforge test`; fix it, "
+                      "or push with --skip-verify")
+    repo = Repository.parse(site.image)
+    digest = _push_tag(client, image, site.image, site.tag, repo, emit)
+    also = []
+    if also_latest:
+        _tag(image, site.image, "latest")
+        latest = _push_tag(client, image, site.image, "latest", repo, emit)
+        if latest != digest:
+            raise DigestMismatch(f"{site.image}:latest got {latest}, not the digest of {site.reference} ({digest})")
+        also.append(f"{site.image}:latest")
+    verified = record is not None and bool(record.get("ok"))
+    return PushResult(site.name, site.reference, digest, verified, also)
+
+
+def release(catalog: Catalog, site: Site | str, part: str, *, on_event: OnEvent | None = None) -> ReleaseResult:
+    """build → test → bump → push; any failure stops it with nothing pushed, catalog unchanged.
+
+    The next tag is worked out first (a read-only registry call, so an unreachable registry fails
+    before a long build), the image is built and tested under that tag, pushed, and only then is
+    the tag written into the catalog.
+    """
+    from imgforge.build import build_site  # the build/verify layers load docker and render lazily
+    from imgforge.verify import run_site
+
+    site = _site(catalog, site)
+    emit = on_event or (lambda _e: None)
+    plan = plan_bump(catalog, site, part)
+    target = site.model_copy(update={"tag": plan.new})
+    emit(Event("stage", f"building {target.reference}"))
+    built = build_site(catalog, target, on_event=emit)
+    emit(Event("stage", f"testing {built.image}"))
+    report = run_site(catalog, target, image=built.image)  # records the result the push gate reads
+    if not report.ok:
+        failed = [c.name for c in report.failed] or ["no check ran"]
+        raise VerifyFailed(f"release of '{site.name}' stopped: {built.image} failed `imgforge test` "
+                           f"({', '.join(failed)}); nothing pushed, catalog unchanged")
+    emit(Event("stage", f"pushing {target.reference}"))
+    pushed = push(catalog, target, on_event=emit)
+    config.set_site_tag(catalog, site, plan.new)
+    emit(Event("stage", f"{site.file}: tag {site.tag} -> {plan.new}"))
+    return ReleaseResult(site.name, site.tag, plan.new, pushed.reference, pushed.digest, built.id)
+
+
+# --------------------------------------------------------------------------- engine side
+
+
+def _local_image(client, reference: str, site: str):
+    try:
+        return client.images.get(reference)
+    except docker.errors.ImageNotFound:
+        raise NotFound(f"image {reference} not found locally: build it with `imgforge build {site}`") from None
+    except docker.errors.APIError as e:
+        raise DockerError(f"cannot inspect {reference}: {e.explanation or e}") from e
+
+
+def _tag(image, repository: str, tag: str) -> None:
+    try:
+        image.tag(repository, tag)
+    except docker.errors.APIError as e:
+        raise DockerError(f"cannot tag {image.short_id} as {repository}:{tag}: {e.explanation or e}") from e
+
+
+def _push_tag(client, image, repository: str, tag: str, repo: Repository, emit: OnEvent) -> str:
+    """Push one tag, streaming progress; return the digest once local and registry agree."""
+    reference = f"{repository}:{tag}"
+    creds = lookup(repo.registry)
+    auth = creds.docker_auth_config() if creds else None
+    stream_digest = None
+    try:
+        for ev in client.api.push(repository, tag=tag, stream=True, decode=True, auth_config=auth):
+            if "error" in ev:
+                detail = (ev.get("errorDetail") or {}).get("message") or ev["error"]
+                raise PushFailed(f"push of {reference} to registry {repo.registry} failed: {detail}")
+            if isinstance(ev.get("aux"), dict) and ev["aux"].get("Digest"):
+                stream_digest = ev["aux"]["Digest"]
+            progress = ev.get("progressDetail") or {}
+            emit(Event("layer" if ev.get("id") else "status", str(ev.get("status", "")), str(ev.get("id", "")),
+                       int(progress.get("current") or 0), int(progress.get("total") or 0)))
+    except docker.errors.APIError as e:
+        raise PushFailed(f"push of {reference} to registry {repo.registry} failed: {e.explanation or e}") from e
+    image.reload()
+    local = _repo_digests(image.attrs.get("RepoDigests") or [], repository)
+    with RegistryClient(repo.registry) as registry:
+        remote = registry.manifest_digest(repo.name, tag)
+    if remote is None:
+        raise DigestMismatch(f"{reference} was pushed but registry {repo.registry} has no manifest for it")
+    if remote not in local or (stream_digest and stream_digest != remote):
+        mine = stream_digest or (", ".join(sorted(local)) or "none")
+        raise DigestMismatch(f"digest mismatch for {reference}: registry has {remote}, local image has {mine}")
+    emit(Event("digest", f"{reference}@{remote}", current=1, total=1))
+    return remote
+
+
+def _repo_digests(entries: list[str], repository: str) -> set[str]:
+    """Digests the engine recorded for ``repository`` (it drops ``docker.io/`` and ``library/``)."""
+    names = {repository}
+    if repository.startswith("docker.io/"):
+        short = repository[len("docker.io/"):]
+        names |= {short, short.removeprefix("library/")}
+    return {e.split("@", 1)[1] for e in entries if "@" in e and e.split("@", 1)[0] in names}
