@@ -6,7 +6,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${IMGFORGE_VENV:-$ROOT/.venv}"
 STATE_DIR="${IMGFORGE_RUN_DIR:-$ROOT/.run}"
-APT_PACKAGES=(docker.io debootstrap docker-registry apache2-utils git wrk)
+APT_PACKAGES=(docker.io debootstrap docker-registry apache2-utils git wrk skopeo)
 STARTED_DOCKERD=0
 
 log() { printf '==> %s\n' "$*" >&2; }
