@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import re
 import shutil
 import tarfile
 import tempfile
@@ -39,6 +40,20 @@ ASSET_EXTENSIONS = (
     "css", "js", "mjs", "png", "jpe?g", "gif", "svg", "ico", "webp", "avif", "woff2?", "ttf", "otf",
     "eot", "mp4", "webm",
 )
+_HIDDEN = re.compile(r"\.(?:%s)$" % "|".join(HIDDEN_EXTENSIONS), re.IGNORECASE)
+
+
+def is_hidden(rel: str) -> bool:
+    """A content path that is never served and never copied into the image.
+
+    Dotfiles and dot-folders (.git/, .env, .htaccess) and server-side source or secrets (.php
+    mailers with SMTP passwords, keys, .psd originals): leaving them out of the image keeps their
+    bytes away from anyone who pulls it; nginx's deny rules are the second line.
+    """
+    parts = rel.split("/")
+    return any(p.startswith(".") for p in parts) or bool(_HIDDEN.search(parts[-1]))
+
+
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "strict-origin-when-cross-origin",
@@ -69,6 +84,7 @@ class Rendered:
     files: dict[str, str]
     content: Content
     content_files: list[str] = field(default_factory=list)
+    left_out: list[str] = field(default_factory=list)  # hidden files of the content folder (is_hidden)
 
     def digest(self) -> str:
         """sha256 over every path, mode and byte the context would hold, plus the base reference."""
@@ -147,7 +163,11 @@ def prepare(catalog: Catalog, site: Site) -> Rendered:
     """Everything a context needs, resolved and listed but not written (cheap to digest)."""
     base_image, files = render_templates(catalog, site)
     content = resolve(catalog, site)
-    return Rendered(site, base_image, files, content, _list_content(content.path, site))
+    listed = _list_content(content.path, site)
+    served = [rel for rel in listed if not is_hidden(rel)]
+    if not served:
+        raise ContentMissing(f"{site.file}: content folder {content.path} holds no servable files")
+    return Rendered(site, base_image, files, content, served, [rel for rel in listed if is_hidden(rel)])
 
 
 def write_context(rendered: Rendered, out_dir: Path) -> Path:
@@ -230,7 +250,7 @@ def render_site(catalog: Catalog, site: Site, out_dir: Path | None = None) -> tu
 
 
 def _list_content(root: Path, site: Site) -> list[str]:
-    """Every regular file under the content folder, sorted; VCS folders left out.
+    """Every regular file under the content folder, sorted (the caller drops hidden ones).
 
     Symlinks are followed only when they stay inside the content folder: a link to a host file
     must never copy that file into an image.
@@ -238,7 +258,7 @@ def _list_content(root: Path, site: Site) -> list[str]:
     files: list[str] = []
     real_root = root.resolve()
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-        dirnames[:] = sorted(d for d in dirnames if d != ".git")
+        dirnames[:] = sorted(dirnames)
         for d in list(dirnames):
             if (Path(dirpath) / d).is_symlink():
                 _check_inside(Path(dirpath) / d, real_root, site)

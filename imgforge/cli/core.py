@@ -54,10 +54,14 @@ def render_cmd(
     rendered, out_dir = render_site(catalog, catalog.site(site), out)
     if json_out:
         print_json({"site": site, "out": str(out_dir), "digest": rendered.digest(),
-                    "files": sorted(rendered.files), "content_files": len(rendered.content_files)})
+                    "files": sorted(rendered.files), "content_files": len(rendered.content_files),
+                    "left_out": rendered.left_out})
     else:
         console.print(f"rendered [bold]{site}[/] into {out_dir} "
                       f"({len(rendered.files)} generated files, {len(rendered.content_files)} content files)")
+        if rendered.left_out:
+            err_console.print(f"left out of the image (dotfiles, server-side source, secrets): "
+                              f"{', '.join(rendered.left_out)}", highlight=False)
 
 
 @app.command("build")

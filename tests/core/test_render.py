@@ -139,12 +139,19 @@ def test_hadolint_would_catch_a_regression(tmp_path):
     assert proc.returncode != 0 and "DL3002" in proc.stdout
 
 
-def test_git_folders_are_not_copied(make_catalog, build_file_tree, tmp_path):
-    content = build_file_tree(tmp_path / "src", {"www-data/index.html": "hi\n", "www-data/.git/config": "[core]\n",
-                                                 "www-data/.well-known/security.txt": "Contact: x\n"})
+def test_dotfiles_and_server_side_source_stay_out_of_the_image(make_catalog, build_file_tree, tmp_path):
+    content = build_file_tree(tmp_path / "src", {
+        "www-data/index.html": "hi\n", "www-data/.git/config": "[core]\n", "www-data/.htaccess": "x\n",
+        "www-data/css/send-mail.php": "<?php define('SMTP_PASSWORD', 'hunter2');\n",
+        "www-data/img/kai.PSD": b"8BPS", "www-data/img/kai.png": b"\x89PNG", "www-data/.env": "A=1\n",
+        "www-data/deploy.key": "-----BEGIN-----\n", "www-data/phpinfo.html": "fine\n"})
     catalog = config.load_catalog(make_catalog({"s": {"source": {"path": str(content)}}}))
-    rendered = render.prepare(catalog, catalog.site("s"))
-    assert rendered.content_files == [".well-known/security.txt", "index.html"]
+    rendered, out = render.render_site(catalog, catalog.site("s"), tmp_path / "ctx")
+    assert rendered.content_files == ["img/kai.png", "index.html", "phpinfo.html"]
+    assert rendered.left_out == [".env", ".git/config", ".htaccess", "css/send-mail.php", "deploy.key", "img/kai.PSD"]
+    assert sorted(p.relative_to(out / "html").as_posix() for p in (out / "html").rglob("*") if p.is_file()) == \
+        rendered.content_files
+    assert b"hunter2" not in b"".join(p.read_bytes() for p in out.rglob("*") if p.is_file())
 
 
 def test_symlink_escaping_the_content_folder_is_refused(make_catalog, build_file_tree, tmp_path):

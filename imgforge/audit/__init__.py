@@ -1,0 +1,10 @@
+"""Audits: one site repo (``audit_repo``), its catalog entry (``migrate_repo``), the fleet (``fleet_report``)."""
+
+from imgforge.audit._repo import AuditUnreadable
+from imgforge.audit.findings import RULES, Finding, has_errors
+from imgforge.audit.fleet import FleetReport, fleet_report, to_markdown
+from imgforge.audit.migrate import migrate_repo, write_site
+from imgforge.audit.site import audit_repo
+
+__all__ = ["RULES", "AuditUnreadable", "Finding", "FleetReport", "audit_repo", "fleet_report", "has_errors",
+           "migrate_repo", "to_markdown", "write_site"]

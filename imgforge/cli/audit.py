@@ -1,0 +1,89 @@
+"""``imgforge audit | migrate | fleet``: thin wrappers over ``imgforge.audit`` (errors raised, not printed)."""
+
+from __future__ import annotations
+
+import sys
+from collections import Counter
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from imgforge.audit import audit_repo, has_errors
+from imgforge.audit.fleet import fleet_report, to_markdown
+from imgforge.audit.migrate import migrate_repo, write_site
+from imgforge.cli._app import JsonOpt, RepoOpt, RootOpt, app, console, print_json
+from imgforge.config import DEFAULT_OVERLAY_ROOT
+from imgforge.errors import EXIT_FAILED, EXIT_OK
+
+PathArg = Annotated[Path, typer.Argument(help="The site repo (holds its Dockerfile and nginx configs).")]
+
+
+class Format(str, Enum):
+    md = "md"
+    json = "json"
+
+
+def _say(text: str) -> None:
+    console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+
+@app.command("audit")
+def audit_cmd(path: PathArg, json_out: JsonOpt = False) -> None:
+    """Audit a site repo for what keeps it from running as non-root. Exit 0 clean, 1 errors, 2 unreadable."""
+    findings = audit_repo(path)
+    counts = Counter(f.severity for f in findings)
+    if json_out:
+        print_json({"path": str(path), "summary": {s: counts.get(s, 0) for s in ("error", "warning", "info")},
+                    "findings": [f.as_dict() for f in findings]})
+    else:
+        for f in findings:
+            _say(f"{f.location()}: {f.severity} {f.rule} {f.message}")
+        _say(f"{len(findings)} findings: {counts.get('error', 0)} errors, {counts.get('warning', 0)} warnings, "
+             f"{counts.get('info', 0)} info" if findings else f"{path}: no findings")
+    raise typer.Exit(EXIT_FAILED if has_errors(findings) else EXIT_OK)
+
+
+@app.command("migrate")
+def migrate_cmd(
+    path: PathArg,
+    site: Annotated[str, typer.Option("--site", help="Name of the new catalog entry (sites/NAME.toml).")],
+    root: RootOpt = None,
+    image: Annotated[Optional[str], typer.Option(
+        "--image", help="Image repository, when the repo's CI does not name it.")] = None,
+    tag: Annotated[Optional[str], typer.Option(
+        "--tag", help="First hardened tag.", show_default="the patch after the repo's newest tag")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Write sites/NAME.toml for an existing root site repo; list what could not be carried over."""
+    text, not_carried = migrate_repo(path, site, root, image=image, tag=tag)
+    written = write_site(root, site, text)
+    if json_out:
+        print_json({"file": str(written), "site": site, "toml": text, "not_carried": not_carried})
+        return
+    _say(f"wrote {written}")
+    if not_carried:
+        _say(f"not carried over ({len(not_carried)}):")
+        for note in not_carried:
+            _say(f"  {note}")
+
+
+@app.command("fleet")
+def fleet_cmd(
+    repo: RepoOpt,
+    fmt: Annotated[Format, typer.Option("--format", help="md: the audit table; json: for tools.")] = Format.md,
+    overlays: Annotated[str, typer.Option("--overlays", help="App overlays folder inside the repo.")] = DEFAULT_OVERLAY_ROOT,
+    jobs: Annotated[Optional[int], typer.Option("--jobs", min=1, help="Renders at once.", show_default="2 × CPUs")] = None,
+) -> None:
+    """Render every app overlay with kustomize and report each container's non-root status.
+
+    Exit 1 when an app failed to render (it is listed with kustomize's error), else 0.
+    """
+    report = fleet_report(repo, overlays, jobs=jobs)
+    if fmt is Format.json:
+        print_json(report.as_dict())
+    else:
+        sys.stdout.write(to_markdown(report))
+        sys.stdout.flush()
+    raise typer.Exit(EXIT_FAILED if report.failures else EXIT_OK)
