@@ -189,11 +189,11 @@ def test_render_of_migrated_site_differs_only_in_hardening(old_site, catalog, tm
     assert old["headers"].items() <= new["headers"].items()
     assert set(new["headers"]) - set(old["headers"]) <= set(render.SECURITY_HEADERS)
 
-    # The rendered context passes the audit's nginx and Dockerfile rules; the old junk is still
-    # copied into the image (nginx refuses to serve it), which the web-root rules keep reporting.
-    _, out = render.render_site(cat, cat.site("astralfocal"), tmp_path / "context")
-    remaining = {f.rule for f in audit_repo(out)}
-    assert remaining <= {"IMG030", "IMG031", "IMG032", "IMG033"}
+    # The rendered context passes every audit rule: the old junk (php mailer, Thumbs.db, .psd)
+    # is left out of the image by render, not only refused by nginx.
+    rendered, out = render.render_site(cat, cat.site("astralfocal"), tmp_path / "context")
+    assert rendered.left_out
+    assert [f"{f.rule} {f.file}" for f in audit_repo(out)] == []
 
 
 def test_fixed_repo_migrates_to_its_own_behaviour(tmp_path, build_file_tree, catalog):
