@@ -69,6 +69,7 @@ def main() -> None:
         for img in client.images.list(name="127.0.0.1:5000/bench/*") + client.images.list(name="bench-plain/*"):
             for tag in img.tags:
                 client.images.remove(tag, force=True)
+        client.images.prune(filters={"dangling": True, "label": "io.imgforge.inputs-digest"})
         shutil.rmtree(root, ignore_errors=True)
 
 
