@@ -1,0 +1,390 @@
+"""``imgforge pr`` and ``imgforge update``: one reviewed merge/pull request per site, Renovate-style.
+
+``open_or_update_pr`` runs plan → branch → apply → commit → push → forge request. The order is
+chosen so that a failure leaves nothing half done: the forge is asked for the site's open requests
+*before* anything is pushed (a forge that is down or rejects the token fails first), the patch is
+made on an exported copy of the default branch (the user's work tree is never touched), and a push
+whose request cannot then be created or updated is undone. A site has at most one open request:
+an existing one on the same branch is refreshed, and older ones (an earlier tag's branch, found by
+the hidden site marker in their description) are closed as superseded once the new one exists.
+
+``update_sites`` is the loop over sites: GitOps tag vs the registry's highest release.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from imgforge.config import Catalog, Site
+from imgforge.errors import ForgeError, ImgforgeError
+from imgforge.forge import Forge, OpenRequest, RequestSpec
+from imgforge.forge.base import ForgeUnauthorized
+from imgforge.gitops import branch as gitbranch
+from imgforge.verify.state import last_result
+
+BRANCH_PREFIX = "imgforge/"
+
+
+def branch_name(site: Site, tag: str) -> str:
+    return f"{BRANCH_PREFIX}{site.name}-{tag}"
+
+
+def site_marker(site: Site) -> str:
+    """Hidden in every description: how a later run recognises this site's requests."""
+    return f"<!-- imgforge:site={site.name} -->"
+
+
+def title(site: Site, tag: str) -> str:
+    return f"chore(image): update {site.image} to {tag}"
+
+
+@dataclass
+class Evidence:
+    """What proves the image: the registry digest of the tag and the `imgforge test` of that digest."""
+
+    reference: str
+    digest: str | None = None
+    image_id: str | None = None
+    report: dict[str, Any] | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def verified(self) -> bool:
+        return bool(self.report and self.report.get("ok"))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"reference": self.reference, "digest": self.digest, "image_id": self.image_id,
+                "verified": self.verified, "tested": self.report is not None, "report": self.report,
+                "notes": self.notes}
+
+
+def collect_evidence(site: Site, tag: str) -> Evidence:
+    """Link the registry's digest to a local image id and its recorded test; never raises.
+
+    Test records are keyed by image id (``imgforge.verify.state``); the local image counts only
+    when its RepoDigests include the registry's digest, so a rebuilt image with the same tag can
+    never lend its results to what the cluster would pull.
+    """
+    ev = Evidence(f"{site.image}:{tag}")
+    try:
+        ev.digest = _registry_digest(site.image, tag)
+        if ev.digest is None:
+            ev.notes.append(f"tag {tag} is not in the registry")
+    except ImgforgeError as e:
+        ev.notes.append(f"registry digest unknown: {e}")
+    local = _local_image(ev.reference, ev.notes)
+    if local and ev.digest:
+        image_id, repo_digests = local
+        if any(d.endswith("@" + ev.digest) for d in repo_digests):
+            ev.image_id = image_id
+            ev.report = last_result(image_id)
+            if ev.report is None:
+                ev.notes.append("no `imgforge test` result is recorded for this image")
+        else:
+            ev.notes.append("the local image with this tag is not the registry's digest")
+    elif ev.digest and not local:
+        ev.notes.append("the image is not present locally, so no test record can be linked to it")
+    return ev
+
+
+def _registry_digest(image: str, tag: str) -> str | None:
+    from imgforge.registry import RegistryClient, Repository
+
+    repo = Repository.parse(image)
+    with RegistryClient(repo.registry) as client:
+        return client.manifest_digest(repo.name, tag)
+
+
+def _local_image(reference: str, notes: list[str]) -> tuple[str, list[str]] | None:
+    """(image id, RepoDigests) of the local image, or None (no engine, or no such image)."""
+    try:
+        from imgforge.engine import docker_client
+
+        image = docker_client().images.get(reference)
+    except ImgforgeError as e:
+        notes.append(f"Docker: {e}")
+        return None
+    except Exception:  # docker.errors.ImageNotFound and friends: simply not here
+        return None
+    return image.id, list(image.attrs.get("RepoDigests") or [])
+
+
+def registry_versions(catalog: Catalog, site: Site) -> list[str]:
+    """The semver tags of the site's repository in the registry (``imgforge.release``'s listing)."""
+    from imgforge.release import list_versions
+
+    return [v.tag for v in list_versions(catalog, site).versions]
+
+
+def pick_release(current: str | None, tags: list[str], allow_major: bool) -> tuple[str | None, str | None, str]:
+    """(tag to move to or None, the highest release seen, status when there is nothing to do).
+
+    Pre-releases and non-semver tags (``latest``, ``dev-<sha>``) never count. Without
+    ``allow_major`` a higher major is reported and the highest release of the current major is
+    proposed instead, as Renovate keeps majors in a request of their own.
+    """
+    from imgforge.registry.versions import highest_release, parse, split
+
+    versions, _ = split(tags)
+    best = highest_release(versions)
+    have = parse(current or "")
+    if best is None:
+        return None, None, "no release"
+    if have is None:
+        return None, best.tag, "not semver"
+    if best.semver.compare(have.semver) < 0:
+        return None, best.tag, "ahead"
+    if best.semver.major > have.semver.major and not allow_major:
+        same = highest_release(v for v in versions if v.semver.major == have.semver.major)
+        if same is None or same.semver.compare(have.semver) <= 0:
+            return None, best.tag, "major"
+        return same.tag, best.tag, ""
+    if best.semver.compare(have.semver) == 0:
+        return None, best.tag, "up to date"
+    return best.tag, best.tag, ""
+
+
+_QUIET = {"no release": "the registry has no semver release tag",
+          "not semver": "the GitOps tag is not a semver version",
+          "ahead": "GitOps runs a newer tag than the registry's highest release",
+          "major": "a major update is available: pass --allow-major",
+          "up to date": "GitOps runs the registry's highest release"}
+
+
+def commit_message(site: Site, plan: Any, *, skip_ci: bool = True) -> str:
+    lines = [title(site, plan.new_tag), "",
+             f"Site {site.name} (app {plan.app}): {plan.old_tag or 'unknown'} -> {plan.new_tag}."]
+    if plan.security_changes:
+        lines.append("securityContext: " + "; ".join(plan.security_changes) + ".")
+    if plan.port_change:
+        lines.append(f"Container port: {plan.port_change}.")
+    if skip_ci:
+        lines += ["", gitbranch.SKIP_CI]
+    lines += ["", gitbranch.TRAILER]
+    return "\n".join(lines) + "\n"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def request_body(site: Site, plan: Any, evidence: Evidence, files: list[str], *, skip_ci: bool = True) -> str:
+    """The description: header, table, evidence, changed files, the diff folded, footer."""
+    security = "<br>".join(f"`{_cell(c)}`" for c in plan.security_changes) or "none"
+    rows = [
+        "| site | image | from → to | securityContext changes | port change |",
+        "|---|---|---|---|---|",
+        f"| {site.name} (`{plan.app}`) | `{site.image}` | `{plan.old_tag or '?'}` → `{plan.new_tag}` | {security} "
+        f"| {_cell(plan.port_change or 'none')} |",
+    ]
+    out = [f"### {title(site, plan.new_tag)}", "",
+           f"imgforge moves **{site.name}** to `{evidence.reference}` and applies the runtime settings the "
+           "image was tested under, in one commit.", "", *rows, "", "#### Evidence", ""]
+    out.append(f"- Image digest: `{evidence.digest}`" if evidence.digest else "- Image digest: unknown")
+    if evidence.report is not None:
+        checks = evidence.report.get("checks") or []
+        passed = sum(1 for c in checks if c.get("ok"))
+        verdict = "**passed**" if evidence.verified else "**FAILED**"
+        out += [f"- `imgforge test` of image `{evidence.image_id}`: {verdict} ({passed}/{len(checks)} checks)", "",
+                "| check | result | detail |", "|---|---|---|"]
+        out += [f"| {_cell(str(c.get('name')))} | {'ok' if c.get('ok') else 'FAIL'} "
+                f"| {_cell(str(c.get('detail', '')))} |" for c in checks]
+    else:
+        out.append("- **Not verified**: no `imgforge test` result of this digest is on record "
+                   f"({'; '.join(evidence.notes) or 'no reason recorded'}). Review with care.")
+    out += ["", "#### Files", "", *[f"- `{f}`" for f in files], "",
+            "<details><summary>Diff</summary>", "", "```diff", plan.diff.rstrip("\n"), "```", "", "</details>", "",
+            "---", "Generated by imgforge. Running `imgforge pr` or `imgforge update` again refreshes this request "
+            "instead of opening another; push your own commits to another branch, imgforge will not overwrite them."
+            + (f" The commit carries `{gitbranch.SKIP_CI}` so this bot push starts no pipeline." if skip_ci else ""),
+            site_marker(site)]
+    return "\n".join(out) + "\n"
+
+
+@dataclass
+class PrResult:
+    site: str
+    tag: str
+    branch: str
+    base: str
+    action: str  # created, updated, unchanged, up-to-date, dry-run
+    base_commit: str = ""
+    commit: str | None = None
+    message: str = ""
+    body: str = ""
+    diff: str = ""
+    payload: dict[str, Any] | None = None
+    request: OpenRequest | None = None
+    superseded: list[OpenRequest] = field(default_factory=list)
+    pushed: bool = False
+    warnings: list[str] = field(default_factory=list)
+    evidence: Evidence | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"site": self.site, "tag": self.tag, "branch": self.branch, "base": self.base,
+                "base_commit": self.base_commit, "action": self.action, "commit": self.commit,
+                "pushed": self.pushed, "message": self.message,
+                "diff": self.diff, "body": self.body, "payload": self.payload,
+                "request": self.request.to_dict() if self.request else None,
+                "superseded": [r.to_dict() for r in self.superseded], "warnings": self.warnings,
+                "evidence": self.evidence.to_dict() if self.evidence else None}
+
+
+def open_or_update_pr(catalog: Catalog, site: Site, repo: Path, *, forge: Forge | None,
+                      forge_class: type[Forge] | None = None, tag: str | None = None,
+                      level: str = "restricted", branch: str | None = None, remote: str = "origin",
+                      base_branch: str | None = None, dry_run: bool = False, skip_ci: bool = True,
+                      evidence: Callable[[Site, str], Evidence] = collect_evidence) -> PrResult:
+    """Patch the site on its bot branch and open or refresh its request (see the module doc)."""
+    from imgforge import gitops
+
+    tag = tag or site.tag
+    branch = branch or branch_name(site, tag)
+    git = gitbranch.open_repo(repo)
+    if dry_run:
+        target = gitbranch.offline_target(git, remote, branch, base_branch)
+        site_requests: list[OpenRequest] = []
+    else:
+        if forge is None:
+            raise ForgeError("no forge to open the request on (only --dry-run works without one)")
+        gitbranch.require_clean(git)
+        # read first: a forge that is down or rejects the token fails before anything is pushed
+        site_requests = [r for r in forge.open_requests()
+                         if r.source_branch == branch or site_marker(site) in r.body]
+        target = gitbranch.prepare(git, remote, branch, base_branch)
+    result = PrResult(site.name, tag, branch, target.default, "up-to-date", target.base)
+    with tempfile.TemporaryDirectory(prefix="imgforge-pr-") as tmp:
+        root = Path(tmp)
+        gitbranch.export_tree(git, target.base, root)
+        plan = gitops.plan(catalog, site, root, tag=tag, level=level)
+        if plan.noop:
+            return result
+        written = gitops.apply(plan)
+        if not written:
+            return result
+        files = sorted(gitbranch.relative(root, p) for p in written)
+        result.diff = plan.diff
+        result.message = commit_message(site, plan, skip_ci=skip_ci)
+        result.evidence = evidence(site, tag)
+        result.body = request_body(site, plan, result.evidence, files, skip_ci=skip_ci)
+        spec = RequestSpec(branch, target.default, title(site, tag), result.body)
+        cls = type(forge) if forge is not None else forge_class
+        result.payload = cls.create_payload(spec) if cls else {"title": spec.title, "body": spec.body}
+        if dry_run:
+            result.action = "dry-run"
+            return result
+        result.commit, tree = gitbranch.commit_files(target, root, written, result.message)
+    if gitbranch.is_current(target, tree, result.message):
+        result.commit = target.existing
+    else:
+        gitbranch.push(target, result.commit)
+        result.pushed = True
+    assert forge is not None
+    existing = next((r for r in site_requests if r.source_branch == branch), None)
+    try:
+        result.request, result.action = forge.open_or_update(spec, existing)
+        if result.pushed and result.action == "unchanged":
+            result.action = "updated"  # same description, new commit (rebuilt on a newer default branch)
+    except BaseException as e:
+        if result.pushed:
+            _undo(target, result.commit, e)
+        raise
+    for old in site_requests:
+        if old.source_branch != branch and old.number != result.request.number:
+            try:
+                result.superseded.append(forge.close_request(old))
+            except ImgforgeError as e:
+                result.warnings.append(f"could not close superseded request {old.url or old.number}: {e}")
+    return result
+
+
+def _undo(target: gitbranch.Target, pushed: str, error: BaseException) -> None:
+    """Put the remote branch back; if even that fails, say so in the original error."""
+    try:
+        gitbranch.undo_push(target, pushed)
+    except ImgforgeError as undo:
+        if isinstance(error, ImgforgeError):
+            error.message += f" (and undoing the push of {target.branch!r} failed: {undo}; delete it by hand)"
+
+
+@dataclass
+class UpdateRow:
+    site: str
+    current: str | None = None
+    latest: str | None = None  # the registry's highest release
+    target: str | None = None  # the tag a request was opened for (the latest, or the highest of the major)
+    status: str = ""  # created, updated, unchanged, up-to-date, up to date, ahead, major, no release, not semver, error
+    detail: str = ""
+    url: str = ""
+    error: ImgforgeError | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"site": self.site, "current": self.current, "latest": self.latest, "target": self.target,
+                "status": self.status,
+                "detail": self.detail, "url": self.url}
+
+
+class UpdateFailed(ImgforgeError):
+    """Some sites failed in ``update``; exits with the first failure's code after the table."""
+
+    def __init__(self, rows: list[UpdateRow]) -> None:
+        failed = [r for r in rows if r.error is not None]
+        super().__init__(f"update failed for {len(failed)} site(s): "
+                         + "; ".join(f"{r.site}: {r.error}" for r in failed))
+        self.exit_code = failed[0].error.exit_code
+
+
+def update_sites(catalog: Catalog, names: Iterable[str], repo: Path, *, forge: Callable[[], Forge],
+                 allow_major: bool = False, remote: str = "origin", base_branch: str | None = None,
+                 level: str = "restricted", skip_ci: bool = True,
+                 releases: Callable[[Catalog, Site], list[str]] = registry_versions,
+                 evidence: Callable[[Site, str], Evidence] = collect_evidence) -> list[UpdateRow]:
+    """For each site: the GitOps tag vs the registry's highest release; open or refresh where behind.
+
+    ``forge`` is called only when a request is needed (and once), so a run where every site is up
+    to date needs no token. One site's failure is reported in its row and the loop goes on; a
+    rejected token stops the loop, as it would fail every remaining site the same way.
+    """
+    from imgforge import gitops
+
+    git = gitbranch.open_repo(repo)
+    gitbranch.require_clean(git)
+    default, base = gitbranch.fetch_default(git, remote, base_branch)
+    sites = [catalog.site(n) for n in names]
+    connected: list[Forge] = []
+
+    def the_forge() -> Forge:
+        if not connected:
+            connected.append(forge())
+        return connected[0]
+
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="imgforge-update-") as tmp:
+        gitbranch.export_tree(git, base, Path(tmp))  # the tags the default branch deploys now
+        for site in sites:
+            row = UpdateRow(site.name)
+            rows.append(row)
+            try:
+                row.current = gitops.current_tag(catalog, site, Path(tmp))
+                row.target, row.latest, row.status = pick_release(row.current, releases(catalog, site), allow_major)
+                row.detail = _QUIET.get(row.status, "")
+                if row.target is None:
+                    continue
+                result = open_or_update_pr(catalog, site, repo, forge=the_forge(), tag=row.target, level=level,
+                                           remote=remote, base_branch=default, skip_ci=skip_ci, evidence=evidence)
+                row.status, row.url = result.action, result.request.url if result.request else ""
+                notes = [result.branch] if result.request else []
+                if row.target != row.latest:
+                    notes.append(f"{row.target}; major {row.latest} needs --allow-major")
+                if result.superseded:
+                    notes.append(f"closed {len(result.superseded)} superseded request(s)")
+                row.detail = "; ".join(notes + result.warnings)
+            except ImgforgeError as e:
+                # a rejected token, or no forge at all (no token, unknown URL), fails every site alike
+                if isinstance(e, ForgeUnauthorized) or (isinstance(e, ForgeError) and not connected):
+                    raise
+                row.status, row.detail, row.error = "error", str(e), e
+    return rows
