@@ -10,12 +10,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from imgforge.audit import audit_repo, has_errors
-from imgforge.audit.fleet import fleet_report, to_markdown
-from imgforge.audit.migrate import migrate_repo, write_site
 from imgforge.cli._app import JsonOpt, RepoOpt, RootOpt, app, console, print_json
-from imgforge.config import DEFAULT_OVERLAY_ROOT
 from imgforge.errors import EXIT_FAILED, EXIT_OK
+
+DEFAULT_OVERLAY_ROOT = "fluxcd/apps/overlays/production"  # imgforge.config.DEFAULT_OVERLAY_ROOT
 
 PathArg = Annotated[Path, typer.Argument(help="The site repo (holds its Dockerfile and nginx configs).")]
 
@@ -32,7 +30,9 @@ def _say(text: str) -> None:
 @app.command("audit")
 def audit_cmd(path: PathArg, json_out: JsonOpt = False) -> None:
     """Audit a site repo for what keeps it from running as non-root. Exit 0 clean, 1 errors, 2 unreadable."""
-    findings = audit_repo(path)
+    from imgforge import audit
+
+    findings = audit.audit_repo(path)
     counts = Counter(f.severity for f in findings)
     if json_out:
         print_json({"path": str(path), "summary": {s: counts.get(s, 0) for s in ("error", "warning", "info")},
@@ -42,7 +42,7 @@ def audit_cmd(path: PathArg, json_out: JsonOpt = False) -> None:
             _say(f"{f.location()}: {f.severity} {f.rule} {f.message}")
         _say(f"{len(findings)} findings: {counts.get('error', 0)} errors, {counts.get('warning', 0)} warnings, "
              f"{counts.get('info', 0)} info" if findings else f"{path}: no findings")
-    raise typer.Exit(EXIT_FAILED if has_errors(findings) else EXIT_OK)
+    raise typer.Exit(EXIT_FAILED if audit.has_errors(findings) else EXIT_OK)
 
 
 @app.command("migrate")
@@ -57,8 +57,10 @@ def migrate_cmd(
     json_out: JsonOpt = False,
 ) -> None:
     """Write sites/NAME.toml for an existing root site repo; list what could not be carried over."""
-    text, not_carried = migrate_repo(path, site, root, image=image, tag=tag)
-    written = write_site(root, site, text)
+    from imgforge.audit import migrate
+
+    text, not_carried = migrate.migrate_repo(path, site, root, image=image, tag=tag)
+    written = migrate.write_site(root, site, text)
     if json_out:
         print_json({"file": str(written), "site": site, "toml": text, "not_carried": not_carried})
         return
@@ -80,10 +82,12 @@ def fleet_cmd(
 
     Exit 1 when an app failed to render (it is listed with kustomize's error), else 0.
     """
-    report = fleet_report(repo, overlays, jobs=jobs)
+    from imgforge.audit import fleet
+
+    report = fleet.fleet_report(repo, overlays, jobs=jobs)
     if fmt is Format.json:
         print_json(report.as_dict())
     else:
-        sys.stdout.write(to_markdown(report))
+        sys.stdout.write(fleet.to_markdown(report))
         sys.stdout.flush()
     raise typer.Exit(EXIT_FAILED if report.failures else EXIT_OK)

@@ -9,8 +9,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from imgforge import config
-from imgforge.cli._app import RootOpt, app, err_console
+from imgforge.cli._app import RootOpt, app, err_console, lazy
+
+config = lazy("imgforge.config")
 
 
 class MatrixFormat(str, Enum):

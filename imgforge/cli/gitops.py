@@ -6,8 +6,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from imgforge import config, gitops
-from imgforge.cli._app import JsonOpt, RepoOpt, RootOpt, SiteArg, app, console, print_json
+from imgforge.cli._app import JsonOpt, RepoOpt, RootOpt, SiteArg, app, console, lazy, print_json
+
+config = lazy("imgforge.config")
+gitops = lazy("imgforge.gitops")
 
 gitops_app = typer.Typer(help="Patch a site's app in the GitOps repo: tag, securityContext, port.",
                          no_args_is_help=True)

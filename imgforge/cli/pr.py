@@ -10,9 +10,10 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from imgforge import config
-from imgforge.cli._app import JsonOpt, RepoOpt, RootOpt, SiteArg, app, console, print_json
+from imgforge.cli._app import JsonOpt, RepoOpt, RootOpt, SiteArg, app, console, lazy, print_json
 from imgforge.errors import ImgforgeError, UsageError
+
+config = lazy("imgforge.config")
 
 ForgeOpt = Annotated[Optional[str], typer.Option(
     "--forge", help="gitlab, github or gitea (default: IMGFORGE_FORGE, else guessed from the remote's host).")]

@@ -8,9 +8,11 @@ import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
 from rich.table import Table
 
-from imgforge import config, release
-from imgforge.cli._app import JsonOpt, RootOpt, SiteArg, app, console, err_console, print_json
+from imgforge.cli._app import JsonOpt, RootOpt, SiteArg, app, console, err_console, lazy, print_json
 from imgforge.errors import UsageError
+
+config = lazy("imgforge.config")
+release = lazy("imgforge.release")
 
 PatchOpt = Annotated[bool, typer.Option("--patch", help="Bump the patch version (v1.2.3 -> v1.2.4).")]
 MinorOpt = Annotated[bool, typer.Option("--minor", help="Bump the minor version (v1.2.3 -> v1.3.0).")]

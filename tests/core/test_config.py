@@ -143,3 +143,9 @@ def test_sites_json_lists_the_catalog(run_cli):
     assert rows["sofmeright"]["image"] == "cr.pcfae.com/prplanit/sofmeright.com:v0.0.5"
     assert rows["example"]["content"] == "examples/example-site/www-data"
     assert rows["sofmeright"]["content"] is None
+
+
+def test_cli_default_overlay_root_matches_the_catalog_default():
+    from imgforge.cli import audit as audit_cli
+
+    assert audit_cli.DEFAULT_OVERLAY_ROOT == config.DEFAULT_OVERLAY_ROOT
