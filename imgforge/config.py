@@ -19,7 +19,7 @@ import tomlkit
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from imgforge._fs import atomic_write_text
-from imgforge.errors import CatalogError, UnknownSite
+from imgforge.errors import CatalogError, UnknownSite, UsageError
 
 CATALOG_FILE = "imgforge.toml"
 SITES_DIR = "sites"
@@ -230,6 +230,13 @@ def _check_defaults(defaults: dict[str, Any]) -> None:
     except ValidationError as e:
         err = e.errors()[0]
         raise CatalogError(CATALOG_FILE, "defaults." + _describe(Site, err)) from None
+
+
+def check_tag(tag: str) -> str:
+    """A valid image tag, or UsageError naming what is wrong."""
+    if not isinstance(tag, str) or not _TAG.match(tag):
+        raise UsageError(f"tag: expected an image tag like v1.2.3 or dev-1a2b3c4d, got {_show(tag)}")
+    return tag
 
 
 def set_site_tag(catalog: Catalog, site: Site, tag: str) -> None:

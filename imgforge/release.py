@@ -168,12 +168,21 @@ def bump(catalog: Catalog, site: Site | str, part: str | None = None, to: str | 
 
 
 def push(catalog: Catalog, site: Site | str, *, also_latest: bool = False, skip_verify: bool = False,
-         on_event: OnEvent | None = None) -> PushResult:
-    """Push ``image:tag`` (and ``:latest``) through the engine, then check the registry's digest."""
+         tag: str | None = None, force: bool = False, on_event: OnEvent | None = None) -> PushResult:
+    """Push ``image:tag`` (and ``:latest``) through the engine, then check the registry's digest.
+
+    ``tag`` pushes the catalog's image under another tag (CI's ``dev-<sha8>`` builds). A release
+    tag (semver) that the registry already holds with other bytes is refused unless ``force``:
+    releases are immutable, and a bump is the way to a new one.
+    """
     site = _site(catalog, site)
     emit = on_event or (lambda _e: None)
     client = docker_client()
     image = _local_image(client, site.reference, site.name)
+    if tag is not None and tag != site.tag:
+        config.check_tag(tag)
+        _tag(image, site.image, tag)
+        site = site.model_copy(update={"tag": tag})
     record = last_result(image.id)
     if skip_verify:
         state = "never tested" if record is None else ("last test passed" if record.get("ok") else "last test FAILED")
@@ -185,6 +194,8 @@ def push(catalog: Catalog, site: Site | str, *, also_latest: bool = False, skip_
         raise Refused(f"{site.reference} ({image.short_id}) failed its last `imgforge test`; fix it, "
                       "or push with --skip-verify")
     repo = Repository.parse(site.image)
+    if not force and versions.parse(site.tag) is not None:
+        _refuse_overwrite(image, site, repo)
     digest = _push_tag(client, image, site.image, site.tag, repo, emit)
     also = []
     if also_latest:
@@ -274,6 +285,18 @@ def _push_tag(client, image, repository: str, tag: str, repo: Repository, emit: 
         raise DigestMismatch(f"digest mismatch for {reference}: registry has {remote}, local image has {mine}")
     emit(Event("digest", f"{reference}@{remote}", current=1, total=1))
     return remote
+
+
+def _refuse_overwrite(image, site: Site, repo: Repository) -> None:
+    with RegistryClient(repo.registry) as registry:
+        try:
+            remote = registry.manifest_digest(repo.name, site.tag)
+        except RepositoryNotFound:
+            return
+    if remote is not None and remote not in _repo_digests(image.attrs.get("RepoDigests") or [], site.image):
+        raise Refused(f"{site.reference} already exists in registry {repo.registry} as {remote}, with other "
+                      f"bytes than {image.short_id}: release tags are immutable; bump the version "
+                      "(or push with --force)")
 
 
 def _repo_digests(entries: list[str], repository: str) -> set[str]:

@@ -68,11 +68,16 @@ def push_cmd(site: SiteArg,
              also_latest: Annotated[bool, typer.Option("--also-latest", help="Also push the image as :latest.")] = False,
              skip_verify: Annotated[bool, typer.Option(
                  "--skip-verify", help="Push even if the last `imgforge test` failed or never ran.")] = False,
+             tag: Annotated[Optional[str], typer.Option(
+                 "--tag", help="Push the image under this tag instead (e.g. dev-<sha8> for branch builds).")] = None,
+             force: Annotated[bool, typer.Option(
+                 "--force", help="Overwrite a release tag the registry holds with other bytes.")] = False,
              root: RootOpt = None, json_out: JsonOpt = False) -> None:
     """Push SITE's image, then check the registry's manifest digest equals the local one."""
     catalog = config.load_catalog(root)
     with _Progress(quiet=json_out) as on_event:
-        result = release.push(catalog, site, also_latest=also_latest, skip_verify=skip_verify, on_event=on_event)
+        result = release.push(catalog, site, also_latest=also_latest, skip_verify=skip_verify, tag=tag,
+                              force=force, on_event=on_event)
     if json_out:
         print_json(result.to_dict())
         return

@@ -79,9 +79,13 @@ def test_push_json_and_warning_on_skip_verify(capsys, root, tiny_image, basic_re
 
     web = config.load_catalog(root).site("web")
     tiny_image(web.reference)
-    code, out, err = run(capsys, "push", "web", "--skip-verify", "--json", "--root", root)
+    # The catalog's v0.0.2 is already in the registry with other bytes: a release tag is immutable.
+    code, out, err = run(capsys, "push", "web", "--skip-verify", "--root", root)
+    assert code == 10 and "release tags are immutable" in err and out == ""
+    code, out, err = run(capsys, "push", "web", "--skip-verify", "--tag", "dev-0000aaaa", "--json", "--root", root)
     assert code == 0
-    assert json.loads(out)["reference"] == web.reference and json.loads(out)["digest"].startswith("sha256:")
+    assert json.loads(out)["reference"] == f"{web.image}:dev-0000aaaa"
+    assert json.loads(out)["digest"].startswith("sha256:")
     assert err.startswith("WARNING: --skip-verify: pushing ") and "(never tested)" in err
 
 
@@ -119,11 +123,11 @@ def test_push_flags_reach_the_library(capsys, root, monkeypatch):
 
     seen = {}
 
-    def fake_push(catalog, site, *, also_latest, skip_verify, on_event):
-        seen.update(site=site, also_latest=also_latest, skip_verify=skip_verify)
+    def fake_push(catalog, site, *, also_latest, skip_verify, tag, force, on_event):
+        seen.update(site=site, also_latest=also_latest, skip_verify=skip_verify, tag=tag, force=force)
         return release.PushResult(site, "r:v1", "sha256:" + "c" * 64, True, ["r:latest"])
 
     monkeypatch.setattr(release, "push", fake_push)
     code, out, _ = run(capsys, "push", "web", "--also-latest", "--root", root)
-    assert code == 0 and seen == {"site": "web", "also_latest": True, "skip_verify": False}
+    assert code == 0 and seen == {"site": "web", "also_latest": True, "skip_verify": False, "tag": None, "force": False}
     assert out.splitlines() == [f"pushed r:v1@sha256:{'c' * 64}", f"pushed r:latest@sha256:{'c' * 64}"]

@@ -7,6 +7,7 @@ import pytest
 from imgforge import config, release
 from imgforge.errors import NotFound, Refused
 from imgforge.registry import RegistryClient, RepositoryNotFound
+from imgforge.registry.client import AuthRejected
 from imgforge.verify.state import record_result
 
 pytestmark = [pytest.mark.registry, pytest.mark.docker]
@@ -79,8 +80,14 @@ def test_push_with_rejected_credentials_fails_without_the_password(site, tiny_im
     catalog, web, _ = site
     monkeypatch.setenv("IMGFORGE_REGISTRY_PASSWORD", "wrong-Pa55word-xyz")
     record_result(tiny_image(web.reference).id, {"ok": True})
-    with pytest.raises(release.PushFailed) as e:
+    # The release-tag guard asks the registry first, so the rejection comes before any upload.
+    with pytest.raises(AuthRejected) as e:
         release.push(catalog, "web")
+    assert str(e.value).startswith(f"credentials rejected for repository {web.image.split('/', 1)[1]} "
+                                   f"on registry {web.image.split('/')[0]}")
+    assert "wrong-Pa55word-xyz" not in str(e.value)
+    with pytest.raises(release.PushFailed) as e:  # past the guard, the engine's push is rejected too
+        release.push(catalog, "web", force=True)
     assert str(e.value).startswith(f"push of {web.reference} to registry {web.image.split('/')[0]} failed: ")
     assert "wrong-Pa55word-xyz" not in str(e.value)
 
@@ -94,5 +101,44 @@ def test_digest_mismatch_is_an_error(site, tiny_image, monkeypatch):
             return "sha256:" + "0" * 64
 
     monkeypatch.setattr(release, "RegistryClient", Tampered)
+    # --force: past the release-tag guard (which would refuse the tampered tag), to the read-back.
     with pytest.raises(release.DigestMismatch, match=rf"digest mismatch for {web.reference}: registry has sha256:0+, local"):
+        release.push(catalog, "web", force=True)
+
+
+def test_push_under_another_tag_for_branch_builds(site, tiny_image, basic_registry):
+    catalog, web, repo = site
+    image = tiny_image(web.reference)
+    record_result(image.id, {"ok": True, "checks": []})
+    result = release.push(catalog, "web", tag="dev-1a2b3c4d")
+    assert result.reference == f"{web.image}:dev-1a2b3c4d"
+    assert _remote_digest(basic_registry, repo, "dev-1a2b3c4d") == result.digest
+    assert _remote_digest(basic_registry, repo, "v0.1.0") is None  # the release tag is not touched
+    # A moving tag may be pushed again with other bytes (the next branch build).
+    other = tiny_image(web.reference)
+    record_result(other.id, {"ok": True, "checks": []})
+    assert release.push(catalog, "web", tag="dev-1a2b3c4d").digest != result.digest
+
+
+def test_push_refuses_to_overwrite_a_release_tag_with_other_bytes(site, tiny_image, basic_registry):
+    catalog, web, repo = site
+    first = tiny_image(web.reference)
+    record_result(first.id, {"ok": True, "checks": []})
+    pushed = release.push(catalog, "web").digest
+    assert release.push(catalog, "web").digest == pushed  # same bytes again: idempotent
+    second = tiny_image(web.reference)
+    record_result(second.id, {"ok": True, "checks": []})
+    with pytest.raises(Refused, match=r"v0.1.0 already exists in registry .* release tags are immutable"):
         release.push(catalog, "web")
+    assert _remote_digest(basic_registry, repo, "v0.1.0") == pushed
+    forced = release.push(catalog, "web", force=True)
+    assert forced.digest != pushed and _remote_digest(basic_registry, repo, "v0.1.0") == forced.digest
+
+
+def test_push_rejects_a_malformed_tag(site, tiny_image):
+    catalog, web, _ = site
+    record_result(tiny_image(web.reference).id, {"ok": True, "checks": []})
+    from imgforge.errors import UsageError
+
+    with pytest.raises(UsageError, match='tag: expected an image tag'):
+        release.push(catalog, "web", tag="dev 1")
