@@ -349,7 +349,7 @@ GITLAB_SITE_JOB = """\
   script:
     - 'case "$BASE" in imgforge/*) imgforge base status --quiet || { apt-get update -qq && apt-get install -y -qq debootstrap && imgforge base bootstrap debian --with-nginx; } ;; esac'
     - imgforge build "$SITE" --test
-    - 'case "${IMGFORGE_PUSH:-}:$IMAGE" in *:127.0.0.1:*|*:localhost:*) echo "$IMAGE is a local-only image: not pushed" ;; release:*) imgforge push "$SITE" --also-latest ;; *) echo "not pushing (IMGFORGE_PUSH=${IMGFORGE_PUSH:-none})" ;; esac'
+    - 'case "${IMGFORGE_PUSH:-}:$IMAGE" in *:127.0.0.1:*|*:localhost:*) echo "$IMAGE is a local-only image: not pushed" ;; release:*) imgforge push "$SITE" --also-latest ;; dev:*) imgforge push "$SITE" --tag "dev-$CI_COMMIT_SHORT_SHA" ;; *) echo "not pushing (IMGFORGE_PUSH=${IMGFORGE_PUSH:-none})" ;; esac'
 """
 
 

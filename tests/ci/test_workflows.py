@@ -131,9 +131,12 @@ def _push_steps(gh: dict) -> list[dict]:
 def test_github_pull_requests_never_push(helpers):
     gh = read(helpers, GITHUB)
     steps = _push_steps(gh)
-    assert len(steps) == 1
+    assert len(steps) == 2  # release tags, and dev-<sha8> from branch pushes
     for step in steps:
-        assert "github.event_name == 'push'" in step["if"] and "github.ref_type == 'tag'" in step["if"]
+        assert "github.event_name == 'push'" in step["if"] and "pull_request" not in step["if"]
+    release, dev = sorted(steps, key=lambda st: "--tag" in st["run"])
+    assert "github.ref_type == 'tag'" in release["if"] and "--also-latest" in release["run"]
+    assert "github.ref_type == 'branch'" in dev["if"] and '--tag "dev-${GITHUB_SHA::8}"' in dev["run"]
     assert gh["jobs"]["gitops"]["if"].count("github.event_name == 'push'") == 1
     assert "ref_type == 'tag'" in gh["jobs"]["gitops"]["if"]
 
@@ -182,8 +185,9 @@ def test_gitlab_push_only_from_release_tags_and_the_default_branch(helpers):
     gl = read(helpers, GITLAB)
     rules = gl["sites"]["rules"]
     pushing = {r["variables"]["IMGFORGE_PUSH"]: r["if"] for r in rules if "variables" in r}
-    assert set(pushing) == {"release"}
+    assert set(pushing) == {"release", "dev"}
     assert pushing["release"] == r"$CI_COMMIT_TAG =~ /^v?\d+\.\d+\.\d+$/"
+    assert pushing["dev"] == '$CI_PIPELINE_SOURCE == "push" && $CI_COMMIT_BRANCH == $CI_DEFAULT_BRANCH'
     assert all("merge_request" not in cond for cond in pushing.values())
     assert gl["sites"]["trigger"]["include"] == [{"artifact": "sites-pipeline.yml", "job": "plan"}]
     assert gl["plan"]["variables"]["GIT_DEPTH"] == "0"
@@ -191,6 +195,7 @@ def test_gitlab_push_only_from_release_tags_and_the_default_branch(helpers):
     child = helpers.load_yaml(matrix.GITLAB_SITE_JOB)[".imgforge-site"]
     push_line = next(line for line in child["script"] if "imgforge push" in line)
     assert "release:*)" in push_line and "*) echo" in push_line
+    assert 'dev:*) imgforge push "$SITE" --tag "dev-$CI_COMMIT_SHORT_SHA"' in push_line
 
 
 def test_generated_report_jobs_print_the_reasons_verbatim(helpers):
