@@ -4,11 +4,6 @@
 # Idempotent: a second run only checks the set-up and reuses the unchanged image.
 # Extra arguments go to `imgforge build`, e.g. ./example.sh --force
 source "$(dirname "${BASH_SOURCE[0]}")/scripts/env.sh"
-trap stop_dockerd_if_started EXIT
 
-ensure_packages
-ensure_venv
-ensure_dockerd
-ensure_base_image
-cd "$ROOT"
+setup
 imgforge build example --test "$@"

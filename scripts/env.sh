@@ -85,3 +85,13 @@ ensure_base_image() {
         "$VENV/bin/imgforge" base bootstrap debian --with-nginx
     fi
 }
+
+# Everything both commands need, in order; the engine is stopped on exit if this run started it.
+setup() {
+    trap stop_dockerd_if_started EXIT
+    ensure_packages
+    ensure_venv
+    ensure_dockerd
+    ensure_base_image
+    cd "$ROOT"
+}
