@@ -75,12 +75,19 @@ def build_args(rendered: Rendered, digest: str) -> dict[str, str]:
 
 
 def find_built(digest: str) -> str | None:
-    """Id of a local image already built from exactly these inputs, if any."""
+    """Id of a local image imgforge built from exactly these inputs, if any.
+
+    Images built ``FROM`` an imgforge image inherit its labels; only one whose last step is
+    imgforge's own LABEL step is the build itself.
+    """
     try:
-        images = docker_client().images.list(filters={"label": f"{DIGEST_LABEL}={digest}"})
+        for image in docker_client().images.list(filters={"label": f"{DIGEST_LABEL}={digest}"}):
+            history = image.history()
+            if history and DIGEST_LABEL in (history[0].get("CreatedBy") or ""):
+                return image.id
     except docker.errors.APIError as e:
         raise DockerError(f"cannot list images: {e.explanation or e}") from e
-    return images[0].id if images else None
+    return None
 
 
 def build_site(catalog: Catalog, site: Site, *, force: bool = False, no_cache: bool = False,

@@ -133,7 +133,8 @@ def _test_one(catalog: config.Catalog, site: config.Site, result: BuildResult, q
     if not quiet:
         for check in data["checks"]:
             mark = "[green]pass[/]" if check["ok"] else "[red]FAIL[/]"
-            err_console.print(f"  {mark} {check['name']}: {check['detail']}", highlight=False)
+            err_console.print(f"  {mark} ", end="", highlight=False)
+            err_console.print(f"{check['name']}: {check['detail']}", markup=False, highlight=False)
     return data
 
 

@@ -149,3 +149,19 @@ def test_build_all_reports_unavailable_sites_and_builds_the_rest(make_catalog, n
     assert "no path or git URL" in rows["nosource"]["detail"]
     again = json.loads(run_cli("build", "ok", "--json", "--root", str(root)).stdout)
     assert again["skipped"] is True and again["image"] == "127.0.0.1:5000/test/ok:v0.0.1"
+
+
+def test_images_derived_from_a_build_are_never_reused_as_it(make_catalog, nginx_base, docker_client,
+                                                           build_file_tree, cleanup_images, tmp_path):
+    """A child image inherits the inputs-digest label; only imgforge's own build may be reused."""
+    content = build_file_tree(tmp_path / "src", {"www-data/index.html": f"<p>{time.time_ns()}</p>\n"})
+    catalog = config.load_catalog(make_catalog({"d": {"source": {"path": str(content)}}}))
+    site = catalog.site("d")
+    built = build.build_site(catalog, site)
+    child, _ = docker_client.images.build(
+        fileobj=io.BytesIO(f"FROM {built.id}\nUSER 0:0\nRUN touch /child\n".encode()), tag="imgforge-test/child:1", rm=True)
+    cleanup_images.extend(["imgforge-test/child:1", site.reference])
+    assert child.labels[build.DIGEST_LABEL] == built.inputs_digest  # the trap: the label is inherited
+    assert build.find_built(built.inputs_digest) == built.id
+    again = build.build_site(catalog, site)
+    assert again.skipped and again.id == built.id

@@ -63,7 +63,7 @@ def test_hardening_contract_holds_for_every_profile(make_catalog):
         assert "pid /tmp/nginx.pid;" in nginx
         for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
             assert f"{kind}_temp_path /tmp/" in nginx, (name, kind)
-        assert "error_log stderr" in nginx and "access_log /dev/stdout;" in nginx
+        assert "error_log stderr" in nginx and "access_log /dev/stdout combined buffer=64k flush=1s;" in nginx
         assert "server_tokens off;" in nginx
         docker = files["Dockerfile"]
         assert f"\nUSER {site.uid}:{site.gid}\n" in docker

@@ -1,0 +1,153 @@
+"""Every check can fail: each broken variant of the good image fails exactly its own check.
+
+The variants are the mistakes people really make when they de-root an nginx image by hand (the
+context of issue 3): a user name instead of numbers, an entrypoint that ignores LISTEN_PORT or
+does not ``exec``, a lost ``add_header`` in an asset location, PHP sources served as text, ...
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from imgforge import verify
+from imgforge.render import CONTENT_ROOT
+from imgforge.verify.runner import ORDER
+
+pytestmark = pytest.mark.docker
+
+ASSET_HEADERS = """        include /etc/nginx/imgforge/headers.conf;
+        add_header Cache-Control"""
+HIDDEN_LOCATION = "    location ~* \\.(?:php|"
+
+
+def _failing(report) -> set[str]:
+    return {c.name for c in report.checks if not c.ok}
+
+
+def _detail(report, name: str) -> str:
+    return next(c.detail for c in report.checks if c.name == name)
+
+
+def _site_conf(good, old: str, new: str) -> dict:
+    return {"/etc/nginx/imgforge/site.conf": (good.edited("imgforge/site.conf", old, new), 0o644)}
+
+
+def _without_block(good, name: str, starts: str) -> str:
+    """The rendered file minus the `location` block that starts with ``starts``."""
+    text = good.rendered(name)
+    at = text.index(starts)
+    end = text.index("\n    }\n", at) + len("\n    }\n")
+    return text[:at] + text[end:]
+
+
+# name -> (the check that must fail, how to break the image, a word its detail must contain)
+VARIANTS = {
+    "user-name": ("image_config", lambda g: (["USER www-data"], {}), "not numeric"),
+    "root-group": ("processes", lambda g: ([
+        # A passwd entry for the UID makes the engine (like the kubelet) add the groups that list it.
+        f"RUN echo 'web:x:{g.site.uid}:{g.site.gid}::/nonexistent:/usr/sbin/nologin' >> /etc/passwd"
+        " && sed -i 's/^root:x:0:$/root:x:0:web/' /etc/group && grep -q '^root:x:0:web$' /etc/group"], {}),
+        "supplementary groups ['0']"),
+    "file-missing": ("content_served", lambda g: ([f"RUN rm {CONTENT_ROOT}/about.html"], {}), "/about.html"),
+    "no-mime-types": ("content_types", lambda g: ([], {"/etc/nginx/nginx.conf": (g.edited(
+        "nginx.conf", "include /etc/nginx/mime.types;", "# mime.types forgotten"), 0o644)}),
+        "application/octet-stream"),
+    "no-spa-fallback": ("missing_path", lambda g: ([], _site_conf(
+        g, "try_files $uri $uri/ /index.html;", "try_files $uri $uri/ =404;")), "expected 200"),
+    # The hand-made way: the whole web root copied in, and no deny rule for server-side source.
+    "php-as-text": ("hidden_files", lambda g: ([], {
+        "/etc/nginx/imgforge/site.conf": (_without_block(g, "imgforge/site.conf", HIDDEN_LOCATION), 0o644),
+        f"{CONTENT_ROOT}/contact.php": ((g.source / "contact.php").read_text(), 0o644)}), "/contact.php"),
+    "symlink-to-etc": ("path_traversal", lambda g: ([f"RUN ln -s /etc {CONTENT_ROOT}/etc"], {}), "root:x:0:0"),
+    "no-healthz": ("healthz", lambda g: ([], {"/etc/nginx/imgforge/site.conf": (
+        _without_block(g, "imgforge/site.conf", "    location = /healthz {"), 0o644)}), "/healthz"),
+    "server-tokens": ("server_header", lambda g: ([], {"/etc/nginx/nginx.conf": (g.edited(
+        "nginx.conf", "server_tokens off;", "server_tokens on;"), 0o644)}), "nginx/"),
+    "asset-headers-lost": ("security_headers", lambda g: ([], _site_conf(
+        g, ASSET_HEADERS, "        add_header Cache-Control")), "(missing)"),
+    "ignores-listen-port": ("listen_port", lambda g: ([], {"/usr/local/bin/imgforge-entrypoint": (g.edited(
+        "imgforge-entrypoint", 'port="${LISTEN_PORT:-}"', f'port="{g.site.port}"'), 0o755)}),
+        "no HTTP answer on 9090"),
+    "owner-only-content": ("arbitrary_uid", lambda g: ([
+        f"RUN chown -R {g.site.uid}:{g.site.gid} {CONTENT_ROOT} && chmod -R o-rwx {CONTENT_ROOT}"], {}),
+        "not the content file"),
+    "setuid-helper": ("no_setuid", lambda g: ([
+        "RUN cp /bin/true /usr/local/bin/helper && chmod 4755 /usr/local/bin/helper"], {}),
+        "/usr/local/bin/helper"),
+    # A copied tuning line: workers cannot renice without CAP_SYS_NICE, log [alert] and go on serving.
+    "worker-priority": ("startup_logs", lambda g: ([], {"/etc/nginx/nginx.conf": (g.edited(
+        "nginx.conf", "worker_processes auto;", "worker_processes auto;\nworker_priority -5;"), 0o644)}),
+        "setpriority(-5) failed"),
+    "entrypoint-without-exec": ("stop", lambda g: ([], {"/usr/local/bin/imgforge-entrypoint": (g.edited(
+        "imgforge-entrypoint", 'exec "$@"', '"$@"'), 0o755)}), "after SIGQUIT"),
+}
+
+
+def test_every_check_has_a_breaking_variant():
+    assert sorted(check for check, _, _ in VARIANTS.values()) == sorted(ORDER)
+
+
+@pytest.mark.parametrize("name", list(VARIANTS))
+def test_broken_variant_fails_exactly_its_check(name, good, variant):
+    check, recipe, word = VARIANTS[name]
+    lines, files = recipe(good)
+    image = variant(name, lines, files)
+    report = verify.run_site(good.catalog, good.site, image=image)
+    assert _failing(report) == {check}, report.to_dict()
+    assert word in _detail(report, check)
+    assert not report.ok
+    assert verify.last_result(image)["ok"] is False  # release and push will refuse it
+
+
+def test_good_image_passes_every_check(good):
+    report = verify.run_site(good.catalog, good.site)
+    assert [c.name for c in report.checks] == list(ORDER)
+    assert report.ok, [c for c in report.checks if not c.ok]
+    assert "of 4 hidden content file(s)" in _detail(report, "hidden_files")  # .htaccess, .env, .php, .bak
+    assert verify.last_result(good.image_id) == report.to_dict()
+
+
+def test_a_404_site_passes_with_its_own_fallback(good, variant):
+    """The same content with `=404`, tested against a catalog site that says fallback = "404"."""
+    image = variant("fallback-404", [], _site_conf(good, "try_files $uri $uri/ /index.html;",
+                                                   "try_files $uri $uri/ =404;"))
+    site = good.site.model_copy(update={"fallback": "404"})
+    report = verify.run_site(good.catalog, site, image=image)
+    assert report.ok, [c for c in report.checks if not c.ok]
+    assert "404" in _detail(report, "missing_path")
+
+
+def test_config_without_tmp_paths_dies_on_read_only_root_and_is_reported_fast(good, variant):
+    """nginx exits at once (mkdir on a read-only root): every check fails, none waits for a timeout."""
+    conf = good.rendered("nginx.conf")
+    broken = "\n".join(line for line in conf.splitlines() if "_temp_path /tmp/" not in line) + "\n"
+    assert broken != conf
+    image = variant("no-tmp-paths", [], {"/etc/nginx/nginx.conf": (broken, 0o644)})
+    started = time.monotonic()
+    report = verify.run_site(good.catalog, good.site, image=image)
+    assert time.monotonic() - started < 8
+    assert "Read-only file system" in _detail(report, "startup_logs")
+    assert "exited" in _detail(report, "healthz")
+    assert _failing(report) >= {"startup_logs", "healthz", "content_served", "listen_port", "arbitrary_uid", "stop"}
+    assert {"image_config", "no_setuid"}.isdisjoint(_failing(report))
+
+
+def test_image_without_find_is_scanned_from_its_export(good, variant):
+    """No `find` in the image (distroless-like): the setuid scan falls back to `docker export`."""
+    image = variant("no-find-setuid", ["RUN cp /bin/true /usr/local/bin/helper && chmod 4755 /usr/local/bin/helper"
+                                       " && rm /usr/bin/find"])
+    report = verify.run_site(good.catalog, good.site, image=image)
+    assert _failing(report) == {"no_setuid"}, report.to_dict()
+    assert "/usr/local/bin/helper" in _detail(report, "no_setuid")
+
+
+def test_user_root_directive_is_judged_by_what_runs(good, variant):
+    """`user root;` in nginx.conf is ignored by a non-root master: processes judges the real IDs."""
+    image = variant("user-root-directive", [], {"/etc/nginx/nginx.conf": (good.edited(
+        "nginx.conf", "worker_processes auto;", "user root;\nworker_processes auto;"), 0o644)})
+    report = verify.run_site(good.catalog, good.site, image=image)
+    assert report.ok, report.failed
+    assert f"all {good.site.uid}:{good.site.gid}" in _detail(report, "processes")
+

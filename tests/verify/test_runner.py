@@ -1,0 +1,172 @@
+"""How the containers are run: restricted like a Pod, concurrently, and always removed."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import threading
+import time
+
+import docker.errors
+import pytest
+import tomlkit
+
+from imgforge import config, verify
+from imgforge.cli import main
+from imgforge.errors import EXIT_NOT_FOUND
+from imgforge.verify import checks, runner
+from imgforge.verify.runner import RUN_LABEL
+from testcontainers.core.labels import LABEL_SESSION_ID, SESSION_ID
+
+pytestmark = pytest.mark.docker
+
+
+def _our_containers(client) -> list:
+    """This process's verification containers (other sessions may share the engine)."""
+    return client.api.containers(all=True, filters={"label": [RUN_LABEL, f"{LABEL_SESSION_ID}={SESSION_ID}"]})
+
+
+def test_containers_run_restricted_on_loopback_and_start_concurrently(good, docker_client, monkeypatch):
+    seen: dict[str, dict] = {}
+    spans: dict[str, tuple[float, float]] = {}
+    real_start, real_healthz = runner.Fleet.start, checks.healthz
+
+    def timed_start(self, role, **kwargs):
+        began = time.monotonic()
+        try:
+            return real_start(self, role, **kwargs)
+        finally:
+            spans[role] = (began, time.monotonic())
+
+    def snapshot(web):  # runs while the main container serves; the others run alongside it
+        for c in _our_containers(docker_client):
+            with contextlib.suppress(docker.errors.NotFound):  # a finished scenario removes its own
+                attrs = docker_client.api.inspect_container(c["Id"])
+                seen[attrs["Name"].rsplit("-", 1)[-1]] = attrs["HostConfig"] | {"User": attrs["Config"]["User"]}
+        return real_healthz(web)
+
+    monkeypatch.setattr(runner.Fleet, "start", timed_start)
+    monkeypatch.setattr(checks, "healthz", snapshot)
+    report = verify.run_site(good.catalog, good.site)
+    assert report.ok, report.failed
+    main_host = seen["main"]
+    assert main_host["User"] == f"{good.site.uid}:{good.site.gid}"
+    assert main_host["ReadonlyRootfs"] is True
+    assert main_host["CapDrop"] == ["ALL"] and not main_host["CapAdd"]
+    assert main_host["SecurityOpt"] == ["no-new-privileges"]
+    assert "/tmp" in main_host["Tmpfs"]
+    assert {b["HostIp"] for bs in main_host["PortBindings"].values() for b in bs} == {"127.0.0.1"}
+    if "uid" in seen:
+        assert seen["uid"]["User"] == checks.OPENSHIFT_USER and seen["uid"]["ReadonlyRootfs"] is True
+    # Four containers, started at once: every start began before any start had finished.
+    assert set(spans) == {"main", "port", "uid", "scan"}
+    assert max(b for b, _ in spans.values()) < min(e for _, e in spans.values())
+
+
+@pytest.mark.parametrize("how", ["SIGINT", "SIGTERM"])
+def test_interrupt_mid_run_removes_every_container(good, docker_client, monkeypatch, how):
+    """Ctrl-C (SIGINT) or a SIGTERM while checks run: KeyboardInterrupt, and nothing left behind."""
+    real = checks.path_traversal
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def interrupt(web, expect):
+        os.kill(os.getpid(), getattr(signal, how))
+        time.sleep(0.2)  # let the signal land while containers are up
+        return real(web, expect)
+
+    monkeypatch.setattr(checks, "path_traversal", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        verify.run_site(good.catalog, good.site)
+    assert _our_containers(docker_client) == []
+    assert signal.getsignal(signal.SIGTERM) is previous
+
+
+def test_a_crashing_check_still_removes_the_containers(good, docker_client, monkeypatch):
+    def broken(*args):
+        raise RuntimeError("bug in a check")
+
+    monkeypatch.setattr(checks, "missing_path", broken)
+    with pytest.raises(RuntimeError, match="bug in a check"):
+        verify.run_site(good.catalog, good.site)
+    assert _our_containers(docker_client) == []
+
+
+def _run_cli(capsys, *args: str) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as exit_info:
+        main(list(args))
+    out, err = capsys.readouterr()
+    return exit_info.value.code, out, err
+
+
+def test_cli_json_exit_codes_and_recorded_state(good, variant, capsys):
+    root = str(good.catalog.root)
+    code, out, _ = _run_cli(capsys, "test", "web", "--root", root, "--json")
+    data = json.loads(out)
+    assert code == 0 and data["ok"] is True
+    assert set(data) == {"site", "image", "image_id", "checks", "ok"}
+    assert data["image"] == good.site.reference and data["image_id"] == good.image_id
+    assert all(set(c) == {"name", "ok", "detail"} for c in data["checks"])
+    assert verify.last_result(good.image_id)["ok"] is True
+
+    broken = variant("server-tokens", [], {"/etc/nginx/nginx.conf": (good.edited(
+        "nginx.conf", "server_tokens off;", "server_tokens on;"), 0o644)})
+    code, out, err = _run_cli(capsys, "test", "web", "--root", root, "--image", broken)
+    assert code == 1 and err == ""  # failed checks are a result, not an error line
+    assert "server_header" in out and "FAIL" in out and "14 of 15 checks passed" not in out
+    assert "1 of 15 checks failed" in out
+    assert verify.last_result(broken)["ok"] is False
+
+    code, _, err = _run_cli(capsys, "test", "nope", "--root", root)
+    assert code == EXIT_NOT_FOUND and err.startswith("error: unknown site 'nope'")
+    code, _, err = _run_cli(capsys, "test", "web", "--root", root, "--image", "127.0.0.1:9/no/such:image")
+    assert code == EXIT_NOT_FOUND and "not found in the Docker engine" in err
+
+
+def test_build_with_test_records_the_result(good, capsys):
+    """The contract `imgforge build SITE --test` relies on (cli/core.py calls verify.run_site)."""
+    code, out, _ = _run_cli(capsys, "build", "web", "--root", str(good.catalog.root), "--test", "--json")
+    row = json.loads(out)
+    assert code == 0 and row["test"]["ok"] is True and row["test"]["image_id"] == row["id"]
+    assert verify.last_result(row["id"])["ok"] is True
+
+
+def test_several_sites_in_one_call(good, variant, docker_client, capsys):
+    """Two sites with different fallbacks, tested at once; `test --all` does the same from the CLI."""
+    image = variant("fallback-404", [], {"/etc/nginx/imgforge/site.conf": (good.edited(
+        "imgforge/site.conf", "try_files $uri $uri/ /index.html;", "try_files $uri $uri/ =404;"), 0o644)})
+    site_file = good.catalog.root / "sites" / "web404.toml"
+    data = tomlkit.parse((good.catalog.root / "sites" / "web.toml").read_text())
+    data["fallback"], data["image"] = "404", "127.0.0.1:5000/imgforge-verify-test/web404"
+    site_file.write_text(tomlkit.dumps(data))
+    docker_client.images.get(image).tag(data["image"], data["tag"])
+    try:
+        catalog = config.load_catalog(good.catalog.root)
+        reports = verify.run_sites(catalog, [catalog.site("web"), catalog.site("web404")])
+        assert [r.site for r in reports] == ["web", "web404"]
+        assert all(r.ok for r in reports), [r.failed for r in reports]
+        code, out, _ = _run_cli(capsys, "test", "--all", "--root", str(catalog.root), "--json")
+        assert code == 0 and sorted(r["site"] for r in json.loads(out)) == ["web", "web404"]
+    finally:
+        site_file.unlink()
+        docker_client.images.remove(f"{data['image']}:{data['tag']}")
+
+
+def test_engine_unreachable_is_exit_5(good, capsys, monkeypatch, tmp_path):
+    from imgforge.engine import docker_client
+
+    docker_client.cache_clear()
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no.sock")
+    try:
+        code, _, err = _run_cli(capsys, "test", "web", "--root", str(good.catalog.root))
+    finally:
+        docker_client.cache_clear()
+    assert code == 5 and err.startswith("error: cannot reach the Docker engine")
+
+
+def test_threads_do_not_outlive_the_run(good):
+    before = {t.name for t in threading.enumerate()}
+    verify.run_site(good.catalog, good.site)
+    time.sleep(0.05)
+    assert not {t.name for t in threading.enumerate() if t.name.startswith("imgforge-verify")} - before
