@@ -69,11 +69,17 @@ def bootstrap_debian(*, with_nginx: bool = False, mirror: str | None = None,
         rootfs = Path(tmp) / "rootfs"
         say(f"debootstrap --variant=minbase {SUITE} ({mirror or 'default mirror'})")
         _run(["debootstrap", "--variant=minbase", SUITE, str(rootfs), *([mirror] if mirror else [])])
+        lists = rootfs / "var/lib/apt/lists"
+        kept = Path(tmp) / "apt-lists"
+        if with_nginx:  # the minbase image ships without package lists; the nginx step needs them
+            shutil.copytree(lists, kept, symlinks=True)
         _harden(rootfs)
         say(f"importing {DEBIAN}")
         _import(client, rootfs, DEBIAN, Path(tmp))
         made.append(DEBIAN)
         if with_nginx:
+            shutil.rmtree(lists)
+            shutil.copytree(kept, lists, symlinks=True)
             say("installing nginx-light in the chroot")
             _run(["chroot", str(rootfs), "apt-get", "install", "-y", "-q", "--no-install-recommends", "nginx-light"],
                  env={"DEBIAN_FRONTEND": "noninteractive"})
