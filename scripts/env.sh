@@ -75,6 +75,9 @@ stop_dockerd_if_started() {
         kill -9 "$pid" 2>/dev/null || true
     fi
     pkill -x containerd 2>/dev/null || true   # docker.io's dockerd runs its own containerd child
+    # Container shims of this engine ("moby" namespace) exit on their own a moment later; wait, then insist.
+    for _ in $(seq 1 20); do pgrep -f 'containerd-shim.*-namespace moby' >/dev/null || break; sleep 0.5; done
+    pkill -f 'containerd-shim.*-namespace moby' 2>/dev/null || true
     rm -f "$STATE_DIR/dockerd.started"
 }
 
