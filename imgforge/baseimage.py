@@ -98,6 +98,8 @@ def _harden(rootfs: Path) -> None:
         mode = path.stat().st_mode
         if mode & 0o6000:
             path.chmod(mode & ~0o6000 & 0o7777)
+    for cache in (rootfs / "var/cache/apt").glob("*.bin"):
+        cache.unlink()  # pkgcache.bin, srcpkgcache.bin: apt rebuilds them (70 MB)
     for rel in ("var/lib/apt/lists", "var/cache/apt/archives", "var/log/nginx"):
         folder = rootfs / rel
         if folder.is_dir():
