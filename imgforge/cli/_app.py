@@ -14,7 +14,9 @@ from rich.console import Console
 
 app = typer.Typer(
     name="imgforge",
-    help="Hardened, non-root nginx images for static sites, carried into a Kubernetes GitOps repo.",
+    help="Hardened, non-root nginx images for static sites, carried into a Kubernetes GitOps repo.\n\n"
+         "Add --debug to any command for the full traceback instead of a one-line error. "
+         "Exit codes: see the README.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,  # locals may hold tokens and passwords
     add_completion=False,
