@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import argparse
 import shutil
 import subprocess
 import time
@@ -17,12 +18,17 @@ import docker
 
 from _common import NGINX_BASE, imgforge, make_catalog, median, photo_site, row, timed
 
-SITES = 5
 COLD_RUNS = 3
-PHOTOS, PHOTO_SIZE = 40, 512 * 1024  # 20 MiB per site, like the owner's photography sites
+PHOTO_SIZE = 512 * 1024
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sites", type=int, default=10, help="sites in the catalog (the fleet has 10)")
+    parser.add_argument("--mib", type=int, default=20, help="MiB of photos per site (default 20)")
+    args = parser.parse_args()
+    global SITES, PHOTOS
+    SITES, PHOTOS = args.sites, max(1, args.mib * 2**20 // PHOTO_SIZE)
     client = docker.from_env()
     root = make_catalog({})
     sites = {}

@@ -53,12 +53,54 @@ class BuildResult:
 OnEvent = Callable[[BuildEvent], None]
 
 
-def inputs_digest(rendered: Rendered) -> str:
+class EngineLookup:
+    """What the engine already holds, asked once per run instead of once per site.
+
+    ``imgforge build --all`` decides for every site whether its inputs changed; one listing of
+    imgforge's images and one inspection per base image serve all of them.
+    """
+
+    def __init__(self) -> None:
+        self._bases: dict[str, str | None] = {}
+        self._built: dict[str, list[str]] | None = None
+
+    def base_id(self, reference: str) -> str | None:
+        if reference not in self._bases:
+            self._bases[reference] = _local_image_id(reference)
+        return self._bases[reference]
+
+    def built(self, digest: str) -> str | None:
+        """Id of a local image imgforge built from exactly these inputs, if any.
+
+        Images built ``FROM`` an imgforge image inherit its labels; only one whose last step is
+        imgforge's own LABEL step is the build itself.
+        """
+        api = docker_client().api
+        try:
+            if self._built is None:
+                self._built = {}
+                for summary in api.images(filters={"label": DIGEST_LABEL}):
+                    label = (summary.get("Labels") or {}).get(DIGEST_LABEL)
+                    self._built.setdefault(label, []).append(summary["Id"])
+            for image_id in self._built.get(digest, []):
+                history = api.history(image_id)
+                if history and DIGEST_LABEL in (history[0].get("CreatedBy") or ""):
+                    return image_id
+        except docker.errors.APIError as e:
+            raise DockerError(f"cannot list images: {e.explanation or e}") from e
+        return None
+
+    def add(self, digest: str, image_id: str) -> None:
+        if self._built is not None:
+            self._built.setdefault(digest, []).insert(0, image_id)
+
+
+def inputs_digest(rendered: Rendered, lookup: EngineLookup | None = None) -> str:
     """The context digest plus the local id of the base image, when the engine has it.
 
     A re-pulled or re-bootstrapped base changes its id, and so forces a rebuild.
     """
-    base_id = _local_image_id(rendered.base_image) or "not-local"
+    base_id = (lookup or EngineLookup()).base_id(rendered.base_image) or "not-local"
     return f"sha256:{_sha256(rendered.digest() + base_id)}"
 
 
@@ -75,33 +117,25 @@ def build_args(rendered: Rendered, digest: str) -> dict[str, str]:
 
 
 def find_built(digest: str) -> str | None:
-    """Id of a local image imgforge built from exactly these inputs, if any.
-
-    Images built ``FROM`` an imgforge image inherit its labels; only one whose last step is
-    imgforge's own LABEL step is the build itself.
-    """
-    try:
-        for image in docker_client().images.list(filters={"label": f"{DIGEST_LABEL}={digest}"}):
-            history = image.history()
-            if history and DIGEST_LABEL in (history[0].get("CreatedBy") or ""):
-                return image.id
-    except docker.errors.APIError as e:
-        raise DockerError(f"cannot list images: {e.explanation or e}") from e
-    return None
+    """Id of a local image imgforge built from exactly these inputs, if any."""
+    return EngineLookup().built(digest)
 
 
 def build_site(catalog: Catalog, site: Site, *, force: bool = False, no_cache: bool = False,
-               on_event: OnEvent | None = None, out_dir: Path | None = None) -> BuildResult:
+               on_event: OnEvent | None = None, out_dir: Path | None = None,
+               lookup: EngineLookup | None = None) -> BuildResult:
     """Render and build ``site`` as ``image:tag``; reuse an image with the same inputs digest.
 
     ``force`` rebuilds even then; ``no_cache`` also ignores the engine's layer cache (implies force).
+    Pass one ``lookup`` to several calls to ask the engine once for all of them.
     """
     force = force or no_cache
     emit = on_event or (lambda _event: None)
+    lookup = lookup or EngineLookup()
     rendered = prepare(catalog, site)
-    digest = inputs_digest(rendered)
+    digest = inputs_digest(rendered, lookup)
     client = docker_client()
-    if not force and (existing := find_built(digest)):
+    if not force and (existing := lookup.built(digest)):
         _tag(client, existing, site)
         emit(BuildEvent(site.name, "skip", f"inputs unchanged ({digest[:19]}…): reusing {existing[:19]}"))
         return BuildResult(site.name, site.reference, existing, True, digest)
@@ -109,6 +143,7 @@ def build_site(catalog: Catalog, site: Site, *, force: bool = False, no_cache: b
         write_context(rendered, out_dir)  # kept for inspection; the engine gets the same bytes below
     with context_tar(rendered) as context:
         image_id = _run_build(client, context, site, build_args(rendered, digest), emit, no_cache)
+    lookup.add(digest, image_id)
     return BuildResult(site.name, site.reference, image_id, False, digest)
 
 
@@ -161,16 +196,16 @@ def _explain(detail: str, tail: deque[str]) -> str:
 
 def _tag(client, image_id: str, site: Site) -> None:
     try:
-        current = client.images.get(site.reference).id
+        current = client.api.inspect_image(site.reference)["Id"]
     except docker.errors.ImageNotFound:
         current = None
     if current != image_id:
-        client.images.get(image_id).tag(site.image, site.tag)
+        client.api.tag(image_id, site.image, site.tag)
 
 
 def _local_image_id(reference: str) -> str | None:
     try:
-        return docker_client().images.get(reference).id
+        return docker_client().api.inspect_image(reference)["Id"]
     except docker.errors.ImageNotFound:
         return None
     except docker.errors.APIError as e:

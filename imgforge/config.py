@@ -15,7 +15,6 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import tomlkit
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from imgforge._fs import atomic_write_text
@@ -243,6 +242,8 @@ def set_site_tag(catalog: Catalog, site: Site, tag: str) -> None:
     """Rewrite only the ``tag`` value of a site file; comments and layout stay as they were."""
     if not _TAG.match(tag):
         raise CatalogError(site.file, f"tag: expected an image tag like v1.2.3, got {_show(tag)}")
+    import tomlkit  # only the tag rewrite needs a round-trip TOML library
+
     path = catalog.site_path(site)
     doc = tomlkit.parse(path.read_text(encoding="utf-8"))
     doc["tag"] = tag

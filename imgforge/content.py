@@ -22,9 +22,24 @@ from imgforge.errors import ContentMissing
 
 @dataclass(frozen=True)
 class Content:
-    path: Path  # the folder whose files are served
-    revision: str | None  # commit the files come from, when known
-    source: str  # where they come from, for the org.opencontainers.image.source label
+    """The folder whose files are served, and where they come from (for the image's labels).
+
+    For a local folder the commit and remote are asked of git only when a build needs its
+    labels: a warm build that is skipped never runs git.
+    """
+
+    path: Path
+    fetched_revision: str | None = None  # the commit of a git source
+    url: str | None = None  # a git source's URL
+    local_path: str | None = None  # a local source as the catalog names it
+
+    @property
+    def revision(self) -> str | None:
+        return self.fetched_revision or _local_revision(self.path)
+
+    @property
+    def source(self) -> str:
+        return self.url or _local_source(self.path) or self.local_path or str(self.path)
 
 
 def cache_dir() -> Path:
@@ -52,10 +67,10 @@ def resolve(catalog: Catalog, site: Site) -> Content:
     assert src is not None
     if src.path is not None:
         folder = (catalog.root / src.path / src.content_dir).resolve()
-        return Content(folder, _local_revision(folder), _local_source(folder) or src.path)
+        return Content(folder, local_path=src.path)
     assert src.git is not None
     commit, folder = _export_git(src.git, src.ref, src.content_dir, site)
-    return Content(folder, commit, src.git)
+    return Content(folder, fetched_revision=commit, url=src.git)
 
 
 def _git(*args: str, cwd: Path | None = None) -> str:

@@ -7,6 +7,7 @@ skip unchanged images is computed from exactly what would be written.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import os
@@ -117,7 +118,9 @@ def _double_quoted(value: str) -> str:
     return f'"{escaped}"'
 
 
+@functools.lru_cache(maxsize=1)
 def _environment() -> jinja2.Environment:
+    """One environment per process, so each template is compiled once for all sites."""
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(templates_dir())),
         undefined=jinja2.StrictUndefined,

@@ -78,9 +78,11 @@ def build_cmd(
     if bool(site) == all_sites:
         raise UsageError("name one site or pass --all")
     from imgforge import config, content
+    from imgforge.build import EngineLookup
 
     catalog = config.load_catalog(root)
     targets = list(catalog.sites.values()) if all_sites else [catalog.site(site)]
+    lookup = EngineLookup()  # one look at the engine's images for all the sites
     rows: list[dict] = []
     failed: ImgforgeError | None = None
     for target in targets:
@@ -88,7 +90,7 @@ def build_cmd(
             rows.append({"site": target.name, "image": target.reference, "status": "unavailable", "detail": reason})
             continue
         try:
-            result = _build_one(catalog, target, force, no_cache, quiet=json_out)
+            result = _build_one(catalog, target, force, no_cache, lookup, quiet=json_out)
         except ContentMissing as e:
             if not all_sites:
                 raise
@@ -111,7 +113,8 @@ def build_cmd(
         raise typer.Exit(failed.exit_code if failed is not None else 1)
 
 
-def _build_one(catalog: config.Catalog, site: config.Site, force: bool, no_cache: bool, quiet: bool) -> BuildResult:
+def _build_one(catalog: config.Catalog, site: config.Site, force: bool, no_cache: bool, lookup,
+               quiet: bool) -> BuildResult:
     from imgforge.build import BuildEvent, build_site
 
     with err_console.status(f"building {site.name}", spinner="dots") as status:
@@ -121,7 +124,7 @@ def _build_one(catalog: config.Catalog, site: config.Site, force: bool, no_cache
             elif event.kind == "skip" and not quiet:
                 err_console.print(f"{site.name}: {event.text}", highlight=False)
 
-        return build_site(catalog, site, force=force, no_cache=no_cache, on_event=show)
+        return build_site(catalog, site, force=force, no_cache=no_cache, on_event=show, lookup=lookup)
 
 
 def _test_one(catalog: config.Catalog, site: config.Site, result: BuildResult, quiet: bool) -> dict:
