@@ -13,14 +13,14 @@ import re
 from collections import deque
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterator
+from typing import Callable, Iterator
 
 import docker.errors
 
 from imgforge.config import Catalog, Site
 from imgforge.engine import docker_client
 from imgforge.errors import BuildFailed, DockerError
-from imgforge.render import Rendered, context_tar, prepare, write_context
+from imgforge.render import Rendered, context_stream, prepare, write_context
 
 DIGEST_LABEL = "io.imgforge.inputs-digest"
 _STEP = re.compile(r"^Step (\d+/\d+) : (.*)$")
@@ -141,13 +141,12 @@ def build_site(catalog: Catalog, site: Site, *, force: bool = False, no_cache: b
         return BuildResult(site.name, site.reference, existing, True, digest)
     if out_dir is not None:
         write_context(rendered, out_dir)  # kept for inspection; the engine gets the same bytes below
-    with context_tar(rendered) as context:
-        image_id = _run_build(client, context, site, build_args(rendered, digest), emit, no_cache)
+    image_id = _run_build(client, context_stream(rendered), site, build_args(rendered, digest), emit, no_cache)
     lookup.add(digest, image_id)
     return BuildResult(site.name, site.reference, image_id, False, digest)
 
 
-def _run_build(client, context: BinaryIO, site: Site, buildargs: dict[str, str], emit: OnEvent,
+def _run_build(client, context: Iterator[bytes], site: Site, buildargs: dict[str, str], emit: OnEvent,
                no_cache: bool = False) -> str:
     tail: deque[str] = deque(maxlen=_TAIL)
     step = ""

@@ -17,7 +17,7 @@ import tarfile
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Iterator
 
 import jinja2
 
@@ -200,38 +200,72 @@ def write_context(rendered: Rendered, out_dir: Path) -> Path:
     return out_dir
 
 
-def context_tar(rendered: Rendered) -> BinaryIO:
-    """The build context as a tar stream, straight from memory and the content folder.
+def context_stream(rendered: Rendered, chunk: int = 1 << 20) -> Iterator[bytes]:
+    """The build context as tar bytes, produced while the engine reads them.
 
     Entries are normalised (root owner, fixed modes, mtime 0) exactly like ``write_context``
-    writes them, and the engine gets them without a copy on disk or a second walk.
+    writes them. Headers come from ``tarfile``; file bytes go out in 1 MiB chunks straight from
+    the content folder, with no copy on disk and no second walk.
     """
+    seen: set[str] = set()
+
+    def folders(rel: str) -> Iterator[bytes]:
+        parts = rel.split("/")[:-1]
+        for i in range(1, len(parts) + 1):
+            name = "/".join(parts[:i])
+            if name not in seen:
+                seen.add(name)
+                yield _tar_info(name, tarfile.DIRTYPE, 0o755, 0).tobuf(tarfile.PAX_FORMAT)
+
+    written = 0
+    for name in sorted(rendered.files):
+        data = rendered.files[name].encode("utf-8")
+        for header in folders(name):
+            written += len(header)
+            yield header
+        header = _tar_info(name, tarfile.REGTYPE, 0o755 if name in EXECUTABLE else 0o644, len(data)).tobuf(
+            tarfile.PAX_FORMAT)
+        block = header + data + _padding(len(data))
+        written += len(block)
+        yield block
+    for header in folders(f"{CONTENT_DIR}/x"):
+        written += len(header)
+        yield header
+    for rel in rendered.content_files:
+        name = f"{CONTENT_DIR}/{rel}"
+        for header in folders(name):
+            written += len(header)
+            yield header
+        with open(rendered.content.path / rel, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            header = _tar_info(name, tarfile.REGTYPE, 0o644, size).tobuf(tarfile.PAX_FORMAT)
+            written += len(header)
+            yield header
+            sent = 0
+            while sent < size:
+                data = fh.read(min(chunk, size - sent))
+                if not data:
+                    raise ContentMissing(f"{rendered.site.file}: content file {rel} shrank while it was read")
+                sent += len(data)
+                yield data
+            written += size + len(_padding(size))
+            yield _padding(size)
+    end = b"\0" * (2 * tarfile.BLOCKSIZE)
+    written += len(end)
+    yield end + b"\0" * (-written % tarfile.RECORDSIZE)
+
+
+def context_tar(rendered: Rendered) -> BinaryIO:
+    """The same bytes as ``context_stream``, as one seekable file (for inspection and tests)."""
     spool = tempfile.SpooledTemporaryFile(max_size=64 << 20)
-    with tarfile.open(fileobj=spool, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        seen: set[str] = set()
-
-        def folders(rel: str) -> None:
-            parts = rel.split("/")[:-1]
-            for i in range(1, len(parts) + 1):
-                name = "/".join(parts[:i])
-                if name not in seen:
-                    seen.add(name)
-                    tar.addfile(_tar_info(name, tarfile.DIRTYPE, 0o755, 0))
-
-        for name in sorted(rendered.files):
-            data = rendered.files[name].encode("utf-8")
-            folders(name)
-            tar.addfile(_tar_info(name, tarfile.REGTYPE, 0o755 if name in EXECUTABLE else 0o644, len(data)),
-                        io.BytesIO(data))
-        folders(f"{CONTENT_DIR}/x")
-        for rel in rendered.content_files:
-            name = f"{CONTENT_DIR}/{rel}"
-            folders(name)
-            source = rendered.content.path / rel
-            with open(source, "rb") as fh:
-                tar.addfile(_tar_info(name, tarfile.REGTYPE, 0o644, os.fstat(fh.fileno()).st_size), fh)
+    for piece in context_stream(rendered):
+        spool.write(piece)
     spool.seek(0)
     return spool
+
+
+def _padding(size: int) -> bytes:
+    return b"\0" * (-size % tarfile.BLOCKSIZE)
 
 
 def _tar_info(name: str, kind: bytes, mode: int, size: int) -> tarfile.TarInfo:
