@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any, Iterator
 
 from imgforge.forge.base import Forge, OpenRequest, RequestSpec, _json
+from imgforge.forge.github import parse_pull
 
 
 class Gitea(Forge):
@@ -31,9 +32,7 @@ class Gitea(Forge):
         return self._pages(self._pulls, {"state": "open", "limit": 50})
 
     def _parse(self, item: dict[str, Any]) -> OpenRequest:
-        return OpenRequest(number=int(item["number"]), url=item.get("html_url") or "", title=item.get("title") or "",
-                           body=item.get("body") or "", source_branch=(item.get("head") or {}).get("ref", ""),
-                           target_branch=(item.get("base") or {}).get("ref", ""))
+        return parse_pull(item)
 
     @classmethod
     def create_payload(cls, spec: RequestSpec) -> dict[str, Any]:

@@ -39,9 +39,7 @@ class GitHub(Forge):
         return self._pages(self._pulls, {"state": "open", "per_page": 100})
 
     def _parse(self, item: dict[str, Any]) -> OpenRequest:
-        return OpenRequest(number=int(item["number"]), url=item.get("html_url") or "", title=item.get("title") or "",
-                           body=item.get("body") or "", source_branch=(item.get("head") or {}).get("ref", ""),
-                           target_branch=(item.get("base") or {}).get("ref", ""))
+        return parse_pull(item)
 
     @classmethod
     def create_payload(cls, spec: RequestSpec) -> dict[str, Any]:
@@ -57,3 +55,10 @@ class GitHub(Forge):
     def _is_duplicate(self, status: int, detail: str) -> bool:
         # 422 also means "no commits between", "head invalid"...: only "already exists" is a duplicate
         return status == 422 and "already exists" in detail.lower()
+
+
+def parse_pull(item: dict[str, Any]) -> OpenRequest:
+    """A pull request as GitHub returns it; Gitea (and Forgejo) copied the shape field for field."""
+    return OpenRequest(number=int(item["number"]), url=item.get("html_url") or "", title=item.get("title") or "",
+                       body=item.get("body") or "", source_branch=(item.get("head") or {}).get("ref", ""),
+                       target_branch=(item.get("base") or {}).get("ref", ""))
