@@ -134,6 +134,8 @@ def plan_bump(catalog: Catalog, site: Site | str, part: str | None = None, to: s
         raise UsageError("choose exactly one of --patch, --minor, --major or --to vX.Y.Z")
     if part is not None and part not in versions.PARTS:
         raise UsageError(f"part must be one of {', '.join(versions.PARTS)}, got {part!r}")
+    if to is not None and versions.parse(to) is None:  # bad input fails before any network call
+        raise UsageError(f"--to: expected a semver tag like v1.2.3, got {to!r}")
     repo = Repository.parse(site.image)
     existing, _ = versions.split(_registry_tags(repo, missing_ok=True))
     current = versions.parse(site.tag)
@@ -141,8 +143,6 @@ def plan_bump(catalog: Catalog, site: Site | str, part: str | None = None, to: s
     base = max(candidates) if candidates else None
     if to is not None:
         wanted = versions.parse(to)
-        if wanted is None:
-            raise UsageError(f"--to: expected a semver tag like v1.2.3, got {to!r}")
         if current is not None and wanted.semver <= current.semver:
             raise Refused(f"{to} is not above the catalog's current {site.tag} for site '{site.name}'")
         new = to

@@ -109,3 +109,12 @@ def test_list_versions_marks_the_current_tag(catalog_for):
     assert [(v["tag"], v["current"]) for v in listing["versions"]] == [
         ("v0.0.2", True), ("v0.0.9", False), ("v0.0.10", False)]
     assert listing["other"] == ["latest"]
+
+
+def test_malformed_to_is_rejected_before_the_registry_is_asked(make_catalog):
+    from imgforge.errors import UsageError
+
+    # The registry host is a closed loopback port: reaching it would be a RegistryError instead.
+    root = make_catalog(sites={"web": {"image": "127.0.0.1:9/team/web", "tag": "v0.1.0"}})
+    with pytest.raises(UsageError, match=r"--to: expected a semver tag like v1.2.3, got '1.x'"):
+        release.plan_bump(config.load_catalog(root), "web", to="1.x")
