@@ -47,4 +47,6 @@ def main(argv: list[str] | None = None) -> None:
     except TyperException as e:  # typer's (vendored click) usage errors: show() prints usage + message
         e.show()
         sys.exit(getattr(e, "exit_code", 2))
+    if rc == EXIT_INTERRUPTED:  # typer turns Ctrl-C inside a command into a returned 130
+        err_console.print("interrupted", markup=False)
     sys.exit(rc if isinstance(rc, int) else 0)

@@ -170,3 +170,22 @@ def test_threads_do_not_outlive_the_run(good):
     verify.run_site(good.catalog, good.site)
     time.sleep(0.05)
     assert not {t.name for t in threading.enumerate() if t.name.startswith("imgforge-verify")} - before
+
+
+def test_ctrl_c_on_the_command_exits_130_and_leaves_no_container(good, docker_client):
+    """The real CLI in its own process, interrupted as a terminal would while containers run."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "imgforge", "test", "web", "--root", str(good.catalog.root)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and not docker_client.api.containers(filters={"label": RUN_LABEL}):
+        time.sleep(0.02)  # interrupt once its containers are up
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert err.strip().splitlines()[-1] == "interrupted"
+    assert docker_client.api.containers(all=True, filters={"label": RUN_LABEL}) == []
