@@ -8,6 +8,7 @@ and the tail of the log, including nginx's own ``nginx -t`` message.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import os
 import re
 from collections import deque
@@ -116,11 +117,6 @@ def build_args(rendered: Rendered, digest: str) -> dict[str, str]:
     }
 
 
-def find_built(digest: str) -> str | None:
-    """Id of a local image imgforge built from exactly these inputs, if any."""
-    return EngineLookup().built(digest)
-
-
 def build_site(catalog: Catalog, site: Site, *, force: bool = False, no_cache: bool = False,
                on_event: OnEvent | None = None, out_dir: Path | None = None,
                lookup: EngineLookup | None = None) -> BuildResult:
@@ -175,12 +171,10 @@ def _run_build(client, context: Iterator[bytes], site: Site, buildargs: dict[str
         raise BuildFailed(site.name, step, str(e.explanation or e), list(tail)) from e
     except docker.errors.DockerException as e:
         raise DockerError(f"build of '{site.name}': {e}") from e
-    try:
-        return client.images.get(site.reference).id
-    except docker.errors.ImageNotFound:
-        if image_id:
-            return image_id
-        raise BuildFailed(site.name, step, "the engine reported no image", list(tail)) from None
+    built = _local_image_id(site.reference) or image_id
+    if not built:
+        raise BuildFailed(site.name, step, "the engine reported no image", list(tail))
+    return built
 
 
 def _explain(detail: str, tail: deque[str]) -> str:
@@ -188,17 +182,13 @@ def _explain(detail: str, tail: deque[str]) -> str:
     nginx_lines = [f"nginx: [{m.group(1)}] {m.group(2)}" for line in tail if (m := _NGINX_FAILURE.search(line))]
     if nginx_lines:
         return nginx_lines[-1]
-    if "pull access denied" in detail or "not found" in detail and "manifest" in detail:
+    if "pull access denied" in detail or ("not found" in detail and "manifest" in detail):
         return detail + " (base image not available: pull it, or see `imgforge base bootstrap`)"
     return detail or "unknown error"
 
 
 def _tag(client, image_id: str, site: Site) -> None:
-    try:
-        current = client.api.inspect_image(site.reference)["Id"]
-    except docker.errors.ImageNotFound:
-        current = None
-    if current != image_id:
+    if _local_image_id(site.reference) != image_id:
         client.api.tag(image_id, site.image, site.tag)
 
 
@@ -212,6 +202,4 @@ def _local_image_id(reference: str) -> str | None:
 
 
 def _sha256(text: str) -> str:
-    import hashlib
-
     return hashlib.sha256(text.encode()).hexdigest()

@@ -14,10 +14,9 @@ import os
 import re
 import shutil
 import tarfile
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import Iterator
 
 import jinja2
 
@@ -166,11 +165,13 @@ def prepare(catalog: Catalog, site: Site) -> Rendered:
     """Everything a context needs, resolved and listed but not written (cheap to digest)."""
     base_image, files = render_templates(catalog, site)
     content = resolve(catalog, site)
-    listed = _list_content(content.path, site)
-    served = [rel for rel in listed if not is_hidden(rel)]
+    served: list[str] = []
+    hidden: list[str] = []
+    for rel in _list_content(content.path, site):
+        (hidden if is_hidden(rel) else served).append(rel)
     if not served:
         raise ContentMissing(f"{site.file}: content folder {content.path} holds no servable files")
-    return Rendered(site, base_image, files, content, served, [rel for rel in listed if is_hidden(rel)])
+    return Rendered(site, base_image, files, content, served, hidden)
 
 
 def write_context(rendered: Rendered, out_dir: Path) -> Path:
@@ -207,6 +208,15 @@ def context_stream(rendered: Rendered, chunk: int = 1 << 20) -> Iterator[bytes]:
     writes them. Headers come from ``tarfile``; file bytes go out in 1 MiB chunks straight from
     the content folder, with no copy on disk and no second walk.
     """
+    written = 0
+    for piece in _tar_entries(rendered, chunk):
+        written += len(piece)
+        yield piece
+    end = b"\0" * (2 * tarfile.BLOCKSIZE)
+    yield end + b"\0" * (-(written + len(end)) % tarfile.RECORDSIZE)
+
+
+def _tar_entries(rendered: Rendered, chunk: int) -> Iterator[bytes]:
     seen: set[str] = set()
 
     def folders(rel: str) -> Iterator[bytes]:
@@ -217,30 +227,17 @@ def context_stream(rendered: Rendered, chunk: int = 1 << 20) -> Iterator[bytes]:
                 seen.add(name)
                 yield _tar_info(name, tarfile.DIRTYPE, 0o755, 0).tobuf(tarfile.PAX_FORMAT)
 
-    written = 0
     for name in sorted(rendered.files):
         data = rendered.files[name].encode("utf-8")
-        for header in folders(name):
-            written += len(header)
-            yield header
-        header = _tar_info(name, tarfile.REGTYPE, 0o755 if name in EXECUTABLE else 0o644, len(data)).tobuf(
-            tarfile.PAX_FORMAT)
-        block = header + data + _padding(len(data))
-        written += len(block)
-        yield block
-    for header in folders(f"{CONTENT_DIR}/x"):
-        written += len(header)
-        yield header
+        yield from folders(name)
+        mode = 0o755 if name in EXECUTABLE else 0o644
+        yield _tar_info(name, tarfile.REGTYPE, mode, len(data)).tobuf(tarfile.PAX_FORMAT) + data + _padding(len(data))
     for rel in rendered.content_files:
         name = f"{CONTENT_DIR}/{rel}"
-        for header in folders(name):
-            written += len(header)
-            yield header
+        yield from folders(name)
         with open(rendered.content.path / rel, "rb") as fh:
             size = os.fstat(fh.fileno()).st_size
-            header = _tar_info(name, tarfile.REGTYPE, 0o644, size).tobuf(tarfile.PAX_FORMAT)
-            written += len(header)
-            yield header
+            yield _tar_info(name, tarfile.REGTYPE, 0o644, size).tobuf(tarfile.PAX_FORMAT)
             sent = 0
             while sent < size:
                 data = fh.read(min(chunk, size - sent))
@@ -248,20 +245,7 @@ def context_stream(rendered: Rendered, chunk: int = 1 << 20) -> Iterator[bytes]:
                     raise ContentMissing(f"{rendered.site.file}: content file {rel} shrank while it was read")
                 sent += len(data)
                 yield data
-            written += size + len(_padding(size))
             yield _padding(size)
-    end = b"\0" * (2 * tarfile.BLOCKSIZE)
-    written += len(end)
-    yield end + b"\0" * (-written % tarfile.RECORDSIZE)
-
-
-def context_tar(rendered: Rendered) -> BinaryIO:
-    """The same bytes as ``context_stream``, as one seekable file (for inspection and tests)."""
-    spool = tempfile.SpooledTemporaryFile(max_size=64 << 20)
-    for piece in context_stream(rendered):
-        spool.write(piece)
-    spool.seek(0)
-    return spool
 
 
 def _padding(size: int) -> bytes:
@@ -299,7 +283,6 @@ def _list_content(root: Path, site: Site) -> list[str]:
         for d in list(dirnames):
             if (Path(dirpath) / d).is_symlink():
                 _check_inside(Path(dirpath) / d, real_root, site)
-                dirnames.remove(d)
                 raise ContentMissing(f"{site.file}: content: symlinked folder {Path(dirpath, d)} is not supported")
         for name in sorted(filenames):
             path = Path(dirpath) / name

@@ -77,7 +77,7 @@ def build_cmd(
     """Render and build a site's image (skipped when nothing changed), optionally testing it."""
     if bool(site) == all_sites:
         raise UsageError("name one site or pass --all")
-    from imgforge import config, content
+    from imgforge import config
     from imgforge.build import EngineLookup
 
     catalog = config.load_catalog(root)
@@ -86,21 +86,15 @@ def build_cmd(
     rows: list[dict] = []
     failed: ImgforgeError | None = None
     for target in targets:
-        if all_sites and (reason := content.unavailable_reason(catalog, target)):
-            rows.append({"site": target.name, "image": target.reference, "status": "unavailable", "detail": reason})
-            continue
         try:
             result = _build_one(catalog, target, force, no_cache, lookup, quiet=json_out)
-        except ContentMissing as e:
+        except ImgforgeError as e:  # with --all, one site's problem is its row; the others still build
             if not all_sites:
                 raise
-            rows.append({"site": target.name, "image": target.reference, "status": "unavailable", "detail": str(e)})
-            continue
-        except ImgforgeError as e:
-            if not all_sites:
-                raise
-            failed = failed or e
-            rows.append({"site": target.name, "image": target.reference, "status": "failed", "detail": str(e)})
+            unavailable = isinstance(e, ContentMissing)
+            failed = failed if unavailable else failed or e
+            rows.append({"site": target.name, "image": target.reference,
+                         "status": "unavailable" if unavailable else "failed", "detail": str(e)})
             continue
         row = {**result.to_dict(), "status": "skipped" if result.skipped else "built"}
         if test:

@@ -162,6 +162,6 @@ def test_images_derived_from_a_build_are_never_reused_as_it(make_catalog, nginx_
         fileobj=io.BytesIO(f"FROM {built.id}\nUSER 0:0\nRUN touch /child\n".encode()), tag="imgforge-test/child:1", rm=True)
     cleanup_images.extend(["imgforge-test/child:1", site.reference])
     assert child.labels[build.DIGEST_LABEL] == built.inputs_digest  # the trap: the label is inherited
-    assert build.find_built(built.inputs_digest) == built.id
+    assert build.EngineLookup().built(built.inputs_digest) == built.id
     again = build.build_site(catalog, site)
     assert again.skipped and again.id == built.id

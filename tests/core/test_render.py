@@ -186,11 +186,13 @@ def _tree(folder: Path) -> dict[str, tuple[int, bytes]]:
 
 
 def test_build_tar_holds_exactly_what_render_writes(make_catalog, tmp_path):
+    import io
     import tarfile
 
     catalog = config.load_catalog(make_catalog({"s": {}}))
     rendered, out = render.render_site(catalog, catalog.site("s"), tmp_path / "ctx")
-    with render.context_tar(rendered) as stream, tarfile.open(fileobj=stream) as tar:
+    stream = io.BytesIO(b"".join(render.context_stream(rendered, chunk=1000)))  # small chunks: files span several
+    with tarfile.open(fileobj=stream) as tar:
         members = {m.name: m for m in tar.getmembers()}
         in_tar = {name: (m.mode, tar.extractfile(m).read()) for name, m in members.items() if m.isfile()}
         assert all(m.uid == 0 and m.gid == 0 and m.mtime == 0 for m in members.values())
