@@ -216,13 +216,15 @@ def test_write_key_pair_modes_and_contents(tmp_path, ref):
     assert keys.fingerprint(keys.load_public_key(pair.public_path.read_bytes())) == pair.fingerprint
 
 
-def test_private_key_mode_ignores_a_permissive_umask(tmp_path):
-    old = os.umask(0)
+@pytest.mark.parametrize("umask", [0o000, 0o277])
+def test_modes_do_not_depend_on_the_umask(tmp_path, umask):
+    old = os.umask(umask)
     try:
         pair = keys.write_key_pair(tmp_path, "pw")
     finally:
         os.umask(old)
     assert stat.S_IMODE(pair.private_path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(pair.public_path.stat().st_mode) == 0o644
 
 
 @pytest.mark.parametrize("existing", ["cosign.key", "cosign.pub"])

@@ -190,6 +190,11 @@ def test_attestation_layer_annotations_are_cosign_attests():
     assert config["history"] == [{"created": "0001-01-01T00:00:00Z"}] * 2
 
 
+def test_layer_annotations_are_written_with_sorted_keys_like_a_go_map():
+    artifact = oci.cosign_artifact([oci.Layer("application/x", b"x", {"z": "1", "a": "2"})])
+    assert b'"annotations":{"a":"2","z":"1"}' in artifact.manifest
+
+
 def test_read_layers_round_trip_and_refuses_hostile_manifests(keypair):
     payload = simplesign.simple_signing_payload(REPO, DIGEST)
     sig = simplesign.sign(keypair.private, payload)
