@@ -20,6 +20,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
@@ -91,10 +92,7 @@ def load_private_key(data: bytes, password: bytes | str, source: str = PRIVATE_K
         key = serialization.load_der_private_key(der, password=None)
     except (ValueError, UnsupportedAlgorithm) as e:
         raise KeyFileError(f"{source}: the decrypted key cannot be parsed as PKCS#8") from e
-    if not isinstance(key, ec.EllipticCurvePrivateKey) or not isinstance(key.curve, ec.SECP256R1):
-        raise KeyFileError(f"{source}: {_describe(key)} key: imgforge signs with ECDSA P-256, "
-                           "cosign's default (cosign generate-key-pair)")
-    return key
+    return cast(PrivateKey, _require_p256(key, ec.EllipticCurvePrivateKey, source, "signs with"))
 
 
 def load_public_key(data: bytes, source: str = PUBLIC_KEY_FILE) -> PublicKey:
@@ -104,10 +102,7 @@ def load_public_key(data: bytes, source: str = PUBLIC_KEY_FILE) -> PublicKey:
         key = serialization.load_der_public_key(der)
     except (ValueError, UnsupportedAlgorithm) as e:
         raise KeyFileError(f"{source}: not a SubjectPublicKeyInfo public key") from e
-    if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, ec.SECP256R1):
-        raise KeyFileError(f"{source}: {_describe(key)} key: imgforge verifies ECDSA P-256 keys, "
-                           "cosign's default")
-    return key
+    return cast(PublicKey, _require_p256(key, ec.EllipticCurvePublicKey, source, "verifies"))
 
 
 def public_key_pem(key: PublicKey) -> bytes:
@@ -201,10 +196,16 @@ def _is_pkcs8(der: bytes) -> bool:
     return der[offset:offset + 3] == b"\x02\x01\x00" and der[offset + 3:offset + 4] == b"\x30"
 
 
-def _describe(key: object) -> str:
+def _require_p256(key: object, kind: type, source: str, verb: str) -> object:
+    """``key`` if it is a P-256 key of ``kind``; anything else is refused by name (RSA, secp384r1, ...)."""
+    if isinstance(key, kind) and isinstance(getattr(key, "curve", None), ec.SECP256R1):
+        return key
     if isinstance(key, (ec.EllipticCurvePrivateKey, ec.EllipticCurvePublicKey)):
-        return f"ECDSA {key.curve.name}"
-    return type(key).__name__.lstrip("_").replace("PrivateKey", "").replace("PublicKey", "") or "unknown"
+        described = f"ECDSA {key.curve.name}"
+    else:
+        described = type(key).__name__.lstrip("_").replace("PrivateKey", "").replace("PublicKey", "") or "unknown"
+    raise KeyFileError(f"{source}: {described} key: imgforge {verb} ECDSA P-256 keys, cosign's default "
+                       "(cosign generate-key-pair)")
 
 
 def _write_new(path: Path, data: bytes, mode: int) -> None:
