@@ -18,7 +18,7 @@ from imgforge.errors import EXIT_INTERRUPTED, ImgforgeError
 # Each module registers its commands on ``app`` when imported.
 from imgforge.cli import core  # noqa: E402,F401
 
-for _optional in ("verify", "release", "gitops", "pr", "ci", "audit"):
+for _optional in ("verify", "release", "gitops", "pr", "ci", "audit", "keys"):
     try:
         __import__(f"imgforge.cli.{_optional}")
     except ModuleNotFoundError as _e:  # a command group not written yet must not break the others
