@@ -174,6 +174,11 @@ class DockerEngineSource:
             raise ImageInvalid(f"docker engine: saved {reference!r} has config {self._archive.config_digest}, "
                                f"the engine says {self.image_id}")
 
+    @property
+    def archive_format(self) -> str:
+        """``docker-legacy`` (engines before 25) or ``oci-layout`` (Docker ≥ 25)."""
+        return "oci-layout" if self._archive.is_oci_layout else "docker-legacy"
+
     def describe(self) -> str:
         return f"docker engine image {self.reference}"
 

@@ -33,7 +33,8 @@ except ImportError:  # pragma: no cover - depends on the environment
 
 _GZIP_MAGIC = b"\x1f\x8b"
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
-_SLACK = 8 * tarfile.RECORDSIZE  # tarfile's stream buffer may run this far ahead of a member
+_TAR_BUFFER = 256 * 1024  # tarfile skips and reads ahead in steps of this size
+_SLACK = 2 * _TAR_BUFFER  # so a member's window must allow for that read-ahead
 _CHUNK = 1024 * 1024
 
 
@@ -108,7 +109,7 @@ class LayerReader:
             same = plain is buffered and diff_id == descriptor.digest
             self._plain = _Unpacked(plain, None if same else diff_id, budget, self.where)
             self._budget = budget
-            self._tar = tarfile.open(fileobj=self._plain, mode="r|", bufsize=tarfile.RECORDSIZE)
+            self._tar = tarfile.open(fileobj=self._plain, mode="r|", bufsize=_TAR_BUFFER)
         except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
             self._blob.close()
             raise ImageInvalid(f"{self.where}: not a tar stream ({e})") from e
