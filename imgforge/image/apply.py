@@ -16,6 +16,7 @@ Hard links may point into the same or a lower layer; their target must exist in 
 from __future__ import annotations
 
 import tarfile
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from imgforge.image.errors import ImageInvalid, LimitExceeded
@@ -36,16 +37,41 @@ _TYPES = {
 }
 
 
-def read_fs(image: ResolvedImage) -> ImageFS:
-    """Stream every layer of ``image`` once (verified, capped) and return its merged file tree."""
+def read_fs(image: ResolvedImage, *, prefetch: Callable[[Entry], bool] | None = None) -> ImageFS:
+    """Stream every layer of ``image`` once (verified, capped) and return its merged file tree.
+
+    ``prefetch``: regular files it accepts (tested on each layer's entries, links not followed)
+    keep their bytes from this pass, up to ``max_read_bytes`` in all, so reading them later
+    needs no second pass (an audit's nginx configs, the SBOM's package database). Bytes that a
+    later layer replaced or whited out are dropped.
+    """
     view = _View()
     budget = Budget(image.limits)
+    kept = _Prefetch(prefetch, image.limits.max_read_bytes)
     for index, (desc, diff_id) in enumerate(zip(image.manifest.layers, image.config.diff_ids)):
         with LayerReader(image.source, desc, diff_id, index, budget) as layer:
-            changes = _read_changes(layer, index, image)
+            changes = _read_changes(layer, index, image, kept)
             layer.finish()  # verify the layer before any of it reaches the view
         view.apply(changes, index, layer.where)
-    return ImageFS(image, view.entries, view.children)
+    live = {e.data for e in view.entries.values() if e.data is not None}
+    return ImageFS(image, view.entries, view.children, {k: v for k, v in kept.data.items() if k in live})
+
+
+class _Prefetch:
+    def __init__(self, accept: Callable[[Entry], bool] | None, cap: int):
+        self.accept = accept
+        self.left = cap
+        self.cap = cap
+        self.data: dict[DataRef, bytes] = {}
+
+    def offer(self, entry: Entry, layer: LayerReader, info: tarfile.TarInfo) -> None:
+        if self.accept is None or entry.data is None or not self.accept(entry):
+            return
+        self.left -= entry.size
+        if self.left < 0:
+            raise LimitExceeded(layer.where, "prefetched file bytes", "max_read_bytes", self.cap)
+        with layer.open_member(info) as stream:
+            self.data[entry.data] = stream.read()
 
 
 @dataclass
@@ -55,7 +81,7 @@ class _Changes:
     added: list[Entry]
 
 
-def _read_changes(layer: LayerReader, index: int, image: ResolvedImage) -> _Changes:
+def _read_changes(layer: LayerReader, index: int, image: ResolvedImage, kept: _Prefetch) -> _Changes:
     changes = _Changes([], [], [])
     for ordinal, info in layer.members():
         path = member_path(info.name, layer.where, image.limits)
@@ -70,7 +96,9 @@ def _read_changes(layer: LayerReader, index: int, image: ResolvedImage) -> _Chan
                 raise ImageInvalid(f"{layer.where}: whiteout {info.name!r} names no entry")
             changes.removed.append(join(parent_of(path), target))
         else:
-            changes.added.append(_entry(info, path, index, ordinal, layer.where, image))
+            entry = _entry(info, path, index, ordinal, layer.where, image)
+            kept.offer(entry, layer, info)
+            changes.added.append(entry)
     return changes
 
 

@@ -15,6 +15,7 @@ that lead to a regular file inside the subtree are written as copies of that fil
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import tempfile
@@ -68,7 +69,10 @@ def open_files(fs: ImageFS, wanted: list[tuple[str, Entry]]) -> Iterator[tuple[s
     by_layer: dict[int, dict[int, list[tuple[str, Entry]]]] = defaultdict(lambda: defaultdict(list))
     for path, entry in wanted:
         assert entry.data is not None
-        by_layer[entry.data.layer][entry.data.member].append((path, entry))
+        if entry.data in fs.prefetched:  # read and verified by the first pass
+            yield path, entry, io.BytesIO(fs.prefetched[entry.data])
+        else:
+            by_layer[entry.data.layer][entry.data.member].append((path, entry))
     budget = Budget(image.limits)
     for index in sorted(by_layer):
         members = by_layer[index]

@@ -109,6 +109,8 @@ class LayerReader:
             same = plain is buffered and diff_id == descriptor.digest
             self._plain = _Unpacked(plain, None if same else diff_id, budget, self.where)
             self._budget = budget
+            self._header_cap = self._limits.max_header_bytes + _SLACK
+            self._plain.window(self._header_cap)  # tarfile.open reads the first member's headers
             self._tar = tarfile.open(fileobj=self._plain, mode="r|", bufsize=_TAR_BUFFER)
         except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
             self._blob.close()
@@ -125,8 +127,6 @@ class LayerReader:
 
     def members(self) -> Iterator[tuple[int, tarfile.TarInfo]]:
         """``(ordinal, member)`` in stream order; a member's data is readable until the next one."""
-        header_cap = self._limits.max_header_bytes + _SLACK
-        self._plain.window(header_cap)
         ordinal = 0
         while True:
             info = self._call(self._tar.next)
@@ -136,7 +136,7 @@ class LayerReader:
             if info.size > self._budget.unpacked_left:
                 raise LimitExceeded(f"{self.where}: {info.name[:80]!r}", f"declared size {info.size}",
                                     "max_unpacked_bytes", self._limits.max_unpacked_bytes)
-            self._plain.window(_padded(info.size) + header_cap)
+            self._plain.window(_padded(info.size) + self._header_cap)
             # Stream mode keeps every TarInfo in .members otherwise (500k entries ≈ 250 MiB); we
             # never look back, and extractfile() needs no earlier member for a regular file.
             self._tar.members.clear()  # type: ignore[attr-defined]

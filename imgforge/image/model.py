@@ -20,7 +20,7 @@ from pydantic.dataclasses import dataclass
 
 from imgforge.image import mediatypes as mt
 from imgforge.image.digest import DIGEST_PATTERN
-from imgforge.image.errors import ImageInvalid
+from imgforge.image.errors import ImageInvalid, ImageUnsupported
 from imgforge.image.platform import Platform
 
 _STRICT = ConfigDict(strict=True, populate_by_name=True, extra="ignore")
@@ -97,7 +97,7 @@ def media_type_of(data: bytes, reported: str | None, where: str) -> str:
     if found is None:  # OCI lets mediaType be omitted; only index.json in a layout relies on it
         found = mt.OCI_INDEX if "manifests" in doc else mt.OCI_MANIFEST
     if found in mt.DOCKER_SCHEMA1:
-        raise ImageInvalid(f"{where}: Docker schema 1 manifests are not supported (re-push the image)")
+        raise ImageUnsupported(f"{where}: Docker schema 1 manifests are not supported (re-push the image)")
     if found not in mt.INDEX_TYPES and found not in mt.MANIFEST_TYPES:
         raise ImageInvalid(f"{where}: media type {found} is not an image index or manifest")
     return found

@@ -47,7 +47,7 @@ def resolve(source: ImageSource, reference: str | None = None, *, platform: str 
     """Resolve ``reference`` in ``source`` to a verified manifest and config for one platform.
 
     ``platform``: ``"linux/arm64"`` style or a :class:`Platform`; None picks the host's from an
-    index and accepts a single-platform image whatever its platform. An explicit platform that a
+    index and accepts a single-platform image (or an index of one image) whatever its platform. An explicit platform that a
     single-platform image does not have is refused like a missing index entry.
     """
     walk = _Walk(source, limits)
@@ -67,7 +67,9 @@ def resolve(source: ImageSource, reference: str | None = None, *, platform: str 
                              available_platforms=(config.platform,), limits=limits)
     candidates = walk.candidates(doc, digest, depth=1)
     target = wanted or host_platform()
-    chosen = pick(candidates, target)
+    # Unasked, the only image of an index is taken whatever its platform, as a lone manifest is
+    # (an OCI layout's index.json often wraps a single image without a platform).
+    chosen = candidates[0][1] if wanted is None and len(candidates) == 1 else pick(candidates, target)
     available = tuple(p for p, _ in candidates)
     if chosen is None:
         raise PlatformNotFound(where, str(target), sorted({str(p) for p in available}))

@@ -86,6 +86,21 @@ class LayoutWriter:
         digest, size = self.blob(json.dumps(manifest).encode())
         return {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": digest, "size": size}
 
+    def image_of_blob(self, blob: bytes, *, media_type: str = "application/vnd.oci.image.layer.v1.tar+gzip",
+                      diff_id: str | None = None) -> dict:
+        """An image whose one layer is ``blob`` as given (hostile, truncated, compressed elsewhere)."""
+        digest, size = self.blob(blob)
+        doc = {"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": [diff_id or digest]}}
+        config_digest, config_size = self.blob(json.dumps(doc).encode())
+        manifest = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                    "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest,
+                               "size": config_size},
+                    "layers": [{"mediaType": media_type, "digest": digest, "size": size}]}
+        digest, size = self.blob(json.dumps(manifest).encode())
+        desc = {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": digest, "size": size}
+        self.index([desc])
+        return desc
+
     def index(self, manifests: list[dict], *, as_blob: bool = False) -> dict:
         doc = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": manifests}
         data = json.dumps(doc).encode()
