@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, cast
 
 from imgforge._fs import replace_dir, staging_dir
-from imgforge.image.errors import ImageInvalid, ImageRefused, LimitExceeded
+from imgforge.image.errors import ImageInvalid, ImageNotFound, ImageRefused, LimitExceeded
 from imgforge.image.fs import Entry
 from imgforge.image.layers import Budget, LayerReader
 from imgforge.image.paths import normalize
@@ -56,10 +56,10 @@ def selected(fs: ImageFS, select: Selection) -> list[tuple[str, Entry]]:
     for path in select:
         try:
             entry = fs.lookup(path)
-        except ImageRefused:
+        except (ImageRefused, ImageInvalid):  # a link loop leads to no file, like a dangling link
             continue
         if entry is not None and entry.is_regular:
-            found.append((normalize(path), entry))
+            found.append((path, entry))  # keyed as asked: "/link/../x" is not "/x"
     return found
 
 
@@ -119,7 +119,7 @@ def extract(fs: ImageFS, top: str, dest: Path, max_bytes: int | None) -> Extract
     root = fs.resolve(top)
     root_entry = fs.get(root)
     if root_entry is None or not root_entry.is_dir:
-        raise ImageInvalid(f"{where}: {normalize(top)} is not a folder in the image")
+        raise ImageNotFound(f"{where}: {normalize(top)} is not a folder in the image")
     folders, files, skipped = _plan(fs, root)
     cap = fs.image.limits.max_extract_bytes if max_bytes is None else max_bytes
     _check_total(files, cap, fs, "max_extract_bytes")

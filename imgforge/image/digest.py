@@ -56,10 +56,14 @@ def read_capped(stream: IO[bytes], cap: int, where: str, limit_name: str) -> byt
     """Read a whole small document, refusing it as soon as it passes ``cap`` bytes."""
     from imgforge.image.errors import LimitExceeded
 
-    data = stream.read(cap + 1)
-    if len(data) > cap:
-        raise LimitExceeded(where, "document size", limit_name, cap)
-    return data
+    parts: list[bytes] = []
+    total = 0
+    while chunk := stream.read(cap + 1 - total):  # a network stream may return short reads
+        parts.append(chunk)
+        total += len(chunk)
+        if total > cap:
+            raise LimitExceeded(where, "document size", limit_name, cap)
+    return b"".join(parts)
 
 
 class VerifyingReader(io.RawIOBase):

@@ -157,6 +157,8 @@ class DockerEngineSource:
             raise ImageNotFound(f"docker engine: no image {reference!r}") from e
         except docker.errors.APIError as e:
             raise DockerError(f"docker engine: inspecting {reference!r} failed: {e.explanation}") from e
+        except docker.errors.DockerException as e:
+            raise DockerError(f"docker engine: inspecting {reference!r} failed: {e}") from e
         self.image_id: str = info["Id"]
         self.repo_digests: tuple[str, ...] = tuple(info.get("RepoDigests") or ())
         fd, name = tempfile.mkstemp(prefix="imgforge-save-", suffix=".tar", dir=spool_dir)

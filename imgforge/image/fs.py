@@ -135,7 +135,7 @@ class ImageFS:
         """
         hops_left = self.image.limits.max_symlink_hops
         done: list[str] = []
-        todo = deque(p for p in normalize(path).split("/") if p)
+        todo = deque(p for p in path.split("/") if p)  # not normalised: ".." after a link is the link's
         while todo:
             part = todo.popleft()
             if part == "..":
@@ -177,7 +177,8 @@ class ImageFS:
         return open_files(self, selected(self, select))
 
     def read_files(self, select: Selection, *, max_bytes: int | None = None) -> dict[str, bytes]:
-        """The bytes of the selected regular files, by path; at most ``max_bytes`` (``max_read_bytes``)."""
+        """The bytes of the selected regular files, keyed by the path as given (or the entry's path
+        for a predicate); at most ``max_bytes`` in all (default ``max_read_bytes``)."""
         from imgforge.image.contents import read_files
 
         return read_files(self, select, max_bytes)

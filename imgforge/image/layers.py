@@ -18,7 +18,7 @@ import io
 import tarfile
 import zlib
 from collections.abc import Callable, Iterator
-from typing import IO, Any, cast, Self
+from typing import IO, Any, Self, cast
 
 from imgforge.image.digest import VerifyingReader
 from imgforge.image.errors import ImageInvalid, ImageUnsupported, LimitExceeded

@@ -40,8 +40,7 @@ def exported(docker_client, h6_image, tmp_path_factory):
     try:
         path = tmp_path_factory.mktemp("export") / "rootfs.tar"
         with open(path, "wb") as out:
-            for chunk in container.export():
-                out.write(chunk)
+            out.writelines(container.export())
     finally:
         container.remove(force=True)
     return export_view(path, _container_only)

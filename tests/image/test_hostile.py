@@ -13,6 +13,7 @@ import pytest
 from image_fixtures import LayoutWriter, sha, single, tar_of
 
 from imgforge.image import (
+    DEFAULT_LIMITS,
     ImageInvalid,
     ImageRefused,
     LimitExceeded,
@@ -42,7 +43,7 @@ def watched(tmp_path):
     return tmp_path, check
 
 
-def _open(writer: LayoutWriter, *tars: bytes, limits: Limits = Limits(), **kw):
+def _open(writer: LayoutWriter, *tars: bytes, limits: Limits = DEFAULT_LIMITS, **kw):
     single(writer, *tars, **kw)
     return read_fs(resolve(OciLayout.open_dir(writer.root), limits=limits))
 
@@ -106,7 +107,7 @@ def _raw_member(name: str, declared: int, data: bytes = b"") -> bytes:
 
 
 def test_huge_declared_size_is_refused_before_reading(watched, layout):
-    tmp, check = watched
+    _, check = watched
     tar = _raw_member("big", 1 << 40, b"\0" * 512)  # claims 1 TiB, holds 512 bytes
     with pytest.raises(LimitExceeded, match="'big'.*declared size 1099511627776 exceeds the limit max_unpacked_bytes"):
         _open(layout, tar, compress="none", diff_ids=None)

@@ -65,8 +65,7 @@ def test_oci_archive_like_docker_25_save(skopeo_layout, engine_view, tmp_path):
 def test_legacy_docker_save_file(docker_client, h6_image, engine_view, tmp_path):
     archive = tmp_path / "save.tar"
     with open(archive, "wb") as out:
-        for chunk in docker_client.api.get_image(h6_image.tag):
-            out.write(chunk)
+        out.writelines(docker_client.api.get_image(h6_image.tag))
     _, tree, _ = engine_view
     with DockerArchive(archive, h6_image.tag) as source:  # saved by tag: picked by RepoTags
         assert not source.is_oci_layout

@@ -202,3 +202,11 @@ def test_prefetch_is_capped(layout):
     image = resolve(OciLayout.open_dir(layout.root), limits=Limits(max_read_bytes=1000))
     with pytest.raises(LimitExceeded, match="prefetched file bytes exceeds the limit max_read_bytes=1000"):
         read_fs(image, prefetch=lambda e: True)
+
+
+def test_resolve_follows_links_like_the_kernel(layout):
+    fs = _fs(layout, tar_of(("dir", "a/"), ("dir", "a/b/"), ("file", "a/x", b"ax"), ("file", "top", b"top"),
+                            ("symlink", "link", "a/b"), ("symlink", "abs", "/a/b/../x")))
+    assert fs.resolve("/link/../x") == "/a/x"  # ".." after a link climbs from the link's target
+    assert fs.resolve("/abs") == "/a/x" and fs.lookup("/abs").size == 2
+    assert fs.read_files(["/link/../x", "/abs"]) == {"/link/../x": b"ax", "/abs": b"ax"}

@@ -155,7 +155,7 @@ def test_diff_ids_must_match_the_layers(layout):
 
 def test_manifest_and_config_caps(layout):
     single(layout, LAYER)
-    desc, manifest = _manifest_of(layout)
+    desc, _ = _manifest_of(layout)
     with pytest.raises(LimitExceeded, match="max_config_bytes=100"):
         resolve(OciLayout.open_dir(layout.root), limits=Limits(max_config_bytes=100))
     with pytest.raises(LimitExceeded, match="max_manifest_bytes=200"):
@@ -244,7 +244,7 @@ def test_index_platform_must_agree_with_config(layout):
 
 def test_layout_marker_and_missing_blobs(layout):
     single(layout, LAYER)
-    desc, manifest = _manifest_of(layout)
+    _, manifest = _manifest_of(layout)
     _blob_path(layout, manifest["config"]["digest"]).unlink()
     with pytest.raises(ImageNotFound, match="blob sha256:.* is missing"):
         resolve(OciLayout.open_dir(layout.root))
