@@ -6,6 +6,7 @@ The spec's own examples are used where it gives them.
 from __future__ import annotations
 
 import gzip
+import os
 import subprocess
 import tarfile
 
@@ -163,11 +164,13 @@ def test_layer_blob_digest_and_diff_id_are_verified(tmp_path):
 
 
 def test_second_pass_verifies_again(layout):
-    """A source that serves other bytes after the first pass is caught when the files are read."""
-    fs = _fs(layout, tar_of(("file", "etc/a", b"aaaa")), compress="none")
+    """A source that serves other bytes after the first pass is caught when files are read, even
+    when the wanted file comes first and the change is megabytes further on."""
+    big = os.urandom(3 << 20)
+    fs = _fs(layout, tar_of(("file", "etc/a", b"aaaa"), ("file", "opt/blob", big)), compress="none")
     desc = fs.image.manifest.layers[0]
     blob = layout.root / "blobs" / "sha256" / desc.digest.split(":")[1]
-    blob.write_bytes(tar_of(("file", "etc/a", b"bbbb")))  # same size, same member order
+    blob.write_bytes(tar_of(("file", "etc/a", b"aaaa"), ("file", "opt/blob", big[:-1] + b"!")))
     with pytest.raises(ImageInvalid, match="content digest is"):
         fs.read_files(["/etc/a"])
 
@@ -210,3 +213,11 @@ def test_resolve_follows_links_like_the_kernel(layout):
     assert fs.resolve("/link/../x") == "/a/x"  # ".." after a link climbs from the link's target
     assert fs.resolve("/abs") == "/a/x" and fs.lookup("/abs").size == 2
     assert fs.read_files(["/link/../x", "/abs"]) == {"/link/../x": b"ax", "/abs": b"ax"}
+
+
+def test_symlink_hops_are_capped_like_linux(layout):
+    chain = [("symlink", f"l{i}", f"l{i + 1}") for i in range(41)] + [("file", "l41", b"end")]
+    fs = _fs(layout, tar_of(*chain))
+    assert fs.lookup("/l1").path == "/l41"  # 40 links followed
+    with pytest.raises(ImageInvalid, match="too many levels of symbolic links"):
+        fs.resolve("/l0")  # 41

@@ -279,3 +279,23 @@ def test_platform_strings_are_validated():
     with pytest.raises(UsageError, match="expected os/architecture"):
         Platform.parse("amd64")
     assert ImageRefused  # the error family exists for callers to catch
+
+
+class _CarelessSource:
+    """A source that ignores ``max_bytes``: the resolver's own cap still holds."""
+
+    def describe(self) -> str:
+        return "careless source"
+
+    def get_manifest(self, reference, accept, max_bytes):
+        from imgforge.image import FetchedManifest
+
+        return FetchedManifest(b"{" + b" " * (5 << 20) + b"}", None, None)
+
+    def open_blob(self, digest):
+        raise AssertionError("never reached")
+
+
+def test_resolver_caps_a_source_that_ignores_max_bytes():
+    with pytest.raises(LimitExceeded, match="careless source: manifest None: document size"):
+        resolve(_CarelessSource())
