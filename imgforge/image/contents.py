@@ -88,11 +88,12 @@ def open_files(fs: ImageFS, wanted: list[tuple[str, Entry]]) -> Iterator[tuple[s
                 stream = layer.open_member(info)
                 if len(askers) == 1:
                     yield askers[0][0], askers[0][1], stream
-                else:
-                    with _spooled(stream) as copy:
+                else:  # one member, several names (hard links): copied once, read by each
+                    with tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY) as copy:
+                        shutil.copyfileobj(stream, copy, _CHUNK)
                         for path, entry in askers:
                             copy.seek(0)
-                            yield path, entry, copy
+                            yield path, entry, cast(IO[bytes], copy)
                 left -= 1
                 if not left:
                     break
@@ -195,16 +196,3 @@ def _check_total(wanted: list[tuple[str, Entry]], cap: int, fs: ImageFS, limit_n
     if total > cap:
         raise LimitExceeded(fs.image.describe(), f"{total} bytes of selected files", limit_name, cap)
 
-
-class _spooled:
-    """A member's bytes copied to a temporary file (memory up to 8 MiB) so several paths can read it."""
-
-    def __init__(self, stream: IO[bytes]):
-        self._file = tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY)
-        shutil.copyfileobj(stream, self._file, _CHUNK)
-
-    def __enter__(self) -> IO[bytes]:
-        return cast(IO[bytes], self._file)
-
-    def __exit__(self, *exc: object) -> None:
-        self._file.close()

@@ -63,7 +63,7 @@ class RegistryClientLike(Protocol):
 class RegistrySource:
     """An :class:`ImageSource` over one repository of a registry client."""
 
-    def __init__(self, client: RegistryClientLike, name: str, reference: str = "latest"):
+    def __init__(self, client: RegistryClientLike, name: str, reference: str):
         self._client = client
         self._name = name
         self._reference = reference
