@@ -72,18 +72,6 @@ def test_legacy_docker_save_file(docker_client, h6_image, engine_view, tmp_path)
         assert _tree(read_fs(resolve(source))) == tree
 
 
-def test_zstd_layout_from_skopeo(skopeo_layout, engine_view, tmp_path):
-    pytest.importorskip("zstandard", reason="zstd layers need the zstandard package (see docs/image.md)")
-    dest = tmp_path / "zstd"
-    subprocess.run(["skopeo", "copy", "--quiet", "--dest-compress-format", "zstd", f"oci:{skopeo_layout}:h6",
-                    f"oci:{dest}:h6"], check=True)
-    image = resolve(OciLayout.open_dir(dest))
-    assert {layer.media_type for layer in image.manifest.layers} == {"application/vnd.oci.image.layer.v1.tar+zstd"}
-    _, tree, hashes = engine_view
-    fs = read_fs(image)
-    assert _tree(fs) == tree and _hashes(fs) == hashes
-
-
 class LayoutRegistry:
     """The two calls of a registry client, answered from an OCI layout as a registry would answer:
     Content-Type from the manifest's mediaType, Docker-Content-Digest from its bytes."""

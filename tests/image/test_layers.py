@@ -148,6 +148,20 @@ def test_uncompressed_gzip_and_zstd_layers_read_alike(tmp_path):
     assert zst.read_bytes("/srv/index.html") == gz.read_bytes("/srv/index.html") == b"<h1>x</h1>" * 500
 
 
+def test_zstd_layout_written_by_skopeo(tmp_path):
+    """skopeo recompresses a layout to zstd (its own manifest, +zstd media types): same tree, same bytes."""
+    pytest.importorskip("zstandard", reason="zstd layers need the zstandard package (see docs/image.md)")
+    gz = _fs(LayoutWriter(tmp_path / "gz"), BASE, tar_of(("file", "a/.wh..wh..opq", b""), ("file", "a/new", b"n" * 5000)))
+    subprocess.run(["skopeo", "copy", "--quiet", "--dest-compress-format", "zstd", f"oci:{tmp_path / 'gz'}:latest",
+                    f"oci:{tmp_path / 'zst'}:latest"], check=True)
+    image = resolve(OciLayout.open_dir(tmp_path / "zst"))
+    assert {layer.media_type for layer in image.manifest.layers} == {"application/vnd.oci.image.layer.v1.tar+zstd"}
+    zst = read_fs(image)
+    assert [(e.path, e.type, e.size) for e in zst] == [(e.path, e.type, e.size) for e in gz] and _paths(zst) == [
+        "/a", "/a/new"]
+    assert zst.read_bytes("/a/new") == b"n" * 5000
+
+
 def test_layer_blob_digest_and_diff_id_are_verified(tmp_path):
     tar = tar_of(("file", "f", b"original"))
     bad_diff = LayoutWriter(tmp_path / "diff")
