@@ -41,12 +41,13 @@ def is_hidden(rel: str) -> bool:
 def list_content(root: Path, site: Site) -> tuple[dict[str, os.stat_result], list[str]]:
     """The content folder's served files (with their stat) and the sorted paths left out.
 
-    Left out: a hidden name (``is_hidden``), a symlink whose target inside the folder has one, or
-    a hard link to a hidden file of the folder (same device and inode: the same file). Symlinks
-    are followed only inside the content folder: a link to a host file must never copy that file
-    into an image. A hard link's other names cannot be found outside the folder; inside it they
-    are all seen. Anything else that cannot be served as it is (a FIFO, a dangling or looping
-    link, a folder that cannot be listed, a name that is not UTF-8) is an error naming it.
+    Left out: a hidden name (``is_hidden``), and any path that is a hidden file of the folder under
+    another name: a symlink (its stat is its target's) or a hard link to one have the hidden
+    file's device and inode. Symlinks are followed only inside the content folder: a link to a
+    host file must never copy that file into an image. A hard link's other names outside the
+    folder cannot be found; inside it they are all seen, and if one of them is hidden, all are.
+    Anything else that cannot be served as it is (a FIFO, a dangling or looping link, a folder
+    that cannot be listed, a name that is not UTF-8) is an error naming it.
     """
     real_root = Path(os.path.realpath(root))
     served: dict[str, os.stat_result] = {}
@@ -60,7 +61,7 @@ def list_content(root: Path, site: Site) -> tuple[dict[str, os.stat_result], lis
         dirnames.sort()
         for d in dirnames:
             if os.path.islink(os.path.join(dirpath, d)):
-                _target(Path(dirpath, d), real_root, site)
+                _check_inside(Path(dirpath, d), real_root, site)
                 raise ContentMissing(f"{site.file}: content: symlinked folder {shown(Path(dirpath, d))} "
                                      "is not supported")
         for name in sorted(filenames):  # sorted: the first error is the same on every run
@@ -74,7 +75,7 @@ def list_content(root: Path, site: Site) -> tuple[dict[str, os.stat_result], lis
             elif st is not None:
                 served[rel] = st
     for rel, st in list(served.items()):
-        if (st.st_dev, st.st_ino) in hidden_ids:
+        if (st.st_dev, st.st_ino) in hidden_ids:  # page.html -> .env, or a hard link to config.php
             hidden.add(rel)
             del served[rel]
     if not served and not hidden:
@@ -98,10 +99,11 @@ def _relative(path: Path, root: Path, site: Site) -> str:
 
 
 def _examine(path: Path, rel: str, real_root: Path, site: Site) -> tuple[os.stat_result | None, bool]:
-    """What ``path`` is (its stat, links followed) and whether it is left out.
+    """What ``path`` is (its stat, links followed) and whether its name leaves it out.
 
-    The stat is None only for a left-out path that cannot be read: it is never read, so nothing
-    needs it. A served path that is not a readable regular file is ContentMissing.
+    The stat is None for a left-out path that is a symlink or cannot be read: it is never read,
+    and a hidden link to a page must not make that page hidden. A served path that is not a
+    readable regular file is ContentMissing.
     """
     left_out = is_hidden(rel)
     link = False
@@ -109,7 +111,9 @@ def _examine(path: Path, rel: str, real_root: Path, site: Site) -> tuple[os.stat
         st = os.lstat(path)
         if stat.S_ISLNK(st.st_mode):
             link = True
-            left_out = is_hidden(_target(path, real_root, site)) or left_out
+            _check_inside(path, real_root, site)
+            if left_out:
+                return None, True
             st = os.stat(path)
     except OSError as e:
         if left_out:
@@ -121,13 +125,12 @@ def _examine(path: Path, rel: str, real_root: Path, site: Site) -> tuple[os.stat
     return st, left_out
 
 
-def _target(path: Path, real_root: Path, site: Site) -> str:
-    """A link's final target relative to the content folder; ContentMissing when outside it."""
+def _check_inside(path: Path, real_root: Path, site: Site) -> None:
+    """ContentMissing when the link's final target is outside the content folder."""
     target = Path(os.path.realpath(path))
     if not is_within(target, real_root):
         raise ContentMissing(f"{site.file}: content: {shown(path)} links outside the content folder "
                              f"({shown(target)})")
-    return target.relative_to(real_root).as_posix()
 
 
 def _kind(mode: int) -> str:

@@ -69,9 +69,10 @@ def test_symlink_to_a_served_file_is_still_served(make_catalog, build_file_tree,
     content = _content(build_file_tree, tmp_path, {"docs/guide.html": "<p>guide</p>\n"})
     (content / "guide.html").symlink_to("docs/guide.html")
     os.link(content / "index.html", content / "home.html")
+    (content / ".preview.html").symlink_to("index.html")  # a hidden link does not hide its target
     rendered, _ = _render(make_catalog, content, tmp_path / "ctx")
     assert rendered.content_files == ["docs/guide.html", "guide.html", "home.html", "index.html"]
-    assert rendered.left_out == []
+    assert rendered.left_out == [".preview.html"]
 
 
 def test_symlink_to_a_host_file_stays_an_error(make_catalog, build_file_tree, tmp_path):

@@ -23,8 +23,6 @@ from imgforge import config, render
 from imgforge.errors import EXIT_NOT_FOUND, EXIT_USAGE, ContentMissing
 from imgforge.gitops import branch
 
-SECRET = b"not for the image"
-
 
 def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "imgforge", *args], capture_output=True, text=True,
@@ -58,7 +56,7 @@ def test_dangling_symlink_is_an_error_naming_it(make_catalog, build_file_tree, t
     root, content = _catalog(make_catalog, build_file_tree, tmp_path)
     (content / "about.html").symlink_to("pages/about.html")
     proc = _run("render", "s", "--root", str(root), "--out", str(tmp_path / "ctx"))
-    _one_error_line(proc, EXIT_NOT_FOUND, f"'{content / 'about.html'}'", "dangling")
+    _one_error_line(proc, EXIT_NOT_FOUND, f"'{content / 'about.html'}' is a dangling symlink")
 
 
 def test_symlink_loop_is_an_error_naming_it(make_catalog, build_file_tree, tmp_path):
@@ -100,6 +98,10 @@ def test_file_name_with_a_newline_keeps_the_error_on_one_line(make_catalog, buil
     os.mkfifo(content / "x\nerror: forged second line.html")
     proc = _run("render", "s", "--root", str(root), "--out", str(tmp_path / "ctx"))
     _one_error_line(proc, EXIT_NOT_FOUND, "x\\nerror: forged second line.html")
+    catalog = config.load_catalog(root)  # the library's message itself is one line, not only the CLI's
+    with pytest.raises(ContentMissing) as err:
+        render.prepare(catalog, catalog.site("s"))
+    assert "\n" not in str(err.value) and "x\\nerror: forged second line.html" in str(err.value)
 
 
 @pytest.mark.parametrize("change", ["vanishes", "grows", "becomes-a-fifo"])
@@ -146,6 +148,22 @@ def _released_if_blocked(fifo: Path, seconds: float = 10) -> Iterator[None]:
     assert not released.is_set(), "reading the content blocked on a FIFO"
 
 
+def test_content_file_swapped_for_a_link_out_after_listing_sends_none_of_its_bytes(make_catalog, build_file_tree,
+                                                                                  tmp_path):
+    """The engine may be remote: bytes of a file that was not listed must never reach the stream."""
+    root, content = _catalog(make_catalog, build_file_tree, tmp_path, {"news.html": "<p>old</p>\n"})
+    host_file = build_file_tree(tmp_path, {"host-secret.txt": b"TOPSECRET!\n"}) / "host-secret.txt"  # same size
+    catalog = config.load_catalog(root)
+    rendered = render.prepare(catalog, catalog.site("s"))
+    (content / "news.html").unlink()
+    (content / "news.html").symlink_to(host_file)
+    sent: list[bytes] = []
+    with pytest.raises(ContentMissing, match="news.html"):
+        for piece in render.context_stream(rendered):
+            sent.append(piece)
+    assert b"TOPSECRET" not in b"".join(sent)
+
+
 def test_content_file_changed_in_place_after_listing_is_an_error(make_catalog, build_file_tree, tmp_path):
     """Same inode, same size, new bytes: the digest would not describe what the image holds."""
     root, content = _catalog(make_catalog, build_file_tree, tmp_path, {"news.html": "<p>old</p>\n"})
@@ -182,6 +200,17 @@ def test_out_below_a_file_is_an_error_line(make_catalog, build_file_tree, tmp_pa
     assert (tmp_path / "notes.txt").read_text() == "mine\n"
 
 
+def test_out_too_deep_for_the_content_is_an_error_line_and_leaves_nothing(make_catalog, build_file_tree, tmp_path):
+    """The content lists fine, but under a deep --out its paths pass PATH_MAX while being written."""
+    deep_page = "/".join(["p" * 240] * 5) + "/page.html"  # about 1,200 characters
+    root, _ = _catalog(make_catalog, build_file_tree, tmp_path, {deep_page: "<p>deep</p>\n"})
+    parent = tmp_path.joinpath(*["o" * 240] * 12)  # about 2,900 characters: together past 4,096
+    parent.mkdir(parents=True)
+    proc = _run("render", "s", "--root", str(root), "--out", str(parent / "ctx"))
+    _one_error_line(proc, EXIT_USAGE, "cannot write", "File name too long")
+    assert os.listdir(parent) == []  # the staging folder is gone
+
+
 def test_out_on_a_filesystem_that_refuses_writes_is_an_error_line(make_catalog, build_file_tree, tmp_path):
     """sysfs refuses new folders even to root."""
     root, _ = _catalog(make_catalog, build_file_tree, tmp_path)
@@ -190,11 +219,12 @@ def test_out_on_a_filesystem_that_refuses_writes_is_an_error_line(make_catalog, 
 
 
 def test_out_path_with_markup_and_emoji_codes_is_printed_exactly(make_catalog, build_file_tree, tmp_path):
-    root, _ = _catalog(make_catalog, build_file_tree, tmp_path)
+    root, _ = _catalog(make_catalog, build_file_tree, tmp_path, {".notes [/] :cd: [red]x": "left out\n"})
     out = tmp_path / "[bold]x[/] :cd: [/]"
     proc = _run("render", "s", "--root", str(root), "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     assert str(out) in proc.stdout
+    assert ".notes [/] :cd: [red]x" in proc.stderr  # the left-out list
     refused = _run("render", "s", "--root", str(root), "--out", str(out.parent))  # the folder holds files
     assert str(out.parent) in refused.stderr and refused.returncode == 10
 

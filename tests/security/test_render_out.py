@@ -92,6 +92,27 @@ def test_build_with_out_dir_onto_a_folder_it_did_not_make_is_refused(make_catalo
     assert _snapshot(victim) == before
 
 
+@pytest.mark.parametrize("fake", ["empty-file", "other-text", "symlink-to-a-marker", "folder"])
+def test_render_onto_a_folder_with_a_fake_marker_is_refused(make_catalog, build_file_tree, tmp_path, fake):
+    """Only the exact marker file a render writes counts; a name alone does not."""
+    root, _ = _site(make_catalog, build_file_tree, tmp_path)
+    victim = build_file_tree(tmp_path / "victim", {"keep.txt": "mine\n"})
+    marker = victim / MARKER
+    if fake == "empty-file":
+        marker.write_text("")
+    elif fake == "other-text":
+        marker.write_text(render.MARKER_TEXT.upper())
+    elif fake == "symlink-to-a-marker":
+        real = tmp_path / "real-marker"
+        real.write_text(render.MARKER_TEXT)
+        marker.symlink_to(real)
+    else:
+        marker.mkdir()
+    before = _snapshot(victim)
+    _refused(_run("render", "s", "--root", str(root), "--out", str(victim)), "imgforge did not render")
+    assert _snapshot(victim) == before
+
+
 def test_render_onto_an_existing_file_is_refused(make_catalog, build_file_tree, tmp_path):
     root, _ = _site(make_catalog, build_file_tree, tmp_path)
     victim = build_file_tree(tmp_path, {"report.pdf": b"%PDF-1.7 mine"}) / "report.pdf"
