@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 from imgforge._fs import atomic_write_text, open_for_reading
 from imgforge.content import cache_dir
@@ -21,7 +22,7 @@ class HashCache:
     def __init__(self, path: Path | None = None):
         self.path = path or cache_dir() / "file-hashes.json"
         try:
-            self._entries: dict[str, list] = json.loads(self.path.read_text(encoding="utf-8"))
+            self._entries: dict[str, list[Any]] = json.loads(self.path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             self._entries = {}
         self._dirty = False

@@ -24,7 +24,7 @@ HIDDEN_EXTENSIONS = (
     "env", "ini", "log", "sql", "sqlite", "db", "bak", "old", "orig", "swp", "psd", "key", "pem",
     "crt", "p12", "pfx", "htpasswd",
 )
-_HIDDEN = re.compile(r"\.(?:%s)$" % "|".join(HIDDEN_EXTENSIONS), re.IGNORECASE)
+_HIDDEN = re.compile(rf"\.(?:{'|'.join(HIDDEN_EXTENSIONS)})$", re.IGNORECASE)
 
 
 def is_hidden(rel: str) -> bool:

@@ -13,9 +13,10 @@ import os
 import shutil
 import stat
 import tarfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, NoReturn
+from typing import NoReturn
 
 import jinja2
 
@@ -24,9 +25,10 @@ from imgforge.config import Catalog, Site
 from imgforge.content import Content, cache_dir, resolve
 from imgforge.errors import ContentMissing, ImgforgeError, Refused, UsageError
 from imgforge.hashcache import HashCache
-# The left-out rule lives with the listing that applies it; verify and the templates use it from here.
-from imgforge.listing import HIDDEN_EXTENSIONS, is_hidden, list_content  # noqa: F401
+from imgforge.listing import HIDDEN_EXTENSIONS, is_hidden, list_content  # noqa: F401  (re-exported: see below)
 
+# The left-out rule (is_hidden, HIDDEN_EXTENSIONS) lives with the listing that applies it; verify and
+# the templates use it from here.
 CONTENT_ROOT = "/usr/share/nginx/html"
 CONTENT_DIR = "html"  # where the content sits inside the build context
 
@@ -262,8 +264,7 @@ def _write_staged(rendered: Rendered, staged: Path) -> None:
         dest = html / rel
         dest.parent.mkdir(parents=True, exist_ok=True)
         with open(dest, "wb") as fh:
-            for data in rendered.content_bytes(rel):
-                fh.write(data)
+            fh.writelines(rendered.content_bytes(rel))
         dest.chmod(0o644)  # owned by root in the image, world-readable, writable by nobody
     (staged / MARKER).write_text(MARKER_TEXT, encoding="utf-8")
     (staged / MARKER).chmod(0o644)

@@ -80,7 +80,7 @@ def test_symlink_to_a_host_file_stays_an_error(make_catalog, build_file_tree, tm
     (content / "passwd.txt").symlink_to("/etc/passwd")
     root = make_catalog({"s": {"source": {"path": str(content.parent)}}})
     proc = subprocess.run([sys.executable, "-m", "imgforge", "render", "s", "--root", str(root),
-                           "--out", str(tmp_path / "ctx")], capture_output=True, text=True, timeout=120)
+                           "--out", str(tmp_path / "ctx")], check=False, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 4 and proc.stderr.count("\n") == 1
     assert "links outside the content folder" in proc.stderr and "passwd.txt" in proc.stderr
     assert not (tmp_path / "ctx").exists()
@@ -106,7 +106,7 @@ def test_left_out_links_are_listed_by_the_cli(make_catalog, build_file_tree, tmp
     (content / "page.html").symlink_to(".env")
     root = make_catalog({"s": {"source": {"path": str(content.parent)}}})
     proc = subprocess.run([sys.executable, "-m", "imgforge", "render", "s", "--root", str(root), "--json",
-                           "--out", str(tmp_path / "ctx")], capture_output=True, text=True, timeout=120)
+                           "--out", str(tmp_path / "ctx")], check=False, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     import json
 

@@ -14,8 +14,8 @@ import stat
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -25,7 +25,7 @@ from imgforge.gitops import branch
 
 
 def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "imgforge", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "imgforge", *args], check=False, capture_output=True, text=True,
                           timeout=120, env={**os.environ, "IMGFORGE_DEBUG": "", **(env or {})})
 
 

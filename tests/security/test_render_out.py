@@ -21,7 +21,7 @@ MARKER = ".imgforge-render"
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "imgforge", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "imgforge", *args], check=False, capture_output=True, text=True,
                           timeout=120, env={**os.environ, "IMGFORGE_DEBUG": ""})
 
 
@@ -84,7 +84,7 @@ def test_build_with_out_dir_onto_a_folder_it_did_not_make_is_refused(make_catalo
     script = ("import sys\nfrom pathlib import Path\nfrom imgforge import build, config\n"
               "catalog = config.load_catalog(sys.argv[1])\n"
               "build.build_site(catalog, catalog.site('s'), out_dir=Path(sys.argv[2]))\n")
-    proc = subprocess.run([sys.executable, "-c", script, str(root), str(victim)], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-c", script, str(root), str(victim)], check=False, capture_output=True, text=True,
                           timeout=120, env={**os.environ, "DOCKER_HOST": f"unix://{tmp_path}/no-engine.sock"})
     assert proc.returncode != 0
     assert proc.stderr.rstrip().splitlines()[-1].startswith("imgforge.errors.Refused: "), proc.stderr
