@@ -21,7 +21,7 @@ import docker.errors
 from imgforge.config import Catalog, Site
 from imgforge.engine import docker_client
 from imgforge.errors import BuildFailed, DockerError
-from imgforge.render import Rendered, context_stream, prepare, write_context
+from imgforge.render import Rendered, check_out_dir, context_stream, prepare, write_context
 
 DIGEST_LABEL = "io.imgforge.inputs-digest"
 _STEP = re.compile(r"^Step (\d+/\d+) : (.*)$")
@@ -123,12 +123,15 @@ def build_site(catalog: Catalog, site: Site, *, force: bool = False, no_cache: b
     """Render and build ``site`` as ``image:tag``; reuse an image with the same inputs digest.
 
     ``force`` rebuilds even then; ``no_cache`` also ignores the engine's layer cache (implies force).
-    Pass one ``lookup`` to several calls to ask the engine once for all of them.
+    Pass one ``lookup`` to several calls to ask the engine once for all of them. ``out_dir`` (a copy
+    of the context to inspect) follows ``render.check_out_dir``, checked before the engine is asked.
     """
     force = force or no_cache
     emit = on_event or (lambda _event: None)
     lookup = lookup or EngineLookup()
     rendered = prepare(catalog, site)
+    if out_dir is not None:
+        out_dir = check_out_dir(out_dir, catalog.root, rendered.content.path)
     digest = inputs_digest(rendered, lookup)
     client = docker_client()
     if not force and (existing := lookup.built(digest)):
@@ -136,7 +139,7 @@ def build_site(catalog: Catalog, site: Site, *, force: bool = False, no_cache: b
         emit(BuildEvent(site.name, "skip", f"inputs unchanged ({digest[:19]}…): reusing {existing[:19]}"))
         return BuildResult(site.name, site.reference, existing, True, digest)
     if out_dir is not None:
-        write_context(rendered, out_dir)  # kept for inspection; the engine gets the same bytes below
+        write_context(rendered, out_dir, catalog.root)  # kept for inspection; the engine gets the same bytes below
     image_id = _run_build(client, context_stream(rendered), site, build_args(rendered, digest), emit, no_cache)
     lookup.add(digest, image_id)
     return BuildResult(site.name, site.reference, image_id, False, digest)

@@ -10,8 +10,9 @@ import hashlib
 import json
 import os
 from pathlib import Path
+from typing import Any
 
-from imgforge._fs import atomic_write_text
+from imgforge._fs import atomic_write_text, open_for_reading
 from imgforge.content import cache_dir
 
 _MAX_ENTRIES = 200_000
@@ -21,24 +22,31 @@ class HashCache:
     def __init__(self, path: Path | None = None):
         self.path = path or cache_dir() / "file-hashes.json"
         try:
-            self._entries: dict[str, list] = json.loads(self.path.read_text(encoding="utf-8"))
+            self._entries: dict[str, list[Any]] = json.loads(self.path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             self._entries = {}
         self._dirty = False
 
-    def sha256(self, file: Path) -> bytes:
-        st = os.stat(file)
+    def sha256(self, file: Path, st: os.stat_result | None = None) -> bytes:
+        """The file's sha256; ``st`` is its stat from a listing, saving a second ``stat`` call.
+
+        Raises ``OSError`` when the file cannot be read. Bytes read from a file that no longer
+        matches ``st`` are hashed but never remembered under ``st``.
+        """
+        st = st or os.stat(file)
         key = os.fspath(file)
-        stamp = [st.st_size, st.st_mtime_ns, st.st_ino]
+        stamp = _stamp(st)
         entry = self._entries.get(key)
         if entry is not None and entry[:3] == stamp:
             return bytes.fromhex(entry[3])
         h = hashlib.sha256()
-        with open(file, "rb") as fh:
+        with open_for_reading(file) as fh:
             for chunk in iter(lambda: fh.read(1 << 20), b""):
                 h.update(chunk)
-        self._entries[key] = [*stamp, h.hexdigest()]
-        self._dirty = True
+            unchanged = _stamp(os.fstat(fh.fileno())) == stamp
+        if unchanged:
+            self._entries[key] = [*stamp, h.hexdigest()]
+            self._dirty = True
         return h.digest()
 
     def save(self) -> None:
@@ -53,3 +61,7 @@ class HashCache:
             self._dirty = False
         except OSError:
             pass
+
+
+def _stamp(st: os.stat_result) -> list[int]:
+    return [st.st_size, st.st_mtime_ns, st.st_ino]

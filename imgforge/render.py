@@ -9,51 +9,34 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import io
 import os
-import re
 import shutil
+import stat
 import tarfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import NoReturn
 
 import jinja2
 
-from imgforge._fs import replace_dir, staging_dir
+from imgforge._fs import is_within, open_for_reading, replace_dir, shown, staging_dir
 from imgforge.config import Catalog, Site
 from imgforge.content import Content, cache_dir, resolve
-from imgforge.errors import ContentMissing, ImgforgeError
+from imgforge.errors import ContentMissing, ImgforgeError, Refused, UsageError
 from imgforge.hashcache import HashCache
+from imgforge.listing import HIDDEN_EXTENSIONS, is_hidden, list_content  # noqa: F401  (re-exported: see below)
 
+# The left-out rule (is_hidden, HIDDEN_EXTENSIONS) lives with the listing that applies it; verify and
+# the templates use it from here.
 CONTENT_ROOT = "/usr/share/nginx/html"
 CONTENT_DIR = "html"  # where the content sits inside the build context
 
-# Never served, whatever the site holds (nginx here runs no PHP: it would hand out the source).
-HIDDEN_EXTENSIONS = (
-    "php", "php[0-9]", "phtml", "phar", "inc", "asp", "aspx", "jsp", "cgi", "pl", "py", "rb", "sh",
-    "env", "ini", "log", "sql", "sqlite", "db", "bak", "old", "orig", "swp", "psd", "key", "pem",
-    "crt", "p12", "pfx", "htpasswd",
-)
 # Served with a one-year immutable Cache-Control.
 ASSET_EXTENSIONS = (
     "css", "js", "mjs", "png", "jpe?g", "gif", "svg", "ico", "webp", "avif", "woff2?", "ttf", "otf",
     "eot", "mp4", "webm",
 )
-_HIDDEN = re.compile(r"\.(?:%s)$" % "|".join(HIDDEN_EXTENSIONS), re.IGNORECASE)
-
-
-def is_hidden(rel: str) -> bool:
-    """A content path that is never served and never copied into the image.
-
-    Dotfiles and dot-folders (.git/, .env, .htaccess) and server-side source or secrets (.php
-    mailers with SMTP passwords, keys, .psd originals): leaving them out of the image keeps their
-    bytes away from anyone who pulls it; nginx's deny rules are the second line.
-    """
-    parts = rel.split("/")
-    return any(p.startswith(".") for p in parts) or bool(_HIDDEN.search(parts[-1]))
-
-
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "strict-origin-when-cross-origin",
@@ -69,6 +52,11 @@ OUTPUTS = {
     "imgforge-entrypoint": "entrypoint.sh.j2",
 }
 EXECUTABLE = {"imgforge-entrypoint"}
+# Written at the top of every folder render writes, and nowhere else: a folder holding it is a
+# render that may be replaced whole. It is not part of the context the engine gets (the tar
+# stream and the digest hold only ``files`` and ``html/``), and the Dockerfile never copies it.
+MARKER = ".imgforge-render"
+MARKER_TEXT = "This folder is a build context written by `imgforge render`; rendering again replaces it whole.\n"
 
 
 class RenderError(ImgforgeError):
@@ -84,7 +72,8 @@ class Rendered:
     files: dict[str, str]
     content: Content
     content_files: list[str] = field(default_factory=list)
-    left_out: list[str] = field(default_factory=list)  # hidden files of the content folder (is_hidden)
+    left_out: list[str] = field(default_factory=list)  # left out of the image (listing.list_content)
+    listed: dict[str, os.stat_result] = field(default_factory=dict)  # served file -> its stat at listing
 
     def digest(self) -> str:
         """sha256 over every path, mode and byte the context would hold, plus the base reference."""
@@ -96,9 +85,46 @@ class Rendered:
             h.update(hashlib.sha256(self.files[name].encode()).digest())
         for rel in self.content_files:
             h.update(f"{CONTENT_DIR}/{rel}\0".encode())
-            h.update(cache.sha256(self.content.path / rel))
+            try:
+                h.update(cache.sha256(self.content.path / rel, self.listed.get(rel)))
+            except OSError as e:
+                raise self._unreadable(rel, e) from e
         cache.save()
         return h.hexdigest()
+
+    def content_bytes(self, rel: str, chunk: int = 1 << 20) -> Iterator[bytes]:
+        """The bytes of content file ``rel``: exactly the file that was listed, or ContentMissing.
+
+        The digest was computed from the listing; a file replaced, grown, shrunk or rewritten
+        since (other inode, size or mtime) would give an image its digest does not describe.
+        """
+        path = self.content.path / rel
+        listed = self.listed[rel]
+        try:
+            with open_for_reading(path) as fh:
+                self._same_as_listed(rel, os.fstat(fh.fileno()), listed)
+                left = listed.st_size
+                while left:
+                    data = fh.read(min(chunk, left))
+                    if not data:
+                        raise self._changed(rel)
+                    left -= len(data)
+                    yield data
+                self._same_as_listed(rel, os.fstat(fh.fileno()), listed)
+        except OSError as e:
+            raise self._unreadable(rel, e) from e
+
+    def _same_as_listed(self, rel: str, now: os.stat_result, listed: os.stat_result) -> None:
+        if not stat.S_ISREG(now.st_mode) or _identity(now) != _identity(listed):
+            raise self._changed(rel)
+
+    def _changed(self, rel: str) -> ContentMissing:
+        return ContentMissing(f"{self.site.file}: content: {shown(self.content.path / rel)} changed while "
+                              "the build context was made; run again once it is written")
+
+    def _unreadable(self, rel: str, e: OSError) -> ContentMissing:
+        return ContentMissing(f"{self.site.file}: content: cannot read {shown(self.content.path / rel)}: "
+                              f"{e.strerror or e}")
 
 
 def templates_dir() -> Path:
@@ -165,40 +191,101 @@ def prepare(catalog: Catalog, site: Site) -> Rendered:
     """Everything a context needs, resolved and listed but not written (cheap to digest)."""
     base_image, files = render_templates(catalog, site)
     content = resolve(catalog, site)
-    served: list[str] = []
-    hidden: list[str] = []
-    for rel in _list_content(content.path, site):
-        (hidden if is_hidden(rel) else served).append(rel)
-    if not served:
+    listed, hidden = list_content(content.path, site)
+    if not listed:
         raise ContentMissing(f"{site.file}: content folder {content.path} holds no servable files")
-    return Rendered(site, base_image, files, content, served, hidden)
+    return Rendered(site, base_image, files, content, sorted(listed), hidden, listed)
 
 
-def write_context(rendered: Rendered, out_dir: Path) -> Path:
-    """Write the context into ``out_dir`` atomically: a failure leaves no partial folder."""
-    out_dir = Path(out_dir).resolve()
-    staged = staging_dir(out_dir)
+def check_out_dir(out_dir: Path, catalog_root: Path, content: Path) -> Path:
+    """The real path of a folder ``write_context`` may replace, or ``Refused`` saying why not.
+
+    Only a folder that does not exist yet or holds the ``MARKER`` of an earlier render may be
+    replaced (the contexts under imgforge's own cache are always its own). Never the content
+    folder, a folder inside it or around it, the catalog root or a folder above it (``/`` too),
+    marker or not: a site author controls the repo around the content and could plant one.
+    """
+    dest = Path(os.path.realpath(out_dir))
+    content, catalog_root = Path(os.path.realpath(content)), Path(os.path.realpath(catalog_root))
+
+    def refuse(why: str) -> NoReturn:
+        raise Refused(f"will not write the build context to {shown(dest)}: {why}; choose another --out")
+
+    if is_within(catalog_root, dest):
+        refuse(f"it is the catalog root {shown(catalog_root)} or a folder above it")
+    if is_within(dest, content) or is_within(content, dest):
+        refuse(f"it is the content folder {shown(content)}, inside it or above it")
     try:
-        for name, text in rendered.files.items():
-            path = staged / name
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text, encoding="utf-8")
-            path.chmod(0o755 if name in EXECUTABLE else 0o644)
-        html = staged / CONTENT_DIR
-        html.mkdir()
-        for rel in rendered.content_files:
-            dest = html / rel
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(rendered.content.path / rel, dest)
-            dest.chmod(0o644)  # owned by root in the image, world-readable, writable by nobody
-        for folder in sorted({p for p in staged.rglob("*") if p.is_dir()}):
-            folder.chmod(0o755)
-        staged.chmod(0o755)
-        replace_dir(staged, out_dir)
+        st = os.lstat(dest)
+    except FileNotFoundError:
+        return dest
+    except OSError as e:
+        raise _cannot_write(dest, e) from e
+    if not stat.S_ISDIR(st.st_mode):
+        refuse("it is a file, not a folder")
+    if dest.parent != Path(os.path.realpath(cache_dir() / "contexts")) and not _is_render(dest):
+        refuse(f"it is a folder imgforge did not render (no {MARKER} in it), and replacing it would delete "
+               "what it holds")
+    return dest
+
+
+def write_context(rendered: Rendered, out_dir: Path, catalog_root: Path) -> Path:
+    """Write the context into ``out_dir`` atomically: a failure leaves no partial folder.
+
+    ``out_dir`` must pass ``check_out_dir``. Content read errors are ``ContentMissing``; a folder
+    that cannot be written is a ``UsageError`` naming it.
+    """
+    dest = check_out_dir(out_dir, catalog_root, rendered.content.path)
+    try:
+        staged = staging_dir(dest)
+    except OSError as e:
+        raise _cannot_write(dest, e) from e
+    try:
+        try:
+            _write_staged(rendered, staged)
+            replace_dir(staged, dest)
+        except OSError as e:
+            raise _cannot_write(dest, e) from e
     except BaseException:
         shutil.rmtree(staged, ignore_errors=True)
         raise
-    return out_dir
+    return dest
+
+
+def _write_staged(rendered: Rendered, staged: Path) -> None:
+    for name, text in rendered.files.items():
+        path = staged / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        path.chmod(0o755 if name in EXECUTABLE else 0o644)
+    html = staged / CONTENT_DIR
+    html.mkdir()
+    for rel in rendered.content_files:
+        dest = html / rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        with open(dest, "wb") as fh:
+            fh.writelines(rendered.content_bytes(rel))
+        dest.chmod(0o644)  # owned by root in the image, world-readable, writable by nobody
+    (staged / MARKER).write_text(MARKER_TEXT, encoding="utf-8")
+    (staged / MARKER).chmod(0o644)
+    for folder in sorted({p for p in staged.rglob("*") if p.is_dir()}):
+        folder.chmod(0o755)
+    staged.chmod(0o755)
+
+
+def _is_render(folder: Path) -> bool:
+    marker = folder / MARKER
+    try:
+        st = os.lstat(marker)
+        return (stat.S_ISREG(st.st_mode) and st.st_size == len(MARKER_TEXT.encode())
+                and marker.read_text(encoding="utf-8") == MARKER_TEXT)
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
+def _cannot_write(dest: Path, e: OSError) -> UsageError:
+    where = f" ({shown(e.filename)})" if e.filename and os.fspath(e.filename) != os.fspath(dest) else ""
+    return UsageError(f"cannot write the build context to {shown(dest)}: {e.strerror or e}{where}")
 
 
 def context_stream(rendered: Rendered, chunk: int = 1 << 20) -> Iterator[bytes]:
@@ -235,17 +322,10 @@ def _tar_entries(rendered: Rendered, chunk: int) -> Iterator[bytes]:
     for rel in rendered.content_files:
         name = f"{CONTENT_DIR}/{rel}"
         yield from folders(name)
-        with open(rendered.content.path / rel, "rb") as fh:
-            size = os.fstat(fh.fileno()).st_size
-            yield _tar_info(name, tarfile.REGTYPE, 0o644, size).tobuf(tarfile.PAX_FORMAT)
-            sent = 0
-            while sent < size:
-                data = fh.read(min(chunk, size - sent))
-                if not data:
-                    raise ContentMissing(f"{rendered.site.file}: content file {rel} shrank while it was read")
-                sent += len(data)
-                yield data
-            yield _padding(size)
+        size = rendered.listed[rel].st_size
+        yield _tar_info(name, tarfile.REGTYPE, 0o644, size).tobuf(tarfile.PAX_FORMAT)
+        yield from rendered.content_bytes(rel, chunk)
+        yield _padding(size)
 
 
 def _padding(size: int) -> bytes:
@@ -267,35 +347,8 @@ def default_out_dir(site: Site) -> Path:
 
 def render_site(catalog: Catalog, site: Site, out_dir: Path | None = None) -> tuple[Rendered, Path]:
     rendered = prepare(catalog, site)
-    return rendered, write_context(rendered, out_dir or default_out_dir(site))
+    return rendered, write_context(rendered, out_dir or default_out_dir(site), catalog.root)
 
 
-def _list_content(root: Path, site: Site) -> list[str]:
-    """Every regular file under the content folder, sorted (the caller drops hidden ones).
-
-    Symlinks are followed only when they stay inside the content folder: a link to a host file
-    must never copy that file into an image.
-    """
-    files: list[str] = []
-    real_root = root.resolve()
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-        dirnames[:] = sorted(dirnames)
-        for d in list(dirnames):
-            if (Path(dirpath) / d).is_symlink():
-                _check_inside(Path(dirpath) / d, real_root, site)
-                raise ContentMissing(f"{site.file}: content: symlinked folder {Path(dirpath, d)} is not supported")
-        for name in sorted(filenames):
-            path = Path(dirpath) / name
-            if path.is_symlink():
-                _check_inside(path, real_root, site)
-            if path.is_file():
-                files.append(path.relative_to(root).as_posix())
-    if not files:
-        raise ContentMissing(f"{site.file}: content folder {root} holds no files")
-    return sorted(files)
-
-
-def _check_inside(path: Path, real_root: Path, site: Site) -> None:
-    target = path.resolve()
-    if real_root != target and real_root not in target.parents:
-        raise ContentMissing(f"{site.file}: content: {path} links outside the content folder ({target})")
+def _identity(st: os.stat_result) -> tuple[int, int, int, int]:
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns

@@ -1,13 +1,15 @@
 """Command-line entry point: parses flags, calls the library, prints. Nothing else lives here.
 
 Errors are reported from exactly one place (``main``): one ``error: ...`` line on stderr and the
-error's exit code. ``--debug`` (or ``IMGFORGE_DEBUG=1``) re-raises for the full traceback.
+error's exit code. ``--debug`` (or ``IMGFORGE_DEBUG=1``) prints the full traceback before that line
+and keeps the exit code, so scripts and CI see the same status with or without it.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+import traceback
 
 import typer
 from typer.exceptions import TyperException
@@ -38,8 +40,10 @@ def main(argv: list[str] | None = None) -> None:
         rc = app(args=args, prog_name="imgforge", standalone_mode=False)
     except ImgforgeError as e:
         if debug:
-            raise
-        err_console.print(f"error: {e}", markup=False, highlight=False, soft_wrap=True)
+            traceback.print_exc()
+        # One line, exactly as written: no rich markup or :emoji: codes, control characters escaped.
+        sys.stderr.write(f"error: {_one_line(str(e))}\n")
+        sys.stderr.flush()
         sys.exit(e.exit_code)
     except (typer.Abort, KeyboardInterrupt):
         err_console.print("interrupted", markup=False)
@@ -50,3 +54,8 @@ def main(argv: list[str] | None = None) -> None:
     if rc == EXIT_INTERRUPTED:  # typer turns Ctrl-C inside a command into a returned 130
         err_console.print("interrupted", markup=False)
     sys.exit(rc if isinstance(rc, int) else 0)
+
+
+def _one_line(message: str) -> str:
+    """``message`` with line breaks and other control characters escaped (a path may hold them)."""
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in message)

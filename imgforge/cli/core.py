@@ -42,7 +42,8 @@ def sites_cmd(root: RootOpt = None, json_out: JsonOpt = False) -> None:
 @app.command("render")
 def render_cmd(
     site: Annotated[str, typer.Argument(help="Site name.")],
-    out: Annotated[Optional[Path], typer.Option("--out", help="Folder to write the build context to.")] = None,
+    out: Annotated[Optional[Path], typer.Option(
+        "--out", help="Folder to write the build context to: a new folder or an earlier render (see README).")] = None,
     root: RootOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -57,11 +58,14 @@ def render_cmd(
                     "files": sorted(rendered.files), "content_files": len(rendered.content_files),
                     "left_out": rendered.left_out})
     else:
-        console.print(f"rendered [bold]{site}[/] into {out_dir} "
-                      f"({len(rendered.files)} generated files, {len(rendered.content_files)} content files)")
+        # Paths and file names are printed as they are: no rich markup, no :emoji: codes.
+        console.print(f"rendered {site} into {out_dir} ({len(rendered.files)} generated files, "
+                      f"{len(rendered.content_files)} content files)", markup=False, emoji=False, highlight=False,
+                      soft_wrap=True)
         if rendered.left_out:
-            err_console.print(f"left out of the image (dotfiles, server-side source, secrets): "
-                              f"{', '.join(rendered.left_out)}", highlight=False)
+            err_console.print(f"left out of the image (dotfiles, server-side source, secrets, links to them): "
+                              f"{', '.join(rendered.left_out)}", markup=False, emoji=False, highlight=False,
+                              soft_wrap=True)
 
 
 @app.command("build")

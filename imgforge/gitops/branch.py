@@ -111,7 +111,7 @@ def open_repo(repo: Path) -> Git:
 
 def require_clean(git: Git) -> None:
     """Refuse a work tree with changes to tracked files (untracked files are left alone)."""
-    lines = git.out("status", "--porcelain", "--untracked-files=no").splitlines()
+    lines = git.run("status", "--porcelain", "--untracked-files=no").stdout.decode("utf-8", "replace").splitlines()
     if lines:
         raise DirtyWorkTree(git.repo, [line[3:] for line in lines])
 

@@ -145,10 +145,12 @@ def test_dotfiles_and_server_side_source_stay_out_of_the_image(make_catalog, bui
         "www-data/css/send-mail.php": "<?php define('SMTP_PASSWORD', 'hunter2');\n",
         "www-data/img/kai.PSD": b"8BPS", "www-data/img/kai.png": b"\x89PNG", "www-data/.env": "A=1\n",
         "www-data/deploy.key": "-----BEGIN-----\n", "www-data/phpinfo.html": "fine\n"})
+    (content / "www-data" / ".git" / "HEAD").symlink_to("refs/heads/main")  # dangling, but never read
     catalog = config.load_catalog(make_catalog({"s": {"source": {"path": str(content)}}}))
     rendered, out = render.render_site(catalog, catalog.site("s"), tmp_path / "ctx")
     assert rendered.content_files == ["img/kai.png", "index.html", "phpinfo.html"]
-    assert rendered.left_out == [".env", ".git/config", ".htaccess", "css/send-mail.php", "deploy.key", "img/kai.PSD"]
+    assert rendered.left_out == [".env", ".git/HEAD", ".git/config", ".htaccess", "css/send-mail.php", "deploy.key",
+                                 "img/kai.PSD"]
     assert sorted(p.relative_to(out / "html").as_posix() for p in (out / "html").rglob("*") if p.is_file()) == \
         rendered.content_files
     assert b"hunter2" not in b"".join(p.read_bytes() for p in out.rglob("*") if p.is_file())
@@ -197,4 +199,41 @@ def test_build_tar_holds_exactly_what_render_writes(make_catalog, tmp_path):
         in_tar = {name: (m.mode, tar.extractfile(m).read()) for name, m in members.items() if m.isfile()}
         assert all(m.uid == 0 and m.gid == 0 and m.mtime == 0 for m in members.values())
         assert all(m.mode == 0o755 for m in members.values() if m.isdir())
-    assert in_tar == _tree(out)
+    on_disk = _tree(out)
+    assert on_disk.pop(render.MARKER) == (0o644, render.MARKER_TEXT.encode())  # the folder's, not the image's
+    assert in_tar == on_disk
+
+
+def test_default_out_dir_replaces_a_context_an_older_imgforge_wrote(make_catalog, run_cli, tmp_path):
+    """Contexts under imgforge's own cache are its own, marker or not (older versions wrote none)."""
+    root = make_catalog({"s": {}})
+    env = {"IMGFORGE_CACHE_DIR": str(tmp_path / "cache")}
+    old = tmp_path / "cache" / "contexts" / "s"
+    (old / "html").mkdir(parents=True)
+    (old / "Dockerfile").write_text("FROM old\n")
+    proc = run_cli("render", "s", "--root", str(root), env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert (old / render.MARKER).is_file() and (old / "Dockerfile").read_text() != "FROM old\n"
+    assert os.listdir(old.parent) == ["s"]
+
+
+def test_digest_never_remembers_bytes_read_from_a_file_that_changed(make_catalog, build_file_tree, tmp_path,
+                                                                    monkeypatch):
+    """A file rewritten between listing and hashing must not leave its new hash under its old stamp.
+
+    Otherwise restoring the old bytes with the old mtime (``cp -p``, an rsync) would be digested as
+    the new ones, and a build would be skipped that should not be.
+    """
+    content = build_file_tree(tmp_path / "src", {"www-data/index.html": "old-1\n"})
+    page = content / "www-data" / "index.html"
+    listed_mtime = page.stat().st_mtime_ns
+    catalog = config.load_catalog(make_catalog({"s": {"source": {"path": str(content)}}}))
+    rendered = render.prepare(catalog, catalog.site("s"))
+    page.write_text("new-2\n")  # same size, same inode
+    os.utime(page, ns=(0, listed_mtime + 1_000_000_000))
+    rendered.digest()
+    page.write_text("old-1\n")
+    os.utime(page, ns=(0, listed_mtime))
+    digest = render.prepare(catalog, catalog.site("s")).digest()
+    monkeypatch.setenv("IMGFORGE_CACHE_DIR", str(tmp_path / "fresh-cache"))
+    assert digest == render.prepare(catalog, catalog.site("s")).digest()
