@@ -35,7 +35,7 @@ def expectation(catalog: Catalog, site: Site) -> Expect:
     other way (or by an older imgforge) may hold them.
     """
     rendered = prepare(catalog, site)
-    return Expect.for_site(site, rendered.content.path, [*rendered.content_files, *rendered.left_out])
+    return Expect.for_site(site, rendered.content.path, rendered.content_files, rendered.left_out)
 
 
 def run_site(catalog: Catalog, site: Site, image: str | None = None) -> VerifyReport:

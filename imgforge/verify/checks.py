@@ -90,11 +90,10 @@ class Expect:
     hashes: dict[str, str] = field(default_factory=dict, compare=False)  # served file -> sha256
 
     @classmethod
-    def for_site(cls, site: Site, root: Path, files: list[str]) -> "Expect":
-        """Split the content folder's listing into served and hidden files; hash the served ones once."""
-        hidden = tuple(f for f in files if is_hidden(f))
-        served = tuple(f for f in files if f not in hidden)
-        return cls(site, Path(root), served, hidden, {f: _sha((Path(root) / f).read_bytes()) for f in served})
+    def for_site(cls, site: Site, root: Path, served: list[str], hidden: list[str]) -> "Expect":
+        """The listing render made (served vs left out, judged by what each path is); hash the served once."""
+        return cls(site, Path(root), tuple(served), tuple(hidden),
+                   {f: _sha((Path(root) / f).read_bytes()) for f in served})
 
     @property
     def spa(self) -> bool:

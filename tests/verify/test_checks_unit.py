@@ -15,7 +15,7 @@ def expect(tmp_path, build_file_tree) -> Expect:
                                               "mail.PHP": "<?php ?>", ".git-keep": "", "img/x.png": b"\x89PNG"})
     site = Site(name="s", file="sites/s.toml", image="x/s", tag="v1", uid=10000, gid=10001, port=8081,
                 fallback="spa", headers={"Permissions-Policy": "camera=()"})
-    return Expect.for_site(site, root, ["index.html", "css/a.css", "mail.PHP", ".git-keep", "img/x.png"])
+    return Expect.for_site(site, root, ["index.html", "css/a.css", "img/x.png"], ["mail.PHP", ".git-keep"])
 
 
 def test_hidden_follows_the_template_rule(expect):
