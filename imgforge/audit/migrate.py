@@ -12,11 +12,11 @@ from __future__ import annotations
 import collections
 import os
 import re
-import subprocess
 from pathlib import Path
 
 import tomlkit
 
+from imgforge import _git as _gitrun
 from imgforge import config
 from imgforge._fs import atomic_write_text
 from imgforge.audit._repo import Repo, base_name, expand, instructions, read_repo, walk_directives
@@ -184,11 +184,11 @@ def _uid_gid(repo: Repo) -> tuple[int, int] | None:
 
 
 def _git(repo: Path, *args: str) -> str:
+    """What git says about the old repo, or "" when it cannot say (no git, not a repo, no remote)."""
     try:
-        proc = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.TimeoutExpired):
+        return _gitrun.out(*args, cwd=repo, timeout=30)
+    except _gitrun.GitError:
         return ""
-    return proc.stdout.strip() if proc.returncode == 0 else ""
 
 
 def _next_tag(repo: Path) -> tuple[str, str]:
@@ -263,8 +263,8 @@ def migrate_repo(path: str | os.PathLike[str], site_name: str, catalog_root: str
     source = tomlkit.table()
     source.add("path", _relative_to(repo.root, catalog.root))
     source.add("content_dir", _content_dir(repo))
-    if remote := _git(repo.root, "remote", "get-url", "origin"):
-        source.add(tomlkit.comment(f'git = "{remote}"  # use instead of path to build from the repo'))
+    if remote := _gitrun.strip_userinfo(_git(repo.root, "remote", "get-url", "origin")):
+        source.add(tomlkit.comment(f"git = {_toml_string(remote)}  # use instead of path to build from the repo"))
     doc.add(tomlkit.nl())
     doc.add("source", source)
     headers = {n: v for n, v in behaviour["headers"].items() if _HEADER_NAME.match(n) and not _BAD_HEADER_VALUE.search(v)}
@@ -274,6 +274,11 @@ def migrate_repo(path: str | os.PathLike[str], site_name: str, catalog_root: str
         for name, value in headers.items():
             doc["headers"].add(name, value)
     return tomlkit.dumps(doc), not_carried
+
+
+def _toml_string(text: str) -> str:
+    """``text`` as one TOML basic string (a comment line must not be broken by a newline in it)."""
+    return tomlkit.string(text).as_string()
 
 
 def _relative_to(path: Path, root: Path) -> str:
