@@ -56,9 +56,9 @@ def test_defaults_apply_and_sites_override(make_catalog):
     ({"image": "Cr.Example.com/Site:v1"}, "sites/bad.toml: image: expected an image repository without tag"),
     ({"tag": "v 1"}, 'sites/bad.toml: tag: expected an image tag like v1.2.3, got "v 1"'),
     ({"read_only_root": "yes"}, 'sites/bad.toml: read_only_root: expected true or false, got "yes"'),
-    ({"headers": {"X-Test": 'a"b'}}, "sites/bad.toml: headers: X-Test: expected a non-empty string"),
+    ({"headers": {"X-Test": "a\nb"}}, "sites/bad.toml: headers: X-Test: expected a non-empty value of printable ASCII"),
     ({"source": {"path": ".", "git": "https://example.invalid/x.git"}}, "sites/bad.toml: source: set either path or git, not both"),
-    ({"source": {"path": ".", "content_dir": "../etc"}}, "sites/bad.toml: source: content_dir: expected a folder inside the source"),
+    ({"source": {"path": ".", "content_dir": "../etc"}}, "sites/bad.toml: source.content_dir: expected a folder inside the source"),
     ({"gitops": {"ap": "x"}}, "sites/bad.toml: gitops.ap: unknown key; did you mean 'app'?"),
 ])
 def test_invalid_site_fields_name_file_field_and_expectation(make_catalog, fields, message):
