@@ -42,6 +42,8 @@ URL_FORMS = "an https://, ssh:// or git@host:path URL, a file:// URL or an absol
 # Userinfo of any URL form: ``scheme://user[:password]@`` and scp-like ``user[:password]@host:``.
 _USERINFO = re.compile(r"(?P<scheme>\b[a-z][a-z0-9+.-]*://)(?P<info>[^/@\s]+)@", re.I)
 _SCP_USERINFO = re.compile(r"\A(?P<info>[^/@\s:]+(?::[^/@\s]*)?)@(?=[^/:\s]+:)")
+# ``user:password@host:path`` anywhere in a text (after a space, a quote or the start).
+_SCP_PASSWORD = re.compile(r"(?<![^\s\"'(=])[^/@\s:\"']+:[^/@\s\"']*@(?=[^/:\s]+:)")
 
 
 class GitError(ImgforgeError):
@@ -110,7 +112,7 @@ def has_credentials(url: str) -> bool:
 def redact(text: str) -> str:
     """``text`` with the userinfo of every URL in it shown as ``***`` (for messages)."""
     text = _USERINFO.sub(lambda m: f"{m['scheme']}***@", text)
-    return _SCP_USERINFO.sub("***@", text)
+    return _SCP_PASSWORD.sub("***@", text)
 
 
 def strip_userinfo(url: str) -> str:

@@ -52,11 +52,12 @@ _PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 def _show(value: Any) -> str:
     """A value for a one-line message: JSON-quoted, URL userinfo as ``***``, nothing unprintable."""
+    if isinstance(value, str):
+        value = _gitrun.redact(value)
     try:
-        text = json.dumps(value, ensure_ascii=False)
+        text = _gitrun.redact(json.dumps(value, ensure_ascii=False))
     except (TypeError, ValueError):
-        text = repr(value)
-    text = _gitrun.redact(text)
+        text = _gitrun.redact(repr(value))
     if len(text) > 120:
         text = text[:117] + "…"
     return "".join(c if c.isprintable() else f"\\u{ord(c):04x}" for c in text)
