@@ -52,8 +52,6 @@ _PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 def _show(value: Any) -> str:
     """A value for a one-line message: JSON-quoted, URL userinfo as ``***``, nothing unprintable."""
-    if isinstance(value, str):
-        value = _gitrun.redact(value)
     try:
         text = _gitrun.redact(json.dumps(value, ensure_ascii=False))
     except (TypeError, ValueError):

@@ -82,12 +82,12 @@ def _local_revision(folder: Path) -> str | None:
 
 
 def _local_source(folder: Path) -> str | None:
-    """The catalog repository's remote URL without its userinfo, for the image's source label."""
+    """The catalog repository's remote URL, for the image's source label (``source`` strips it)."""
     try:
         url = _git.out("config", "--get", "remote.origin.url", cwd=folder)
     except _git.GitError:
         return None
-    return _git.strip_userinfo(url) or None
+    return url or None
 
 
 def _export_git(url: str, ref: str, content_dir: str, site: Site) -> tuple[str, Path]:
