@@ -35,9 +35,9 @@ _REPOSITORY = re.compile(_REPOSITORY_TEXT)
 _TAG = re.compile(_TAG_TEXT)
 _IMAGE_REF = re.compile(rf"{_REPOSITORY_TEXT}(?::{_TAG_TEXT})?(?:@sha256:[0-9a-f]{{64}})?")
 _SITE_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
-_HEADER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,63}")
+HEADER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,63}")
 # Visible ASCII, spaces inside: what an HTTP field value may hold (RFC 9110), minus obs-text.
-_HEADER_VALUE = re.compile(r"[!-~](?:[ -~]{0,4094}[!-~])?")
+HEADER_VALUE = re.compile(r"[!-~](?:[ -~]{0,4094}[!-~])?")
 # A package version pin: Debian (epoch:upstream-revision, ~, +) or apk; ``*`` as apt's glob.
 _VERSION_PIN = re.compile(r"[A-Za-z0-9*][A-Za-z0-9.+~:*_-]{0,63}")
 # One line of text for a label: no control, line-separator or bidi/format characters.
@@ -129,9 +129,9 @@ def _headers(value: Any) -> dict[str, str]:
     if not isinstance(value, dict):
         raise ValueError(f"expected a table of header = \"value\", got {_show(value)}")
     for name, text in value.items():
-        if not _HEADER_NAME.fullmatch(name):
+        if not HEADER_NAME.fullmatch(name):
             raise ValueError(f"expected header names of letters, digits and dashes, got {_show(name)}")
-        if not isinstance(text, str) or not _HEADER_VALUE.fullmatch(text):
+        if not isinstance(text, str) or not HEADER_VALUE.fullmatch(text):
             raise ValueError(f"{name}: expected a non-empty value of printable ASCII (spaces inside only), "
                              f"got {_show(text)}")
     return value

@@ -31,10 +31,14 @@ _REPLACED = {
     "multi_accept", "include", "root", "index", "try_files", "add_header", "expires", "gzip", "charset",
     "autoindex",
 }
-_HEADER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*$")
-_BAD_HEADER_VALUE = re.compile(r'["\\\x00-\x1f\x7f]')
 _SEMVER_TAG = re.compile(r"^v?(\d+)\.(\d+)\.(\d+)$")
 _IMAGE_IN_CI = re.compile(r"(?:-t|--tag)[ =]+['\"]?([a-z0-9][a-z0-9._/:-]*?)(?::[\w.$-]+)?['\"]?(?:\s|$)")
+
+
+def _carried_header(name: str, value: str) -> bool:
+    """A header the catalog can hold with the same effect: valid there, and no nginx ``$variable``
+    (the old config expanded it; the catalog sends header values as written)."""
+    return bool(config.HEADER_NAME.fullmatch(name) and config.HEADER_VALUE.fullmatch(value)) and "$" not in value
 
 
 def _where(rel: str, d: dict) -> str:
@@ -99,8 +103,9 @@ def _note(d: dict, behaviour: dict) -> str | None:
     if name == "expires":
         return None if args[:1] in (["1y"], ["365d"], ["max"], ["12M"]) else "assets are cached for one year (immutable)"
     if name == "add_header":
-        ok = len(args) >= 2 and _HEADER_NAME.match(args[0]) and not _BAD_HEADER_VALUE.search(args[1])
-        return None if ok else "value cannot be written in the catalog"
+        if len(args) >= 2 and "$" in args[1]:
+            return "uses an nginx variable; catalog header values are sent as written"
+        return None if len(args) >= 2 and _carried_header(args[0], args[1]) else "value cannot be written in the catalog"
     if name == "index":
         return None if args == ["index.html"] else "only index.html is an index"
     if name == "charset":
@@ -267,7 +272,7 @@ def migrate_repo(path: str | os.PathLike[str], site_name: str, catalog_root: str
         source.add(tomlkit.comment(f"git = {_toml_string(remote)}  # use instead of path to build from the repo"))
     doc.add(tomlkit.nl())
     doc.add("source", source)
-    headers = {n: v for n, v in behaviour["headers"].items() if _HEADER_NAME.match(n) and not _BAD_HEADER_VALUE.search(v)}
+    headers = {n: v for n, v in behaviour["headers"].items() if _carried_header(n, v)}
     if headers:
         doc.add(tomlkit.nl())
         doc.add("headers", tomlkit.table())

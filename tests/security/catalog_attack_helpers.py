@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import io
 import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -64,3 +65,15 @@ def assert_one_error_line(code: int, out: str, err: str, exit_code: int = 3) -> 
     assert out == "", out
     assert err.startswith("error: ") and err.endswith("\n"), err
     assert len(err.splitlines()) == 1 and "\x00" not in err, repr(err)
+
+
+def old_site_repo(path: Path, server_lines: str = "") -> Path:
+    """A root-nginx site repository as ``imgforge migrate`` reads one (a git work tree, no remote)."""
+    (path / "www-data").mkdir(parents=True)
+    (path / "www-data" / "index.html").write_text("hi\n")
+    (path / "nginx.conf").write_text("events {}\nhttp {\n  server {\n    listen 80;\n    root /usr/share/nginx/html;\n"
+                                     f"    try_files $uri $uri/ =404;\n{server_lines}  }}\n}}\n")
+    (path / "Dockerfile").write_text("FROM nginx\nCOPY nginx.conf /etc/nginx/nginx.conf\n"
+                                     "COPY www-data/ /usr/share/nginx/html/\n")
+    subprocess.run(["git", "init", "-q", str(path)], check=True, capture_output=True)
+    return path

@@ -17,9 +17,10 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # --import-mode=importlib: the helpers by name
-from catalog_attack_helpers import assert_one_error_line, cli, edit_toml, golden_catalog  # noqa: E402
+from catalog_attack_helpers import assert_one_error_line, cli, edit_toml, golden_catalog, old_site_repo  # noqa: E402
 
 from imgforge import config, render  # noqa: E402
+from imgforge.audit import migrate_repo  # noqa: E402
 
 SITE = "prebuilt-spa"
 SITE_FILE = f"sites/{SITE}.toml"
@@ -131,6 +132,14 @@ def test_quoting_filters_keep_values_inside_their_quotes():
     assert render._dockerfile_quoted(value) == '"a \\"q\\" \\\\ \\$HOME \\${X} `id` ;{}#"'
     assert render._shell_quoted("nginx~1.26'; touch /pwned; '") == "'nginx~1.26'\"'\"'; touch /pwned; '\"'\"''"
     assert render._nginx_quoted(value) == '"a \\"q\\" \\\\ ${imgforge_dollar}HOME ${imgforge_dollar}{X} `id` ;{}#"'
+
+
+def test_migrate_does_not_turn_an_nginx_variable_into_a_literal_header(tmp_path):
+    """The old config expanded ``$host``; the catalog sends values as written, so it is not carried."""
+    old = old_site_repo(tmp_path / "old", '    add_header X-Served-By "$hostname";\n    add_header X-Plain "yes";\n')
+    text, notes = migrate_repo(old, "old", golden_catalog(tmp_path / "catalog"), image="cr.example.com/s/old")
+    assert 'X-Plain = "yes"' in text and "X-Served-By" not in text
+    assert any("X-Served-By" in note and "nginx variable" in note for note in notes), notes
 
 
 # --- the real nginx and the real image: values arrive as written --------------------------------

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # --import-mode=importlib: the helpers by name
-from catalog_attack_helpers import EXAMPLE_SITE, assert_one_error_line, cli, edit_toml, golden_catalog  # noqa: E402
+from catalog_attack_helpers import EXAMPLE_SITE, assert_one_error_line, cli, edit_toml, golden_catalog, old_site_repo  # noqa: E402
 
 from imgforge import _git, build, config, render  # noqa: E402
 from imgforge.audit import migrate_repo  # noqa: E402
@@ -73,14 +73,7 @@ def test_the_source_label_of_a_local_site_never_holds_the_remotes_userinfo(tmp_p
 
 
 def test_migrate_does_not_copy_the_old_repos_token_into_the_catalog(tmp_path):
-    old = tmp_path / "old-site"
-    (old / "www-data").mkdir(parents=True)
-    (old / "www-data" / "index.html").write_text("hi\n")
-    (old / "nginx.conf").write_text("events {}\nhttp {\n  server {\n    listen 80;\n    root /usr/share/nginx/html;\n"
-                                    "    try_files $uri $uri/ =404;\n  }\n}\n")
-    (old / "Dockerfile").write_text("FROM nginx\nCOPY nginx.conf /etc/nginx/nginx.conf\n"
-                                    "COPY www-data/ /usr/share/nginx/html/\n")
-    _sh_git("init", "-q", str(old), cwd=tmp_path)
+    old = old_site_repo(tmp_path / "old-site")
     _sh_git("remote", "add", "origin", f"https://oauth2:{SECRET}@gitlab.example.com/sites/old-site.git", cwd=old)
     root = golden_catalog(tmp_path / "catalog")
     text, _ = migrate_repo(old, "old-site", root, image="cr.example.com/sites/old-site")
