@@ -40,7 +40,7 @@ _URLS = (
 )
 URL_FORMS = "an https://, ssh:// or git@host:path URL, a file:// URL or an absolute path"
 # Userinfo of any URL form: ``scheme://user[:password]@`` and scp-like ``user[:password]@host:``.
-_USERINFO = re.compile(r"(?P<scheme>\b[a-z][a-z0-9+.-]*://)(?P<info>[^/@\s]+)@", re.I)
+_USERINFO = re.compile(r"(?P<scheme>\b[a-z][a-z0-9+.-]*://)(?P<info>[^/@\s]+)@", re.IGNORECASE)
 _SCP_USERINFO = re.compile(r"\A(?P<info>[^/@\s:]+(?::[^/@\s]*)?)@(?=[^/:\s]+:)")
 # ``user:password@host:path`` anywhere in a text (after a space, a quote or the start).
 _SCP_PASSWORD = re.compile(r"(?<![^\s\"'(=])[^/@\s:\"']+:[^/@\s\"']*@(?=[^/:\s]+:)")
@@ -148,7 +148,8 @@ def run(*args: str, cwd: Path | str | None = None, operands: Sequence[str] = (),
     limit = timeout if timeout is not None else NETWORK_TIMEOUT if network else LOCAL_TIMEOUT
     try:
         proc = subprocess.run(argv, cwd=cwd, env=git_env(env), input=input, capture_output=True,
-                              stdin=None if input is not None else subprocess.DEVNULL, timeout=limit)
+                              stdin=None if input is not None else subprocess.DEVNULL, timeout=limit,
+                              check=False)
     except FileNotFoundError as e:
         if cwd is not None and not Path(cwd).is_dir():
             raise GitFailed(command, f"{cwd} does not exist") from e

@@ -12,8 +12,9 @@ import json
 import os
 import re
 import tomllib
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
@@ -66,7 +67,7 @@ def _key(name: Any) -> str:
     return name if isinstance(name, str) and _PLAIN_KEY.fullmatch(name) else _show(name)
 
 
-def _int_in(lo: int, hi: int) -> Any:
+def _int_in(lo: int, hi: int) -> BeforeValidator:
     # Ranges a person would type ("from 1024 to 65535") are shown whole; a technical ceiling
     # (UIDs stop at 2^31-1) only when it is the bound that was crossed.
     whole = hi <= 65535
@@ -82,38 +83,38 @@ def _int_in(lo: int, hi: int) -> Any:
             raise ValueError(f"expected {expected}, got {_show(value)}")
         return value
 
-    return Annotated[int, BeforeValidator(check)]
+    return BeforeValidator(check)
 
 
-def _one_of(*choices: str) -> Any:
+def _one_of(*choices: str) -> BeforeValidator:
     def check(value: Any) -> str:
         if value not in choices:
             raise ValueError(f"expected one of {', '.join(choices)}, got {_show(value)}")
-        return value
+        return str(value)
 
-    return Annotated[str, BeforeValidator(check)]
+    return BeforeValidator(check)
 
 
-def _matching(pattern: re.Pattern[str], what: str) -> Any:
+def _matching(pattern: re.Pattern[str], what: str) -> BeforeValidator:
     def check(value: Any) -> str:
         if not isinstance(value, str) or not pattern.fullmatch(value):
             raise ValueError(f"expected {what}, got {_show(value)}")
         return value
 
-    return Annotated[str, BeforeValidator(check)]
+    return BeforeValidator(check)
 
 
-def _path_inside(what: str) -> Any:
+def _path_inside(what: str) -> BeforeValidator:
     """A relative folder that cannot leave the place it is relative to (no ``..``, not absolute)."""
     def check(value: Any) -> str:
         if not isinstance(value, str) or not _INSIDE_PATH.fullmatch(value) or ".." in value.split("/"):
             raise ValueError(f"expected {what} (a relative path without ..), got {_show(value)}")
         return value
 
-    return Annotated[str, BeforeValidator(check)]
+    return BeforeValidator(check)
 
 
-def _checked_by(problem: Any) -> Any:
+def _checked_by(problem: Callable[[str], str | None]) -> BeforeValidator:
     """A string that ``problem(value)`` finds nothing wrong with (the git runner's own rules)."""
     def check(value: Any) -> str:
         if not isinstance(value, str):
@@ -122,7 +123,7 @@ def _checked_by(problem: Any) -> Any:
             raise ValueError(f"{why}, got {_show(value)}")
         return value
 
-    return Annotated[str, BeforeValidator(check)]
+    return BeforeValidator(check)
 
 
 def _headers(value: Any) -> dict[str, str]:
@@ -137,8 +138,19 @@ def _headers(value: Any) -> dict[str, str]:
     return value
 
 
-_IMAGE_REF_FIELD = _matching(_IMAGE_REF, "an image reference like registry.example.com/team/nginx:1.27")
-_TEXT_FIELD = _matching(_TEXT, "one line of text, at most 256 characters, without control characters")
+_ImageRef = Annotated[str, _matching(_IMAGE_REF, "an image reference like registry.example.com/team/nginx:1.27")]
+_Text = Annotated[str, _matching(_TEXT, "one line of text, at most 256 characters, without control characters")]
+_GitopsFolder = Annotated[str, _path_inside("a folder of the GitOps repo")]
+_Id = Annotated[int, _int_in(1, 2**31 - 1)]
+_LocalPath = Annotated[str, _matching(_LOCAL_PATH, "a folder path of letters, digits, spaces and ._+@,=~/-")]
+_GitUrl = Annotated[str, _checked_by(_gitrun.url_problem)]
+_GitRef = Annotated[str, _checked_by(_gitrun.ref_problem)]
+_AppFolder = Annotated[str, _matching(_APP, "a folder name of letters, digits and ._- like mysite-site")]
+_Namespace = Annotated[str, _matching(_K8S_NAME, "a Kubernetes namespace (lowercase letters, digits, dashes)")]
+_Container = Annotated[str, _matching(_K8S_NAME, "a container name (lowercase letters, digits, dashes)")]
+_VersionPin = Annotated[str, _matching(_VERSION_PIN, "a package version like 1.26 or 1.22.*")]
+_Repository = Annotated[str, _matching(_REPOSITORY, "an image repository without tag, like cr.example.com/team/site")]
+_SiteName = Annotated[str, _matching(_SITE_NAME, "a site name of lowercase letters, digits and dashes")]
 
 
 class _Strict(BaseModel):
@@ -148,10 +160,10 @@ class _Strict(BaseModel):
 class Source(_Strict):
     """Where the site's static files come from: a local folder, or a git repository at a ref."""
 
-    path: _matching(_LOCAL_PATH, "a folder path of letters, digits, spaces and ._+@,=~/-") | None = None
-    git: _checked_by(_gitrun.url_problem) | None = None
-    ref: _checked_by(_gitrun.ref_problem) = "main"
-    content_dir: _path_inside("a folder inside the source") = "www-data"
+    path: _LocalPath | None = None
+    git: _GitUrl | None = None
+    ref: _GitRef = "main"
+    content_dir: Annotated[str, _path_inside("a folder inside the source")] = "www-data"
 
     @model_validator(mode="after")
     def _one_origin(self) -> "Source":
@@ -163,32 +175,32 @@ class Source(_Strict):
 class GitopsTarget(_Strict):
     """Where the site's app lives in the GitOps repo (used by ``imgforge gitops``)."""
 
-    app: _matching(_APP, "a folder name of letters, digits and ._- like mysite-site") | None = None
-    namespace: _matching(_K8S_NAME, "a Kubernetes namespace (lowercase letters, digits, dashes)") | None = None
-    overlay: _path_inside("a folder of the GitOps repo") | None = None
-    container: _matching(_K8S_NAME, "a container name (lowercase letters, digits, dashes)") | None = None
+    app: _AppFolder | None = None
+    namespace: _Namespace | None = None
+    overlay: _GitopsFolder | None = None
+    container: _Container | None = None
 
 
 class Profile(_Strict):
     """A base profile: which base image, and how nginx gets into it."""
 
-    base_image: _IMAGE_REF_FIELD
-    nginx_version: _matching(_VERSION_PIN, "a package version like 1.26 or 1.22.*") | None = None
+    base_image: _ImageRef
+    nginx_version: _VersionPin | None = None
 
 
 class Site(_Strict):
-    name: _matching(_SITE_NAME, "a site name of lowercase letters, digits and dashes")
+    name: _SiteName
     file: str
-    image: _matching(_REPOSITORY, "an image repository without tag, like cr.example.com/team/site")
-    tag: _matching(_TAG, "an image tag like v1.2.3")
-    description: _TEXT_FIELD = ""
-    profile: _one_of(*PROFILES) = "alpine"
-    base_image: _IMAGE_REF_FIELD | None = None
-    uid: _int_in(1, 2**31 - 1) = 100
-    gid: _int_in(1, 2**31 - 1) = 101
-    port: _int_in(1024, 65535) = 8080
-    fallback: _one_of("spa", "404") = "404"
-    ipv6: _one_of("auto", "on", "off") = "auto"
+    image: _Repository
+    tag: Annotated[str, _matching(_TAG, "an image tag like v1.2.3")]
+    description: _Text = ""
+    profile: Annotated[str, _one_of(*PROFILES)] = "alpine"
+    base_image: _ImageRef | None = None
+    uid: _Id = 100
+    gid: _Id = 101
+    port: Annotated[int, _int_in(1024, 65535)] = 8080
+    fallback: Annotated[str, _one_of("spa", "404")] = "404"
+    ipv6: Annotated[str, _one_of("auto", "on", "off")] = "auto"
     read_only_root: bool = True
     gzip: bool = True
     cache_assets: bool = True
@@ -210,8 +222,8 @@ class Settings(_Strict):
 
     defaults: dict[str, Any] = Field(default_factory=dict)
     profiles: dict[str, Profile] = Field(default_factory=dict)
-    overlay_root: _path_inside("a folder of the GitOps repo") = DEFAULT_OVERLAY_ROOT
-    vendor: _TEXT_FIELD = ""
+    overlay_root: _GitopsFolder = DEFAULT_OVERLAY_ROOT
+    vendor: _Text = ""
 
 
 BUILTIN_PROFILES = {
@@ -334,7 +346,7 @@ def _validate(model: type[BaseModel], data: dict[str, Any], file: str) -> Any:
         raise CatalogError(file, _describe(model, e.errors()[0])) from None
 
 
-def _describe(model: type[BaseModel], err: dict[str, Any]) -> str:
+def _describe(model: type[BaseModel], err: Mapping[str, Any]) -> str:
     loc = [str(p) for p in err["loc"]]
     field = ".".join(_key(p) for p in loc) or "(file)"
     kind = err["type"]

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # --import-mode=importlib: the helpers by name
-from catalog_attack_helpers import EXAMPLE_SITE, assert_one_error_line, cli, edit_toml, golden_catalog, old_site_repo  # noqa: E402
+from catalog_attack_helpers import (  # noqa: E402
+    EXAMPLE_SITE, assert_one_error_line, cli, edit_toml, golden_catalog, old_site_repo)
 
 from imgforge import _git, build, config, render  # noqa: E402
 from imgforge.audit import migrate_repo  # noqa: E402
@@ -35,8 +36,9 @@ URLS_WITH_SECRETS = [
 
 
 @pytest.mark.parametrize("url, shown", URLS_WITH_SECRETS, ids=[u for u, _ in URLS_WITH_SECRETS])
-@pytest.mark.parametrize("command", [["sites", "--json"], ["matrix", "--format", "json"], ["matrix", "--format", "github"],
-                                     ["matrix", "--format", "gitlab"], ["render", SITE]])
+@pytest.mark.parametrize("command", [["sites", "--json"], ["matrix", "--format", "json"],
+                                     ["matrix", "--format", "github"], ["matrix", "--format", "gitlab"],
+                                     ["render", SITE]])
 def test_a_catalog_git_url_with_credentials_is_refused_without_echoing_them(tmp_path, url, shown, command):
     root = golden_catalog(tmp_path / "catalog")
     edit_toml(root / "sites" / f"{SITE}.toml", "source.path", None)

@@ -120,7 +120,7 @@ def isolated_git_config(tmp_path, monkeypatch):
 class _AskForPassword(http.server.BaseHTTPRequestHandler):
     """A git server over loopback that wants a password for everything."""
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+    def do_GET(self) -> None:
         self.send_response(401)
         self.send_header("WWW-Authenticate", 'Basic realm="git"')
         self.send_header("Content-Length", "0")
