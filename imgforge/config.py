@@ -12,11 +12,13 @@ import json
 import os
 import re
 import tomllib
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
+from imgforge import _git as _gitrun
 from imgforge._fs import atomic_write_text
 from imgforge.errors import CatalogError, UnknownSite, UsageError
 
@@ -25,24 +27,47 @@ SITES_DIR = "sites"
 PROFILES = ("alpine", "debian", "prebuilt")
 DEFAULT_OVERLAY_ROOT = "fluxcd/apps/overlays/production"
 
-_REPOSITORY = re.compile(
-    r"^(?:[a-z0-9]+(?:[.-][a-z0-9]+)*(?::[0-9]+)?/)?[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-    r"(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$"
-)
-_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
-_SITE_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
-_HEADER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*$")
-_BAD_HEADER_VALUE = re.compile(r'["\\\x00-\x1f\x7f]')
+# Every string of the catalog must match one of these in full (``fullmatch``: ``$`` would accept
+# a trailing newline, and a newline in a value is a new Dockerfile instruction or nginx line).
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_REPOSITORY_TEXT = rf"(?:[a-z0-9]+(?:[.-][a-z0-9]+)*(?::[0-9]+)?/)?{_COMPONENT}(?:/{_COMPONENT})*"
+_TAG_TEXT = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
+_REPOSITORY = re.compile(_REPOSITORY_TEXT)
+_TAG = re.compile(_TAG_TEXT)
+_IMAGE_REF = re.compile(rf"{_REPOSITORY_TEXT}(?::{_TAG_TEXT})?(?:@sha256:[0-9a-f]{{64}})?")
+_SITE_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
+HEADER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,63}")
+# Visible ASCII, spaces inside: what an HTTP field value may hold (RFC 9110), minus obs-text.
+HEADER_VALUE = re.compile(r"[!-~](?:[ -~]{0,4094}[!-~])?")
+# A package version pin: Debian (epoch:upstream-revision, ~, +) or apk; ``*`` as apt's glob.
+_VERSION_PIN = re.compile(r"[A-Za-z0-9*][A-Za-z0-9.+~:*_-]{0,63}")
+# One line of text for a label: no control, line-separator or bidi/format characters.
+_TEXT = re.compile(r"[^\x00-\x1f\x7f-\x9f\u2028\u2029\u200b-\u200f\u202a-\u202e\u2060-\u206f\ufeff]{0,256}")
+_K8S_NAME = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")  # DNS-1123 label
+_APP = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,251}[A-Za-z0-9])?")  # a folder in the GitOps repo
+# Folders: a local source path may be absolute or go up (../site); the others stay inside.
+_LOCAL_PATH = re.compile(r"(?!-)[\w.+@,=~ /-]{1,4096}")
+_INSIDE_PATH = re.compile(r"[\w.+@,=-]+(?:/[\w.+@,=-]+)*")
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 def _show(value: Any) -> str:
+    """A value for a one-line message: JSON-quoted, URL userinfo as ``***``, nothing unprintable."""
     try:
-        return json.dumps(value, ensure_ascii=False)
-    except TypeError:
-        return repr(value)
+        text = _gitrun.redact(json.dumps(value, ensure_ascii=False))
+    except (TypeError, ValueError):
+        text = _gitrun.redact(repr(value))
+    if len(text) > 120:
+        text = text[:117] + "…"
+    return "".join(c if c.isprintable() else f"\\u{ord(c):04x}" for c in text)
 
 
-def _int_in(lo: int, hi: int) -> Any:
+def _key(name: Any) -> str:
+    """A TOML key as shown in a field path: bare when plain, else quoted like any value."""
+    return name if isinstance(name, str) and _PLAIN_KEY.fullmatch(name) else _show(name)
+
+
+def _int_in(lo: int, hi: int) -> BeforeValidator:
     # Ranges a person would type ("from 1024 to 65535") are shown whole; a technical ceiling
     # (UIDs stop at 2^31-1) only when it is the bound that was crossed.
     whole = hi <= 65535
@@ -58,36 +83,74 @@ def _int_in(lo: int, hi: int) -> Any:
             raise ValueError(f"expected {expected}, got {_show(value)}")
         return value
 
-    return Annotated[int, BeforeValidator(check)]
+    return BeforeValidator(check)
 
 
-def _one_of(*choices: str) -> Any:
+def _one_of(*choices: str) -> BeforeValidator:
     def check(value: Any) -> str:
         if value not in choices:
             raise ValueError(f"expected one of {', '.join(choices)}, got {_show(value)}")
-        return value
+        return str(value)
 
-    return Annotated[str, BeforeValidator(check)]
+    return BeforeValidator(check)
 
 
-def _matching(pattern: re.Pattern[str], what: str) -> Any:
+def _matching(pattern: re.Pattern[str], what: str) -> BeforeValidator:
     def check(value: Any) -> str:
-        if not isinstance(value, str) or not pattern.match(value):
+        if not isinstance(value, str) or not pattern.fullmatch(value):
             raise ValueError(f"expected {what}, got {_show(value)}")
         return value
 
-    return Annotated[str, BeforeValidator(check)]
+    return BeforeValidator(check)
+
+
+def _path_inside(what: str) -> BeforeValidator:
+    """A relative folder that cannot leave the place it is relative to (no ``..``, not absolute)."""
+    def check(value: Any) -> str:
+        if not isinstance(value, str) or not _INSIDE_PATH.fullmatch(value) or ".." in value.split("/"):
+            raise ValueError(f"expected {what} (a relative path without ..), got {_show(value)}")
+        return value
+
+    return BeforeValidator(check)
+
+
+def _checked_by(problem: Callable[[str], str | None]) -> BeforeValidator:
+    """A string that ``problem(value)`` finds nothing wrong with (the git runner's own rules)."""
+    def check(value: Any) -> str:
+        if not isinstance(value, str):
+            raise ValueError(f"expected a string, got {_show(value)}")
+        if why := problem(value):
+            raise ValueError(f"{why}, got {_show(value)}")
+        return value
+
+    return BeforeValidator(check)
 
 
 def _headers(value: Any) -> dict[str, str]:
     if not isinstance(value, dict):
         raise ValueError(f"expected a table of header = \"value\", got {_show(value)}")
     for name, text in value.items():
-        if not _HEADER_NAME.match(name):
-            raise ValueError(f"{_show(name)} is not a valid header name")
-        if not isinstance(text, str) or _BAD_HEADER_VALUE.search(text) or not text:
-            raise ValueError(f"{name}: expected a non-empty string without quotes or control characters, got {_show(text)}")
+        if not HEADER_NAME.fullmatch(name):
+            raise ValueError(f"expected header names of letters, digits and dashes, got {_show(name)}")
+        if not isinstance(text, str) or not HEADER_VALUE.fullmatch(text):
+            raise ValueError(f"{name}: expected a non-empty value of printable ASCII (spaces inside only), "
+                             f"got {_show(text)}")
     return value
+
+
+_ImageRef = Annotated[str, _matching(_IMAGE_REF, "an image reference like registry.example.com/team/nginx:1.27")]
+_Text = Annotated[str, _matching(_TEXT, "one line of text, at most 256 characters, without control characters")]
+_GitopsFolder = Annotated[str, _path_inside("a folder of the GitOps repo")]
+_Id = Annotated[int, _int_in(1, 2**31 - 1)]
+_LocalPath = Annotated[str, _matching(_LOCAL_PATH, "a folder path of letters, digits, spaces and ._+@,=~/-")]
+_GitUrl = Annotated[str, _checked_by(_gitrun.url_problem)]
+_GitRef = Annotated[str, _checked_by(_gitrun.ref_problem)]
+_AppFolder = Annotated[str, _matching(_APP, "a folder name of letters, digits and ._- like mysite-site")]
+_Namespace = Annotated[str, _matching(_K8S_NAME, "a Kubernetes namespace (lowercase letters, digits, dashes)")]
+_Container = Annotated[str, _matching(_K8S_NAME, "a container name (lowercase letters, digits, dashes)")]
+_VersionPin = Annotated[str, _matching(_VERSION_PIN, "a package version like 1.26 or 1.22.*")]
+_Repository = Annotated[str, _matching(_REPOSITORY, "an image repository without tag, like cr.example.com/team/site")]
+_SiteName = Annotated[str, _matching(_SITE_NAME, "a site name of lowercase letters, digits and dashes")]
 
 
 class _Strict(BaseModel):
@@ -97,49 +160,47 @@ class _Strict(BaseModel):
 class Source(_Strict):
     """Where the site's static files come from: a local folder, or a git repository at a ref."""
 
-    path: str | None = None
-    git: str | None = None
-    ref: str = "main"
-    content_dir: str = "www-data"
+    path: _LocalPath | None = None
+    git: _GitUrl | None = None
+    ref: _GitRef = "main"
+    content_dir: Annotated[str, _path_inside("a folder inside the source")] = "www-data"
 
     @model_validator(mode="after")
     def _one_origin(self) -> "Source":
         if self.path is not None and self.git is not None:
             raise ValueError("set either path or git, not both")
-        if Path(self.content_dir).is_absolute() or ".." in Path(self.content_dir).parts:
-            raise ValueError(f"content_dir: expected a folder inside the source, got {_show(self.content_dir)}")
         return self
 
 
 class GitopsTarget(_Strict):
     """Where the site's app lives in the GitOps repo (used by ``imgforge gitops``)."""
 
-    app: str | None = None
-    namespace: str | None = None
-    overlay: str | None = None
-    container: str | None = None
+    app: _AppFolder | None = None
+    namespace: _Namespace | None = None
+    overlay: _GitopsFolder | None = None
+    container: _Container | None = None
 
 
 class Profile(_Strict):
     """A base profile: which base image, and how nginx gets into it."""
 
-    base_image: str
-    nginx_version: str | None = None
+    base_image: _ImageRef
+    nginx_version: _VersionPin | None = None
 
 
 class Site(_Strict):
-    name: str
+    name: _SiteName
     file: str
-    image: _matching(_REPOSITORY, "an image repository without tag, like cr.example.com/team/site")
-    tag: _matching(_TAG, "an image tag like v1.2.3")
-    description: str = ""
-    profile: _one_of(*PROFILES) = "alpine"
-    base_image: str | None = None
-    uid: _int_in(1, 2**31 - 1) = 100
-    gid: _int_in(1, 2**31 - 1) = 101
-    port: _int_in(1024, 65535) = 8080
-    fallback: _one_of("spa", "404") = "404"
-    ipv6: _one_of("auto", "on", "off") = "auto"
+    image: _Repository
+    tag: Annotated[str, _matching(_TAG, "an image tag like v1.2.3")]
+    description: _Text = ""
+    profile: Annotated[str, _one_of(*PROFILES)] = "alpine"
+    base_image: _ImageRef | None = None
+    uid: _Id = 100
+    gid: _Id = 101
+    port: Annotated[int, _int_in(1024, 65535)] = 8080
+    fallback: Annotated[str, _one_of("spa", "404")] = "404"
+    ipv6: Annotated[str, _one_of("auto", "on", "off")] = "auto"
     read_only_root: bool = True
     gzip: bool = True
     cache_assets: bool = True
@@ -161,8 +222,8 @@ class Settings(_Strict):
 
     defaults: dict[str, Any] = Field(default_factory=dict)
     profiles: dict[str, Profile] = Field(default_factory=dict)
-    overlay_root: str = DEFAULT_OVERLAY_ROOT
-    vendor: str = ""
+    overlay_root: _GitopsFolder = DEFAULT_OVERLAY_ROOT
+    vendor: _Text = ""
 
 
 BUILTIN_PROFILES = {
@@ -207,13 +268,15 @@ def load_catalog(root: str | os.PathLike[str] | None = None) -> Catalog:
         raise CatalogError(str(settings_file), "not found (is --root / IMGFORGE_ROOT the catalog folder?)")
     settings = _validate(Settings, _read_toml(settings_file, root), _rel(settings_file, root))
     if unknown := sorted(set(settings.profiles) - set(PROFILES)):
-        raise CatalogError(CATALOG_FILE, f"profiles.{unknown[0]}: unknown profile; expected one of {', '.join(PROFILES)}")
+        raise CatalogError(CATALOG_FILE, f"profiles.{_key(unknown[0])}: unknown profile; "
+                                         f"expected one of {', '.join(PROFILES)}")
     _check_defaults(settings.defaults)
     sites: dict[str, Site] = {}
     for path in sorted((root / SITES_DIR).glob("*.toml")):
         rel = _rel(path, root)
-        if not _SITE_NAME.match(path.stem):
-            raise CatalogError(rel, "site file names must be lowercase letters, digits and dashes")
+        if not _SITE_NAME.fullmatch(path.stem):
+            raise CatalogError(f"{SITES_DIR}/{_key(path.name)}",
+                               "site file names must be lowercase letters, digits and dashes")
         data = _merge(settings.defaults, _read_toml(path, root))
         sites[path.stem] = _validate(Site, {**data, "name": path.stem, "file": rel}, rel)
     return Catalog(root=root, settings=settings, sites=sites)
@@ -233,14 +296,14 @@ def _check_defaults(defaults: dict[str, Any]) -> None:
 
 def check_tag(tag: str) -> str:
     """A valid image tag, or UsageError naming what is wrong."""
-    if not isinstance(tag, str) or not _TAG.match(tag):
+    if not isinstance(tag, str) or not _TAG.fullmatch(tag):
         raise UsageError(f"tag: expected an image tag like v1.2.3 or dev-1a2b3c4d, got {_show(tag)}")
     return tag
 
 
 def set_site_tag(catalog: Catalog, site: Site, tag: str) -> None:
     """Rewrite only the ``tag`` value of a site file; comments and layout stay as they were."""
-    if not _TAG.match(tag):
+    if not _TAG.fullmatch(tag):
         raise CatalogError(site.file, f"tag: expected an image tag like v1.2.3, got {_show(tag)}")
     import tomlkit  # only the tag rewrite needs a round-trip TOML library
 
@@ -283,9 +346,9 @@ def _validate(model: type[BaseModel], data: dict[str, Any], file: str) -> Any:
         raise CatalogError(file, _describe(model, e.errors()[0])) from None
 
 
-def _describe(model: type[BaseModel], err: dict[str, Any]) -> str:
+def _describe(model: type[BaseModel], err: Mapping[str, Any]) -> str:
     loc = [str(p) for p in err["loc"]]
-    field = ".".join(loc) or "(file)"
+    field = ".".join(_key(p) for p in loc) or "(file)"
     kind = err["type"]
     if kind == "extra_forbidden":
         allowed = _fields_at(model, loc[:-1])

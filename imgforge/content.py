@@ -7,14 +7,14 @@ given ref always yields the same files and the commit becomes the image's revisi
 from __future__ import annotations
 
 import hashlib
-import re
 import os
-import subprocess
+import shutil
 import tarfile
-import io
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from imgforge import _git
 from imgforge._fs import replace_dir, staging_dir
 from imgforge.config import Catalog, Site
 from imgforge.errors import ContentMissing
@@ -39,7 +39,8 @@ class Content:
 
     @property
     def source(self) -> str:
-        return self.url or _local_source(self.path) or self.local_path or str(self.path)
+        """For the source label: never with the userinfo of a URL (it may hold a token)."""
+        return _git.strip_userinfo(self.url or _local_source(self.path) or self.local_path or str(self.path))
 
 
 def cache_dir() -> Path:
@@ -73,28 +74,20 @@ def resolve(catalog: Catalog, site: Site) -> Content:
     return Content(folder, fetched_revision=commit, url=src.git)
 
 
-def _git(*args: str, cwd: Path | None = None) -> str:
-    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
-    proc = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=600)
-    if proc.returncode != 0:
-        raise subprocess.CalledProcessError(proc.returncode, args, proc.stdout, proc.stderr)
-    return proc.stdout.strip()
-
-
 def _local_revision(folder: Path) -> str | None:
     try:
-        return _git("log", "-1", "--format=%H", "--", ".", cwd=folder) or None
-    except (subprocess.CalledProcessError, OSError):
+        return _git.out("log", "-1", "--format=%H", "--", ".", cwd=folder) or None
+    except _git.GitError:
         return None
 
 
 def _local_source(folder: Path) -> str | None:
-    """The catalog repository's remote URL (credentials stripped), for the image's source label."""
+    """The catalog repository's remote URL, for the image's source label (``source`` strips it)."""
     try:
-        url = _git("config", "--get", "remote.origin.url", cwd=folder)
-    except (subprocess.CalledProcessError, OSError):
+        url = _git.out("config", "--get", "remote.origin.url", cwd=folder)
+    except _git.GitError:
         return None
-    return re.sub(r"//[^/@]+@", "//", url) or None
+    return url or None
 
 
 def _export_git(url: str, ref: str, content_dir: str, site: Site) -> tuple[str, Path]:
@@ -102,22 +95,28 @@ def _export_git(url: str, ref: str, content_dir: str, site: Site) -> tuple[str, 
     try:
         if not mirror.exists():
             mirror.parent.mkdir(parents=True, exist_ok=True)
-            _git("init", "--bare", "-q", str(mirror))
-        _git("fetch", "-q", "--force", url, ref, cwd=mirror)
-        commit = _git("rev-parse", "FETCH_HEAD^{commit}", cwd=mirror)
-    except subprocess.CalledProcessError as e:
-        detail = (e.stderr or "").strip().splitlines()
-        raise ContentMissing(f"{site.file}: source: cannot fetch {ref!r} from {url}: "
-                             f"{detail[-1] if detail else 'git failed'}") from e
+            _git.run("init", "--bare", "-q", operands=[str(mirror)])
+        _git.run("fetch", "-q", "--force", cwd=mirror, operands=[_git.Url(url), _git.Ref(ref)], network=True)
+        commit = _git.out("rev-parse", "--verify", "FETCH_HEAD^{commit}", cwd=mirror)
+    except _git.GitError as e:
+        raise ContentMissing(f"{site.file}: source: cannot fetch {ref!r} from {_git.redact(url)}: {e.detail}") from e
     export = mirror.with_suffix("") / commit
     if not export.exists():
         staged = staging_dir(export)
-        data = subprocess.run(["git", "archive", "--format=tar", commit], cwd=mirror,
-                              capture_output=True, check=True).stdout
-        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
-            tar.extractall(staged, filter="data")
-        replace_dir(staged, export)
+        try:
+            with tempfile.TemporaryFile() as archive:
+                archive.write(_git.run("archive", "--format=tar", cwd=mirror, operands=[commit]).stdout)
+                archive.seek(0)
+                with tarfile.open(fileobj=archive) as tar:
+                    tar.extractall(staged, filter="data")
+            replace_dir(staged, export)
+        except (_git.GitError, tarfile.TarError, OSError) as e:
+            detail = e.detail if isinstance(e, _git.GitError) else str(e)
+            raise ContentMissing(f"{site.file}: source: cannot export {commit[:12]} of {_git.redact(url)}: "
+                                 f"{detail}") from e
+        finally:
+            shutil.rmtree(staged, ignore_errors=True)
     folder = export / content_dir
     if not folder.is_dir():
-        raise ContentMissing(f"{site.file}: source: {url}@{ref} has no folder {content_dir!r}")
+        raise ContentMissing(f"{site.file}: source: {_git.redact(url)}@{ref} has no folder {content_dir!r}")
     return commit, folder

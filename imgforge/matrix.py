@@ -15,19 +15,18 @@ import hashlib
 import json
 import os
 import posixpath
-import re
-import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from imgforge import _git as _gitrun
 from imgforge.config import CATALOG_FILE, Catalog, Site
 from imgforge.content import cache_dir, unavailable_reason
 from imgforge.errors import ImgforgeError, UsageError
 
 TEMPLATES_DIR = "templates"
 _GIT_TIMEOUT = 60  # seconds for one ls-remote or one-commit fetch; a hung forge must not hang CI
-_FULL_SHA = re.compile(r"^[0-9a-f]{40}$")
+_FULL_SHA = _gitrun.FULL_COMMIT
 
 __all__ = ["Entry", "MatrixResult", "Problem", "sites_to_build"]
 
@@ -98,9 +97,9 @@ def sites_to_build(catalog: Catalog, changed_since: str | None, repo_dir: str | 
             if remote.error or (revision := _resolve_ref(remote.refs, src.ref)) is None:
                 why = remote.error or f"ref {src.ref!r} not found"
                 problems.append(Problem(site.name, site.reference, "unreachable",
-                                        f"{site.file}: source: {src.git}: {why}", blocking=bool(local)))
+                                        f"{site.file}: source: {_gitrun.redact(src.git)}: {why}", blocking=bool(local)))
                 continue
-            if not local and diff is not None and not _FULL_SHA.match(src.ref):
+            if not local and diff is not None and not _FULL_SHA.fullmatch(src.ref):
                 pending_git.append((site, revision))
                 continue
         if local:
@@ -133,12 +132,12 @@ class _Diff:
     def since(cls, repo: Path, ref: str) -> "_Diff":
         top = Path(_git_local(repo, "rev-parse", "--show-toplevel"))
         try:
-            base = _git_local(repo, "merge-base", ref, "HEAD")
-        except _GitFailed as e:
+            base = _git_local(repo, "merge-base", operands=(ref, "HEAD"))
+        except _gitrun.GitError as e:
             why = (f"unknown revision in {top} ({e.detail})" if e.returncode != 1 else
                    f"no common history with HEAD in {top}; a shallow clone? (CI: fetch-depth 0 / GIT_DEPTH 0)")
             raise UsageError(f"--changed-since {ref}: {why}") from e
-        base_time = int(_git_local(repo, "show", "-s", "--format=%ct", base))
+        base_time = int(_git_local(repo, "show", "-s", "--format=%ct", operands=(base,)))
         # Commits only (REF...HEAD), like CI sees them: an uncommitted edit changes nothing here.
         # No rename detection: a file moved between two sites' folders changes both sites.
         out = _git_local(repo, "diff", "--name-only", "--no-renames", "-z", base, "HEAD", "--", strip=False)
@@ -181,41 +180,20 @@ class _Diff:
         return None
 
 
-class _GitFailed(Exception):
-    def __init__(self, detail: str, returncode: int | None = None):
-        super().__init__(detail)
-        self.detail = detail
-        self.returncode = returncode
-
-
-def _git_env() -> dict[str, str]:
-    """Never let git wait for a password or a host-key prompt: CI has nobody to answer it."""
-    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true"}
-    env.setdefault("GIT_SSH_COMMAND", "ssh -oBatchMode=yes -oConnectTimeout=20")
-    return env
-
-
-def _git(args: list[str], cwd: Path | None = None, *, strip: bool = True) -> str:
+def _git(args: list[str], cwd: Path | None = None, *, operands: list[str] | tuple[str, ...] = (),
+         strip: bool = True) -> str:
     try:
-        proc = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, env=_git_env(),
-                              timeout=_GIT_TIMEOUT)
-    except FileNotFoundError as e:
+        return _gitrun.out(*args, cwd=cwd, operands=operands, timeout=_GIT_TIMEOUT, strip=strip)
+    except _gitrun.GitNotFound as e:
         raise ImgforgeError("git is not installed; `imgforge matrix` needs it") from e
-    except subprocess.TimeoutExpired as e:
-        raise _GitFailed(f"no answer within {_GIT_TIMEOUT} s") from e
-    if proc.returncode != 0:
-        lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
-        raise _GitFailed(lines[-1].removeprefix("fatal: ") if lines else f"git exited with {proc.returncode}",
-                         proc.returncode)
-    return proc.stdout.strip() if strip else proc.stdout
 
 
-def _git_local(repo: Path, *args: str, strip: bool = True) -> str:
+def _git_local(repo: Path, *args: str, operands: tuple[str, ...] = (), strip: bool = True) -> str:
     """git in the catalog's repository, where a failure is the user's to fix (bad ref, no repo)."""
     try:
-        return _git(list(args), cwd=repo, strip=strip)
-    except _GitFailed as e:
-        if args[0] == "merge-base":
+        return _git(list(args), cwd=repo, operands=operands, strip=strip)
+    except _gitrun.GitError as e:
+        if args[0] == "merge-base" or isinstance(e, _gitrun.GitNotFound):
             raise
         raise UsageError(f"git {args[0]} in {repo}: {e.detail}") from e
 
@@ -233,8 +211,8 @@ def _ls_remotes(urls: set[str]) -> dict[str, _Remote]:
 
 def _ls_remote(url: str) -> _Remote:
     try:
-        out = _git(["ls-remote", "--", url])
-    except _GitFailed as e:
+        out = _git(["ls-remote"], operands=[_gitrun.Url(url)])
+    except _gitrun.GitError as e:
         return _Remote({}, f"cannot reach the repository: {e.detail}")
     refs: dict[str, str] = {}
     for line in out.splitlines():
@@ -245,7 +223,7 @@ def _ls_remote(url: str) -> _Remote:
 
 def _resolve_ref(refs: dict[str, str], ref: str) -> str | None:
     """The commit a site's ``ref`` names: a branch, a tag (peeled), a full ref name or a commit."""
-    if _FULL_SHA.match(ref):
+    if _FULL_SHA.fullmatch(ref):
         return ref  # pinned: the catalog file itself records every change of it
     for name in (f"refs/heads/{ref}", f"refs/tags/{ref}^{{}}", f"refs/tags/{ref}", ref, f"{ref}^{{}}"):
         if name in refs:
@@ -267,7 +245,7 @@ def _moved_since(pending: list[tuple[Site, str]], since: int) -> dict[str, str]:
         dates = dict(zip(by_url, pool.map(_commit_dates, by_url, by_url.values())))
     moved: dict[str, str] = {}
     for site, revision in pending:
-        where = f"git source {site.source.git}@{site.source.ref}"  # type: ignore[union-attr]
+        where = f"git source {_gitrun.redact(site.source.git)}@{site.source.ref}"  # type: ignore[union-attr,arg-type]
         when = dates[site.source.git].get(revision)  # type: ignore[union-attr]
         if when is None:
             moved[site.name] = f"{where} at {revision[:8]}: commit date unknown, built to be safe"
@@ -279,22 +257,24 @@ def _moved_since(pending: list[tuple[Site, str]], since: int) -> dict[str, str]:
 def _commit_dates(url: str, revisions: list[str]) -> dict[str, int]:
     """Commit time of each revision of ``url``; {} when it cannot be fetched (then: build)."""
     probe = cache_dir() / "matrix-probe" / (hashlib.sha256(url.encode()).hexdigest()[:16] + ".git")
-    wanted = list(dict.fromkeys(revisions))
+    wanted = [r for r in dict.fromkeys(revisions) if _FULL_SHA.fullmatch(r)]  # never an option to git
+    if not wanted:
+        return {}
     try:
         if not (probe / "HEAD").exists():
             probe.mkdir(parents=True, exist_ok=True)
-            _git(["init", "--bare", "-q", str(probe)])
-            for key, value in (("remote.origin.url", url), ("remote.origin.promisor", "true"),
+            _git(["init", "--bare", "-q"], operands=[str(probe)])
+            for key, value in (("remote.origin.url", _gitrun.Url(url)), ("remote.origin.promisor", "true"),
                                ("extensions.partialClone", "origin")):
-                _git(["config", key, value], cwd=probe)
+                _git(["config"], cwd=probe, operands=[key, value])
         # Which commits are here already, from our own refs: asking for a missing object in a
         # partial clone would make git fetch it lazily, one round trip each.
         have = set(_git(["for-each-ref", "--format=%(refname:lstrip=2)", "refs/probe/"], cwd=probe).split())
         if missing := [r for r in wanted if r not in have]:
-            _git(["fetch", "-q", "--depth=1", "--filter=tree:0", "--no-tags", "origin",
-                  *[f"+{r}:refs/probe/{r}" for r in missing]], cwd=probe)
-        out = _git(["show", "-s", "--format=%H %ct", *wanted], cwd=probe)
-    except (_GitFailed, OSError):
+            _git(["fetch", "-q", "--depth=1", "--filter=tree:0", "--no-tags"], cwd=probe,
+                 operands=["origin", *[f"+{r}:refs/probe/{r}" for r in missing]])
+        out = _git(["show", "-s", "--format=%H %ct"], cwd=probe, operands=wanted)
+    except (_gitrun.GitError, OSError):
         return {}
     return {sha: int(ts) for sha, _, ts in (line.partition(" ") for line in out.splitlines())}
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import re
+import shlex
 import shutil
 import stat
 import tarfile
@@ -137,10 +139,49 @@ def templates_dir() -> Path:
     return Path(str(files("imgforge._templates")))
 
 
-def _double_quoted(value: str) -> str:
-    """A Dockerfile double-quoted word: quotes, backslashes and $ cannot break out or expand."""
-    escaped = str(value).replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$")
-    return f'"{escaped}"'
+# What may stand unquoted in a generated file: a site name in a comment, a header name, a FROM
+# reference. Anything else reaching a template goes through the quoting filter of its language.
+_BARE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@+-]*")
+_LINE_BREAK = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]")
+NGINX_DOLLAR = "${imgforge_dollar}"  # nginx.conf's geo block defines $imgforge_dollar as "$"
+
+
+def _one_line(value: object, language: str) -> str:
+    """``value`` as text, refused if it holds a line break or control character: no quoting of
+    these languages can carry one without ending the instruction (Dockerfile) or the header."""
+    text = str(value)
+    if _LINE_BREAK.search(text):
+        raise RenderError(f"a {language} value holds a line break or control character: {text[:60]!r}")
+    return text
+
+
+def _bare(value: object) -> str:
+    """A value written without quotes; refused unless it is a plain word."""
+    text = str(value)
+    if not _BARE.fullmatch(text):
+        raise RenderError(f"not a plain word, cannot be written unquoted: {text[:60]!r}")
+    return text
+
+
+def _dockerfile_quoted(value: object) -> str:
+    """A Dockerfile double-quoted word (LABEL): quotes, backslashes and $ cannot break out or expand."""
+    text = _one_line(value, "Dockerfile")
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$") + '"'
+
+
+def _shell_quoted(value: object) -> str:
+    """A POSIX shell word inside a Dockerfile RUN: single-quoted (nothing expands) unless plain."""
+    return shlex.quote(_one_line(value, "shell"))
+
+
+def _nginx_quoted(value: object) -> str:
+    """An nginx double-quoted string that reaches clients as written.
+
+    nginx expands ``$name`` in ``add_header`` values and has no escape for ``$``; the geo block in
+    nginx.conf makes ``$imgforge_dollar`` a literal "$", so each ``$`` is written as that variable.
+    """
+    text = _one_line(value, "nginx")
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("$", NGINX_DOLLAR) + '"'
 
 
 @functools.lru_cache(maxsize=1)
@@ -154,7 +195,7 @@ def _environment() -> jinja2.Environment:
         lstrip_blocks=True,
         autoescape=False,
     )
-    env.filters["dq"] = _double_quoted
+    env.filters.update(bare=_bare, dockerfile=_dockerfile_quoted, shell=_shell_quoted, nginx=_nginx_quoted)
     return env
 
 

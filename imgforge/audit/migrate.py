@@ -12,11 +12,11 @@ from __future__ import annotations
 import collections
 import os
 import re
-import subprocess
 from pathlib import Path
 
 import tomlkit
 
+from imgforge import _git as _gitrun
 from imgforge import config
 from imgforge._fs import atomic_write_text
 from imgforge.audit._repo import Repo, base_name, expand, instructions, read_repo, walk_directives
@@ -31,10 +31,14 @@ _REPLACED = {
     "multi_accept", "include", "root", "index", "try_files", "add_header", "expires", "gzip", "charset",
     "autoindex",
 }
-_HEADER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*$")
-_BAD_HEADER_VALUE = re.compile(r'["\\\x00-\x1f\x7f]')
 _SEMVER_TAG = re.compile(r"^v?(\d+)\.(\d+)\.(\d+)$")
 _IMAGE_IN_CI = re.compile(r"(?:-t|--tag)[ =]+['\"]?([a-z0-9][a-z0-9._/:-]*?)(?::[\w.$-]+)?['\"]?(?:\s|$)")
+
+
+def _carried_header(name: str, value: str) -> bool:
+    """A header the catalog can hold with the same effect: valid there, and no nginx ``$variable``
+    (the old config expanded it; the catalog sends header values as written)."""
+    return bool(config.HEADER_NAME.fullmatch(name) and config.HEADER_VALUE.fullmatch(value)) and "$" not in value
 
 
 def _where(rel: str, d: dict) -> str:
@@ -99,8 +103,9 @@ def _note(d: dict, behaviour: dict) -> str | None:
     if name == "expires":
         return None if args[:1] in (["1y"], ["365d"], ["max"], ["12M"]) else "assets are cached for one year (immutable)"
     if name == "add_header":
-        ok = len(args) >= 2 and _HEADER_NAME.match(args[0]) and not _BAD_HEADER_VALUE.search(args[1])
-        return None if ok else "value cannot be written in the catalog"
+        if len(args) >= 2 and "$" in args[1]:
+            return "uses an nginx variable; catalog header values are sent as written"
+        return None if len(args) >= 2 and _carried_header(args[0], args[1]) else "value cannot be written in the catalog"
     if name == "index":
         return None if args == ["index.html"] else "only index.html is an index"
     if name == "charset":
@@ -184,11 +189,11 @@ def _uid_gid(repo: Repo) -> tuple[int, int] | None:
 
 
 def _git(repo: Path, *args: str) -> str:
+    """What git says about the old repo, or "" when it cannot say (no git, not a repo, no remote)."""
     try:
-        proc = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.TimeoutExpired):
+        return _gitrun.out(*args, cwd=repo, timeout=30)
+    except _gitrun.GitError:
         return ""
-    return proc.stdout.strip() if proc.returncode == 0 else ""
 
 
 def _next_tag(repo: Path) -> tuple[str, str]:
@@ -263,17 +268,22 @@ def migrate_repo(path: str | os.PathLike[str], site_name: str, catalog_root: str
     source = tomlkit.table()
     source.add("path", _relative_to(repo.root, catalog.root))
     source.add("content_dir", _content_dir(repo))
-    if remote := _git(repo.root, "remote", "get-url", "origin"):
-        source.add(tomlkit.comment(f'git = "{remote}"  # use instead of path to build from the repo'))
+    if remote := _gitrun.strip_userinfo(_git(repo.root, "remote", "get-url", "origin")):
+        source.add(tomlkit.comment(f"git = {_toml_string(remote)}  # use instead of path to build from the repo"))
     doc.add(tomlkit.nl())
     doc.add("source", source)
-    headers = {n: v for n, v in behaviour["headers"].items() if _HEADER_NAME.match(n) and not _BAD_HEADER_VALUE.search(v)}
+    headers = {n: v for n, v in behaviour["headers"].items() if _carried_header(n, v)}
     if headers:
         doc.add(tomlkit.nl())
         doc.add("headers", tomlkit.table())
         for name, value in headers.items():
             doc["headers"].add(name, value)
     return tomlkit.dumps(doc), not_carried
+
+
+def _toml_string(text: str) -> str:
+    """``text`` as one TOML basic string (a comment line must not be broken by a newline in it)."""
+    return tomlkit.string(text).as_string()
 
 
 def _relative_to(path: Path, root: Path) -> str:

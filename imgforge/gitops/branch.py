@@ -20,9 +20,12 @@ import re
 import subprocess
 import tarfile
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from imgforge import _git as _gitrun
 from imgforge.errors import GitopsError, Refused
 
 TRAILER_KEY = "Generated-By"
@@ -30,9 +33,6 @@ TRAILER = f"{TRAILER_KEY}: imgforge"
 # GitLab, GitHub Actions, Gitea/Forgejo Actions and Woodpecker all skip pipelines for a push whose
 # head commit message contains "[skip ci]"; a bot commit must not start a CI run that pushes again.
 SKIP_CI = "[skip ci]"
-_NETWORK_TIMEOUT = 300  # seconds for fetch/push/ls-remote: a hung remote must not hang CI forever
-_LOCAL_TIMEOUT = 120
-_CREDENTIALS = re.compile(r"([a-z][a-z0-9+.-]*://)[^/@\s]+@", re.I)
 
 
 class DirtyWorkTree(Refused):
@@ -54,36 +54,43 @@ class ForeignCommits(Refused):
 
 def scrub(text: str) -> str:
     """Git output without credentials embedded in URLs (``https://user:token@host``)."""
-    return _CREDENTIALS.sub(r"\1", text)
+    return _gitrun.redact(text)
 
 
 class Git:
-    """``git`` in one repository; every failure becomes a ``GitopsError`` naming the command."""
+    """``git`` in one repository; every failure becomes a ``GitopsError`` naming the command.
+
+    Values that come from the command line or a remote (remote and branch names) are passed as
+    ``operands``: the runner puts them after ``--end-of-options``, where git cannot take them for
+    an option.
+    """
 
     def __init__(self, repo: Path):
         self.repo = Path(repo)
 
-    def run(self, *args: str, env: dict[str, str] | None = None, network: bool = False,
-            input: bytes | None = None, check: bool = True) -> subprocess.CompletedProcess[bytes]:
-        full_env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C", **(env or {})}
+    def run(self, *args: str, operands: Sequence[str] = (), env: dict[str, str] | None = None,
+            network: bool = False, input: bytes | None = None, check: bool = True
+            ) -> subprocess.CompletedProcess[bytes]:
         try:
-            proc = subprocess.run(["git", "-C", str(self.repo), *args], env=full_env, input=input,
-                                  capture_output=True, timeout=_NETWORK_TIMEOUT if network else _LOCAL_TIMEOUT)
-        except FileNotFoundError as e:
+            proc = _gitrun.run(*args, cwd=self.repo, operands=operands, env=env, network=network, input=input,
+                               check=False)
+        except _gitrun.GitNotFound as e:
             raise GitopsError("git is not installed (needed for imgforge pr)") from e
-        except subprocess.TimeoutExpired as e:
-            raise GitopsError(f"git {args[0]} in {self.repo} did not finish within {e.timeout:g}s") from e
+        except _gitrun.GitTimeout as e:
+            limit = _gitrun.NETWORK_TIMEOUT if network else _gitrun.LOCAL_TIMEOUT
+            raise GitopsError(f"git {args[0]} in {self.repo} did not finish within {limit:g}s") from e
+        except _gitrun.GitError as e:
+            raise GitopsError(f"git {args[0]} in {self.repo}: {e.detail}") from e
         if check and proc.returncode != 0:
             raise GitopsError(f"git {args[0]} failed in {self.repo}: {self.tail(proc.stderr)}")
         return proc
 
-    def out(self, *args: str, **kwargs) -> str:
+    def out(self, *args: str, **kwargs: Any) -> str:
         return self.run(*args, **kwargs).stdout.decode("utf-8", "replace").strip()
 
     @staticmethod
     def tail(stderr: bytes, lines: int = 6) -> str:
-        text = scrub(stderr.decode("utf-8", "replace")).strip().splitlines()
-        return " | ".join(line.strip() for line in text[-lines:] if line.strip()) or "no output"
+        return _gitrun.tail(stderr, lines)
 
 
 @dataclass
@@ -117,7 +124,7 @@ def require_clean(git: Git) -> None:
 
 
 def remote_url(git: Git, remote: str) -> str:
-    proc = git.run("remote", "get-url", remote, check=False)
+    proc = git.run("remote", "get-url", operands=[remote], check=False)
     if proc.returncode != 0:
         known = git.out("remote").split() or ["none"]
         raise GitopsError(f"{git.repo} has no remote {remote!r} (remotes: {', '.join(known)}); pass --remote")
@@ -127,22 +134,23 @@ def remote_url(git: Git, remote: str) -> str:
 def default_branch(git: Git, remote: str, *, offline: bool = False) -> str:
     """The remote's HEAD branch (``ls-remote --symref``), else the remote-tracking HEAD."""
     if not offline:
-        listing = git.out("ls-remote", "--symref", remote, "HEAD", network=True)
+        listing = git.out("ls-remote", "--symref", operands=[remote, "HEAD"], network=True)
         match = re.search(r"^ref: refs/heads/(\S+)\s+HEAD$", listing, re.M)
         if match:
             return match.group(1)
-    proc = git.run("symbolic-ref", "--short", f"refs/remotes/{remote}/HEAD", check=False)
+    proc = git.run("symbolic-ref", "--short", operands=[f"refs/remotes/{remote}/HEAD"], check=False)
     if proc.returncode == 0:
         return proc.stdout.decode().strip().split("/", 1)[1]
     for name in ("main", "master"):
-        if git.run("rev-parse", "--verify", "--quiet", f"refs/remotes/{remote}/{name}", check=False).returncode == 0:
+        if git.run("rev-parse", "--verify", "--quiet", operands=[f"refs/remotes/{remote}/{name}"],
+                   check=False).returncode == 0:
             return name
     raise GitopsError(f"cannot tell the default branch of {remote!r}; pass --base")
 
 
 def remote_branch(git: Git, remote: str, branch: str) -> str | None:
     """The commit ``branch`` points to on the remote right now (read-only ``ls-remote``)."""
-    listing = git.out("ls-remote", remote, f"refs/heads/{branch}", network=True)
+    listing = git.out("ls-remote", operands=[remote, f"refs/heads/{branch}"], network=True)
     return listing.split()[0] if listing else None
 
 
@@ -151,10 +159,10 @@ def fetch_default(git: Git, remote: str, base_branch: str | None = None, *extra:
     url = remote_url(git, remote)
     default = base_branch or default_branch(git, remote)
     refs = [f"+refs/heads/{default}:refs/remotes/{remote}/{default}", *extra]
-    proc = git.run("fetch", "--no-tags", "--quiet", remote, *refs, network=True, check=False)
+    proc = git.run("fetch", "--no-tags", "--quiet", operands=[remote, *refs], network=True, check=False)
     if proc.returncode != 0:
         raise GitopsError(f"cannot fetch {default!r} from {remote!r} ({scrub(url)}): {Git.tail(proc.stderr)}")
-    return default, git.out("rev-parse", f"refs/remotes/{remote}/{default}^{{commit}}")
+    return default, git.out("rev-parse", "--verify", operands=[f"refs/remotes/{remote}/{default}^{{commit}}"])
 
 
 def prepare(git: Git, remote: str, branch: str, base_branch: str | None = None) -> Target:
@@ -176,7 +184,7 @@ def offline_target(git: Git, remote: str, branch: str, base_branch: str | None =
     url = remote_url(git, remote)
     default = base_branch or default_branch(git, remote, offline=True)
     for ref in (f"refs/remotes/{remote}/{default}", f"refs/heads/{default}"):
-        proc = git.run("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}", check=False)
+        proc = git.run("rev-parse", "--verify", "--quiet", operands=[f"{ref}^{{commit}}"], check=False)
         if proc.returncode == 0:
             return Target(git, remote, url, default, proc.stdout.decode().strip(), branch, None)
     raise GitopsError(f"no local copy of {remote}/{default}; run `git fetch {remote}` first")
@@ -185,7 +193,7 @@ def offline_target(git: Git, remote: str, branch: str, base_branch: str | None =
 def foreign_commits(git: Git, base: str, tip: str) -> list[tuple[str, str, str]]:
     """Commits on ``tip`` since ``base`` without imgforge's trailer: (sha, author, subject)."""
     fmt = f"%H%x00%an%x00%s%x00%(trailers:key={TRAILER_KEY},valueonly)%x1e"
-    listing = git.out("log", f"--format={fmt}", f"{base}..{tip}")
+    listing = git.out("log", f"--format={fmt}", operands=[f"{base}..{tip}"])
     foreign = []
     for record in filter(None, (r.strip("\n") for r in listing.split("\x1e"))):
         sha, author, subject, trailers = (record.split("\x00") + [""] * 4)[:4]
@@ -197,7 +205,7 @@ def foreign_commits(git: Git, base: str, tip: str) -> list[tuple[str, str, str]]
 def export_tree(git: Git, rev: str, dest: Path) -> None:
     """Write the tracked files of ``rev`` into ``dest`` (``git archive``; the work tree is not used)."""
     with tempfile.TemporaryFile() as archive:
-        proc = git.run("archive", "--format=tar", rev)
+        proc = git.run("archive", "--format=tar", operands=[rev])
         archive.write(proc.stdout)
         archive.seek(0)
         with tarfile.open(fileobj=archive) as tar:
@@ -237,7 +245,7 @@ def relative(root: Path, path: Path) -> str:
 
 
 def tree_of(git: Git, rev: str) -> str:
-    return git.out("rev-parse", f"{rev}^{{tree}}")
+    return git.out("rev-parse", "--verify", operands=[f"{rev}^{{tree}}"])
 
 
 def is_current(target: Target, tree: str, message: str) -> bool:
@@ -248,10 +256,10 @@ def is_current(target: Target, tree: str, message: str) -> bool:
     """
     if not target.existing:
         return False
-    parents = target.git.out("rev-list", "--parents", "-n", "1", target.existing).split()[1:]
+    parents = target.git.out("rev-list", "--parents", "-n", "1", operands=[target.existing]).split()[1:]
     if parents != [target.base] or tree_of(target.git, target.existing) != tree:
         return False
-    return target.git.out("log", "-1", "--format=%B", target.existing).strip() == message.strip()
+    return target.git.out("log", "-1", "--format=%B", operands=[target.existing]).strip() == message.strip()
 
 
 def push(target: Target, commit: str) -> None:
@@ -269,7 +277,7 @@ def _push(target: Target, refspec: str, expect: str, *, verify: bool) -> None:
     """One push with a lease; ``verify=False`` (undo only) skips local pre-push hooks."""
     lease = f"--force-with-lease=refs/heads/{target.branch}:{expect}"
     flags = ["--porcelain", lease] + ([] if verify else ["--no-verify"])
-    proc = target.git.run("push", *flags, target.remote, refspec, network=True, check=False)
+    proc = target.git.run("push", *flags, operands=[target.remote, refspec], network=True, check=False)
     if proc.returncode != 0:
         detail = Git.tail(proc.stderr + b"\n" + proc.stdout)
         raise GitopsError(f"push of {target.branch!r} to {target.remote!r} ({scrub(target.remote_url)}) "
@@ -277,7 +285,7 @@ def _push(target: Target, refspec: str, expect: str, *, verify: bool) -> None:
 
 
 def _mode(git: Git, rev: str, rel: str) -> str:
-    listing = git.out("ls-tree", rev, "--", rel)
+    listing = git.out("ls-tree", operands=[rev, rel])
     return listing.split()[0] if listing else "100644"
 
 

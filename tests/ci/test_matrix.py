@@ -147,7 +147,7 @@ def test_one_git_diff_for_the_whole_catalog(git_repo, monkeypatch, helpers):
         calls.append(list(cmd))
         return real_run(cmd, *args, **kwargs)
 
-    monkeypatch.setattr(matrix.subprocess, "run", spy)
+    monkeypatch.setattr(subprocess, "run", spy)
     assert names(build(repo, base)) == ["s07", "s42"]
     assert len(calls) <= 6, calls
     assert sum(1 for c in calls if c[:2] == ["git", "diff"]) == 1
@@ -228,7 +228,7 @@ def test_git_source_commit_is_fetched_once_then_read_from_the_cache(catalog_repo
     catalog_repo.commit("unrelated", {"docs/x.md": "x\n"})
     calls: list[list[str]] = []
     real_run = subprocess.run
-    monkeypatch.setattr(matrix.subprocess, "run", lambda cmd, *a, **kw: calls.append(cmd) or real_run(cmd, *a, **kw))
+    monkeypatch.setattr(subprocess, "run", lambda cmd, *a, **kw: calls.append(cmd) or real_run(cmd, *a, **kw))
     assert names(build(catalog_repo, base)) == []
     assert sum(1 for c in calls if "fetch" in c) == 1
     calls.clear()

@@ -15,34 +15,17 @@ from imgforge.errors import ContentMissing
 GOLDEN = Path(__file__).parent / "golden"
 REPO = Path(__file__).resolve().parents[2]
 PROFILES = ("alpine", "debian", "prebuilt")
-# Bases per profile as real users would set them; `prebuilt` uses the official unprivileged image.
-GOLDEN_SETTINGS = '''vendor = "Example Org"
-[profiles.alpine]
-base_image = "alpine:3.21"
-nginx_version = "1.26"
-[profiles.debian]
-base_image = "debian:bookworm-slim"
-nginx_version = "1.22.*"
-[profiles.prebuilt]
-base_image = "nginxinc/nginx-unprivileged:1.27-alpine"
-'''
+GOLDEN_CATALOG = GOLDEN / "catalog"  # the inputs of the golden files: one site per profile and fallback
 
 
-def _golden_catalog(make_catalog) -> config.Catalog:
-    sites = {}
-    for profile in PROFILES:
-        sites[f"{profile}-spa"] = {"profile": profile, "base_image": None, "fallback": "spa", "ipv6": "auto",
-                                   "headers": {"Permissions-Policy": "camera=()"}}
-        sites[f"{profile}-404"] = {"profile": profile, "base_image": None, "fallback": "404", "ipv6": "off",
-                                   "uid": 10000, "gid": 10001, "port": 9000, "gzip": False,
-                                   "cache_assets": False, "description": 'Quotes " and $HOME stay literal'}
-    return config.load_catalog(make_catalog(sites, settings=GOLDEN_SETTINGS))
+def _golden_catalog() -> config.Catalog:
+    return config.load_catalog(GOLDEN_CATALOG)
 
 
 @pytest.mark.parametrize("profile", PROFILES)
 @pytest.mark.parametrize("fallback", ["spa", "404"])
-def test_rendered_files_match_golden(make_catalog, profile, fallback):
-    catalog = _golden_catalog(make_catalog)
+def test_rendered_files_match_golden(profile, fallback):
+    catalog = _golden_catalog()
     _, files = render.render_templates(catalog, catalog.site(f"{profile}-{fallback}"))
     folder = GOLDEN / f"{profile}-{fallback}"
     if os.environ.get("IMGFORGE_UPDATE_GOLDEN") == "1":
@@ -54,8 +37,8 @@ def test_rendered_files_match_golden(make_catalog, profile, fallback):
     assert files == expected
 
 
-def test_hardening_contract_holds_for_every_profile(make_catalog):
-    catalog = _golden_catalog(make_catalog)
+def test_hardening_contract_holds_for_every_profile():
+    catalog = _golden_catalog()
     for name, site in catalog.sites.items():
         _, files = render.render_templates(catalog, site)
         nginx = files["nginx.conf"]
