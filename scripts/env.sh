@@ -53,8 +53,8 @@ docker_package() {
     for pkg in "${DOCKER_CONFLICTS[@]}"; do
         if is_installed "$pkg"; then
             die "no dockerd found, but $pkg is installed; Debian's docker.io conflicts with it, so it is not" \
-                "installed here. Install your engine's daemon (e.g. apt-get install docker-ce) or start it," \
-                "or point DOCKER_HOST at a running engine, then run this again"
+                "installed here. Install or start your engine's daemon (docker-ce has it), or point" \
+                "DOCKER_HOST at a running engine, then run this again"
         fi
     done
     echo docker.io
@@ -133,16 +133,16 @@ ensure_dockerd() {
     local dockerd
     dockerd="$(command -v dockerd)" || die "no Docker engine answers and no dockerd is installed"
     if [[ $EUID -ne 0 ]]; then
-        die "no Docker engine answers; start yours (e.g. sudo systemctl start docker), or run this as root" \
-            "to let it start $dockerd for the run"
+        die "no Docker engine answers; start yours first, or run this as root to let it start $dockerd" \
+            "for the run"
     fi
-    local running
-    running="$(dockerd_pids | tr '\n' ' ')"
-    if [[ -n "$running" ]]; then
-        die "a dockerd runs already (pid ${running% }) but does not answer; not starting a second one." \
-            "Point DOCKER_HOST at its socket, or fix or stop it yourself"
+    local holder
+    holder="$(cat "$DOCKER_PIDFILE" 2>/dev/null)" || holder=""
+    if [[ -n "$holder" && "$(cat "/proc/$holder/comm" 2>/dev/null)" == dockerd ]]; then
+        die "a dockerd runs already (pid $holder, $DOCKER_PIDFILE) but does not answer; not starting a second" \
+            "one. Point DOCKER_HOST at its socket, or fix or stop it yourself"
     fi
-    if [[ -f "$DOCKER_PIDFILE" ]]; then   # left by a killed engine; no dockerd is alive to own it
+    if [[ -f "$DOCKER_PIDFILE" && -z "$(dockerd_pids)" ]]; then   # left by a killed engine
         log "removing $DOCKER_PIDFILE left behind by an engine that is gone"
         rm -f "$DOCKER_PIDFILE"
     fi
@@ -182,9 +182,9 @@ engine_shim_pids() {
         config="$(tr '\0' '\n' 2>/dev/null <"$dir/cmdline" | sed -n '/^--config$/{n;p;}')"
         [[ -z "$config" ]] || address="$(dirname "$config")/containerd.sock"
     done
-    for dir in /proc/[0-9]*; do
+    for dir in /proc/[0-9]*; do   # comm is cut to 15 characters: containerd-shim-runc-v2 shows as containerd-shim
+        [[ "$(cat "$dir/comm" 2>/dev/null)" == containerd-shim* ]] || continue
         cmd=" $(tr '\0' ' ' 2>/dev/null <"$dir/cmdline") " || continue
-        [[ "$cmd" == *containerd-shim* && "$cmd" == *" -id "* ]] || continue
         id="${cmd#* -id }" addr="${cmd#* -address }"
         id="${id%% *}" addr="${addr%% *}"
         if [[ "$ids" == *" $id "* || ( -n "$address" && "$addr" == "$address" ) ]]; then

@@ -33,15 +33,31 @@ def _load(path: Path, name: str):
     return module
 
 
+@pytest.fixture
+def our_refs(docker_client):
+    """Image references a test made (tags, digest references); removed one by one afterwards.
+
+    Never by image id: a build whose inputs match an existing image only tags that image, which
+    may be someone else's.
+    """
+    refs: list[str] = []
+    yield refs
+    for ref in refs:
+        with contextlib.suppress(docker.errors.ImageNotFound):
+            docker_client.images.remove(ref)
+
+
 def test_release_then_pr_carries_the_tested_digest_into_the_gitops_repo(
         basic_registry, registry_env, unique_repo, make_catalog, nginx_base, docker_client, capsys, tmp_path,
-        monkeypatch):
+        monkeypatch, our_refs):
     registry_env(basic_registry)
     image = f"{basic_registry.host}/{unique_repo('e2e')}"
     root = make_catalog({"shop": {"image": image, "tag": "v0.0.1", "gitops": {"app": "shop-site"}}})
     catalog = config.load_catalog(root)
 
+    our_refs.append(f"{image}:v0.0.2")
     released = release.release(catalog, "shop", "patch")
+    our_refs.append(f"{image}@{released.digest}")
     assert (released.previous, released.tag) == ("v0.0.1", "v0.0.2")
     with RegistryClient(basic_registry.host) as registry:
         assert registry.manifest_digest(image.split("/", 1)[1], "v0.0.2") == released.digest
@@ -99,7 +115,8 @@ def test_release_then_pr_carries_the_tested_digest_into_the_gitops_repo(
 
 
 def test_build_test_push_then_the_dry_run_says_verified_with_the_digest(
-        basic_registry, registry_env, unique_repo, make_catalog, nginx_base, docker_client, capsys, tmp_path):
+        basic_registry, registry_env, unique_repo, make_catalog, nginx_base, docker_client, capsys, tmp_path,
+        our_refs):
     """Each step through the CLI, with nothing replaced: the dry run's evidence is found for real.
 
     The registry's digest of the tag leads to the local image (its RepoDigests), the image id to
@@ -110,37 +127,33 @@ def test_build_test_push_then_the_dry_run_says_verified_with_the_digest(
     image = f"{basic_registry.host}/{unique_repo('flow')}"
     sites = {"shop": {"image": image, "tag": "v0.1.0", "gitops": {"app": "shop-site"}}}
     root = str(make_catalog(sites))
-    digest = None
-    try:
-        image_id, checks = _build_and_test(capsys, root)
-        code, _, err = _cli(capsys, "push", "shop", "--root", root)
-        assert code == 0, err
-        with RegistryClient(basic_registry.host) as registry:
-            digest = registry.manifest_digest(image.split("/", 1)[1], "v0.1.0")
-        assert digest and f"{image}@{digest}" in docker_client.images.get(image_id).attrs["RepoDigests"]
-        dry_run = ["pr", "shop", "--repo", str(_gitops_repo(tmp_path, image)), "--dry-run", "--root", root]
+    our_refs.append(f"{image}:v0.1.0")
+    image_id, checks = _build_and_test(capsys, root)
+    code, _, err = _cli(capsys, "push", "shop", "--root", root)
+    assert code == 0, err
+    with RegistryClient(basic_registry.host) as registry:
+        digest = registry.manifest_digest(image.split("/", 1)[1], "v0.1.0")
+    our_refs.append(f"{image}@{digest}")
+    assert digest and f"{image}@{digest}" in docker_client.images.get(image_id).attrs["RepoDigests"]
+    dry_run = ["pr", "shop", "--repo", str(_gitops_repo(tmp_path, image)), "--dry-run", "--root", root]
 
-        body = _dry_run_body(capsys, dry_run)
-        assert f"- Image digest: `{digest}`" in body
-        assert f"- `imgforge test` of image `{image_id}`: **passed** ({checks}/{checks} checks)" in body
-        assert "Not verified" not in body
+    body = _dry_run_body(capsys, dry_run)
+    assert f"- Image digest: `{digest}`" in body
+    assert f"- `imgforge test` of image `{image_id}`: **passed** ({checks}/{checks} checks)" in body
+    assert "Not verified" not in body
 
-        sites["shop"]["uid"] = 10000  # rebuilt and tested under the same tag, never pushed
-        rebuilt, _ = _build_and_test(capsys, str(make_catalog(sites)))
-        assert rebuilt != image_id
-        body = _dry_run_body(capsys, dry_run)
-        assert "**Not verified**" in body and "the local image with this tag is not the registry's digest" in body
-        assert "**passed**" not in body and rebuilt not in body
+    sites["shop"]["uid"] = 10000  # rebuilt and tested under the same tag, never pushed
+    rebuilt, _ = _build_and_test(capsys, str(make_catalog(sites)))
+    assert rebuilt != image_id
+    body = _dry_run_body(capsys, dry_run)
+    assert "**Not verified**" in body and "the local image with this tag is not the registry's digest" in body
+    assert "**passed**" not in body and rebuilt not in body
 
-        docker_client.images.remove(f"{image}:v0.1.0")  # the tags this test made; the registry keeps the image
-        docker_client.images.remove(f"{image}@{digest}")
-        body = _dry_run_body(capsys, dry_run)
-        assert f"- Image digest: `{digest}`" in body and "**Not verified**" in body and "**passed**" not in body
-        assert "the image is not present locally" in body
-    finally:
-        for ref in [f"{image}:v0.1.0"] + ([f"{image}@{digest}"] if digest else []):
-            with contextlib.suppress(docker.errors.ImageNotFound):
-                docker_client.images.remove(ref)
+    docker_client.images.remove(f"{image}:v0.1.0")  # the tags this test made; the registry keeps the image
+    docker_client.images.remove(f"{image}@{digest}")
+    body = _dry_run_body(capsys, dry_run)
+    assert f"- Image digest: `{digest}`" in body and "**Not verified**" in body and "**passed**" not in body
+    assert "the image is not present locally" in body
 
 
 def _cli(capsys, *argv: str) -> tuple[int, str, str]:
