@@ -9,7 +9,8 @@ record how the script called them, so the real engine, apt and sudo are never re
 The stand-in engine runs as real processes, so "stopped by PID", "waited for" and "never signalled"
 are observed, not assumed. Decoys named like the real daemons stand for the ones a laptop already
 runs: they must come out untouched. One test starts a real dockerd of its own beside the shared
-engine (own socket, roots, pidfile; no bridge, no iptables) and checks the shared one is unmoved.
+engine (own socket, roots, pidfile and network namespace; no bridge, no iptables) and checks the
+shared one is unmoved, its docker0 bridge included.
 """
 
 from __future__ import annotations
@@ -481,7 +482,7 @@ def _sleep_rootfs(dest: Path) -> Path:
 @pytest.mark.docker
 @pytest.mark.slow
 def test_a_real_dockerd_of_our_own_stops_by_pid_with_its_containerd_and_shims(host, docker_client):
-    """The real daemon, started beside the shared engine on its own socket, roots and pidfile.
+    """The real daemon, started beside the shared engine on its own socket, roots, pidfile and network.
 
     With a container of this run still running at the stop (the case the shim wait is for),
     SIGTERM to the dockerd's PID is enough: dockerd stops the container and its own containerd,
@@ -492,9 +493,13 @@ def test_a_real_dockerd_of_our_own_stops_by_pid_with_its_containerd_and_shims(ho
     shared_id = docker_client.info()["ID"]
     real = host.root / "real"
     (real / "bin").mkdir(parents=True)
-    for tool in ("docker", "dockerd", "containerd", "containerd-shim-runc-v2", "runc", "docker-init", "docker-proxy"):
+    for tool in ("docker", "containerd", "containerd-shim-runc-v2", "runc", "docker-init"):
         if shutil.which(tool):
             (real / "bin" / tool).symlink_to(shutil.which(tool))
+    # Its own network namespace: a dockerd with --bridge=none deletes the host's docker0 (moby's
+    # removeDefaultBridgeInterface), which would cut the shared engine's containers off.
+    _write_exe(real / "bin" / "dockerd", f'#!/bin/bash\nexec {shutil.which("unshare")} --net {shutil.which("dockerd")} "$@"\n')
+    bridge = Path("/sys/class/net/docker0").exists()
     (real / "daemon.json").write_text("{}\n")
     rootfs = _sleep_rootfs(real / "sleep.tar")
     own = f"unix://{real}/docker.sock"
@@ -531,6 +536,7 @@ def test_a_real_dockerd_of_our_own_stops_by_pid_with_its_containerd_and_shims(ho
                 time.sleep(0.1)
         subprocess.run(["umount", "-R", str(real / "data")], capture_output=True)
     assert docker_client.ping() and docker_client.info()["ID"] == shared_id
+    assert Path("/sys/class/net/docker0").exists() == bridge
 
 
 def _cmdline(proc: Path) -> str:
