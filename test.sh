@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# The whole test suite, with the same set-up as ./example.sh. Starts a Docker engine when none
-# answers and stops it again at the end; the tests start (and stop) their own registries.
-# Extra arguments go to pytest, e.g. ./test.sh -k render -x
+# The whole test suite, with the same set-up as ./example.sh. Uses the Docker engine that answers
+# (starts the installed dockerd only when none does, and stops exactly that one again at the end);
+# the tests start (and stop) their own registries. What it changes on the machine: README,
+# "What the set-up changes on your machine". Extra arguments go to pytest, e.g. ./test.sh -k render -x
 source "$(dirname "${BASH_SOURCE[0]}")/scripts/env.sh"
 
 setup
-export TESTCONTAINERS_RYUK_DISABLED=true
 set +e
 pytest "$@"
 rc=$?

@@ -2,12 +2,17 @@
 
 Integration tests need a Docker engine. In CI (CI=true) a missing engine is a failure, never a
 skip; on a laptop without one the Docker tests skip with the reason.
+
+The engine may be shared (a laptop's own Docker, other test sessions): every container the tests
+start carries ``io.imgforge.owner=$IMGFORGE_OWNER`` (imgforge adds it to its own; ./test.sh sets
+the value for the run, a bare ``pytest`` gets one here), and clean-up looks for that label only.
 """
 
 from __future__ import annotations
 
 import os
 import textwrap
+import uuid
 from pathlib import Path
 from typing import Callable
 
@@ -18,6 +23,10 @@ EXAMPLE_CONTENT = REPO / "examples" / "example-site" / "www-data"
 # Made by `imgforge base bootstrap debian [--with-nginx]` (./test.sh runs it before pytest).
 DEBIAN_BASE = "imgforge/debian:bookworm"
 NGINX_BASE = "imgforge/nginx-debian:bookworm"
+# Before anything imports testcontainers (it reads this once): the tests remove their own
+# containers by label, and Ryuk's image cannot be pulled everywhere. The environment may say otherwise.
+os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
+os.environ.setdefault("IMGFORGE_OWNER", f"pytest-{uuid.uuid4().hex[:12]}")
 
 
 @pytest.fixture(autouse=True)

@@ -56,7 +56,9 @@ class YamlFile:
         return self.text.splitlines(keepends=True)
 
 
-_INDENTED_SEQ = re.compile(r"^( *)\S[^#\n]*:[ \t]*(?:#.*)?\n( *)- ", re.M)
+# A parent key line (not a comment) and, past any comment or blank lines, its first "- " item:
+# how far the file indents its block sequences. A commented-out item or key is not the evidence.
+_INDENTED_SEQ = re.compile(r"^( *)[^#\s][^#\n]*:[ \t]*(?:#.*)?\n(?:[ \t]*(?:#.*)?\n)*( *)- ", re.M)
 
 
 def parse(path: Path, rel: str, text: str | None = None) -> YamlFile:
@@ -220,7 +222,11 @@ class Editor:
         self._insert(end, rendered)
 
     def replace_value(self, mapping: CommentedMap, key: str, value: Any) -> None:
-        """Rewrite ``key: <anything>`` as ``key: <value>`` (used for flow/empty values we must change)."""
+        """Rewrite ``key: <anything>`` as ``key: <value>`` (used for flow/empty values we must change).
+
+        Whole comment lines inside the old value (a commented-out list item, often at column 0)
+        are kept, in order, right after the new value: they are the author's, not ours to drop.
+        """
         key_line, col = mapping.lc.key(key)
         child = mapping[key]
         end = key_line
@@ -228,7 +234,8 @@ class Editor:
             end = self._block_end(key_line, col, allow_dash_at_col=True)
         elif isinstance(child, (CommentedMap, CommentedSeq)) and child.lc.line != key_line:
             raise UneditableYaml(f"{self.file.rel}:{key_line + 1}: multi-line flow value; edit it by hand")
-        self._replace_lines(key_line, end + 1, self._render({key: _plain(value)}, col))
+        comments = [line for line in self.file.lines[key_line + 1:end + 1] if line.lstrip().startswith("#")]
+        self._replace_lines(key_line, end + 1, self._render({key: _plain(value)}, col) + comments)
 
     def merge(self, node: CommentedMap, desired: dict) -> None:
         """Make ``node`` carry ``desired`` (strategic-merge style), adding or changing only what differs."""

@@ -7,7 +7,10 @@ for setuid files. Each is read-only with a tmpfs at /tmp, all capabilities dropp
 sleeping, so a run costs little more than the slowest container start.
 
 Containers carry a per-run label and are removed in a ``finally`` (and swept by that label), so a
-failing check, a crash, Ctrl-C or SIGTERM never leaves one behind.
+failing check, a crash, Ctrl-C or SIGTERM never leaves one behind. They also carry
+``io.imgforge.owner`` (``IMGFORGE_OWNER``, else the run id), so whoever started imgforge can clean up
+after a killed process by that label alone, without touching anyone else's containers on a shared
+engine. testcontainers' Ryuk reaper is left to the environment (``TESTCONTAINERS_RYUK_DISABLED``).
 """
 
 from __future__ import annotations
@@ -24,17 +27,16 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
-os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")  # Ryuk's image cannot be pulled here
+import docker.errors
+import requests.exceptions
+from testcontainers.core.container import DockerContainer
 
-import docker.errors  # noqa: E402
-import requests.exceptions  # noqa: E402
-from testcontainers.core.container import DockerContainer  # noqa: E402
-
-from imgforge.errors import DockerError  # noqa: E402
-from imgforge.verify import checks  # noqa: E402
-from imgforge.verify.checks import CheckResult, Expect, Http, Response  # noqa: E402
+from imgforge.errors import DockerError
+from imgforge.verify import checks
+from imgforge.verify.checks import CheckResult, Expect, Http, Response
 
 RUN_LABEL = "io.imgforge.verify.run"
+OWNER_LABEL = "io.imgforge.owner"  # value: $IMGFORGE_OWNER (./example.sh and ./test.sh set it), else the run id
 START_TIMEOUT = 10.0  # seconds for nginx to answer after the container starts
 STOP_GRACE = 5.0  # Kubernetes' default grace is 30 s; an nginx that needs more than 5 is stuck
 POLL = 0.02
@@ -59,6 +61,7 @@ class Fleet:
         self.image_id = image_id
         self.cancel = cancel
         self.run_id = uuid.uuid4().hex[:12]
+        self.labels = {RUN_LABEL: self.run_id, OWNER_LABEL: os.environ.get("IMGFORGE_OWNER") or self.run_id}
         self._started: list[DockerContainer] = []
         self._lock = threading.Lock()
 
@@ -67,7 +70,7 @@ class Fleet:
         self._check_cancel()
         container = DockerContainer(self.image_id, command=command).with_kwargs(
             user=user, read_only=True, cap_drop=["ALL"], security_opt=["no-new-privileges"],
-            labels={RUN_LABEL: self.run_id}, **extra)
+            labels=self.labels, **extra)
         container.with_name(f"imgforge-verify-{self.run_id}-{role}").with_tmpfs_mount("/tmp")
         for key, value in (env or {}).items():
             container.with_env(key, value)
@@ -295,7 +298,7 @@ def _setuid_scan(fleet: Fleet, expect: Expect) -> list[CheckResult]:
 
 
 def _export_scan(fleet: Fleet) -> list[str]:
-    created = fleet.client.api.create_container(fleet.image_id, command=["/"], labels={RUN_LABEL: fleet.run_id})
+    created = fleet.client.api.create_container(fleet.image_id, command=["/"], labels=fleet.labels)
     try:
         with tempfile.TemporaryFile() as spool:
             for chunk in fleet.client.api.export(created["Id"]):

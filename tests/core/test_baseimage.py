@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import stat
+import uuid
+
+import pytest
 
 from imgforge import baseimage
 
@@ -25,7 +29,20 @@ def test_harden_strips_setuid_and_package_lists(tmp_path, build_file_tree):
     assert list((root / "var/log/nginx").iterdir()) == []
 
 
-def test_status_lists_both_local_bases(docker_client):
-    names = {s.name: s for s in baseimage.status()}
-    assert set(names) == {baseimage.DEBIAN, baseimage.NGINX_DEBIAN}
-    assert all(s.to_dict()["present"] == (s.id is not None) for s in names.values())
+def test_status_reports_what_the_engine_holds(docker_client, nginx_base, debian_base, monkeypatch, capsys):
+    """Both bases exist here (./test.sh bootstraps them); a third, absent name is reported absent.
+
+    Compared with the engine's own answer, through the CLI's JSON and exit code (./test.sh
+    bootstraps when it is 1), so a status that always says "present" or gives another image's id fails.
+    """
+    from imgforge.cli import main
+
+    absent = f"imgforge/absent-{uuid.uuid4().hex[:8]}:bookworm"
+    monkeypatch.setitem(baseimage.LOCAL_BASES, absent, "a base nobody made")
+    with pytest.raises(SystemExit) as done:
+        main(["base", "status", "--json"])
+    rows = {row["name"]: row for row in json.loads(capsys.readouterr().out)}
+    assert done.value.code == 1 and set(rows) == {debian_base, nginx_base, absent}  # 1: one is missing
+    for name in (debian_base, nginx_base):
+        assert rows[name]["present"] is True and rows[name]["id"] == docker_client.images.get(name).id
+    assert rows[absent]["present"] is False and rows[absent]["id"] is None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import time
 import urllib.error
 import urllib.request
@@ -32,7 +33,8 @@ def _serve_once(client, image_id: str, port: int, user: str, path: str = "/") ->
     """Run the image as Kubernetes "restricted" would and fetch one path over loopback."""
     container = client.containers.run(
         image_id, detach=True, user=user, read_only=True, tmpfs={"/tmp": "rw,size=16m"},
-        cap_drop=["ALL"], security_opt=["no-new-privileges"], ports={f"{port}/tcp": ("127.0.0.1", None)})
+        cap_drop=["ALL"], security_opt=["no-new-privileges"], ports={f"{port}/tcp": ("127.0.0.1", None)},
+        labels={"io.imgforge.owner": os.environ["IMGFORGE_OWNER"]})  # see tests/conftest.py
     try:
         container.reload()
         host_port = container.ports[f"{port}/tcp"][0]["HostPort"]

@@ -17,11 +17,6 @@ IMAGE = "127.0.0.1:9/prplanit/web.example"
 REPO = "prplanit/web.example"
 
 
-@pytest.fixture(autouse=True)
-def _no_docker(monkeypatch):
-    monkeypatch.setattr(pr, "_local_image", lambda reference, notes: None)
-
-
 def run(capsys, *argv: str) -> tuple[int, str, str]:
     with pytest.raises(SystemExit) as done:
         main(list(argv))

@@ -17,19 +17,11 @@ from imgforge.forge.github import GitHub
 from imgforge.forge.gitlab import GitLab
 from imgforge.gitops import pr
 from imgforge.gitops.branch import DirtyWorkTree, ForeignCommits
-from imgforge.verify.state import record_result
 
 TOKEN = "glpat-s3cr3t-TOKEN-value-42"  # conftest.TOKEN
 CLASSES = {"gitlab": GitLab, "github": GitHub, "gitea": Gitea}
 IMAGE = "127.0.0.1:9/prplanit/web.example"  # port 9: nothing answers, evidence says "not verified"
 OVERLAY = "fluxcd/apps/overlays/production/web-site"
-REAL_LOCAL_IMAGE = pr._local_image
-
-
-@pytest.fixture(autouse=True)
-def _no_docker(monkeypatch):
-    """The evidence's local-image lookup needs Docker; these tests decide what it finds."""
-    monkeypatch.setattr(pr, "_local_image", lambda reference, notes: None)
 
 
 @pytest.fixture
@@ -48,18 +40,25 @@ def _show(git_in, bare, rev: str, path: str) -> str:
     return git_in(bare, "show", f"{rev}:{path}")
 
 
-def test_pr_is_created_with_commit_table_and_evidence(kind, setup, git_in, snap, fake_registry, monkeypatch):
-    image = f"{fake_registry.host}/prplanit/web.example"
-    digest = "sha256:" + "ab" * 32
-    fake_registry.digests[("prplanit/web.example", "v0.0.3")] = digest
-    monkeypatch.setattr(pr, "_local_image", lambda ref, notes: ("sha256:" + "cd" * 32, [f"{image}@{digest}"]))
-    record_result("sha256:" + "cd" * 32, {"site": "web", "image": f"{image}:v0.0.3", "ok": True, "checks": [
+def test_pr_is_created_with_commit_table_and_evidence(kind, setup, git_in, snap):
+    """The request as the forge gets it, for evidence handed in through the public ``evidence=``.
+
+    How that evidence is gathered for real (registry digest → local image → test record) is
+    tests/registry/test_end_to_end.py's job.
+    """
+    image = IMAGE
+    digest, image_id = "sha256:" + "ab" * 32, "sha256:" + "cd" * 32
+    report = {"site": "web", "image": f"{image}:v0.0.3", "ok": True, "checks": [
         {"name": "runs-as-uid", "ok": True, "detail": "uid 100"},
-        {"name": "http-200", "ok": True, "detail": "GET / -> 200"}]})
+        {"name": "http-200", "ok": True, "detail": "GET / -> 200"}]}
+
+    def evidence(site, tag):
+        return pr.Evidence(f"{site.image}:{tag}", digest=digest, image_id=image_id, report=report)
+
     catalog, work, bare, fake, forge = setup(kind, image=image)
     before = snap(work, bare)
 
-    result = pr.open_or_update_pr(catalog, catalog.site("web"), work, forge=forge)
+    result = pr.open_or_update_pr(catalog, catalog.site("web"), work, forge=forge, evidence=evidence)
 
     assert result.action == "created" and result.pushed and result.branch == "imgforge/web-v0.0.3"
     branch = "refs/heads/imgforge/web-v0.0.3"
@@ -86,7 +85,7 @@ def test_pr_is_created_with_commit_table_and_evidence(kind, setup, git_in, snap,
     assert fake.branch(item) == "imgforge/web-v0.0.3" and item["title"] == message.splitlines()[0]
     assert f"| web (`web-site`) | `{image}` | `v0.0.2` → `v0.0.3` |" in body
     assert "80 → 8080" in body and "`pod runAsNonRoot: true`" in body
-    assert f"Image digest: `{digest}`" in body and "**passed** (2/2 checks)" in body
+    assert f"Image digest: `{digest}`" in body and f"of image `{image_id}`: **passed** (2/2 checks)" in body
     assert "| http-200 | ok | GET / -> 200 |" in body and "Not verified" not in body
     assert "<!-- imgforge:site=web -->" in body and "```diff" in body
     after = snap(work, bare)
@@ -213,17 +212,6 @@ def test_failed_update_puts_the_previous_branch_back(setup, make_catalog, git_in
         pr.open_or_update_pr(catalog, catalog.site("web"), work, forge=forge)
     assert git_in(bare, "rev-parse", "refs/heads/imgforge/web-v0.0.3") == first.commit
     assert snap(work, bare) == before and fake.body(fake.items[1]) == first.body
-
-
-def test_evidence_without_a_local_image_is_not_verified(fake_registry):
-    """The real lookups: registry digest found, Docker (present or not) has no such image."""
-    fake_registry.digests[("prplanit/none", "v9.9.9")] = "sha256:" + "ef" * 32
-    site = type("S", (), {"image": f"{fake_registry.host}/prplanit/none"})()
-    notes: list[str] = []
-    assert REAL_LOCAL_IMAGE(f"{fake_registry.host}/prplanit/none:v9.9.9", notes) is None
-    ev = pr.collect_evidence(site, "v9.9.9")
-    assert ev.digest == "sha256:" + "ef" * 32 and ev.report is None and not ev.verified
-    assert any("not present locally" in n or "Docker" in n for n in ev.notes)
 
 
 def test_branch_is_rebuilt_when_the_default_branch_moves(setup, git_in, tmp_path):

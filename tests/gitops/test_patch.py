@@ -155,3 +155,124 @@ def test_malformed_yaml_is_one_line_with_file_and_line():
 def test_new_file_text_follows_repo_style():
     assert new_file_text({"a": [{"b": 1}]}) == "a:\n  - b: 1\n"
     assert new_file_text({"a": [1]}, seq_offset=0, explicit_start=True) == "---\na:\n- 1\n"
+
+
+# Commented-out lines at column 0 inside a block imgforge edits (people comment out a list item
+# with their editor's toggle, which puts the "#" at column 0). The block goes on past them: the
+# result must parse to the intended data and keep every comment line, in order.
+
+def _comments(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.lstrip().startswith("#")]
+
+
+def _load(text: str):
+    from ruamel.yaml import YAML
+
+    return YAML(typ="safe").load(text)
+
+
+def test_keys_go_after_a_list_with_a_column_0_commented_out_item_in_its_middle():
+    yf, ed = edit("""
+        spec:
+          containers:
+            - name: web
+              image: x:v1
+        #   - name: old
+        #     image: old:v0
+            - name: side
+              image: y
+        other: 1
+        """)
+    ed.merge(yf.docs[0], {"spec": {"securityContext": {"runAsUser": 100}}})
+    out = ed.result()
+    assert out == textwrap.dedent("""\
+        spec:
+          containers:
+            - name: web
+              image: x:v1
+        #   - name: old
+        #     image: old:v0
+            - name: side
+              image: y
+          securityContext:
+            runAsUser: 100
+        other: 1
+        """)
+    assert _load(out)["spec"]["containers"] == [{"name": "web", "image": "x:v1"}, {"name": "side", "image": "y"}]
+
+
+def test_item_appended_after_the_last_item_not_inside_a_column_0_comment():
+    yf, ed = edit("""
+        containers:
+          - name: web
+            image: x:v1
+        #   - name: old
+        #     image: old:v0
+        volumes:
+          - name: tmp
+        """)
+    ed.merge(yf.docs[0], {"containers": Keyed("name", [{"name": "web", "ports": [{"containerPort": 8080}]},
+                                                       {"name": "new", "image": "z"}])})
+    out = ed.result()
+    assert out == textwrap.dedent("""\
+        containers:
+          - name: web
+            image: x:v1
+            ports:
+              - containerPort: 8080
+          - name: new
+            image: z
+        #   - name: old
+        #     image: old:v0
+        volumes:
+          - name: tmp
+        """)
+    assert [c["name"] for c in _load(out)["containers"]] == ["web", "new"]
+
+
+def test_a_replaced_list_keeps_its_column_0_commented_out_items():
+    yf, ed = edit("""
+        securityContext:
+          capabilities:
+            drop:
+              - NET_RAW
+        #     - ALL
+              - SYS_ADMIN
+          runAsUser: 0
+        """)
+    ed.merge(yf.docs[0], {"securityContext": {"capabilities": {"drop": ["ALL"]}, "runAsUser": 100}})
+    out = ed.result()
+    assert out == textwrap.dedent("""\
+        securityContext:
+          capabilities:
+            drop:
+              - ALL
+        #     - ALL
+          runAsUser: 100
+        """)
+    assert _load(out) == {"securityContext": {"capabilities": {"drop": ["ALL"]}, "runAsUser": 100}}
+
+
+def test_sequence_style_is_read_past_a_column_0_commented_out_first_item():
+    yf, ed = edit("""
+        containers:
+        #- name: old
+        - name: web
+          image: x:v1
+        """)
+    assert yf.seq_offset == 0
+    ed.merge(yf.docs[0], {"containers": Keyed("name", [{"name": "web", "ports": [{"containerPort": 8080}]}])})
+    out = ed.result()
+    assert out == "containers:\n#- name: old\n- name: web\n  image: x:v1\n  ports:\n  - containerPort: 8080\n"
+    assert _comments(out) == ["#- name: old"] and _load(out)["containers"][0]["ports"] == [{"containerPort": 8080}]
+
+
+def test_commented_out_key_line_does_not_set_the_sequence_style():
+    """A commented-out ``key:`` right above an indented list is not the list's parent key."""
+    yf, _ = edit("""
+        spec:
+          containers:
+        # disabled:
+            - name: web
+        """)
+    assert yf.seq_offset == 2

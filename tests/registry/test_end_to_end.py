@@ -7,11 +7,13 @@ overlay it proposes still renders with kustomize.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import subprocess
 from pathlib import Path
 
+import docker.errors
 import pytest
 
 from imgforge import config, gitops, release
@@ -31,15 +33,31 @@ def _load(path: Path, name: str):
     return module
 
 
+@pytest.fixture
+def our_refs(docker_client):
+    """Image references a test made (tags, digest references); removed one by one afterwards.
+
+    Never by image id: a build whose inputs match an existing image only tags that image, which
+    may be someone else's.
+    """
+    refs: list[str] = []
+    yield refs
+    for ref in refs:
+        with contextlib.suppress(docker.errors.ImageNotFound):
+            docker_client.images.remove(ref)
+
+
 def test_release_then_pr_carries_the_tested_digest_into_the_gitops_repo(
         basic_registry, registry_env, unique_repo, make_catalog, nginx_base, docker_client, capsys, tmp_path,
-        monkeypatch):
+        monkeypatch, our_refs):
     registry_env(basic_registry)
     image = f"{basic_registry.host}/{unique_repo('e2e')}"
     root = make_catalog({"shop": {"image": image, "tag": "v0.0.1", "gitops": {"app": "shop-site"}}})
     catalog = config.load_catalog(root)
 
+    our_refs.append(f"{image}:v0.0.2")
     released = release.release(catalog, "shop", "patch")
+    our_refs.append(f"{image}@{released.digest}")
     assert (released.previous, released.tag) == ("v0.0.1", "v0.0.2")
     with RegistryClient(basic_registry.host) as registry:
         assert registry.manifest_digest(image.split("/", 1)[1], "v0.0.2") == released.digest
@@ -94,3 +112,82 @@ def test_release_then_pr_carries_the_tested_digest_into_the_gitops_repo(
     rendered = subprocess.run(["kubectl", "kustomize", str(repo / "fluxcd/apps/overlays/production/shop-site")],
                               capture_output=True, text=True, check=True).stdout
     assert f"image: {image}:v0.0.2" in rendered and "runAsUser: 100" in rendered
+
+
+def test_build_test_push_then_the_dry_run_says_verified_with_the_digest(
+        basic_registry, registry_env, unique_repo, make_catalog, nginx_base, docker_client, capsys, tmp_path,
+        our_refs):
+    """Each step through the CLI, with nothing replaced: the dry run's evidence is found for real.
+
+    The registry's digest of the tag leads to the local image (its RepoDigests), the image id to
+    its recorded `imgforge test`. A rebuilt, tested image under the same tag lends nothing to the
+    pushed one, and without a local image the same dry run says "Not verified" too.
+    """
+    registry_env(basic_registry)
+    image = f"{basic_registry.host}/{unique_repo('flow')}"
+    sites = {"shop": {"image": image, "tag": "v0.1.0", "gitops": {"app": "shop-site"}}}
+    root = str(make_catalog(sites))
+    our_refs.append(f"{image}:v0.1.0")
+    image_id, checks = _build_and_test(capsys, root)
+    code, _, err = _cli(capsys, "push", "shop", "--root", root)
+    assert code == 0, err
+    with RegistryClient(basic_registry.host) as registry:
+        digest = registry.manifest_digest(image.split("/", 1)[1], "v0.1.0")
+    our_refs.append(f"{image}@{digest}")
+    assert digest and f"{image}@{digest}" in docker_client.images.get(image_id).attrs["RepoDigests"]
+    dry_run = ["pr", "shop", "--repo", str(_gitops_repo(tmp_path, image)), "--dry-run", "--root", root]
+
+    body = _dry_run_body(capsys, dry_run)
+    assert f"- Image digest: `{digest}`" in body
+    assert f"- `imgforge test` of image `{image_id}`: **passed** ({checks}/{checks} checks)" in body
+    assert "Not verified" not in body
+
+    sites["shop"]["uid"] = 10000  # rebuilt and tested under the same tag, never pushed
+    rebuilt, _ = _build_and_test(capsys, str(make_catalog(sites)))
+    assert rebuilt != image_id
+    body = _dry_run_body(capsys, dry_run)
+    assert "**Not verified**" in body and "the local image with this tag is not the registry's digest" in body
+    assert "**passed**" not in body and rebuilt not in body
+
+    docker_client.images.remove(f"{image}:v0.1.0")  # the tags this test made; the registry keeps the image
+    docker_client.images.remove(f"{image}@{digest}")
+    body = _dry_run_body(capsys, dry_run)
+    assert f"- Image digest: `{digest}`" in body and "**Not verified**" in body and "**passed**" not in body
+    assert "the image is not present locally" in body
+
+
+def _cli(capsys, *argv: str) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as done:
+        main(list(argv))
+    out, err = capsys.readouterr()
+    return done.value.code, out, err
+
+
+def _build_and_test(capsys, root: str) -> tuple[str, int]:
+    """`imgforge build shop` then `imgforge test shop`: the image id and how many checks passed."""
+    code, out, err = _cli(capsys, "build", "shop", "--root", root, "--json")
+    assert code == 0, err
+    image_id = json.loads(out)["id"]
+    code, out, err = _cli(capsys, "test", "shop", "--root", root, "--json")
+    report = json.loads(out)
+    assert code == 0 and report["ok"] is True and report["image_id"] == image_id, err
+    return image_id, len(report["checks"])
+
+
+def _gitops_repo(tmp_path: Path, image: str) -> Path:
+    """A GitOps repo deploying the site at v0.0.9, so the dry run proposes the catalog's tag."""
+    gen = _load(TESTS / "gitops" / "gitops_repo_gen.py", "gitops_repo_gen_flow")
+    repo = tmp_path / "gitops"
+    gen.write_app(repo, "shop-site", "patch", tag="v0.0.9")
+    gen.write_common(repo, ["shop-site"])
+    patch_file = repo / "fluxcd/apps/overlays/production/shop-site/deployment-patch.yaml"
+    patch_file.write_text(patch_file.read_text().replace(gen.image_of("shop-site"), image))
+    gen.git_commit(repo)
+    return repo
+
+
+def _dry_run_body(capsys, argv: list[str]) -> str:
+    """The request description out of `pr --dry-run`'s human output (no forge named: forge-neutral)."""
+    code, out, err = _cli(capsys, *argv)
+    assert code == 0, err
+    return json.loads(out[out.index("{", out.index("\nrequest body (forge unknown):")):])["body"]

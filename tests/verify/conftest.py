@@ -8,6 +8,7 @@ of the templates turns into a loud test failure rather than a variant that break
 
 from __future__ import annotations
 
+import os
 import shutil
 import textwrap
 import uuid
@@ -18,8 +19,7 @@ import docker.errors
 import pytest
 
 from imgforge import build, config
-from imgforge.verify.runner import RUN_LABEL
-from testcontainers.core.labels import LABEL_SESSION_ID, SESSION_ID  # noqa: E402 (after runner sets Ryuk off)
+from imgforge.verify.runner import OWNER_LABEL, RUN_LABEL
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "example-site" / "www-data"
@@ -123,14 +123,14 @@ def variant(good, docker_client, tmp_path_factory):
 def no_leftover_containers(request):
     """After every test, not one container of this session's verification runs may remain.
 
-    Filtered on testcontainers' per-process session label too: other people's test sessions on
-    the same engine have containers of their own in flight.
+    Filtered on this session's owner label too (tests/conftest.py): other people's test sessions
+    on the same engine have containers of their own in flight.
     """
     yield
     if "docker_client" not in request.fixturenames and "good" not in request.fixturenames:
         return
     client = request.getfixturevalue("docker_client")  # the session's, whatever a test did to DOCKER_HOST
-    mine = [RUN_LABEL, f"{LABEL_SESSION_ID}={SESSION_ID}"]
+    mine = [RUN_LABEL, f"{OWNER_LABEL}={os.environ['IMGFORGE_OWNER']}"]
     left = client.api.containers(all=True, filters={"label": mine})
     for container in left:  # clean up for the next test, then fail this one
         try:

@@ -7,13 +7,14 @@ does not ``exec``, a lost ``add_header`` in an asset location, PHP sources serve
 
 from __future__ import annotations
 
+import os
 import time
 
 import pytest
 
 from imgforge import verify
 from imgforge.render import CONTENT_ROOT
-from imgforge.verify.runner import ORDER
+from imgforge.verify.runner import ORDER, OWNER_LABEL, RUN_LABEL
 
 pytestmark = pytest.mark.docker
 
@@ -134,13 +135,24 @@ def test_config_without_tmp_paths_dies_on_read_only_root_and_is_reported_fast(go
     assert {"image_config", "no_setuid"}.isdisjoint(_failing(report))
 
 
-def test_image_without_find_is_scanned_from_its_export(good, variant):
-    """No `find` in the image (distroless-like): the setuid scan falls back to `docker export`."""
+def test_image_without_find_is_scanned_from_its_export(good, variant, docker_client):
+    """No `find` in the image (distroless-like): the setuid scan falls back to `docker export`.
+
+    Every container the run creates, the export's included, carries this session's owner label
+    (read from the engine's own create events, so one created without it cannot hide).
+    """
     image = variant("no-find-setuid", ["RUN cp /bin/true /usr/local/bin/helper && chmod 4755 /usr/local/bin/helper"
                                        " && rm /usr/bin/find"])
+    began = int(time.time()) - 1
     report = verify.run_site(good.catalog, good.site, image=image)
     assert _failing(report) == {"no_setuid"}, report.to_dict()
     assert "/usr/local/bin/helper" in _detail(report, "no_setuid")
+    created = [e["Actor"]["Attributes"] for e in docker_client.events(
+        since=began, until=int(time.time()) + 1, filters={"type": "container", "event": "create"}, decode=True)]
+    owner = os.environ["IMGFORGE_OWNER"]
+    [run] = {a[RUN_LABEL] for a in created if a.get(OWNER_LABEL) == owner and a.get("image") == image}
+    of_run = [a for a in created if a.get(RUN_LABEL) == run]
+    assert len(of_run) == 5 and all(a.get(OWNER_LABEL) == owner for a in of_run), of_run  # 4 scenarios + export
 
 
 def test_user_root_directive_is_judged_by_what_runs(good, variant):

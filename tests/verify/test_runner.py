@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
 import threading
 import time
 
-import docker.errors
 import pytest
 import tomlkit
 
@@ -17,51 +15,52 @@ from imgforge import config, verify
 from imgforge.cli import main
 from imgforge.errors import EXIT_NOT_FOUND
 from imgforge.verify import checks, runner
-from imgforge.verify.runner import RUN_LABEL
-from testcontainers.core.labels import LABEL_SESSION_ID, SESSION_ID
+from imgforge.verify.runner import OWNER_LABEL, RUN_LABEL
 
 pytestmark = pytest.mark.docker
+MINE = f"{OWNER_LABEL}={os.environ['IMGFORGE_OWNER']}"  # this session's containers (tests/conftest.py)
 
 
 def _our_containers(client) -> list:
-    """This process's verification containers (other sessions may share the engine)."""
-    return client.api.containers(all=True, filters={"label": [RUN_LABEL, f"{LABEL_SESSION_ID}={SESSION_ID}"]})
+    """This session's verification containers (other sessions may share the engine)."""
+    return client.api.containers(all=True, filters={"label": [RUN_LABEL, MINE]})
 
 
 def test_containers_run_restricted_on_loopback_and_start_concurrently(good, docker_client, monkeypatch):
+    """Each of the four containers is inspected right after it started, so none can slip by."""
     seen: dict[str, dict] = {}
     spans: dict[str, tuple[float, float]] = {}
-    real_start, real_healthz = runner.Fleet.start, checks.healthz
+    real_start = runner.Fleet.start
 
-    def timed_start(self, role, **kwargs):
+    def inspected_start(self, role, **kwargs):
         began = time.monotonic()
         try:
-            return real_start(self, role, **kwargs)
+            container = real_start(self, role, **kwargs)
         finally:
             spans[role] = (began, time.monotonic())
+        attrs = docker_client.api.inspect_container(container.get_container_id())
+        seen[role] = attrs["HostConfig"] | {"User": attrs["Config"]["User"], "Labels": attrs["Config"]["Labels"]}
+        return container
 
-    def snapshot(web):  # runs while the main container serves; the others run alongside it
-        for c in _our_containers(docker_client):
-            with contextlib.suppress(docker.errors.NotFound):  # a finished scenario removes its own
-                attrs = docker_client.api.inspect_container(c["Id"])
-                seen[attrs["Name"].rsplit("-", 1)[-1]] = attrs["HostConfig"] | {"User": attrs["Config"]["User"]}
-        return real_healthz(web)
-
-    monkeypatch.setattr(runner.Fleet, "start", timed_start)
-    monkeypatch.setattr(checks, "healthz", snapshot)
+    monkeypatch.setattr(runner.Fleet, "start", inspected_start)
     report = verify.run_site(good.catalog, good.site)
     assert report.ok, report.failed
-    main_host = seen["main"]
-    assert main_host["User"] == f"{good.site.uid}:{good.site.gid}"
-    assert main_host["ReadonlyRootfs"] is True
-    assert main_host["CapDrop"] == ["ALL"] and not main_host["CapAdd"]
-    assert main_host["SecurityOpt"] == ["no-new-privileges"]
-    assert "/tmp" in main_host["Tmpfs"]
-    assert {b["HostIp"] for bs in main_host["PortBindings"].values() for b in bs} == {"127.0.0.1"}
-    if "uid" in seen:
-        assert seen["uid"]["User"] == checks.OPENSHIFT_USER and seen["uid"]["ReadonlyRootfs"] is True
+    assert set(seen) == {"main", "port", "uid", "scan"}
+    site_user = f"{good.site.uid}:{good.site.gid}"
+    assert {role: host["User"] for role, host in seen.items()} == {
+        "main": site_user, "port": site_user, "uid": checks.OPENSHIFT_USER, "scan": "0:0"}
+    for role, host in seen.items():
+        assert host["ReadonlyRootfs"] is True, role
+        assert host["CapDrop"] == ["ALL"], role
+        assert host["SecurityOpt"] == ["no-new-privileges"], role
+        assert host["Labels"][OWNER_LABEL] == os.environ["IMGFORGE_OWNER"] and RUN_LABEL in host["Labels"], role
+    for role in ("main", "port", "uid"):
+        assert not seen[role]["CapAdd"] and "/tmp" in seen[role]["Tmpfs"], role
+        bindings = [b for bs in seen[role]["PortBindings"].values() for b in bs]
+        assert bindings and {b["HostIp"] for b in bindings} == {"127.0.0.1"}, role
+    assert seen["scan"]["CapAdd"] in (["DAC_READ_SEARCH"], ["CAP_DAC_READ_SEARCH"])
+    assert seen["scan"]["NetworkMode"] == "none"
     # Four containers, started at once: every start began before any start had finished.
-    assert set(spans) == {"main", "port", "uid", "scan"}
     assert max(b for b, _ in spans.values()) < min(e for _, e in spans.values())
 
 
@@ -114,8 +113,11 @@ def test_cli_json_exit_codes_and_recorded_state(good, variant, capsys):
         "nginx.conf", "server_tokens off;", "server_tokens on;"), 0o644)})
     code, out, err = _run_cli(capsys, "test", "web", "--root", root, "--image", broken)
     assert code == 1 and err == ""  # failed checks are a result, not an error line
-    assert "server_header" in out and "FAIL" in out and "14 of 15 checks passed" not in out
-    assert "1 of 15 checks failed" in out
+    results = {cells[0]: cells[1] for line in out.splitlines() if line.startswith("│")
+               and (cells := [c.strip() for c in line.strip("│").split("│")])[0]}
+    assert set(results) == set(runner.ORDER)  # every check has its row
+    assert {name for name, result in results.items() if result != "pass"} == {"server_header"}
+    assert results["server_header"] == "FAIL" and out.rstrip().endswith("1 of 15 checks failed")
     assert verify.last_result(broken)["ok"] is False
 
     code, _, err = _run_cli(capsys, "test", "nope", "--root", root)
@@ -182,10 +184,11 @@ def test_ctrl_c_on_the_command_exits_130_and_leaves_no_container(good, docker_cl
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and not docker_client.api.containers(filters={"label": RUN_LABEL}):
-        time.sleep(0.02)  # interrupt once its containers are up
+    while time.monotonic() < deadline and not _our_containers(docker_client):
+        time.sleep(0.02)  # interrupt once its containers are up (they inherit IMGFORGE_OWNER)
+    assert _our_containers(docker_client), "the command started no container within 20 s"
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130
     assert err.strip().splitlines()[-1] == "interrupted"
-    assert docker_client.api.containers(all=True, filters={"label": RUN_LABEL}) == []
+    assert _our_containers(docker_client) == []
