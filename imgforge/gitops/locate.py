@@ -21,11 +21,10 @@ from typing import Any
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from imgforge.errors import GitopsError, NotFound
-from imgforge.gitops.kustomize import containers_of
+from imgforge.gitops.kustomize import GRAVEYARD, KUSTOMIZATION_FILES
+from imgforge.gitops.policy import containers_of
 from imgforge.gitops.patch import YamlFile, parse
 
-KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
-GRAVEYARD = "zz-graveyard"
 _REMOTE = re.compile(r"^(?:[a-z][a-z0-9+.-]*://|git@|github\.com/|gitlab\.com/)")
 _DEPLOYMENT = re.compile(r"^kind:\s*['\"]?Deployment\b", re.M)
 TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")

@@ -217,7 +217,7 @@ def test_plan_many_falls_back_when_overlays_collide(gitops_repo, catalog, make_c
         name: {"image": fx.gen.image_of("alpha-site"), "tag": "v0.0.3", "gitops": {"app": app}}
         for name, app in (("alpha", "alpha-site"), ("copy", "alpha-copy"))}))
     with pytest.raises(Exception, match="batch"):
-        from imgforge.gitops import kustomize, locate
+        from imgforge.gitops import kustomize, locate  # noqa: I001
 
         kustomize.render_many([(overlays / a, [n.dir for n in locate.load_graph(gitops_repo, overlays / a).nodes], {})
                                for a in ("alpha-site", "alpha-copy")])
