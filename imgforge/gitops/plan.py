@@ -17,6 +17,7 @@ from imgforge._fs import atomic_write_text
 from imgforge.config import Catalog, Site
 from imgforge.errors import GitopsError, UsageError
 from imgforge.gitops import kustomize, locate, policy
+from imgforge.image_ref import ImageRef
 from imgforge.gitops.patch import Editor, Keyed, YamlFile, new_file_text
 
 __all__ = ["LEVELS", "FileChange", "GitopsPlan", "apply", "current_tag", "plan", "plan_many"]
@@ -83,7 +84,7 @@ def current_tag(catalog: Catalog, site: Site | str, repo: Path) -> str | None:
     repo = Path(repo).resolve()
     overlay = _overlay(catalog, site, repo)
     where = locate.rel(repo, overlay)
-    return locate.split_image(_target(site, kustomize.render(overlay, where), where).image)[1]
+    return ImageRef.parse(_target(site, kustomize.render(overlay, where), where).image).tag
 
 
 class _Files:
@@ -156,8 +157,9 @@ def _draft(work: _Work, before: list[dict]) -> None:
     target = _target(site, before, work.where)
     stack = locate.layers(work.graph, target.deployment, target.container, target.index)
     files = _Files(work.repo)
-    name, old_tag, _ = locate.split_image(target.image)
-    image_name = name if locate.normalize(name) == locate.normalize(site.image) else site.image
+    running = ImageRef.parse(target.image)
+    name, old_tag = running.name, running.tag
+    image_name = name if running.same_repository(site.image) else site.image
     if old_tag != new_tag or image_name != name:
         _set_tag(files, stack, site, image_name, new_tag, work.where)
     pod = target.rendered["spec"]["template"]["spec"]
@@ -244,7 +246,7 @@ def _set_tag(files: _Files, stack: list[locate.Layer], site: Site, name: str, ne
         else:
             editor.insert_keys(layer.node, {"newTag": new_tag})
     else:
-        keep = spot.name if locate.normalize(spot.name) == locate.normalize(name) else name
+        keep = spot.name if ImageRef.parse(spot.name).same_repository(name) else name
         editor.set_scalar(layer.node, spot.key, f"{keep}:{new_tag}")
 
 
