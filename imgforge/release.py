@@ -21,6 +21,7 @@ import docker.errors
 
 from imgforge import config
 from imgforge.config import Catalog, Site
+from imgforge.image_ref import ImageRef
 from imgforge.engine import docker_client
 from imgforge.errors import DockerError, NotFound, Refused, RegistryError, UsageError, VerifyFailed
 from imgforge.registry import versions
@@ -300,9 +301,6 @@ def _refuse_overwrite(image, site: Site, repo: Repository) -> None:
 
 
 def _repo_digests(entries: list[str], repository: str) -> set[str]:
-    """Digests the engine recorded for ``repository`` (it drops ``docker.io/`` and ``library/``)."""
-    names = {repository}
-    if repository.startswith("docker.io/"):
-        short = repository[len("docker.io/"):]
-        names |= {short, short.removeprefix("library/")}
-    return {e.split("@", 1)[1] for e in entries if "@" in e and e.split("@", 1)[0] in names}
+    """Digests the engine recorded for ``repository`` (in whichever spelling it recorded them)."""
+    refs = [ImageRef.parse(e) for e in entries]
+    return {r.digest for r in refs if r.digest and r.same_repository(repository)}

@@ -21,6 +21,7 @@ from pathlib import Path
 import crossplane
 from dockerfile_parse import DockerfileParser
 
+from imgforge.image_ref import ImageRef
 from imgforge.errors import UsageError
 
 DOCKERFILE_NAMES = ("Dockerfile", "Containerfile")
@@ -297,7 +298,5 @@ def _find_webroots(repo: Repo) -> None:
 
 
 def base_name(image: str) -> str:
-    """``docker.io/library/nginx:1.27@sha256:..`` -> ``nginx`` (registry default and tag dropped)."""
-    head, _, last = image.split("@")[0].rpartition("/")
-    name = f"{head}/{last.split(':')[0]}" if head else last.split(":")[0]
-    return re.sub(r"^(docker\.io/)?(library/)?", "", name)
+    """``docker.io/library/nginx:1.27@sha256:..`` -> ``nginx`` (registry default, tag and digest dropped)."""
+    return ImageRef.parse(image).familiar

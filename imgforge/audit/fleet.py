@@ -9,35 +9,16 @@ render is listed with kustomize's own error: a silently missing row would read a
 
 from __future__ import annotations
 
-import json
 import os
-import re
-import shutil
-import subprocess
-import tempfile
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ruamel.yaml import YAML
-from ruamel.yaml.error import YAMLError
-
-try:  # optional speed-up, see _load
-    import yaml as _pyyaml
-    from yaml import CSafeLoader as _CLoader
-except ImportError:  # pragma: no cover - depends on the install
-    _pyyaml, _CLoader = None, None
-
 from imgforge.config import DEFAULT_OVERLAY_ROOT
-from imgforge.errors import GitopsError, UsageError
+from imgforge.errors import UsageError
+from imgforge.gitops import kustomize
 
-KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
-SKIP_FOLDERS = ("zz-graveyard",)
 CLASSES = ("hardened", "partial", "root", "linuxserver", "unknown")
-RENDER_TIMEOUT = 120
-BATCH_MAX = 25  # overlays per kubectl run: a failed batch is re-rendered app by app
-APP_ANNOTATION = "imgforge.io/fleet-app"
 # Where each workload kind keeps its pod spec.
 _POD_SPEC = {
     "Deployment": ("spec", "template", "spec"), "StatefulSet": ("spec", "template", "spec"),
@@ -120,124 +101,26 @@ def find_overlays(repo: Path, overlay_root: str = DEFAULT_OVERLAY_ROOT) -> list[
         raise UsageError(f"{root}: no such folder (is --repo the GitOps work tree? overlay root: {overlay_root})")
     apps = []
     for folder in sorted(p for p in root.iterdir() if p.is_dir()):
-        if folder.name.startswith(".") or folder.name in SKIP_FOLDERS:
+        if folder.name.startswith(".") or folder.name == kustomize.GRAVEYARD:
             continue
-        if any((folder / name).is_file() for name in KUSTOMIZATION_FILES):
+        if any((folder / name).is_file() for name in kustomize.KUSTOMIZATION_FILES):
             apps.append((folder.name, folder))
     if not apps:
         raise UsageError(f"{root}: no app folder with a kustomization.yaml")
     return apps
 
 
-def kubectl_path() -> str:
-    found = shutil.which("kubectl")
-    if not found:
-        raise GitopsError("kubectl not found on PATH: `imgforge fleet` renders overlays with `kubectl kustomize`")
-    return found
-
-
-def render(kubectl: str, folder: Path) -> tuple[str | None, str | None]:
-    """(rendered YAML, None) or (None, kustomize's error as one line)."""
-    try:
-        proc = subprocess.run([kubectl, "kustomize", str(folder)], capture_output=True, text=True,
-                              timeout=RENDER_TIMEOUT, stdin=subprocess.DEVNULL)
-    except subprocess.TimeoutExpired:
-        return None, f"kubectl kustomize timed out after {RENDER_TIMEOUT}s"
-    except OSError as e:
-        raise GitopsError(f"cannot run {kubectl}: {e}") from e
-    if proc.returncode != 0:
-        return None, kustomize_error(proc.stderr) or f"kubectl kustomize exited with {proc.returncode}"
-    return proc.stdout, None
-
-
-def kustomize_error(stderr: str) -> str:
-    """kubectl's klog line (``E1125 19:13:18.27 4759 run.go:72] "command failed" err="..."``) -> the err text."""
-    text = " ".join(stderr.split())
-    text = re.sub(r'^[EWIF]\d{4} [\d:.]+ +\d+ \S+\] ', "", text)
-    if m := re.match(r'^"command failed" err="(.*)"$', text):
-        text = m.group(1).replace('\\"', '"')
-    return text.removeprefix("error: ").removeprefix("Error: ")
-
-
-def _write_batches(tmp: Path, overlays: list[tuple[str, Path]], jobs: int) -> list[tuple[Path, list[tuple[str, Path]]]]:
-    """Kustomizations that each render a batch of overlays, every object annotated with its app.
-
-    One ``kubectl kustomize`` costs mostly process start-up, so one run per batch of apps is far
-    cheaper than one per app. The wrapper per app only adds an annotation; what each overlay
-    renders is otherwise unchanged.
-    """
-    size = max(1, min(BATCH_MAX, -(-len(overlays) // jobs)))
-    batches = []
-    for b, start in enumerate(range(0, len(overlays), size)):
-        members = overlays[start:start + size]
-        folder = tmp / f"batch{b}"
-        names = []
-        for i, (app, overlay) in enumerate(members):
-            wrapper = folder / f"app{i}"
-            wrapper.mkdir(parents=True)
-            (wrapper / "kustomization.yaml").write_text(
-                f"resources:\n  - {json.dumps(os.path.relpath(overlay.resolve(), wrapper))}\n"
-                f"commonAnnotations:\n  {APP_ANNOTATION}: {json.dumps(app)}\n", encoding="utf-8")
-            names.append(f"  - app{i}\n")
-        (folder / "kustomization.yaml").write_text("resources:\n" + "".join(names), encoding="utf-8")
-        batches.append((folder, members))
-    return batches
-
-
-def _load(text: str) -> list[dict]:
-    """The rendered objects. libyaml (through PyYAML, when installed) parses ten times faster than
-    pure-Python ruamel, and parsing is most of a fleet report's own time; both raise YAMLError-like
-    errors that the caller turns into a failure of that app."""
-    if _CLoader is not None:
-        try:
-            return [d for d in _pyyaml.load_all(text, Loader=_CLoader) if isinstance(d, dict)]
-        except _pyyaml.YAMLError as e:
-            raise YAMLError(str(e)) from e
-    return [d for d in YAML(typ="safe").load_all(text) if isinstance(d, dict)]
-
-
-def render_all(kubectl: str, overlays: list[tuple[str, Path]], jobs: int) -> dict[str, tuple[list[dict] | None, str | None]]:
-    """app -> (rendered objects, None) or (None, kustomize's error), ``jobs`` renders at a time.
-
-    Batches first; a batch that fails (one broken app, or two apps declaring the same object) is
-    rendered again app by app, so each failure is reported against its own app with its own error.
-    """
-    results: dict[str, tuple[list[dict] | None, str | None]] = {}
-    with tempfile.TemporaryDirectory(prefix="imgforge-fleet-") as tmp, ThreadPoolExecutor(jobs) as pool:
-        batches = _write_batches(Path(tmp), overlays, jobs)
-        retry: list[tuple[str, Path]] = []
-        for (_, members), (text, error) in zip(batches, pool.map(lambda b: render(kubectl, b[0]), batches)):
-            try:
-                docs = _load(text) if error is None else None
-            except YAMLError:
-                docs = None
-            if docs is None:
-                retry += members
-                continue
-            by_app: dict[str, list[dict]] = {app: [] for app, _ in members}
-            for doc in docs:
-                app = (_get(doc, "metadata", "annotations") or {}).pop(APP_ANNOTATION, None)
-                by_app.setdefault(app, []).append(doc)
-            results.update({app: (objs, None) for app, objs in by_app.items() if app is not None})
-        for (app, _), (text, error) in zip(retry, pool.map(lambda m: render(kubectl, m[1]), retry)):
-            try:
-                results[app] = (_load(text), None) if error is None else (None, error)
-            except YAMLError as e:
-                results[app] = (None, f"rendered output is not YAML: {' '.join(str(e).split())}")
-    return results
-
-
 def fleet_report(repo: str | os.PathLike[str], overlay_root: str = DEFAULT_OVERLAY_ROOT,
                  jobs: int | None = None) -> FleetReport:
     """Render every app overlay (``jobs`` renders at a time) and read each container's security settings."""
     overlays = find_overlays(Path(repo), overlay_root)
-    kubectl = kubectl_path()
-    results = render_all(kubectl, overlays, jobs or max(2, (os.cpu_count() or 1) * 2))
+    kustomize.kubectl()  # fail once, before any work, when kubectl is missing
+    results = kustomize.render_each(overlays, jobs or max(2, (os.cpu_count() or 1) * 2))
     report = FleetReport(str(repo), overlay_root, [a for a, _ in overlays], [], [], {})
     for app, folder in overlays:
-        docs, error = results[app]
-        if docs is None:
-            report.failures.append(RenderFailure(app, folder.relative_to(Path(repo)).as_posix(), error or "?"))
+        docs = results[app]
+        if isinstance(docs, kustomize.KustomizeFailed):
+            report.failures.append(RenderFailure(app, folder.relative_to(Path(repo)).as_posix(), docs.detail))
             continue
         rows = [row for doc in docs for row in workload_rows(app, doc)]
         if rows:

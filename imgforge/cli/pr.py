@@ -61,7 +61,7 @@ def pr_cmd(site: SiteArg, repo: RepoOpt, forge: ForgeOpt = None, forge_url: Forg
            json_out: JsonOpt = False) -> None:
     """Patch SITE on a branch, push it and open (or refresh) its merge/pull request."""
     from imgforge import forge as forges
-    from imgforge.gitops.pr import open_or_update_pr
+    from imgforge.update import open_or_update_pr
 
     catalog = config.load_catalog(root)
     the_site = catalog.site(site)
@@ -106,7 +106,7 @@ def update_cmd(repo: RepoOpt, sites: SitesArg = None, all_sites: AllOpt = False,
                run_ci: RunCiOpt = False, root: RootOpt = None, json_out: JsonOpt = False) -> None:
     """Open or refresh a request for every site whose registry release is ahead of GitOps."""
     from imgforge import forge as forges
-    from imgforge.gitops.pr import UpdateFailed, update_sites
+    from imgforge.update import UpdateFailed, update_sites
 
     catalog = config.load_catalog(root)
     if all_sites == bool(sites):

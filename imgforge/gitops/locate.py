@@ -20,12 +20,12 @@ from typing import Any
 
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
+from imgforge.image_ref import ImageRef
 from imgforge.errors import GitopsError, NotFound
-from imgforge.gitops.kustomize import containers_of
+from imgforge.gitops.kustomize import GRAVEYARD, KUSTOMIZATION_FILES
+from imgforge.gitops.policy import containers_of
 from imgforge.gitops.patch import YamlFile, parse
 
-KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
-GRAVEYARD = "zz-graveyard"
 _REMOTE = re.compile(r"^(?:[a-z][a-z0-9+.-]*://|git@|github\.com/|gitlab\.com/)")
 _DEPLOYMENT = re.compile(r"^kind:\s*['\"]?Deployment\b", re.M)
 TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
@@ -241,23 +241,6 @@ def layers(graph: Graph, deployment: str, container: str, index: int) -> list[La
     return walk(graph.root)
 
 
-def split_image(ref: str) -> tuple[str, str | None, str | None]:
-    """``name[:tag][@digest]`` → (name, tag, digest); a registry port is not a tag."""
-    ref, _, digest = ref.partition("@")
-    slash = ref.rfind("/")
-    colon = ref.rfind(":")
-    if colon > slash:
-        return ref[:colon], ref[colon + 1:], digest or None
-    return ref, None, digest or None
-
-
-def normalize(name: str) -> str:
-    for prefix in ("docker.io/", "index.docker.io/"):
-        if name.startswith(prefix):
-            name = name[len(prefix):]
-    return name[len("library/"):] if name.startswith("library/") else name
-
-
 @dataclass
 class Target:
     deployment: str
@@ -277,7 +260,7 @@ def find_target(objects: list[dict], image: str, where: str, *, container: str |
     deployments = [o for o in objects if o.get("kind") == "Deployment"
                    and (namespace is None or (o.get("metadata") or {}).get("namespace") in (None, namespace))]
     def runs_image(c: dict) -> bool:
-        return normalize(split_image(str(c.get("image") or ""))[0]) == normalize(image)
+        return ImageRef.parse(str(c.get("image") or "")).same_repository(image)
 
     # by image (narrowed to the configured container name), else by the configured name alone
     found = [Target(d["metadata"]["name"], c.get("name"), i, d, str(c.get("image")))
@@ -320,10 +303,12 @@ def tag_site(stack: list[Layer]) -> TagSite | None:
     untagged_renamed_by: Layer | None = None
     for layer in stack:
         if layer.kind in ("resource", "smp") and layer.node is not None and "image" in layer.node:
-            name, tag, _ = split_image(str(layer.node["image"]))
+            ref = ImageRef.parse(str(layer.node["image"]))
+            name, tag = ref.name, ref.tag
             site, untagged_renamed_by = TagSite(layer, "image", name), None
         elif layer.kind == "json6902" and _op_image(layer.node):
-            name, tag, _ = split_image(str(layer.node.get("value")))
+            ref = ImageRef.parse(str(layer.node.get("value")))
+            name, tag = ref.name, ref.tag
             site, untagged_renamed_by = TagSite(layer, "value", name), None
         elif layer.kind == "images" and name is not None and layer.node.get("name") == name:
             if layer.node.get("digest"):
@@ -332,7 +317,7 @@ def tag_site(stack: list[Layer]) -> TagSite | None:
             name = str(layer.node.get("newName") or name)
             if "newTag" in layer.node:
                 site, untagged_renamed_by = TagSite(layer, "newTag", name), None
-            elif site is not None and site.key != "newTag" and split_image(str(_value(site)))[1] is None:
+            elif site is not None and site.key != "newTag" and ImageRef.parse(str(_value(site))).tag is None:
                 untagged_renamed_by = layer
     if untagged_renamed_by is not None:
         return TagSite(untagged_renamed_by, "newTag", name or "")

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-import threading
-import time
+import os
+import shutil
 
 import pytest
 
-from imgforge.audit import fleet
 from imgforge.audit.fleet import ContainerRow, classify, fleet_report, to_markdown, workload_rows
 from imgforge.errors import GitopsError, UsageError
+from imgforge.gitops import kustomize
 
 from audit_fixture_repos import FLEET, HARDENED_POD, OVERLAYS, fleet_app
 
@@ -114,48 +114,50 @@ def test_same_report_whatever_the_parallelism(fleet_repo, report):
     assert single.as_dict() == report.as_dict()
 
 
-def test_renders_run_in_parallel(tmp_path, build_file_tree, monkeypatch):
+@pytest.fixture
+def kubectl_log(tmp_path, monkeypatch):
+    """``kubectl`` first on PATH: records each run's start and end, then runs the real kubectl."""
+    real = shutil.which("kubectl")
+    if real is None:
+        pytest.fail("these tests need kubectl on PATH")
+    folder, log = tmp_path / "bin", tmp_path / "kubectl.log"
+    folder.mkdir()
+    (folder / "kubectl").write_text(
+        f'#!/bin/sh\necho "start $$ $(date +%s%N)" >>"{log}"\n"{real}" "$@"\nrc=$?\n'
+        f'sleep 0.3\necho "end $$ $(date +%s%N)" >>"{log}"\nexit $rc\n')
+    (folder / "kubectl").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{folder}:{os.environ['PATH']}")
+
+    def runs() -> list[tuple[int, int]]:
+        spans: dict[str, list[int]] = {}
+        for line in log.read_text().splitlines():
+            _, pid, at = line.split()
+            spans.setdefault(pid, []).append(int(at))
+        return sorted((s[0], s[1]) for s in spans.values())
+
+    return runs
+
+
+@pytest.mark.kustomize
+def test_renders_run_in_parallel(tmp_path, build_file_tree, kubectl_log):
     apps = {}
     for i in range(6):
         apps.update(fleet_app(f"app{i}", f"r.example.com/a{i}:v1"))
-    repo = build_file_tree(tmp_path, apps)
-    running, peak, lock = [0], [0], threading.Lock()
-
-    def slow_render(kubectl, folder):
-        """Stands in for kubectl: a Deployment per wrapped app, annotated as kustomize would."""
-        with lock:
-            running[0] += 1
-            peak[0] = max(peak[0], running[0])
-        time.sleep(0.2)
-        with lock:
-            running[0] -= 1
-        docs = []
-        for wrapper in sorted(folder.glob("app*/kustomization.yaml")):
-            app = json.loads(wrapper.read_text().split(f"{fleet.APP_ANNOTATION}: ")[1])
-            docs.append(f"kind: Deployment\nmetadata: {{name: {app}, annotations: {{{fleet.APP_ANNOTATION}: {app}}}}}\n"
-                        "spec: {template: {spec: {containers: [{name: c}]}}}\n")
-        return "---\n".join(docs), None
-
-    monkeypatch.setattr(fleet, "render", slow_render)
-    monkeypatch.setattr(fleet, "kubectl_path", lambda: "kubectl")
-    started = time.monotonic()
-    result = fleet_report(repo, jobs=6)
-    assert time.monotonic() - started < 0.2 * 6 / 2
-    assert peak[0] >= 3
+    result = fleet_report(build_file_tree(tmp_path / "repo", apps), jobs=3)
+    runs = kubectl_log()
+    assert len(runs) == 3  # three batches of two
+    overlapping = max(sum(1 for s, e in runs if s <= start < e) for start, _ in runs)
+    assert overlapping >= 2  # several kubectl runs were alive at the same moment
     assert sorted(r.app for r in result.rows) == [f"app{i}" for i in range(6)]
 
 
 @pytest.mark.kustomize
-def test_overlays_are_rendered_in_batches(tmp_path, build_file_tree, monkeypatch):
+def test_overlays_are_rendered_in_batches(tmp_path, build_file_tree, kubectl_log):
     apps = {}
     for i in range(6):
         apps.update(fleet_app(f"app{i}", f"r.example.com/a{i}:v1", pod_extra=HARDENED_POD))
-    repo = build_file_tree(tmp_path, apps)
-    calls = []
-    real = fleet.render
-    monkeypatch.setattr(fleet, "render", lambda kubectl, folder: calls.append(folder) or real(kubectl, folder))
-    result = fleet_report(repo, jobs=2)
-    assert len(calls) == 2  # two kubectl runs of three overlays each, not six
+    result = fleet_report(build_file_tree(tmp_path / "repo", apps), jobs=2)
+    assert len(kubectl_log()) == 2  # two kubectl runs of three overlays each, not six
     assert sorted((r.app, r.uid, r.image) for r in result.rows) == [
         (f"app{i}", 10000, f"r.example.com/a{i}:v1") for i in range(6)]
 
@@ -181,15 +183,15 @@ def test_missing_overlay_root(tmp_path):
 
 def test_missing_kubectl(tmp_path, build_file_tree, monkeypatch):
     repo = build_file_tree(tmp_path, fleet_app("a", "r.example.com/a:v1"))
-    monkeypatch.setattr(fleet.shutil, "which", lambda name: None)
+    monkeypatch.setenv("PATH", str(tmp_path / "no-bin"))
     with pytest.raises(GitopsError, match="kubectl not found"):
         fleet_report(repo)
 
 
 def test_kustomize_error_text():
     stderr = 'E1125 19:13:18.277274    4759 run.go:72] "command failed" err="accumulating resources: \\"x\\" missing"\n'
-    assert fleet.kustomize_error(stderr) == 'accumulating resources: "x" missing'
-    assert fleet.kustomize_error("error: must build at directory\n") == "must build at directory"
+    assert kustomize.error_line(stderr) == 'accumulating resources: "x" missing'
+    assert kustomize.error_line("error: must build at directory\n") == "must build at directory"
 
 
 def _row(**kw) -> ContainerRow:

@@ -10,7 +10,7 @@ from imgforge.cli import main
 from imgforge.config import load_catalog
 from imgforge.errors import EXIT_FORGE, EXIT_REFUSED
 from imgforge.forge.gitlab import GitLab
-from imgforge.gitops import pr
+from imgforge import evidence, update
 
 TOKEN = "glpat-s3cr3t-TOKEN-value-42"  # conftest.TOKEN
 IMAGE = "127.0.0.1:9/prplanit/web.example"
@@ -116,15 +116,15 @@ def loop(gitops_repo, make_catalog, fake_forge, fake_registry):
 def test_update_proposes_the_highest_release_of_the_same_major(loop):
     catalog, work, registry, fake, forge, made = loop
     registry.tags[REPO] = ["latest", "dev-1a2b3c4d", "v0.0.1", "v0.0.2", "v0.0.9", "v0.0.10-rc.1", "v1.0.0"]
-    [row] = pr.update_sites(catalog, ["web"], work, forge=forge)
+    [row] = update.update_sites(catalog, ["web"], work, forge=forge)
     assert (row.current, row.latest, row.target, row.status) == ("v0.0.2", "v1.0.0", "v0.0.9", "created")
     assert "v0.0.9; major v1.0.0 needs --allow-major" in row.detail and row.url.endswith("/merge_requests/1")
     assert fake.branch(fake.items[1]) == "imgforge/web-v0.0.9"
 
-    [row] = pr.update_sites(catalog, ["web"], work, forge=forge, allow_major=True)
+    [row] = update.update_sites(catalog, ["web"], work, forge=forge, allow_major=True)
     assert (row.target, row.status) == ("v1.0.0", "created") and "closed 1 superseded request(s)" in row.detail
     assert [fake.branch(i) for i in fake.open_items()] == ["imgforge/web-v1.0.0"]
-    [row] = pr.update_sites(catalog, ["web"], work, forge=forge, allow_major=True)
+    [row] = update.update_sites(catalog, ["web"], work, forge=forge, allow_major=True)
     assert row.status == "unchanged" and len(fake.items) == 2
 
 
@@ -137,7 +137,7 @@ def test_update_proposes_the_highest_release_of_the_same_major(loop):
 def test_update_says_why_nothing_is_opened(loop, tags, status):
     catalog, work, registry, fake, forge, made = loop
     registry.tags[REPO] = tags
-    [row] = pr.update_sites(catalog, ["web"], work, forge=forge)
+    [row] = update.update_sites(catalog, ["web"], work, forge=forge)
     assert row.status == status and row.target is None and row.detail
     assert made == [] and fake.calls == []  # no request needed: the forge is never even connected
 

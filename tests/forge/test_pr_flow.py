@@ -15,7 +15,7 @@ from imgforge.errors import ForgeError, GitopsError
 from imgforge.forge.gitea import Gitea
 from imgforge.forge.github import GitHub
 from imgforge.forge.gitlab import GitLab
-from imgforge.gitops import pr
+from imgforge import evidence, update
 from imgforge.gitops.branch import DirtyWorkTree, ForeignCommits
 
 TOKEN = "glpat-s3cr3t-TOKEN-value-42"  # conftest.TOKEN
@@ -52,13 +52,13 @@ def test_pr_is_created_with_commit_table_and_evidence(kind, setup, git_in, snap)
         {"name": "runs-as-uid", "ok": True, "detail": "uid 100"},
         {"name": "http-200", "ok": True, "detail": "GET / -> 200"}]}
 
-    def evidence(site, tag):
-        return pr.Evidence(f"{site.image}:{tag}", digest=digest, image_id=image_id, report=report)
+    def given_evidence(site, tag):
+        return evidence.Evidence(f"{site.image}:{tag}", digest=digest, image_id=image_id, report=report)
 
     catalog, work, bare, fake, forge = setup(kind, image=image)
     before = snap(work, bare)
 
-    result = pr.open_or_update_pr(catalog, catalog.site("web"), work, forge=forge, evidence=evidence)
+    result = update.open_or_update_pr(catalog, catalog.site("web"), work, forge=forge, evidence=given_evidence)
 
     assert result.action == "created" and result.pushed and result.branch == "imgforge/web-v0.0.3"
     branch = "refs/heads/imgforge/web-v0.0.3"
@@ -101,23 +101,23 @@ def _render_branch(bare, branch: str, dest) -> str:
 
 def test_unverified_image_is_said_clearly(setup):
     catalog, work, bare, fake, forge = setup("gitea")
-    pr.open_or_update_pr(catalog, catalog.site("web"), work, forge=forge)
+    update.open_or_update_pr(catalog, catalog.site("web"), work, forge=forge)
     body = fake.body(fake.items[1])
     assert "**Not verified**" in body and "registry digest unknown" in body and "Image digest: unknown" in body
 
 
 def test_second_run_refreshes_instead_of_duplicating(kind, setup, git_in, make_catalog):
     catalog, work, bare, fake, forge = setup(kind)
-    first = pr.open_or_update_pr(catalog, catalog.site("web"), work, forge=forge)
+    first = update.open_or_update_pr(catalog, catalog.site("web"), work, forge=forge)
     posts = [c for c in fake.calls if c[0] == "POST"]
 
-    again = pr.open_or_update_pr(catalog, catalog.site("web"), work, forge=forge)
+    again = update.open_or_update_pr(catalog, catalog.site("web"), work, forge=forge)
     assert again.action == "unchanged" and not again.pushed and again.commit == first.commit
     assert len(fake.items) == 1 and [c for c in fake.calls if c[0] == "POST"] == posts
 
     # the catalog changes (another UID): the same branch is rebuilt, force-pushed, the request updated
     catalog = load_catalog(make_catalog(sites={"web": {"image": IMAGE, "tag": "v0.0.3", "uid": 10000}}))
-    third = pr.open_or_update_pr(catalog, catalog.site("web"), work, forge=forge)
+    third = update.open_or_update_pr(catalog, catalog.site("web"), work, forge=forge)
     assert third.action == "updated" and third.pushed and third.request.number == 1
     assert git_in(bare, "rev-parse", "refs/heads/imgforge/web-v0.0.3") == third.commit != first.commit
     assert "runAsUser: 10000" in _show(git_in, bare, third.commit, f"{OVERLAY}/deployment-patch.yaml")
@@ -127,8 +127,8 @@ def test_second_run_refreshes_instead_of_duplicating(kind, setup, git_in, make_c
 def test_new_tag_supersedes_the_sites_older_request(setup, make_catalog):
     catalog, work, bare, fake, forge = setup("github")
     fake.seed("feature/unrelated", body="not ours")
-    old = pr.open_or_update_pr(catalog, catalog.site("web"), work, forge=forge)
-    newer = pr.open_or_update_pr(catalog, catalog.site("web"), work, forge=forge, tag="v0.0.4")
+    old = update.open_or_update_pr(catalog, catalog.site("web"), work, forge=forge)
+    newer = update.open_or_update_pr(catalog, catalog.site("web"), work, forge=forge, tag="v0.0.4")
     assert newer.action == "created" and newer.branch == "imgforge/web-v0.0.4"
     assert [r.number for r in newer.superseded] == [old.request.number]
     assert [fake.branch(i) for i in fake.open_items()] == ["feature/unrelated", "imgforge/web-v0.0.4"]
@@ -136,7 +136,7 @@ def test_new_tag_supersedes_the_sites_older_request(setup, make_catalog):
 
 def test_branch_with_foreign_commits_stops(setup, git_in, snap, tmp_path):
     catalog, work, bare, fake, forge = setup("gitlab")
-    pr.open_or_update_pr(catalog, catalog.site("web"), work, forge=forge)
+    update.open_or_update_pr(catalog, catalog.site("web"), work, forge=forge)
     human = tmp_path / "human"
     subprocess.run(["git", "clone", "-q", "--branch", "imgforge/web-v0.0.3", str(bare), str(human)], check=True)
     (human / "NOTES.md").write_text("reviewed by hand\n")
@@ -147,7 +147,7 @@ def test_branch_with_foreign_commits_stops(setup, git_in, snap, tmp_path):
 
     with pytest.raises(ForeignCommits, match=r"1 commit\(s\) not made by imgforge \([0-9a-f]{8} Dev Eloper: "
                                              r"docs: note the review\).*will not overwrite"):
-        pr.open_or_update_pr(catalog, catalog.site("web"), work, forge=forge)
+        update.open_or_update_pr(catalog, catalog.site("web"), work, forge=forge)
     assert snap(work, bare) == before
     assert [c[0] for c in fake.calls[calls:]] == ["GET"]  # only the lookup: nothing created or edited
 
@@ -157,7 +157,7 @@ def test_dirty_work_tree_is_refused(setup, snap):
     (work / OVERLAY / "deployment-patch.yaml").write_text("half an edit\n")
     before = snap(work, bare)
     with pytest.raises(DirtyWorkTree, match=r"uncommitted changes \(.*deployment-patch.yaml\); commit or stash"):
-        pr.open_or_update_pr(catalog, catalog.site("web"), work, forge=forge)
+        update.open_or_update_pr(catalog, catalog.site("web"), work, forge=forge)
     assert snap(work, bare) == before and fake.calls == []
 
 
@@ -169,7 +169,7 @@ def test_push_rejected_by_the_remote(setup, snap):
     before = snap(work, bare)
     with pytest.raises(GitopsError, match=r"push of 'imgforge/web-v0.0.3' to 'origin' .* was rejected: "
                                           r".*policy: bot branches need approval"):
-        pr.open_or_update_pr(catalog, catalog.site("web"), work, forge=forge)
+        update.open_or_update_pr(catalog, catalog.site("web"), work, forge=forge)
     assert snap(work, bare) == before
     assert [c[0] for c in fake.calls] == ["GET"] and fake.items == {}
 
@@ -179,7 +179,7 @@ def test_forge_down_changes_nothing(setup, snap):
     fake.stop()
     before = snap(work, bare)
     with pytest.raises(ForgeError, match=r"cannot reach gitlab at http://127.0.0.1:\d+: connection refused"):
-        pr.open_or_update_pr(catalog, catalog.site("web"), work, forge=forge)
+        update.open_or_update_pr(catalog, catalog.site("web"), work, forge=forge)
     assert snap(work, bare) == before
 
 
@@ -188,35 +188,35 @@ def test_forge_failing_after_the_push_takes_the_push_back(kind, setup, snap):
     fake.fail["POST"] = 500
     before = snap(work, bare)
     with pytest.raises(ForgeError, match=r"answered 500 to POST"):
-        pr.open_or_update_pr(catalog, catalog.site("web"), work, forge=forge)
+        update.open_or_update_pr(catalog, catalog.site("web"), work, forge=forge)
     assert snap(work, bare) == before and fake.items == {}
 
 
 def test_already_deployed_tag_needs_no_request(setup, make_catalog, git_in):
     catalog, work, bare, fake, forge = setup("gitea")
-    first = pr.open_or_update_pr(catalog, catalog.site("web"), work, forge=forge)
+    first = update.open_or_update_pr(catalog, catalog.site("web"), work, forge=forge)
     git_in(bare, "update-ref", "refs/heads/main", first.commit)  # "merged"
-    again = pr.open_or_update_pr(catalog, catalog.site("web"), work, forge=forge)
+    again = update.open_or_update_pr(catalog, catalog.site("web"), work, forge=forge)
     assert again.action == "up-to-date" and again.request is None and len(fake.items) == 1
 
 
 def test_failed_update_puts_the_previous_branch_back(setup, make_catalog, git_in, snap):
     """The branch existed (first run); the refresh pushes, the forge fails: the old commit returns."""
     catalog, work, bare, fake, forge = setup("github")
-    first = pr.open_or_update_pr(catalog, catalog.site("web"), work, forge=forge)
+    first = update.open_or_update_pr(catalog, catalog.site("web"), work, forge=forge)
     catalog = load_catalog(make_catalog(sites={"web": {"image": IMAGE, "tag": "v0.0.3", "gid": 20000}}))
     fake.fail["PATCH"] = 502
     before = snap(work, bare)
     patch = r"github at http://127.0.0.1:\d+ answered 502 to PATCH /repos/ops/gitops/pulls/1"
     with pytest.raises(ForgeError, match=patch):
-        pr.open_or_update_pr(catalog, catalog.site("web"), work, forge=forge)
+        update.open_or_update_pr(catalog, catalog.site("web"), work, forge=forge)
     assert git_in(bare, "rev-parse", "refs/heads/imgforge/web-v0.0.3") == first.commit
     assert snap(work, bare) == before and fake.body(fake.items[1]) == first.body
 
 
 def test_branch_is_rebuilt_when_the_default_branch_moves(setup, git_in, tmp_path):
     catalog, work, bare, fake, forge = setup("gitlab")
-    first = pr.open_or_update_pr(catalog, catalog.site("web"), work, forge=forge)
+    first = update.open_or_update_pr(catalog, catalog.site("web"), work, forge=forge)
     other = tmp_path / "other"
     subprocess.run(["git", "clone", "-q", str(bare), str(other)], check=True)
     (other / "README.md").write_text("unrelated change\n")
@@ -224,7 +224,7 @@ def test_branch_is_rebuilt_when_the_default_branch_moves(setup, git_in, tmp_path
     git_in(other, "commit", "-q", "-m", "docs: readme")
     git_in(other, "push", "-q", "origin", "main")
 
-    again = pr.open_or_update_pr(catalog, catalog.site("web"), work, forge=forge)
+    again = update.open_or_update_pr(catalog, catalog.site("web"), work, forge=forge)
     assert again.pushed and again.action == "updated" and again.commit != first.commit
     assert git_in(bare, "rev-parse", f"{again.commit}~1") == git_in(bare, "rev-parse", "refs/heads/main")
     assert git_in(bare, "rev-list", "--count", "refs/heads/main..refs/heads/imgforge/web-v0.0.3") == "1"
@@ -236,5 +236,5 @@ def test_commit_falls_back_to_imgforge_identity(setup, git_in, monkeypatch):
     catalog, work, bare, fake, forge = setup("gitlab")
     for var in ("GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_COMMITTER_NAME", "GIT_COMMITTER_EMAIL", "EMAIL"):
         monkeypatch.delenv(var, raising=False)
-    result = pr.open_or_update_pr(catalog, catalog.site("web"), work, forge=forge)
+    result = update.open_or_update_pr(catalog, catalog.site("web"), work, forge=forge)
     assert git_in(bare, "log", "-1", "--format=%an <%ae>|%cn", result.commit) == "imgforge <imgforge@localhost>|imgforge"

@@ -8,7 +8,7 @@ import pytest
 
 from imgforge import gitops
 from imgforge.errors import EXIT_GITOPS, EXIT_NOT_FOUND, EXIT_USAGE, GitopsError, ImgforgeError
-from imgforge.gitops import kustomize
+from imgforge.gitops import policy
 
 pytestmark = pytest.mark.kustomize
 
@@ -36,20 +36,18 @@ def test_duplicate_port_trap_is_real_and_avoided(gitops_repo, catalog, fx):
     assert container["readinessProbe"]["tcpSocket"]["port"] == "http"  # named probe port stays
 
 
-def test_proof_refuses_a_second_port_and_writes_nothing(gitops_repo, catalog, fx, monkeypatch):
-    """If the edit only reached the overlay copy of the port, the render shows two ports: abort."""
-    from imgforge import gitops as engine
-
-    real = engine._port_sources
-    monkeypatch.setattr(engine, "_port_sources",
-                        lambda stack, old: [s for s in real(stack, old) if s[0].kind == "smp"])
-    tree = fx.snapshot(gitops_repo.parent)
-    with pytest.raises(kustomize.ProofFailed) as e:
-        gitops.plan(catalog, "epsilon", gitops_repo)
-    assert "old port 80 is still declared (ports [8080, 80])" in str(e.value)
-    assert "duplicate port names" in str(e.value) and "livenessProbe.httpGet still points at port 80" in str(e.value)
-    assert e.value.exit_code == EXIT_GITOPS
-    assert fx.snapshot(gitops_repo.parent) == tree
+def test_proof_refuses_a_second_port(gitops_repo, fx):
+    """The naive edit (the overlay's copy of the port only) renders two ports: the proof says so."""
+    overlay = gitops_repo / OVERLAYS / "epsilon-site"
+    patch = overlay / "deployment-patch.yaml"
+    before = fx.render(overlay)
+    patch.write_text(patch.read_text().replace("containerPort: 80", "containerPort: 8080"))
+    after = fx.render(overlay)
+    container = fx.deployment(after, "epsilon-site")["spec"]["template"]["spec"]["containers"][0]
+    want = policy.Expectation("epsilon-site", container["name"], container["image"], 8080, 80)
+    reasons = "; ".join(policy.check(before, after, want))
+    assert "old port 80 is still declared (ports [8080, 80])" in reasons
+    assert "duplicate port names" in reasons and "livenessProbe.httpGet still points at port 80" in reasons
 
 
 def test_check_reports_each_broken_condition():
@@ -57,13 +55,13 @@ def test_check_reports_each_broken_condition():
         return {"kind": "Deployment", "metadata": {"name": "x"}, "spec": {"template": {"spec": {
             "securityContext": pod_sc or {}, "containers": [{"name": "x", "image": image, "ports": ports}]}}}}
 
-    want = kustomize.Expectation("x", "x", "r/x:v2", 8080, 80, {"runAsUser": 100}, {}, True)
+    want = policy.Expectation("x", "x", "r/x:v2", 8080, 80, {"runAsUser": 100}, {}, True)
     svc = {"kind": "Service", "metadata": {"name": "x"}, "spec": {"ports": [{"port": 80}]}}
     good = deploy([{"containerPort": 8080, "name": "http"}], pod_sc={"runAsUser": 100})
-    reasons = kustomize.check([svc], [svc, good], want)
+    reasons = policy.check([svc], [svc, good], want)
     assert reasons == ["no emptyDir volume mounted at /tmp"]
     bad = deploy([{"containerPort": 80, "name": "http"}, {"containerPort": 8080, "name": "http"}], image="r/x:v1")
-    reasons = kustomize.check([svc], [{**svc, "spec": {}}, bad], want)
+    reasons = policy.check([svc], [{**svc, "spec": {}}, bad], want)
     text = "; ".join(reasons)
     for part in ("image is 'r/x:v1'", "pod securityContext.runAsUser is None", "old port 80 is still declared",
                  "duplicate port names", "other objects changed: Service/x"):

@@ -1,5 +1,8 @@
 """``imgforge pr`` and ``imgforge update``: one reviewed merge/pull request per site, Renovate-style.
 
+A worker above the libraries: it joins the catalog, the GitOps manager (plan, branch), the forge
+(platform), the registry (datasource) and the evidence of a tested image.
+
 ``open_or_update_pr`` runs plan → branch → apply → commit → push → forge request. The order is
 chosen so that a failure leaves nothing half done: the forge is asked for the site's open requests
 *before* anything is pushed (a forge that is down or rejects the token fails first), the patch is
@@ -14,103 +17,19 @@ the hidden site marker in their description) are closed as superseded once the n
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
+from imgforge import gitops
 from imgforge.config import Catalog, Site
 from imgforge.errors import ForgeError, ImgforgeError
+from imgforge.evidence import Evidence, collect_evidence
 from imgforge.forge import Forge, OpenRequest, RequestSpec
 from imgforge.forge.base import ForgeUnauthorized
 from imgforge.gitops import branch as gitbranch
-from imgforge.verify.state import last_result
-
-BRANCH_PREFIX = "imgforge/"
-
-
-def branch_name(site: Site, tag: str) -> str:
-    return f"{BRANCH_PREFIX}{site.name}-{tag}"
-
-
-def site_marker(site: Site) -> str:
-    """Hidden in every description: how a later run recognises this site's requests."""
-    return f"<!-- imgforge:site={site.name} -->"
-
-
-def title(site: Site, tag: str) -> str:
-    return f"chore(image): update {site.image} to {tag}"
-
-
-@dataclass
-class Evidence:
-    """What proves the image: the registry digest of the tag and the `imgforge test` of that digest."""
-
-    reference: str
-    digest: str | None = None
-    image_id: str | None = None
-    report: dict[str, Any] | None = None
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def verified(self) -> bool:
-        return bool(self.report and self.report.get("ok"))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"reference": self.reference, "digest": self.digest, "image_id": self.image_id,
-                "verified": self.verified, "tested": self.report is not None, "report": self.report,
-                "notes": self.notes}
-
-
-def collect_evidence(site: Site, tag: str) -> Evidence:
-    """Link the registry's digest to a local image id and its recorded test; never raises.
-
-    Test records are keyed by image id (``imgforge.verify.state``); the local image counts only
-    when its RepoDigests include the registry's digest, so a rebuilt image with the same tag can
-    never lend its results to what the cluster would pull.
-    """
-    ev = Evidence(f"{site.image}:{tag}")
-    try:
-        ev.digest = _registry_digest(site.image, tag)
-        if ev.digest is None:
-            ev.notes.append(f"tag {tag} is not in the registry")
-    except ImgforgeError as e:
-        ev.notes.append(f"registry digest unknown: {e}")
-    local = _local_image(ev.reference, ev.notes)
-    if local and ev.digest:
-        image_id, repo_digests = local
-        if any(d.endswith("@" + ev.digest) for d in repo_digests):
-            ev.image_id = image_id
-            ev.report = last_result(image_id)
-            if ev.report is None:
-                ev.notes.append("no `imgforge test` result is recorded for this image")
-        else:
-            ev.notes.append("the local image with this tag is not the registry's digest")
-    elif ev.digest and not local:
-        ev.notes.append("the image is not present locally, so no test record can be linked to it")
-    return ev
-
-
-def _registry_digest(image: str, tag: str) -> str | None:
-    from imgforge.registry import RegistryClient, Repository
-
-    repo = Repository.parse(image)
-    with RegistryClient(repo.registry) as client:
-        return client.manifest_digest(repo.name, tag)
-
-
-def _local_image(reference: str, notes: list[str]) -> tuple[str, list[str]] | None:
-    """(image id, RepoDigests) of the local image, or None (no engine, or no such image)."""
-    try:
-        from imgforge.engine import docker_client
-
-        image = docker_client().images.get(reference)
-    except ImgforgeError as e:
-        notes.append(f"Docker: {e}")
-        return None
-    except Exception:  # docker.errors.ImageNotFound and friends: simply not here
-        return None
-    return image.id, list(image.attrs.get("RepoDigests") or [])
-
+from imgforge.pr_body import branch_name, commit_message, request_body, site_marker, title
 
 def registry_versions(catalog: Catalog, site: Site) -> list[str]:
     """The semver tags of the site's repository in the registry (``imgforge.release``'s listing)."""
@@ -154,56 +73,6 @@ _QUIET = {"no release": "the registry has no semver release tag",
           "up to date": "GitOps runs the registry's highest release"}
 
 
-def commit_message(site: Site, plan: Any, *, skip_ci: bool = True) -> str:
-    lines = [title(site, plan.new_tag), "",
-             f"Site {site.name} (app {plan.app}): {plan.old_tag or 'unknown'} -> {plan.new_tag}."]
-    if plan.security_changes:
-        lines.append("securityContext: " + "; ".join(plan.security_changes) + ".")
-    if plan.port_change:
-        lines.append(f"Container port: {plan.port_change}.")
-    if skip_ci:
-        lines += ["", gitbranch.SKIP_CI]
-    lines += ["", gitbranch.TRAILER]
-    return "\n".join(lines) + "\n"
-
-
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
-
-
-def request_body(site: Site, plan: Any, evidence: Evidence, files: list[str], *, skip_ci: bool = True) -> str:
-    """The description: header, table, evidence, changed files, the diff folded, footer."""
-    security = "<br>".join(f"`{_cell(c)}`" for c in plan.security_changes) or "none"
-    rows = [
-        "| site | image | from → to | securityContext changes | port change |",
-        "|---|---|---|---|---|",
-        f"| {site.name} (`{plan.app}`) | `{site.image}` | `{plan.old_tag or '?'}` → `{plan.new_tag}` | {security} "
-        f"| {_cell(plan.port_change or 'none')} |",
-    ]
-    out = [f"### {title(site, plan.new_tag)}", "",
-           f"imgforge moves **{site.name}** to `{evidence.reference}` and applies the runtime settings the "
-           "image was tested under, in one commit.", "", *rows, "", "#### Evidence", ""]
-    out.append(f"- Image digest: `{evidence.digest}`" if evidence.digest else "- Image digest: unknown")
-    if evidence.report is not None:
-        checks = evidence.report.get("checks") or []
-        passed = sum(1 for c in checks if c.get("ok"))
-        verdict = "**passed**" if evidence.verified else "**FAILED**"
-        out += [f"- `imgforge test` of image `{evidence.image_id}`: {verdict} ({passed}/{len(checks)} checks)", "",
-                "| check | result | detail |", "|---|---|---|"]
-        out += [f"| {_cell(str(c.get('name')))} | {'ok' if c.get('ok') else 'FAIL'} "
-                f"| {_cell(str(c.get('detail', '')))} |" for c in checks]
-    else:
-        out.append("- **Not verified**: no `imgforge test` result of this digest is on record "
-                   f"({'; '.join(evidence.notes) or 'no reason recorded'}). Review with care.")
-    out += ["", "#### Files", "", *[f"- `{f}`" for f in files], "",
-            "<details><summary>Diff</summary>", "", "```diff", plan.diff.rstrip("\n"), "```", "", "</details>", "",
-            "---", "Generated by imgforge. Running `imgforge pr` or `imgforge update` again refreshes this request "
-            "instead of opening another; push your own commits to another branch, imgforge will not overwrite them."
-            + (f" The commit carries `{gitbranch.SKIP_CI}` so this bot push starts no pipeline." if skip_ci else ""),
-            site_marker(site)]
-    return "\n".join(out) + "\n"
-
-
 @dataclass
 class PrResult:
     site: str
@@ -239,8 +108,6 @@ def open_or_update_pr(catalog: Catalog, site: Site, repo: Path, *, forge: Forge 
                       base_branch: str | None = None, dry_run: bool = False, skip_ci: bool = True,
                       evidence: Callable[[Site, str], Evidence] = collect_evidence) -> PrResult:
     """Patch the site on its bot branch and open or refresh its request (see the module doc)."""
-    from imgforge import gitops
-
     tag = tag or site.tag
     branch = branch or branch_name(site, tag)
     git = gitbranch.open_repo(repo)
@@ -348,8 +215,6 @@ def update_sites(catalog: Catalog, names: Iterable[str], repo: Path, *, forge: C
     to date needs no token. One site's failure is reported in its row and the loop goes on; a
     rejected token stops the loop, as it would fail every remaining site the same way.
     """
-    from imgforge import gitops
-
     git = gitbranch.open_repo(repo)
     gitbranch.require_clean(git)
     default, base = gitbranch.fetch_default(git, remote, base_branch)

@@ -1,0 +1,387 @@
+"""The overlay change that deploys a site: tag, securityContext and port, planned and proven.
+
+``plan`` works out the change without touching the repo and proves it by rendering the overlay
+with ``kubectl kustomize`` before and after; ``apply`` writes exactly the planned texts, after
+checking nobody changed the files in between. Renovate, Flux and Argo CD only move the tag; the
+point here is that the securityContext and port the image was tested under move with it.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from imgforge._fs import atomic_write_text
+from imgforge.config import Catalog, Site
+from imgforge.errors import GitopsError, UsageError
+from imgforge.gitops import kustomize, locate, policy
+from imgforge.image_ref import ImageRef
+from imgforge.gitops.patch import Editor, Keyed, YamlFile, new_file_text
+
+__all__ = ["LEVELS", "FileChange", "GitopsPlan", "apply", "current_tag", "plan", "plan_many"]
+
+LEVELS = ("minimal", "restricted")
+SECURITY_PATCH = ("deployment-patch.yaml", "deployment-security-patch.yaml")
+PORT_PATCH = "deployment-port-patch.yaml"
+
+
+@dataclass
+class FileChange:
+    """One file's full text before and after; ``before == ""`` means imgforge creates the file."""
+
+    path: Path  # relative to the repo
+    before: str
+    after: str
+
+    @property
+    def created(self) -> bool:
+        return self.before == ""
+
+
+@dataclass
+class GitopsPlan:
+    site: str
+    app: str
+    overlay: Path  # relative to the repo
+    image: str
+    old_tag: str | None
+    new_tag: str
+    changes: list[FileChange]
+    diff: str
+    security_changes: list[str]
+    port_change: str | None
+    noop: bool
+    repo: Path = field(default_factory=Path)  # absolute work tree the paths are relative to
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "site": self.site, "app": self.app, "overlay": str(self.overlay), "image": self.image,
+            "old_tag": self.old_tag, "new_tag": self.new_tag, "noop": self.noop,
+            "files": [{"path": str(c.path), "created": c.created} for c in self.changes],
+            "security_changes": self.security_changes, "port_change": self.port_change,
+            "diff": self.diff, "repo": str(self.repo),
+        }
+
+
+def _site(catalog: Catalog, site: Site | str) -> Site:
+    return catalog.site(site) if isinstance(site, str) else site
+
+
+def _overlay(catalog: Catalog, site: Site, repo: Path) -> Path:
+    return locate.overlay_dir(site.gitops.overlay or catalog.settings.overlay_root, site.app, repo)
+
+
+def _target(site: Site, objects: list[dict], where: str) -> locate.Target:
+    return locate.find_target(objects, site.image, where, container=site.gitops.container,
+                              namespace=site.gitops.namespace, app=site.app)
+
+
+def current_tag(catalog: Catalog, site: Site | str, repo: Path) -> str | None:
+    """The tag the GitOps repo deploys now, read from the rendered overlay."""
+    site = _site(catalog, site)
+    repo = Path(repo).resolve()
+    overlay = _overlay(catalog, site, repo)
+    where = locate.rel(repo, overlay)
+    return ImageRef.parse(_target(site, kustomize.render(overlay, where), where).image).tag
+
+
+class _Files:
+    """One editor per touched file, plus files to create."""
+
+    def __init__(self, repo: Path):
+        self.repo = repo
+        self.editors: dict[Path, Editor] = {}
+        self.created: dict[Path, str] = {}
+
+    def editor(self, yf: YamlFile) -> Editor:
+        return self.editors.setdefault(yf.path.resolve(), Editor(yf))
+
+    def texts(self) -> dict[Path, tuple[str, str]]:
+        out = {p: (e.file.text, e.result()) for p, e in self.editors.items() if e.changed}
+        out.update({p: ("", t) for p, t in self.created.items()})
+        return {p: ba for p, ba in out.items() if ba[0] != ba[1]}
+
+
+@dataclass
+class _Work:
+    """A site's plan in progress: inputs checked, overlay found, graph parsed."""
+
+    site: Site
+    level: str
+    new_tag: str
+    repo: Path
+    overlay: Path
+    where: str
+    graph: locate.Graph
+    texts: dict[Path, tuple[str, str]] = field(default_factory=dict)
+    want: policy.Expectation | None = None
+    summary: tuple = ()  # (image name, old tag, security changes, port change)
+
+    @property
+    def folders(self) -> list[Path]:
+        return [n.dir for n in self.graph.nodes]
+
+    @property
+    def after_texts(self) -> dict[Path, str]:
+        return {p: a for p, (_, a) in self.texts.items()}
+
+
+def _prepare(catalog: Catalog, site: Site | str, repo: Path, tag: str | None, level: str,
+             started: list | None = None) -> _Work:
+    """Check the inputs, find the overlay, parse its graph (``started`` receives a background render)."""
+    site = _site(catalog, site)
+    if level not in LEVELS:
+        raise UsageError(f"--level: expected one of {', '.join(LEVELS)}, got {level!r}")
+    new_tag = tag or site.tag
+    if not locate.TAG.match(new_tag):
+        raise UsageError(f"--tag: expected an image tag like v1.2.3, got {new_tag!r}")
+    repo = Path(repo).resolve()
+    overlay = _overlay(catalog, site, repo)
+    where = locate.rel(repo, overlay)
+    if started is not None:  # render while we parse: the two take about as long
+        started.append(kustomize.Pending(overlay, where))
+    try:
+        graph = locate.load_graph(repo, overlay)
+    except BaseException:
+        for pending in started or []:
+            pending.cancel()
+        raise
+    return _Work(site, level, new_tag, repo, overlay, where, graph)
+
+
+def _draft(work: _Work, before: list[dict]) -> None:
+    """Work out the file texts from the rendered ``before`` (fills work.texts/want/summary)."""
+    site, new_tag = work.site, work.new_tag
+    target = _target(site, before, work.where)
+    stack = locate.layers(work.graph, target.deployment, target.container, target.index)
+    files = _Files(work.repo)
+    running = ImageRef.parse(target.image)
+    name, old_tag = running.name, running.tag
+    image_name = name if running.same_repository(site.image) else site.image
+    if old_tag != new_tag or image_name != name:
+        _set_tag(files, stack, site, image_name, new_tag, work.where)
+    pod = target.rendered["spec"]["template"]["spec"]
+    container = policy.containers_of(target.rendered)[target.index]
+    want_pod, want_ctr, want_tmp = policy.wanted_security(site.uid, site.gid, site.read_only_root, work.level)
+    pod_spec, security = policy.security_delta(pod, container, want_pod, want_ctr, want_tmp, target.container)
+    port_change, old_port, port_ops = _port(files, stack, container, site.port, target, pod_spec)
+    if pod_spec:
+        _write_security(files, work.graph, stack, target.deployment, pod_spec)
+    if port_ops:
+        _write_json_patch(files, work.graph, target.deployment, port_ops)
+    work.texts = files.texts()
+    work.want = policy.Expectation(target.deployment, target.container, f"{image_name}:{new_tag}", site.port,
+                                      old_port, want_pod, want_ctr, want_tmp)
+    work.summary = (image_name, old_tag, security, port_change)
+
+
+def _finish(work: _Work, before: list[dict], after: list[dict]) -> GitopsPlan:
+    if work.texts and (reasons := policy.check(before, after, work.want)):
+        raise policy.ProofFailed(work.site.app, reasons)
+    changes = [FileChange(Path(locate.rel(work.repo, p)), b, a) for p, (b, a) in sorted(work.texts.items())]
+    image_name, old_tag, security, port_change = work.summary
+    return GitopsPlan(work.site.name, work.site.app, Path(work.where), image_name, old_tag, work.new_tag, changes,
+                      _diff(changes), security, port_change, not changes, work.repo)
+
+
+def _render_after(work: _Work) -> list[dict]:
+    return kustomize.render_changed(work.overlay, work.folders, work.after_texts, f"{work.where} (patched copy)")
+
+
+def plan(catalog: Catalog, site: Site | str, repo: Path, *, tag: str | None = None,
+         level: str = "restricted") -> GitopsPlan:
+    """Work out (and prove) the change that deploys ``site`` at ``tag``; writes nothing."""
+    started: list[kustomize.Pending] = []
+    work = _prepare(catalog, site, repo, tag, level, started)
+    before = started[0].result()
+    _draft(work, before)
+    return _finish(work, before, _render_after(work) if work.texts else before)
+
+
+def plan_many(catalog: Catalog, sites: list[Site | str], repo: Path, *, level: str = "restricted",
+              tags: dict[str, str] | None = None) -> list[GitopsPlan]:
+    """``plan`` for many sites with two kustomize runs in all instead of two per site.
+
+    Starting kubectl dominates a small overlay's render, so the overlays are rendered together
+    (each wrapped so its objects can be told apart). When that cannot work (two apps render the
+    same object, two plans edit one shared file, a render fails and its site must be named), it
+    falls back to rendering per site, so results and errors are exactly those of ``plan``.
+    """
+    works = [_prepare(catalog, s, repo, (tags or {}).get(getattr(s, "name", s)), level) for s in sites]
+    try:
+        befores = kustomize.render_many([(w.overlay, w.folders, {}) for w in works])
+    except GitopsError:
+        befores = [kustomize.render(w.overlay, w.where) for w in works]
+    for work, before in zip(works, befores):
+        _draft(work, before)
+    changed = [w for w in works if w.texts]
+    paths = [p for w in changed for p in w.texts]
+    afters: list[list[dict]] | None = None
+    if changed and len(paths) == len(set(paths)):
+        try:
+            afters = kustomize.render_many([(w.overlay, w.folders, w.after_texts) for w in changed])
+        except GitopsError:
+            afters = None
+    if afters is None:
+        afters = [_render_after(w) for w in changed]
+    by_work = {id(w): a for w, a in zip(changed, afters)}
+    return [_finish(w, b, by_work.get(id(w), b)) for w, b in zip(works, befores)]
+
+
+def _set_tag(files: _Files, stack: list[locate.Layer], site: Site, name: str, new_tag: str, where: str) -> None:
+    spot = locate.tag_site(stack)
+    if spot is None:
+        raise GitopsError(f"{where}: cannot find where the image of {site.app} is set")
+    layer = spot.layer
+    if layer.file is None or not layer.editable:
+        what = layer.file.rel if layer.file else "an inline patch"
+        raise GitopsError(f"{what}: the tag is set here, which imgforge does not edit "
+                          "(outside the repo, in zz-graveyard, encrypted or inline)")
+    editor = files.editor(layer.file)
+    if spot.key == "newTag":
+        if "newTag" in layer.node:
+            editor.set_scalar(layer.node, "newTag", new_tag)
+        else:
+            editor.insert_keys(layer.node, {"newTag": new_tag})
+    else:
+        keep = spot.name if ImageRef.parse(spot.name).same_repository(name) else name
+        editor.set_scalar(layer.node, spot.key, f"{keep}:{new_tag}")
+
+
+def _port(files: _Files, stack: list[locate.Layer], container: dict, new: int, target: locate.Target,
+          pod_spec: dict) -> tuple[str | None, int | None, list[dict]]:
+    """Move the HTTP port where it is defined; returns (description, old port, JSON6902 ops)."""
+    ports = container.get("ports") or []
+    numbers = [p.get("containerPort") for p in ports]
+    if not ports:
+        item = _container_item(pod_spec, target.container)
+        item["ports"] = Keyed("containerPort", [{"containerPort": new, "name": "http"}])
+        return f"none → {new}", None, []
+    if numbers.count(new) == 1 and 80 not in numbers:
+        return None, new, []
+    old = next((n for n in numbers if n == 80), None)
+    if old is None:
+        named = [p.get("containerPort") for p in ports if p.get("name") == "http"]
+        old = numbers[0] if len(ports) == 1 else (named[0] if len(named) == 1 else None)
+    if old is None or new in numbers:
+        raise GitopsError(f"Deployment {target.deployment} container {target.container} declares ports "
+                          f"{numbers}; cannot tell which one to move to {new}")
+    sources = _port_sources(stack, old)
+    if sources and all(layer.editable and layer.file is not None for layer, _, _ in sources):
+        for layer, parent, key in sources:
+            files.editor(layer.file).set_scalar(parent, key, new)
+        return f"{old} → {new}", old, []
+    base = f"/spec/template/spec/containers/{target.index}"
+    ops = [{"op": "replace", "path": f"{base}/ports/{j}/containerPort", "value": new}
+           for j, n in enumerate(numbers) if n == old]
+    for probe, value in policy.probe_ports(container).items():
+        if value == old:
+            ops.append({"op": "replace", "path": f"{base}/{probe.replace('.', '/')}/port", "value": new})
+    return f"{old} → {new}", old, ops
+
+
+def _port_sources(stack: list[locate.Layer], old: int) -> list[tuple[locate.Layer, Any, Any]]:
+    """Every (layer, parent, key) holding ``old`` as a containerPort or numeric probe port."""
+    out = []
+    for layer in stack:
+        node = layer.node
+        if layer.kind == "json6902":
+            if str(node.get("path", "")).endswith("/containerPort") or "/port" in str(node.get("path", "")):
+                if node.get("value") == old:
+                    out.append((layer, node, "value"))
+            continue
+        if layer.kind not in ("resource", "smp") or node is None:
+            continue
+        for port in node.get("ports") or []:
+            if isinstance(port, dict) and port.get("containerPort") == old:
+                out.append((layer, port, "containerPort"))
+        for probe in policy.PROBES:
+            for handler in policy.PROBE_HANDLERS:
+                spec = (node.get(probe) or {}).get(handler) if isinstance(node.get(probe), dict) else None
+                if isinstance(spec, dict) and spec.get("port") == old and not isinstance(spec.get("port"), bool):
+                    out.append((layer, spec, "port"))
+    return out
+
+
+def _container_item(pod_spec: dict, name: str) -> dict:
+    if "containers" not in pod_spec:
+        pod_spec["containers"] = Keyed("name", [{"name": name}])
+    return pod_spec["containers"].items[0]
+
+
+def _write_security(files: _Files, graph: locate.Graph, stack: list[locate.Layer], deployment: str,
+                    pod_spec: dict) -> None:
+    """Into the overlay's own patch of the Deployment, else the editable base, else a new patch."""
+    overlay_smp = [la for la in stack if la.kind == "smp" and la.kustomization is graph.root
+                   and la.editable and la.file is not None]
+    resource = [la for la in stack if la.kind == "resource" and la.editable]
+    spot = (overlay_smp or resource or [None])[-1]
+    if spot is not None:
+        files.editor(spot.file).merge(spot.doc, {"spec": {"template": {"spec": pod_spec}}})
+        return
+    name = next((n for n in SECURITY_PATCH if not (graph.overlay / n).exists()), None)
+    if name is None:
+        raise GitopsError(f"{locate.rel(graph.repo, graph.overlay)}: {' and '.join(SECURITY_PATCH)} exist but "
+                          f"do not patch Deployment {deployment}; add the securityContext by hand")
+    doc = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": deployment},
+           "spec": {"template": {"spec": pod_spec}}}
+    _create(files, graph, name, doc, deployment)
+
+
+def _write_json_patch(files: _Files, graph: locate.Graph, deployment: str, ops: list[dict]) -> None:
+    if (graph.overlay / PORT_PATCH).exists():
+        raise GitopsError(f"{locate.rel(graph.repo, graph.overlay / PORT_PATCH)} exists but does not set "
+                          "the port; fix or remove it")
+    _create(files, graph, PORT_PATCH, ops, deployment)
+
+
+def _create(files: _Files, graph: locate.Graph, name: str, data: Any, deployment: str) -> None:
+    """Write a new overlay file in the kustomization's style and list it under ``patches:``."""
+    kust = graph.root
+    if not kust.editable:
+        raise GitopsError(f"{kust.file.rel}: cannot be edited by imgforge")
+    start = kust.file.text.startswith("---")
+    files.created[(graph.overlay / name).resolve()] = new_file_text(data, kust.file.seq_offset, start)
+    entry = {"path": name, "target": {"kind": "Deployment", "name": deployment}}
+    editor = files.editor(kust.file)
+    patches = kust.doc.get("patches")
+    if "patches" not in kust.doc:
+        editor.insert_keys(kust.doc, {"patches": [entry]})
+    elif patches and not patches.fa.flow_style():
+        editor.append_item(patches, entry)
+    else:
+        editor.replace_value(kust.doc, "patches", [*(patches or []), entry])
+
+
+def _diff(changes: list[FileChange]) -> str:
+    out: list[str] = []
+    for c in changes:
+        a = "/dev/null" if c.created else f"a/{c.path}"
+        out += difflib.unified_diff(c.before.splitlines(True), c.after.splitlines(True), a, f"b/{c.path}")
+    return "".join(out)
+
+
+def apply(plan: GitopsPlan) -> list[Path]:
+    """Write the planned files; refuse if any changed since ``plan``. All or nothing."""
+    if plan.noop:
+        return []
+    for c in plan.changes:
+        path = plan.repo / c.path
+        current = path.read_text(encoding="utf-8") if path.exists() else ""
+        if current != c.before:
+            raise GitopsError(f"{c.path}: changed since the plan was made; run plan again")
+    written: list[FileChange] = []
+    try:
+        for c in plan.changes:
+            path = plan.repo / c.path
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(path, c.after)
+            written.append(c)
+    except OSError as e:
+        for c in written:  # put back what was already written: the tree is as it was
+            path = plan.repo / c.path
+            path.unlink() if c.created else atomic_write_text(path, c.before)
+        raise GitopsError(f"cannot write {plan.repo}: {e}") from e
+    return [c.path for c in plan.changes]
