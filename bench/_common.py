@@ -35,8 +35,14 @@ def make_catalog(sites: dict[str, dict], root: Path | None = None) -> Path:
     (root / "sites").mkdir(parents=True, exist_ok=True)
     (root / "imgforge.toml").write_text("[defaults]\n")
     for name, fields in sites.items():
-        data = {"image": f"127.0.0.1:5000/bench/{name}", "tag": "v0.0.1", "profile": "prebuilt",
-                "base_image": NGINX_BASE, "source": {"path": str(EXAMPLE)}, **fields}
+        data = {
+            "image": f"127.0.0.1:5000/bench/{name}",
+            "tag": "v0.0.1",
+            "profile": "prebuilt",
+            "base_image": NGINX_BASE,
+            "source": {"path": str(EXAMPLE)},
+            **fields,
+        }
         (root / "sites" / f"{name}.toml").write_text(tomlkit.dumps(data))
     return root
 

@@ -15,7 +15,6 @@ import subprocess
 import time
 
 import docker
-
 from _common import NGINX_BASE, imgforge, make_catalog, median, photo_site, row, timed
 
 COLD_RUNS = 3
@@ -46,8 +45,11 @@ def main() -> None:
 
         def plain_all() -> None:
             for i in range(SITES):
-                subprocess.run(["docker", "build", "-q", "-t", f"bench-plain/site{i}:warm", str(contexts / f"site{i}")],
-                               check=True, capture_output=True)
+                subprocess.run(
+                    ["docker", "build", "-q", "-t", f"bench-plain/site{i}:warm", str(contexts / f"site{i}")],
+                    check=True,
+                    capture_output=True,
+                )
 
         plain_all()
         warm_plain = median([timed(plain_all) for _ in range(3)])
@@ -58,9 +60,23 @@ def main() -> None:
         cold_imgforge, cold_plain = [], []
         for _ in range(COLD_RUNS):
             cold_imgforge.append(timed(lambda: imgforge("build", "site0", "--no-cache", "--root", str(root))))
-            cold_plain.append(timed(lambda: subprocess.run(
-                ["docker", "build", "-q", "--no-cache", "-t", "bench-plain/site0:cold", str(contexts / "site0")],
-                check=True, capture_output=True)))
+            cold_plain.append(
+                timed(
+                    lambda: subprocess.run(
+                        [
+                            "docker",
+                            "build",
+                            "-q",
+                            "--no-cache",
+                            "-t",
+                            "bench-plain/site0:cold",
+                            str(contexts / "site0"),
+                        ],
+                        check=True,
+                        capture_output=True,
+                    )
+                )
+            )
         ci, cp = median(cold_imgforge), median(cold_plain)
         row("cold build (no layer cache), imgforge", f"{ci:.3f} s")
         row("cold build (no layer cache), plain docker build", f"{cp:.3f} s")

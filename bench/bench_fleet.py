@@ -93,10 +93,12 @@ def generate(root: Path, apps: int) -> list[Path]:
         (base / "kustomization.yaml").write_text("resources:\n  - deployment.yaml\n  - service.yaml\n")
         (overlay / "kustomization.yaml").write_text(
             f"namespace: lost-woods\nresources:\n  - ../../../base/{app}\npatches:\n  - path: deployment-patch.yaml\n"
-            f"    target:\n      kind: Deployment\n      name: {app}\n")
+            f"    target:\n      kind: Deployment\n      name: {app}\n"
+        )
         (overlay / "deployment-patch.yaml").write_text(
             f"apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {app}\nspec:\n  template:\n    spec:\n"
-            f"{patch_sc}      containers:\n        - name: {app}\n          image: cr.example.com/prplanit/{app}:v0.0.{i}\n")
+            f"{patch_sc}      containers:\n        - name: {app}\n          image: cr.example.com/prplanit/{app}:v0.0.{i}\n"
+        )
         overlays.append(overlay)
     return overlays
 

@@ -53,7 +53,8 @@ def build(root: Path):
     for app in apps:
         name = app.removesuffix("-site")
         (root / "catalog" / "sites" / f"{name}.toml").write_text(
-            f'image = "{gen.image_of(app)}"\ntag = "v0.0.3"\n[gitops]\napp = "{app}"\n')
+            f'image = "{gen.image_of(app)}"\ntag = "v0.0.3"\n[gitops]\napp = "{app}"\n'
+        )
     return repo, root / "catalog", gen
 
 
@@ -104,14 +105,22 @@ def main() -> None:
         a2 = best(rounds, plan_all)
         b2 = best(rounds, kustomize_all)
         a3 = best(rounds, plan_each)
-        print(f"repo: {yaml_files} YAML files, {len(names)} site apps; {changed} plans with changes; "
-              f"{workers} workers, best of {rounds}, {os.cpu_count()} CPUs")
-        print(f"gitops plan, 1 site:     {a1:7.3f} s (target <= 2 s)   kubectl kustomize 1 overlay:    "
-              f"{b1:7.3f} s   ratio {a1 / b1:5.2f}")
-        print(f"gitops plan, {len(names)} sites:  {a2:7.3f} s (target <= 20 s)  kubectl kustomize {len(names)} "
-              f"overlays: {b2:7.3f} s   ratio {a2 / b2:5.2f}   (plan_many, 2 batched renders)")
-        print(f"gitops plan, {len(names)} sites one by one ({workers} threads): {a3:7.3f} s   "
-              f"ratio {a3 / b2:5.2f}   (2 renders per site)")
+        print(
+            f"repo: {yaml_files} YAML files, {len(names)} site apps; {changed} plans with changes; "
+            f"{workers} workers, best of {rounds}, {os.cpu_count()} CPUs"
+        )
+        print(
+            f"gitops plan, 1 site:     {a1:7.3f} s (target <= 2 s)   kubectl kustomize 1 overlay:    "
+            f"{b1:7.3f} s   ratio {a1 / b1:5.2f}"
+        )
+        print(
+            f"gitops plan, {len(names)} sites:  {a2:7.3f} s (target <= 20 s)  kubectl kustomize {len(names)} "
+            f"overlays: {b2:7.3f} s   ratio {a2 / b2:5.2f}   (plan_many, 2 batched renders)"
+        )
+        print(
+            f"gitops plan, {len(names)} sites one by one ({workers} threads): {a3:7.3f} s   "
+            f"ratio {a3 / b2:5.2f}   (2 renders per site)"
+        )
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

@@ -61,8 +61,22 @@ def _docker(*args: str) -> str:
 def bare_run_floor(image: str, port: int, user: str) -> float:
     """`docker run` (restricted, like the test's containers) until the first 200 on loopback."""
     started = time.monotonic()
-    cid = _docker("run", "-d", "--user", user, "--read-only", "--tmpfs", "/tmp", "--cap-drop", "ALL",
-                  "--security-opt", "no-new-privileges", "-p", f"127.0.0.1::{port}", image)
+    cid = _docker(
+        "run",
+        "-d",
+        "--user",
+        user,
+        "--read-only",
+        "--tmpfs",
+        "/tmp",
+        "--cap-drop",
+        "ALL",
+        "--security-opt",
+        "no-new-privileges",
+        "-p",
+        f"127.0.0.1::{port}",
+        image,
+    )
     try:
         host_port = _docker("port", cid, str(port)).splitlines()[0].rsplit(":", 1)[1]
         return _wait_200(f"http://127.0.0.1:{host_port}/") - started
@@ -77,8 +91,9 @@ def bench_single(runs: int) -> None:
     times, floors = [], []
     for _ in range(runs):
         started = time.monotonic()
-        proc = subprocess.run([*IMGFORGE, "test", "example", "--root", str(REPO), "--json"],
-                              capture_output=True, text=True)
+        proc = subprocess.run(
+            [*IMGFORGE, "test", "example", "--root", str(REPO), "--json"], capture_output=True, text=True
+        )
         times.append(time.monotonic() - started)
         if proc.returncode != 0:
             print(f"   imgforge test exited {proc.returncode}: {proc.stderr.strip()[-300:]}")
@@ -86,15 +101,22 @@ def bench_single(runs: int) -> None:
     print("1) imgforge test example (CLI wall time, 15 checks, 4 containers)")
     print(f"   runs:   {' '.join(f'{t:.2f}' for t in times)} s")
     print(f"   median: {statistics.median(times):.2f} s   (target <= 2.00 s)")
-    print(f"   floor:  {statistics.median(floors):.2f} s median of bare `docker run` to first HTTP 200 "
-          f"({' '.join(f'{t:.2f}' for t in floors)})")
+    print(
+        f"   floor:  {statistics.median(floors):.2f} s median of bare `docker run` to first HTTP 200 "
+        f"({' '.join(f'{t:.2f}' for t in floors)})"
+    )
 
 
 SITES = {
     "spa-default": {"fallback": "spa"},
     "notfound-uid": {"fallback": "404", "uid": 10000, "gid": 10001, "port": 9000},
-    "plain": {"fallback": "404", "gzip": False, "cache_assets": False, "port": 8088,
-              "headers": {"Permissions-Policy": "camera=()"}},
+    "plain": {
+        "fallback": "404",
+        "gzip": False,
+        "cache_assets": False,
+        "port": 8088,
+        "headers": {"Permissions-Policy": "camera=()"},
+    },
     "openshift": {"fallback": "spa", "uid": 1001, "gid": 1001, "ipv6": "off"},
 }
 
@@ -106,8 +128,14 @@ def bench_many(work: Path) -> None:
     (root / "sites").mkdir(parents=True)
     (root / "imgforge.toml").write_text("[defaults]\n")
     for name, fields in SITES.items():
-        data = {"image": f"127.0.0.1:5000/imgforge-bench/{name}", "tag": "v0.0.1", "profile": "prebuilt",
-                "base_image": STOCK_BASE, "source": {"path": str(REPO / "examples" / "example-site")}, **fields}
+        data = {
+            "image": f"127.0.0.1:5000/imgforge-bench/{name}",
+            "tag": "v0.0.1",
+            "profile": "prebuilt",
+            "base_image": STOCK_BASE,
+            "source": {"path": str(REPO / "examples" / "example-site")},
+            **fields,
+        }
         (root / "sites" / f"{name}.toml").write_text(tomlkit.dumps(data))
     catalog = config.load_catalog(root)
     sites = list(catalog.sites.values())
@@ -124,22 +152,25 @@ def bench_many(work: Path) -> None:
         for site in sites:
             subprocess.run(["docker", "rmi", "-f", site.reference], capture_output=True)
     ok = all(r.ok for r in together + apart)
-    print(f"2) {len(sites)} sites (different fallback, uid:gid, port, gzip, headers), all checks "
-          f"{'passed' if ok else 'NOT passed'}")
-    print(f"   one call: {t_together:.2f} s   one after another: {t_apart:.2f} s   "
-          f"ratio {t_apart / t_together:.2f}x")
+    print(
+        f"2) {len(sites)} sites (different fallback, uid:gid, port, gzip, headers), all checks "
+        f"{'passed' if ok else 'NOT passed'}"
+    )
+    print(f"   one call: {t_together:.2f} s   one after another: {t_apart:.2f} s   ratio {t_apart / t_together:.2f}x")
 
 
 def _stock_image(work: Path) -> str:
     """The same nginx and content as root with Debian's stock config (default site, port 80)."""
     ctx = work / "stock"
     shutil.copytree(REPO / "examples" / "example-site" / "www-data", ctx / "html")
-    (ctx / "Dockerfile").write_text(textwrap.dedent(f"""\
+    (ctx / "Dockerfile").write_text(
+        textwrap.dedent(f"""\
         FROM {STOCK_BASE}
         COPY html/ /var/www/html/
         EXPOSE 80
         CMD ["nginx", "-g", "daemon off;"]
-        """))
+        """)
+    )
     tag = "imgforge-bench/stock-root:1"
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
@@ -150,8 +181,12 @@ def _stock_image(work: Path) -> str:
 
 
 def _wrk(port: int, seconds: int) -> float:
-    out = subprocess.run(["wrk", "-t2", "-c32", f"-d{seconds}s", f"http://127.0.0.1:{port}/index.html"],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["wrk", "-t2", "-c32", f"-d{seconds}s", f"http://127.0.0.1:{port}/index.html"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
 
 
@@ -160,8 +195,19 @@ def bench_throughput(work: Path, seconds: int) -> None:
     site = catalog.site("example")
     hardened = build.build_site(catalog, site).id
     stock = _stock_image(work)
-    restricted = ["--user", f"{site.uid}:{site.gid}", "--read-only", "--tmpfs", "/tmp", "--cap-drop", "ALL",
-                  "--security-opt", "no-new-privileges", "-p", f"127.0.0.1::{site.port}"]
+    restricted = [
+        "--user",
+        f"{site.uid}:{site.gid}",
+        "--read-only",
+        "--tmpfs",
+        "/tmp",
+        "--cap-drop",
+        "ALL",
+        "--security-opt",
+        "no-new-privileges",
+        "-p",
+        f"127.0.0.1::{site.port}",
+    ]
     runs = {
         "hardened": [*restricted, hardened],
         "root-stock": ["-p", "127.0.0.1::80", stock],
@@ -187,8 +233,10 @@ def bench_throughput(work: Path, seconds: int) -> None:
     for name, values in rates.items():
         print(f"   {name:18s} {best[name]:9.0f} req/s   (rounds: {', '.join(f'{v:.0f}' for v in values)})")
     print(f"   ratio hardened/root-stock: {best['hardened'] / best['root-stock']:.3f}   (target >= 0.95)")
-    print(f"   ({CONTENT_ROOT} vs /var/www/html, same bytes; the stock config logs to a file, the hardened "
-          "image to stdout, buffered 64k / flushed every second)")
+    print(
+        f"   ({CONTENT_ROOT} vs /var/www/html, same bytes; the stock config logs to a file, the hardened "
+        "image to stdout, buffered 64k / flushed every second)"
+    )
 
 
 def main() -> None:

@@ -27,8 +27,10 @@ ALLOWED_PROTOCOLS = "file:git:http:https:ssh"  # GIT_ALLOW_PROTOCOL: no ext::/fd
 # A strict subset of git's ref-name rules (git check-ref-format --allow-onelevel): slash-separated
 # parts of letters, digits, ``_ + . -``; no part starts with ``.`` or ``-`` or ends with ``.lock``;
 # no ``..``; no trailing ``.``. A full 40-hex commit is such a name too.
-_REF = re.compile(r"(?!.*\.\.)(?!.*\.lock(?:/|\Z))(?!.*\.\Z)"
-                  r"[A-Za-z0-9_+][A-Za-z0-9_+.-]*(?:/[A-Za-z0-9_+][A-Za-z0-9_+.-]*)*")
+_REF = re.compile(
+    r"(?!.*\.\.)(?!.*\.lock(?:/|\Z))(?!.*\.\Z)"
+    r"[A-Za-z0-9_+][A-Za-z0-9_+.-]*(?:/[A-Za-z0-9_+][A-Za-z0-9_+.-]*)*"
+)
 FULL_COMMIT = re.compile(r"[0-9a-f]{40}")
 _HOST = r"(?:[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])"
 _PATH_CHARS = r"[A-Za-z0-9._~+=,%@-]"
@@ -92,8 +94,7 @@ def url_problem(url: str) -> str | None:
     if not isinstance(url, str):
         return f"expected {URL_FORMS}"
     if has_credentials(url):
-        return ("the URL holds credentials; use a credential helper (git config credential.helper) "
-                "or an SSH key instead")
+        return "the URL holds credentials; use a credential helper (git config credential.helper) or an SSH key instead"
     if len(url) > 2048 or not any(form.fullmatch(url) for form in _URLS):
         return f"expected {URL_FORMS}"
     return None
@@ -123,16 +124,29 @@ def strip_userinfo(url: str) -> str:
 
 def git_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment every git run gets: no prompts, batch ssh, C locale, safe transports."""
-    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true", "SSH_ASKPASS": "true",
-           "LC_ALL": "C", "GIT_ALLOW_PROTOCOL": ALLOWED_PROTOCOLS}
+    env = {
+        **os.environ,
+        "GIT_TERMINAL_PROMPT": "0",
+        "GIT_ASKPASS": "true",
+        "SSH_ASKPASS": "true",
+        "LC_ALL": "C",
+        "GIT_ALLOW_PROTOCOL": ALLOWED_PROTOCOLS,
+    }
     env.setdefault("GIT_SSH_COMMAND", "ssh -oBatchMode=yes -oConnectTimeout=20")
     env.update(extra or {})
     return env
 
 
-def run(*args: str, cwd: Path | str | None = None, operands: Sequence[str] = (), network: bool = False,
-        timeout: float | None = None, env: Mapping[str, str] | None = None, input: bytes | None = None,
-        check: bool = True) -> subprocess.CompletedProcess[bytes]:
+def run(
+    *args: str,
+    cwd: Path | str | None = None,
+    operands: Sequence[str] = (),
+    network: bool = False,
+    timeout: float | None = None,
+    env: Mapping[str, str] | None = None,
+    input: bytes | None = None,
+    check: bool = True,
+) -> subprocess.CompletedProcess[bytes]:
     """``git ARGS --end-of-options OPERANDS`` in ``cwd``.
 
     ``args`` are the subcommand and options imgforge itself wrote; every value that came from a
@@ -147,9 +161,16 @@ def run(*args: str, cwd: Path | str | None = None, operands: Sequence[str] = (),
     argv = ["git", *args, *(["--end-of-options", *operands] if operands else [])]
     limit = timeout if timeout is not None else NETWORK_TIMEOUT if network else LOCAL_TIMEOUT
     try:
-        proc = subprocess.run(argv, cwd=cwd, env=git_env(env), input=input, capture_output=True,
-                              stdin=None if input is not None else subprocess.DEVNULL, timeout=limit,
-                              check=False)
+        proc = subprocess.run(
+            argv,
+            cwd=cwd,
+            env=git_env(env),
+            input=input,
+            capture_output=True,
+            stdin=None if input is not None else subprocess.DEVNULL,
+            timeout=limit,
+            check=False,
+        )
     except FileNotFoundError as e:
         if cwd is not None and not Path(cwd).is_dir():
             raise GitFailed(command, f"{cwd} does not exist") from e
@@ -180,9 +201,15 @@ def last_line(stderr: bytes) -> str:
 
 
 def _check_operand(command: str, operand: str) -> None:
-    problem = (url_problem(operand) if isinstance(operand, Url) else
-               ref_problem(operand) if isinstance(operand, Ref) else
-               "contains a NUL or a line break" if re.search(r"[\x00\n\r]", operand) else None)
+    problem = (
+        url_problem(operand)
+        if isinstance(operand, Url)
+        else ref_problem(operand)
+        if isinstance(operand, Ref)
+        else "contains a NUL or a line break"
+        if re.search(r"[\x00\n\r]", operand)
+        else None
+    )
     if problem:
         kind = "URL" if isinstance(operand, Url) else "ref" if isinstance(operand, Ref) else "argument"
         raise UnsafeGitInput(command, f"refused {kind} {_shown(operand)}: {problem}")
@@ -191,6 +218,7 @@ def _check_operand(command: str, operand: str) -> None:
 def _shown(value: str) -> str:
     """A value for a one-line message: redacted, control characters escaped, cut at 100 characters."""
     text = redact(value)
-    text = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" if ord(c) < 256 else f"\\u{ord(c):04x}"
-                   for c in text[:100])
+    text = "".join(
+        c if c.isprintable() else f"\\x{ord(c):02x}" if ord(c) < 256 else f"\\u{ord(c):04x}" for c in text[:100]
+    )
     return repr(text + ("…" if len(value) > 100 else ""))

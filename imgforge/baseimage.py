@@ -13,9 +13,9 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import docker.errors
 
@@ -25,8 +25,10 @@ from imgforge.errors import DockerError, ImgforgeError, UsageError
 SUITE = "bookworm"
 DEBIAN = f"imgforge/debian:{SUITE}"
 NGINX_DEBIAN = f"imgforge/nginx-debian:{SUITE}"
-LOCAL_BASES = {DEBIAN: "Debian minbase (profile debian installs nginx-light into it)",
-               NGINX_DEBIAN: "Debian minbase with nginx-light (profile prebuilt)"}
+LOCAL_BASES = {
+    DEBIAN: "Debian minbase (profile debian installs nginx-light into it)",
+    NGINX_DEBIAN: "Debian minbase with nginx-light (profile prebuilt)",
+}
 
 
 class BootstrapFailed(ImgforgeError):
@@ -55,8 +57,9 @@ def status() -> list[BaseStatus]:
     return out
 
 
-def bootstrap_debian(*, with_nginx: bool = False, mirror: str | None = None,
-                     on_line: Callable[[str], None] | None = None) -> list[str]:
+def bootstrap_debian(
+    *, with_nginx: bool = False, mirror: str | None = None, on_line: Callable[[str], None] | None = None
+) -> list[str]:
     """Make ``imgforge/debian:bookworm`` (and with nginx ``imgforge/nginx-debian:bookworm``)."""
     say = on_line or (lambda _line: None)
     if os.geteuid() != 0:
@@ -81,8 +84,10 @@ def bootstrap_debian(*, with_nginx: bool = False, mirror: str | None = None,
             shutil.rmtree(lists)
             shutil.copytree(kept, lists, symlinks=True)
             say("installing nginx-light in the chroot")
-            _run(["chroot", str(rootfs), "apt-get", "install", "-y", "-q", "--no-install-recommends", "nginx-light"],
-                 env={"DEBIAN_FRONTEND": "noninteractive"})
+            _run(
+                ["chroot", str(rootfs), "apt-get", "install", "-y", "-q", "--no-install-recommends", "nginx-light"],
+                env={"DEBIAN_FRONTEND": "noninteractive"},
+            )
             _harden(rootfs)
             say(f"importing {NGINX_DEBIAN}")
             _import(client, rootfs, NGINX_DEBIAN, Path(tmp))
@@ -116,8 +121,7 @@ def _import(client, rootfs: Path, name: str, tmp: Path) -> None:
         tar.add(rootfs, arcname=".", recursive=True)
     repo, tag = name.rsplit(":", 1)
     try:
-        client.api.import_image_from_file(str(archive), repository=repo, tag=tag,
-                                          changes=['CMD ["/bin/bash"]'])
+        client.api.import_image_from_file(str(archive), repository=repo, tag=tag, changes=['CMD ["/bin/bash"]'])
     except docker.errors.APIError as e:
         raise DockerError(f"cannot import {name}: {e.explanation or e}") from e
     finally:

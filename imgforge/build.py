@@ -12,9 +12,9 @@ import hashlib
 import os
 import re
 from collections import deque
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Iterator
 
 import docker.errors
 
@@ -108,7 +108,7 @@ def inputs_digest(rendered: Rendered, lookup: EngineLookup | None = None) -> str
 def build_args(rendered: Rendered, digest: str) -> dict[str, str]:
     """The per-build label values (the Dockerfile declares them as ARGs of its one LABEL step)."""
     created = os.environ.get("SOURCE_DATE_EPOCH")
-    when = dt.datetime.fromtimestamp(int(created), dt.timezone.utc) if created else dt.datetime.now(dt.timezone.utc)
+    when = dt.datetime.fromtimestamp(int(created), dt.UTC) if created else dt.datetime.now(dt.UTC)
     return {
         "IMGFORGE_CREATED": when.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "IMGFORGE_REVISION": rendered.content.revision or "unknown",
@@ -117,9 +117,16 @@ def build_args(rendered: Rendered, digest: str) -> dict[str, str]:
     }
 
 
-def build_site(catalog: Catalog, site: Site, *, force: bool = False, no_cache: bool = False,
-               on_event: OnEvent | None = None, out_dir: Path | None = None,
-               lookup: EngineLookup | None = None) -> BuildResult:
+def build_site(
+    catalog: Catalog,
+    site: Site,
+    *,
+    force: bool = False,
+    no_cache: bool = False,
+    on_event: OnEvent | None = None,
+    out_dir: Path | None = None,
+    lookup: EngineLookup | None = None,
+) -> BuildResult:
     """Render and build ``site`` as ``image:tag``; reuse an image with the same inputs digest.
 
     ``force`` rebuilds even then; ``no_cache`` also ignores the engine's layer cache (implies force).
@@ -145,15 +152,23 @@ def build_site(catalog: Catalog, site: Site, *, force: bool = False, no_cache: b
     return BuildResult(site.name, site.reference, image_id, False, digest)
 
 
-def _run_build(client, context: Iterator[bytes], site: Site, buildargs: dict[str, str], emit: OnEvent,
-               no_cache: bool = False) -> str:
+def _run_build(
+    client, context: Iterator[bytes], site: Site, buildargs: dict[str, str], emit: OnEvent, no_cache: bool = False
+) -> str:
     tail: deque[str] = deque(maxlen=_TAIL)
     step = ""
     image_id = None
     try:
         stream: Iterator[dict] = client.api.build(
-            fileobj=context, custom_context=True, tag=site.reference, buildargs=buildargs, rm=True, forcerm=True,
-            pull=False, nocache=no_cache, decode=True,
+            fileobj=context,
+            custom_context=True,
+            tag=site.reference,
+            buildargs=buildargs,
+            rm=True,
+            forcerm=True,
+            pull=False,
+            nocache=no_cache,
+            decode=True,
         )
         for chunk in stream:
             if "error" in chunk or "errorDetail" in chunk:

@@ -106,6 +106,7 @@ def _matching(pattern: re.Pattern[str], what: str) -> BeforeValidator:
 
 def _path_inside(what: str) -> BeforeValidator:
     """A relative folder that cannot leave the place it is relative to (no ``..``, not absolute)."""
+
     def check(value: Any) -> str:
         if not isinstance(value, str) or not _INSIDE_PATH.fullmatch(value) or ".." in value.split("/"):
             raise ValueError(f"expected {what} (a relative path without ..), got {_show(value)}")
@@ -116,6 +117,7 @@ def _path_inside(what: str) -> BeforeValidator:
 
 def _checked_by(problem: Callable[[str], str | None]) -> BeforeValidator:
     """A string that ``problem(value)`` finds nothing wrong with (the git runner's own rules)."""
+
     def check(value: Any) -> str:
         if not isinstance(value, str):
             raise ValueError(f"expected a string, got {_show(value)}")
@@ -128,13 +130,14 @@ def _checked_by(problem: Callable[[str], str | None]) -> BeforeValidator:
 
 def _headers(value: Any) -> dict[str, str]:
     if not isinstance(value, dict):
-        raise ValueError(f"expected a table of header = \"value\", got {_show(value)}")
+        raise ValueError(f'expected a table of header = "value", got {_show(value)}')
     for name, text in value.items():
         if not HEADER_NAME.fullmatch(name):
             raise ValueError(f"expected header names of letters, digits and dashes, got {_show(name)}")
         if not isinstance(text, str) or not HEADER_VALUE.fullmatch(text):
-            raise ValueError(f"{name}: expected a non-empty value of printable ASCII (spaces inside only), "
-                             f"got {_show(text)}")
+            raise ValueError(
+                f"{name}: expected a non-empty value of printable ASCII (spaces inside only), got {_show(text)}"
+            )
     return value
 
 
@@ -166,7 +169,7 @@ class Source(_Strict):
     content_dir: Annotated[str, _path_inside("a folder inside the source")] = "www-data"
 
     @model_validator(mode="after")
-    def _one_origin(self) -> "Source":
+    def _one_origin(self) -> Source:
         if self.path is not None and self.git is not None:
             raise ValueError("set either path or git, not both")
         return self
@@ -268,15 +271,17 @@ def load_catalog(root: str | os.PathLike[str] | None = None) -> Catalog:
         raise CatalogError(str(settings_file), "not found (is --root / IMGFORGE_ROOT the catalog folder?)")
     settings = _validate(Settings, _read_toml(settings_file, root), _rel(settings_file, root))
     if unknown := sorted(set(settings.profiles) - set(PROFILES)):
-        raise CatalogError(CATALOG_FILE, f"profiles.{_key(unknown[0])}: unknown profile; "
-                                         f"expected one of {', '.join(PROFILES)}")
+        raise CatalogError(
+            CATALOG_FILE, f"profiles.{_key(unknown[0])}: unknown profile; expected one of {', '.join(PROFILES)}"
+        )
     _check_defaults(settings.defaults)
     sites: dict[str, Site] = {}
     for path in sorted((root / SITES_DIR).glob("*.toml")):
         rel = _rel(path, root)
         if not _SITE_NAME.fullmatch(path.stem):
-            raise CatalogError(f"{SITES_DIR}/{_key(path.name)}",
-                               "site file names must be lowercase letters, digits and dashes")
+            raise CatalogError(
+                f"{SITES_DIR}/{_key(path.name)}", "site file names must be lowercase letters, digits and dashes"
+            )
         data = _merge(settings.defaults, _read_toml(path, root))
         sites[path.stem] = _validate(Site, {**data, "name": path.stem, "file": rel}, rel)
     return Catalog(root=root, settings=settings, sites=sites)
@@ -359,8 +364,13 @@ def _describe(model: type[BaseModel], err: Mapping[str, Any]) -> str:
         return f"{field}: required key is missing"
     if kind == "value_error":
         return f"{field}: {err['ctx']['error']}"
-    expected = {"string_type": "a string", "bool_type": "true or false", "dict_type": "a table",
-                "model_type": "a table", "model_attributes_type": "a table"}.get(kind, err["msg"].lower())
+    expected = {
+        "string_type": "a string",
+        "bool_type": "true or false",
+        "dict_type": "a table",
+        "model_type": "a table",
+        "model_attributes_type": "a table",
+    }.get(kind, err["msg"].lower())
     return f"{field}: expected {expected}, got {_show(err.get('input'))}"
 
 

@@ -44,8 +44,10 @@ class Content:
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("IMGFORGE_CACHE_DIR")
-                or os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "imgforge"))
+    return Path(
+        os.environ.get("IMGFORGE_CACHE_DIR")
+        or os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "imgforge")
+    )
 
 
 def unavailable_reason(catalog: Catalog, site: Site) -> str | None:
@@ -54,7 +56,7 @@ def unavailable_reason(catalog: Catalog, site: Site) -> str | None:
     if src is None or (src.path is None and src.git is None):
         return f"{site.file}: source: no path or git URL configured"
     if src.path is not None:
-        folder = (catalog.root / src.path / src.content_dir)
+        folder = catalog.root / src.path / src.content_dir
         if not folder.is_dir():
             return f"{site.file}: source: content folder {folder} does not exist"
     return None
@@ -112,8 +114,9 @@ def _export_git(url: str, ref: str, content_dir: str, site: Site) -> tuple[str, 
             replace_dir(staged, export)
         except (_git.GitError, tarfile.TarError, OSError) as e:
             detail = e.detail if isinstance(e, _git.GitError) else str(e)
-            raise ContentMissing(f"{site.file}: source: cannot export {commit[:12]} of {_git.redact(url)}: "
-                                 f"{detail}") from e
+            raise ContentMissing(
+                f"{site.file}: source: cannot export {commit[:12]} of {_git.redact(url)}: {detail}"
+            ) from e
         finally:
             shutil.rmtree(staged, ignore_errors=True)
     folder = export / content_dir

@@ -15,6 +15,7 @@ from imgforge.config import Site
 from imgforge.errors import ImgforgeError
 from imgforge.verify.state import last_result
 
+
 @dataclass
 class Evidence:
     """What proves the image: the registry digest of the tag and the `imgforge test` of that digest."""
@@ -30,9 +31,15 @@ class Evidence:
         return bool(self.report and self.report.get("ok"))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"reference": self.reference, "digest": self.digest, "image_id": self.image_id,
-                "verified": self.verified, "tested": self.report is not None, "report": self.report,
-                "notes": self.notes}
+        return {
+            "reference": self.reference,
+            "digest": self.digest,
+            "image_id": self.image_id,
+            "verified": self.verified,
+            "tested": self.report is not None,
+            "report": self.report,
+            "notes": self.notes,
+        }
 
 
 def collect_evidence(site: Site, tag: str) -> Evidence:

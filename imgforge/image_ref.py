@@ -30,7 +30,7 @@ class ImageRef:
         rest, _, digest = text.strip().partition("@")
         slash, colon = rest.rfind("/"), rest.rfind(":")
         if colon > slash:
-            return cls(rest[:colon], rest[colon + 1:] or None, digest or None)
+            return cls(rest[:colon], rest[colon + 1 :] or None, digest or None)
         return cls(rest, None, digest or None)
 
     @property

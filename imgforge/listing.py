@@ -20,9 +20,36 @@ from imgforge.errors import ContentMissing
 
 # Never served, whatever the site holds (nginx here runs no PHP: it would hand out the source).
 HIDDEN_EXTENSIONS = (
-    "php", "php[0-9]", "phtml", "phar", "inc", "asp", "aspx", "jsp", "cgi", "pl", "py", "rb", "sh",
-    "env", "ini", "log", "sql", "sqlite", "db", "bak", "old", "orig", "swp", "psd", "key", "pem",
-    "crt", "p12", "pfx", "htpasswd",
+    "php",
+    "php[0-9]",
+    "phtml",
+    "phar",
+    "inc",
+    "asp",
+    "aspx",
+    "jsp",
+    "cgi",
+    "pl",
+    "py",
+    "rb",
+    "sh",
+    "env",
+    "ini",
+    "log",
+    "sql",
+    "sqlite",
+    "db",
+    "bak",
+    "old",
+    "orig",
+    "swp",
+    "psd",
+    "key",
+    "pem",
+    "crt",
+    "p12",
+    "pfx",
+    "htpasswd",
 )
 _HIDDEN = re.compile(rf"\.(?:{'|'.join(HIDDEN_EXTENSIONS)})$", re.IGNORECASE)
 
@@ -62,8 +89,9 @@ def list_content(root: Path, site: Site) -> tuple[dict[str, os.stat_result], lis
         for d in dirnames:
             if os.path.islink(os.path.join(dirpath, d)):
                 _check_inside(Path(dirpath, d), real_root, site)
-                raise ContentMissing(f"{site.file}: content: symlinked folder {shown(Path(dirpath, d))} "
-                                     "is not supported")
+                raise ContentMissing(
+                    f"{site.file}: content: symlinked folder {shown(Path(dirpath, d))} is not supported"
+                )
         for name in sorted(filenames):  # sorted: the first error is the same on every run
             path = Path(dirpath, name)
             rel = _relative(path, root, site)
@@ -93,8 +121,10 @@ def _relative(path: Path, root: Path, site: Site) -> str:
     try:
         rel.encode("utf-8")
     except UnicodeEncodeError:
-        raise ContentMissing(f"{site.file}: content: file name {shown(path)} is not valid UTF-8; rename it "
-                             "(URLs and the image's file list need UTF-8)") from None
+        raise ContentMissing(
+            f"{site.file}: content: file name {shown(path)} is not valid UTF-8; rename it "
+            "(URLs and the image's file list need UTF-8)"
+        ) from None
     return rel
 
 
@@ -129,11 +159,15 @@ def _check_inside(path: Path, real_root: Path, site: Site) -> None:
     """ContentMissing when the link's final target is outside the content folder."""
     target = Path(os.path.realpath(path))
     if not is_within(target, real_root):
-        raise ContentMissing(f"{site.file}: content: {shown(path)} links outside the content folder "
-                             f"({shown(target)})")
+        raise ContentMissing(f"{site.file}: content: {shown(path)} links outside the content folder ({shown(target)})")
 
 
 def _kind(mode: int) -> str:
-    kinds = {stat.S_ISFIFO: "a FIFO", stat.S_ISSOCK: "a socket", stat.S_ISCHR: "a character device",
-             stat.S_ISBLK: "a block device", stat.S_ISDIR: "a folder"}
+    kinds = {
+        stat.S_ISFIFO: "a FIFO",
+        stat.S_ISSOCK: "a socket",
+        stat.S_ISCHR: "a character device",
+        stat.S_ISBLK: "a block device",
+        stat.S_ISDIR: "a folder",
+    }
     return next((name for test, name in kinds.items() if test(mode)), "not a file")

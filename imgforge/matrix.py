@@ -62,9 +62,13 @@ class MatrixResult:
     changed_paths: int = 0  # files changed in the compared range
 
     def to_dict(self) -> dict:
-        return {"changed_since": self.changed_since, "base_commit": self.base_commit,
-                "changed_paths": self.changed_paths, "sites": [asdict(e) for e in self.entries],
-                "problems": [asdict(p) for p in self.problems]}
+        return {
+            "changed_since": self.changed_since,
+            "base_commit": self.base_commit,
+            "changed_paths": self.changed_paths,
+            "sites": [asdict(e) for e in self.entries],
+            "problems": [asdict(p) for p in self.problems],
+        }
 
 
 @dataclass(frozen=True)
@@ -75,8 +79,9 @@ class _Remote:
     error: str | None = None
 
 
-def sites_to_build(catalog: Catalog, changed_since: str | None, repo_dir: str | os.PathLike[str] | None = None
-                   ) -> MatrixResult:
+def sites_to_build(
+    catalog: Catalog, changed_since: str | None, repo_dir: str | os.PathLike[str] | None = None
+) -> MatrixResult:
     """The sites whose inputs changed since ``changed_since`` (all sites when it is None)."""
     diff = _Diff.since(Path(repo_dir or catalog.root), changed_since) if changed_since else None
     remotes = _ls_remotes({s.source.git for s in catalog.sites.values() if s.source and s.source.git})
@@ -96,8 +101,15 @@ def sites_to_build(catalog: Catalog, changed_since: str | None, repo_dir: str | 
             remote = remotes[src.git]
             if remote.error or (revision := _resolve_ref(remote.refs, src.ref)) is None:
                 why = remote.error or f"ref {src.ref!r} not found"
-                problems.append(Problem(site.name, site.reference, "unreachable",
-                                        f"{site.file}: source: {_gitrun.redact(src.git)}: {why}", blocking=bool(local)))
+                problems.append(
+                    Problem(
+                        site.name,
+                        site.reference,
+                        "unreachable",
+                        f"{site.file}: source: {_gitrun.redact(src.git)}: {why}",
+                        blocking=bool(local),
+                    )
+                )
                 continue
             if not local and diff is not None and not _FULL_SHA.fullmatch(src.ref):
                 pending_git.append((site, revision))
@@ -111,8 +123,9 @@ def sites_to_build(catalog: Catalog, changed_since: str | None, repo_dir: str | 
                 entries.append(Entry(site.name, site.reference, reason, catalog.profile(site).base_image, revision))
     order = {name: i for i, name in enumerate(catalog.sites)}
     entries.sort(key=lambda e: order[e.site])
-    return MatrixResult(tuple(entries), tuple(problems), changed_since,
-                        diff.base if diff else None, len(diff.files) if diff else 0)
+    return MatrixResult(
+        tuple(entries), tuple(problems), changed_since, diff.base if diff else None, len(diff.files) if diff else 0
+    )
 
 
 # --- local inputs: one diff over the whole tree -------------------------------------------------
@@ -129,13 +142,16 @@ class _Diff:
     dirs: frozenset[str]  # every folder that holds a changed path, at any depth
 
     @classmethod
-    def since(cls, repo: Path, ref: str) -> "_Diff":
+    def since(cls, repo: Path, ref: str) -> _Diff:
         top = Path(_git_local(repo, "rev-parse", "--show-toplevel"))
         try:
             base = _git_local(repo, "merge-base", operands=(ref, "HEAD"))
         except _gitrun.GitError as e:
-            why = (f"unknown revision in {top} ({e.detail})" if e.returncode != 1 else
-                   f"no common history with HEAD in {top}; a shallow clone? (CI: fetch-depth 0 / GIT_DEPTH 0)")
+            why = (
+                f"unknown revision in {top} ({e.detail})"
+                if e.returncode != 1
+                else f"no common history with HEAD in {top}; a shallow clone? (CI: fetch-depth 0 / GIT_DEPTH 0)"
+            )
             raise UsageError(f"--changed-since {ref}: {why}") from e
         base_time = int(_git_local(repo, "show", "-s", "--format=%ct", operands=(base,)))
         # Commits only (REF...HEAD), like CI sees them: an uncommitted edit changes nothing here.
@@ -159,7 +175,7 @@ class _Diff:
         rel = self._rel(path)
         if rel is None:
             return None
-        return rel == "." and bool(self.files) or rel in self.files or rel in self.dirs
+        return (rel == "." and bool(self.files)) or rel in self.files or rel in self.dirs
 
     def local_reason(self, catalog: Catalog, site: Site) -> str | None:
         """Why the site must be rebuilt because of a file in this repository, or None."""
@@ -180,8 +196,9 @@ class _Diff:
         return None
 
 
-def _git(args: list[str], cwd: Path | None = None, *, operands: list[str] | tuple[str, ...] = (),
-         strip: bool = True) -> str:
+def _git(
+    args: list[str], cwd: Path | None = None, *, operands: list[str] | tuple[str, ...] = (), strip: bool = True
+) -> str:
     try:
         return _gitrun.out(*args, cwd=cwd, operands=operands, timeout=_GIT_TIMEOUT, strip=strip)
     except _gitrun.GitNotFound as e:
@@ -264,15 +281,21 @@ def _commit_dates(url: str, revisions: list[str]) -> dict[str, int]:
         if not (probe / "HEAD").exists():
             probe.mkdir(parents=True, exist_ok=True)
             _git(["init", "--bare", "-q"], operands=[str(probe)])
-            for key, value in (("remote.origin.url", _gitrun.Url(url)), ("remote.origin.promisor", "true"),
-                               ("extensions.partialClone", "origin")):
+            for key, value in (
+                ("remote.origin.url", _gitrun.Url(url)),
+                ("remote.origin.promisor", "true"),
+                ("extensions.partialClone", "origin"),
+            ):
                 _git(["config"], cwd=probe, operands=[key, value])
         # Which commits are here already, from our own refs: asking for a missing object in a
         # partial clone would make git fetch it lazily, one round trip each.
         have = set(_git(["for-each-ref", "--format=%(refname:lstrip=2)", "refs/probe/"], cwd=probe).split())
         if missing := [r for r in wanted if r not in have]:
-            _git(["fetch", "-q", "--depth=1", "--filter=tree:0", "--no-tags"], cwd=probe,
-                 operands=["origin", *[f"+{r}:refs/probe/{r}" for r in missing]])
+            _git(
+                ["fetch", "-q", "--depth=1", "--filter=tree:0", "--no-tags"],
+                cwd=probe,
+                operands=["origin", *[f"+{r}:refs/probe/{r}" for r in missing]],
+            )
         out = _git(["show", "-s", "--format=%H %ct"], cwd=probe, operands=wanted)
     except (_gitrun.GitError, OSError):
         return {}
@@ -289,8 +312,9 @@ def format_json(result: MatrixResult) -> str:
 def github_matrix(result: MatrixResult) -> dict:
     """``strategy.matrix`` for the per-site job; a blocking problem becomes a job that fails."""
     include: list[dict] = [{"site": e.site, "image": e.image, "base": e.base} for e in result.entries]
-    include += [{"site": p.site, "image": p.image, "base": "", "problem": p.reason}
-                for p in result.problems if p.blocking]
+    include += [
+        {"site": p.site, "image": p.image, "base": "", "problem": p.reason} for p in result.problems if p.blocking
+    ]
     return {"include": include}
 
 
@@ -302,8 +326,10 @@ def format_github(result: MatrixResult, output_file: str | None = None) -> str:
         warnings = [f"{p.site}: {p.reason}" for p in result.problems if not p.blocking]
         try:
             with open(output_file, "a", encoding="utf-8") as fh:
-                fh.write(f"matrix={matrix}\ncount={len(data['include'])}\n"
-                         f"problems={json.dumps(warnings, separators=(',', ':'))}\n")
+                fh.write(
+                    f"matrix={matrix}\ncount={len(data['include'])}\n"
+                    f"problems={json.dumps(warnings, separators=(',', ':'))}\n"
+                )
         except OSError as e:
             raise UsageError(f"GITHUB_OUTPUT={output_file}: cannot append the step outputs: {e.strerror}") from e
     return matrix + "\n"
@@ -350,24 +376,49 @@ def format_gitlab(result: MatrixResult) -> str:
     GitLab rejects a child pipeline without jobs, so an empty change set still yields a valid file.
     """
     since = f" since {result.changed_since} ({result.base_commit[:8]})" if result.base_commit else ""
-    lines = [f"# Generated by `imgforge matrix --format gitlab`{since}: {len(result.entries)} site(s) to build,",
-             f"# {len(result.problems)} problem(s). Do not edit: CI writes it on every pipeline.",
-             "stages: [build]", ""]
+    lines = [
+        f"# Generated by `imgforge matrix --format gitlab`{since}: {len(result.entries)} site(s) to build,",
+        f"# {len(result.problems)} problem(s). Do not edit: CI writes it on every pipeline.",
+        "stages: [build]",
+        "",
+    ]
     if result.entries:
         lines.append(GITLAB_SITE_JOB)
     for e in result.entries:
-        lines += [f"{_yaml_str('site:' + e.site)}:", "  extends: .imgforge-site", "  variables:",
-                  f"    SITE: {_yaml_str(e.site)}", f"    IMAGE: {_yaml_str(e.image)}",
-                  f"    BASE: {_yaml_str(e.base)}", f"    BUILD_REASON: {_yaml_str(e.reason)}", ""]
+        lines += [
+            f"{_yaml_str('site:' + e.site)}:",
+            "  extends: .imgforge-site",
+            "  variables:",
+            f"    SITE: {_yaml_str(e.site)}",
+            f"    IMAGE: {_yaml_str(e.image)}",
+            f"    BASE: {_yaml_str(e.base)}",
+            f"    BUILD_REASON: {_yaml_str(e.reason)}",
+            "",
+        ]
     blocking = [p for p in result.problems if p.blocking]
     for p in blocking:  # due for a build but cannot be built: that site's job fails
-        lines += [f"{_yaml_str('problem:' + p.site)}:", "  stage: build", "  variables:", "    GIT_STRATEGY: none",
-                  "  script:", f"    - {_echo(p.site + ': ' + p.reason, err=True)}", "    - exit 1", ""]
+        lines += [
+            f"{_yaml_str('problem:' + p.site)}:",
+            "  stage: build",
+            "  variables:",
+            "    GIT_STRATEGY: none",
+            "  script:",
+            f"    - {_echo(p.site + ': ' + p.reason, err=True)}",
+            "    - exit 1",
+            "",
+        ]
     if warnings := [p for p in result.problems if not p.blocking]:  # one amber job, not one per site
         lines += ["problems:", "  stage: build", "  variables:", "    GIT_STRATEGY: none", "  script:"]
         lines += [f"    - {_echo(p.site + ': ' + p.reason, err=True)}" for p in warnings]
         lines += ["    - exit 1", "  allow_failure: true", ""]
     if not result.entries and not result.problems:
-        lines += ["nothing-to-do:", "  stage: build", "  variables:", "    GIT_STRATEGY: none", "  script:",
-                  f"    - {_echo(f'no site inputs changed{since}: nothing to build')}", ""]
+        lines += [
+            "nothing-to-do:",
+            "  stage: build",
+            "  variables:",
+            "    GIT_STRATEGY: none",
+            "  script:",
+            f"    - {_echo(f'no site inputs changed{since}: nothing to build')}",
+            "",
+        ]
     return "\n".join(lines).rstrip("\n") + "\n"

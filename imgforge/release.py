@@ -14,16 +14,17 @@ The safety rules live here, once, for the CLI and any other caller:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import docker.errors
 
 from imgforge import config
 from imgforge.config import Catalog, Site
-from imgforge.image_ref import ImageRef
 from imgforge.engine import docker_client
 from imgforge.errors import DockerError, NotFound, Refused, RegistryError, UsageError, VerifyFailed
+from imgforge.image_ref import ImageRef
 from imgforge.registry import versions
 from imgforge.registry.client import RegistryClient, Repository, RepositoryNotFound
 from imgforge.registry.credentials import lookup
@@ -61,10 +62,15 @@ class TagListing:
     other: list[str]  # tags that are not semver: latest, dev-<sha>...
 
     def to_dict(self) -> dict:
-        return {"site": self.site, "repository": self.repository, "current": self.current,
-                "versions": [{"tag": v.tag, "prerelease": v.prerelease, "current": v.tag == self.current}
-                             for v in self.versions],
-                "other": self.other}
+        return {
+            "site": self.site,
+            "repository": self.repository,
+            "current": self.current,
+            "versions": [
+                {"tag": v.tag, "prerelease": v.prerelease, "current": v.tag == self.current} for v in self.versions
+            ],
+            "other": self.other,
+        }
 
 
 @dataclass(frozen=True)
@@ -157,8 +163,9 @@ def plan_bump(catalog: Catalog, site: Site | str, part: str | None = None, to: s
     return BumpPlan(site.name, str(repo), site.tag, base.tag if base else None, new)
 
 
-def bump(catalog: Catalog, site: Site | str, part: str | None = None, to: str | None = None, *,
-         dry_run: bool = False) -> BumpPlan:
+def bump(
+    catalog: Catalog, site: Site | str, part: str | None = None, to: str | None = None, *, dry_run: bool = False
+) -> BumpPlan:
     """:func:`plan_bump`, then write the new tag into the site's TOML file (comments kept)."""
     site = _site(catalog, site)
     plan = plan_bump(catalog, site, part, to)
@@ -168,8 +175,16 @@ def bump(catalog: Catalog, site: Site | str, part: str | None = None, to: str | 
     return BumpPlan(**{**plan.to_dict(), "written": True})
 
 
-def push(catalog: Catalog, site: Site | str, *, also_latest: bool = False, skip_verify: bool = False,
-         tag: str | None = None, force: bool = False, on_event: OnEvent | None = None) -> PushResult:
+def push(
+    catalog: Catalog,
+    site: Site | str,
+    *,
+    also_latest: bool = False,
+    skip_verify: bool = False,
+    tag: str | None = None,
+    force: bool = False,
+    on_event: OnEvent | None = None,
+) -> PushResult:
     """Push ``image:tag`` (and ``:latest``) through the engine, then check the registry's digest.
 
     ``tag`` pushes the catalog's image under another tag (CI's ``dev-<sha8>`` builds). A release
@@ -189,11 +204,14 @@ def push(catalog: Catalog, site: Site | str, *, also_latest: bool = False, skip_
         state = "never tested" if record is None else ("last test passed" if record.get("ok") else "last test FAILED")
         emit(Event("warning", f"--skip-verify: pushing {site.reference} without checking its tests ({state})"))
     elif record is None:
-        raise Refused(f"{site.reference} ({image.short_id}) was never tested: run `imgforge test {site.name}` "
-                      "first (or push with --skip-verify)")
+        raise Refused(
+            f"{site.reference} ({image.short_id}) was never tested: run `imgforge test {site.name}` "
+            "first (or push with --skip-verify)"
+        )
     elif not record.get("ok"):
-        raise Refused(f"{site.reference} ({image.short_id}) failed its last `imgforge test`; fix it, "
-                      "or push with --skip-verify")
+        raise Refused(
+            f"{site.reference} ({image.short_id}) failed its last `imgforge test`; fix it, or push with --skip-verify"
+        )
     repo = Repository.parse(site.image)
     if not force and versions.parse(site.tag) is not None:
         _refuse_overwrite(image, site, repo)
@@ -229,8 +247,10 @@ def release(catalog: Catalog, site: Site | str, part: str, *, on_event: OnEvent 
     report = run_site(catalog, target, image=built.image)  # records the result the push gate reads
     if not report.ok:
         failed = [c.name for c in report.failed] or ["no check ran"]
-        raise VerifyFailed(f"release of '{site.name}' stopped: {built.image} failed `imgforge test` "
-                           f"({', '.join(failed)}); nothing pushed, catalog unchanged")
+        raise VerifyFailed(
+            f"release of '{site.name}' stopped: {built.image} failed `imgforge test` "
+            f"({', '.join(failed)}); nothing pushed, catalog unchanged"
+        )
     emit(Event("stage", f"pushing {target.reference}"))
     pushed = push(catalog, target, on_event=emit)
     config.set_site_tag(catalog, site, plan.new)
@@ -271,8 +291,15 @@ def _push_tag(client, image, repository: str, tag: str, repo: Repository, emit: 
             if isinstance(ev.get("aux"), dict) and ev["aux"].get("Digest"):
                 stream_digest = ev["aux"]["Digest"]
             progress = ev.get("progressDetail") or {}
-            emit(Event("layer" if ev.get("id") else "status", str(ev.get("status", "")), str(ev.get("id", "")),
-                       int(progress.get("current") or 0), int(progress.get("total") or 0)))
+            emit(
+                Event(
+                    "layer" if ev.get("id") else "status",
+                    str(ev.get("status", "")),
+                    str(ev.get("id", "")),
+                    int(progress.get("current") or 0),
+                    int(progress.get("total") or 0),
+                )
+            )
     except docker.errors.APIError as e:
         raise PushFailed(f"push of {reference} to registry {repo.registry} failed: {e.explanation or e}") from e
     image.reload()
@@ -295,9 +322,11 @@ def _refuse_overwrite(image, site: Site, repo: Repository) -> None:
         except RepositoryNotFound:
             return
     if remote is not None and remote not in _repo_digests(image.attrs.get("RepoDigests") or [], site.image):
-        raise Refused(f"{site.reference} already exists in registry {repo.registry} as {remote}, with other "
-                      f"bytes than {image.short_id}: release tags are immutable; bump the version "
-                      "(or push with --force)")
+        raise Refused(
+            f"{site.reference} already exists in registry {repo.registry} as {remote}, with other "
+            f"bytes than {image.short_id}: release tags are immutable; bump the version "
+            "(or push with --force)"
+        )
 
 
 def _repo_digests(entries: list[str], repository: str) -> set[str]:

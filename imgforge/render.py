@@ -36,8 +36,22 @@ CONTENT_DIR = "html"  # where the content sits inside the build context
 
 # Served with a one-year immutable Cache-Control.
 ASSET_EXTENSIONS = (
-    "css", "js", "mjs", "png", "jpe?g", "gif", "svg", "ico", "webp", "avif", "woff2?", "ttf", "otf",
-    "eot", "mp4", "webm",
+    "css",
+    "js",
+    "mjs",
+    "png",
+    "jpe?g",
+    "gif",
+    "svg",
+    "ico",
+    "webp",
+    "avif",
+    "woff2?",
+    "ttf",
+    "otf",
+    "eot",
+    "mp4",
+    "webm",
 )
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -121,12 +135,15 @@ class Rendered:
             raise self._changed(rel)
 
     def _changed(self, rel: str) -> ContentMissing:
-        return ContentMissing(f"{self.site.file}: content: {shown(self.content.path / rel)} changed while "
-                              "the build context was made; run again once it is written")
+        return ContentMissing(
+            f"{self.site.file}: content: {shown(self.content.path / rel)} changed while "
+            "the build context was made; run again once it is written"
+        )
 
     def _unreadable(self, rel: str, e: OSError) -> ContentMissing:
-        return ContentMissing(f"{self.site.file}: content: cannot read {shown(self.content.path / rel)}: "
-                              f"{e.strerror or e}")
+        return ContentMissing(
+            f"{self.site.file}: content: cannot read {shown(self.content.path / rel)}: {e.strerror or e}"
+        )
 
 
 def templates_dir() -> Path:
@@ -265,8 +282,9 @@ def check_out_dir(out_dir: Path, catalog_root: Path, content: Path) -> Path:
     if not stat.S_ISDIR(st.st_mode):
         refuse("it is a file, not a folder")
     if dest.parent != Path(os.path.realpath(cache_dir() / "contexts")) and not _is_render(dest):
-        refuse(f"it is a folder imgforge did not render (no {MARKER} in it), and replacing it would delete "
-               "what it holds")
+        refuse(
+            f"it is a folder imgforge did not render (no {MARKER} in it), and replacing it would delete what it holds"
+        )
     return dest
 
 
@@ -318,8 +336,11 @@ def _is_render(folder: Path) -> bool:
     marker = folder / MARKER
     try:
         st = os.lstat(marker)
-        return (stat.S_ISREG(st.st_mode) and st.st_size == len(MARKER_TEXT.encode())
-                and marker.read_text(encoding="utf-8") == MARKER_TEXT)
+        return (
+            stat.S_ISREG(st.st_mode)
+            and st.st_size == len(MARKER_TEXT.encode())
+            and marker.read_text(encoding="utf-8") == MARKER_TEXT
+        )
     except (OSError, UnicodeDecodeError):
         return False
 

@@ -31,6 +31,7 @@ from imgforge.forge.base import ForgeUnauthorized
 from imgforge.gitops import branch as gitbranch
 from imgforge.pr_body import branch_name, commit_message, request_body, site_marker, title
 
+
 def registry_versions(catalog: Catalog, site: Site) -> list[str]:
     """The semver tags of the site's repository in the registry (``imgforge.release``'s listing)."""
     from imgforge.release import list_versions
@@ -66,11 +67,13 @@ def pick_release(current: str | None, tags: list[str], allow_major: bool) -> tup
     return best.tag, best.tag, ""
 
 
-_QUIET = {"no release": "the registry has no semver release tag",
-          "not semver": "the GitOps tag is not a semver version",
-          "ahead": "GitOps runs a newer tag than the registry's highest release",
-          "major": "a major update is available: pass --allow-major",
-          "up to date": "GitOps runs the registry's highest release"}
+_QUIET = {
+    "no release": "the registry has no semver release tag",
+    "not semver": "the GitOps tag is not a semver version",
+    "ahead": "GitOps runs a newer tag than the registry's highest release",
+    "major": "a major update is available: pass --allow-major",
+    "up to date": "GitOps runs the registry's highest release",
+}
 
 
 @dataclass
@@ -93,20 +96,42 @@ class PrResult:
     evidence: Evidence | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"site": self.site, "tag": self.tag, "branch": self.branch, "base": self.base,
-                "base_commit": self.base_commit, "action": self.action, "commit": self.commit,
-                "pushed": self.pushed, "message": self.message,
-                "diff": self.diff, "body": self.body, "payload": self.payload,
-                "request": self.request.to_dict() if self.request else None,
-                "superseded": [r.to_dict() for r in self.superseded], "warnings": self.warnings,
-                "evidence": self.evidence.to_dict() if self.evidence else None}
+        return {
+            "site": self.site,
+            "tag": self.tag,
+            "branch": self.branch,
+            "base": self.base,
+            "base_commit": self.base_commit,
+            "action": self.action,
+            "commit": self.commit,
+            "pushed": self.pushed,
+            "message": self.message,
+            "diff": self.diff,
+            "body": self.body,
+            "payload": self.payload,
+            "request": self.request.to_dict() if self.request else None,
+            "superseded": [r.to_dict() for r in self.superseded],
+            "warnings": self.warnings,
+            "evidence": self.evidence.to_dict() if self.evidence else None,
+        }
 
 
-def open_or_update_pr(catalog: Catalog, site: Site, repo: Path, *, forge: Forge | None,
-                      forge_class: type[Forge] | None = None, tag: str | None = None,
-                      level: str = "restricted", branch: str | None = None, remote: str = "origin",
-                      base_branch: str | None = None, dry_run: bool = False, skip_ci: bool = True,
-                      evidence: Callable[[Site, str], Evidence] = collect_evidence) -> PrResult:
+def open_or_update_pr(
+    catalog: Catalog,
+    site: Site,
+    repo: Path,
+    *,
+    forge: Forge | None,
+    forge_class: type[Forge] | None = None,
+    tag: str | None = None,
+    level: str = "restricted",
+    branch: str | None = None,
+    remote: str = "origin",
+    base_branch: str | None = None,
+    dry_run: bool = False,
+    skip_ci: bool = True,
+    evidence: Callable[[Site, str], Evidence] = collect_evidence,
+) -> PrResult:
     """Patch the site on its bot branch and open or refresh its request (see the module doc)."""
     tag = tag or site.tag
     branch = branch or branch_name(site, tag)
@@ -119,8 +144,7 @@ def open_or_update_pr(catalog: Catalog, site: Site, repo: Path, *, forge: Forge 
             raise ForgeError("no forge to open the request on (only --dry-run works without one)")
         gitbranch.require_clean(git)
         # read first: a forge that is down or rejects the token fails before anything is pushed
-        site_requests = [r for r in forge.open_requests()
-                         if r.source_branch == branch or site_marker(site) in r.body]
+        site_requests = [r for r in forge.open_requests() if r.source_branch == branch or site_marker(site) in r.body]
         target = gitbranch.prepare(git, remote, branch, base_branch)
     result = PrResult(site.name, tag, branch, target.default, "up-to-date", target.base)
     with tempfile.TemporaryDirectory(prefix="imgforge-pr-") as tmp:
@@ -189,9 +213,15 @@ class UpdateRow:
     error: ImgforgeError | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"site": self.site, "current": self.current, "latest": self.latest, "target": self.target,
-                "status": self.status,
-                "detail": self.detail, "url": self.url}
+        return {
+            "site": self.site,
+            "current": self.current,
+            "latest": self.latest,
+            "target": self.target,
+            "status": self.status,
+            "detail": self.detail,
+            "url": self.url,
+        }
 
 
 class UpdateFailed(ImgforgeError):
@@ -199,16 +229,26 @@ class UpdateFailed(ImgforgeError):
 
     def __init__(self, rows: list[UpdateRow]) -> None:
         failed = [r for r in rows if r.error is not None]
-        super().__init__(f"update failed for {len(failed)} site(s): "
-                         + "; ".join(f"{r.site}: {r.error}" for r in failed))
+        super().__init__(
+            f"update failed for {len(failed)} site(s): " + "; ".join(f"{r.site}: {r.error}" for r in failed)
+        )
         self.exit_code = failed[0].error.exit_code
 
 
-def update_sites(catalog: Catalog, names: Iterable[str], repo: Path, *, forge: Callable[[], Forge],
-                 allow_major: bool = False, remote: str = "origin", base_branch: str | None = None,
-                 level: str = "restricted", skip_ci: bool = True,
-                 releases: Callable[[Catalog, Site], list[str]] = registry_versions,
-                 evidence: Callable[[Site, str], Evidence] = collect_evidence) -> list[UpdateRow]:
+def update_sites(
+    catalog: Catalog,
+    names: Iterable[str],
+    repo: Path,
+    *,
+    forge: Callable[[], Forge],
+    allow_major: bool = False,
+    remote: str = "origin",
+    base_branch: str | None = None,
+    level: str = "restricted",
+    skip_ci: bool = True,
+    releases: Callable[[Catalog, Site], list[str]] = registry_versions,
+    evidence: Callable[[Site, str], Evidence] = collect_evidence,
+) -> list[UpdateRow]:
     """For each site: the GitOps tag vs the registry's highest release; open or refresh where behind.
 
     ``forge`` is called only when a request is needed (and once), so a run where every site is up
@@ -238,8 +278,18 @@ def update_sites(catalog: Catalog, names: Iterable[str], repo: Path, *, forge: C
                 row.detail = _QUIET.get(row.status, "")
                 if row.target is None:
                     continue
-                result = open_or_update_pr(catalog, site, repo, forge=the_forge(), tag=row.target, level=level,
-                                           remote=remote, base_branch=default, skip_ci=skip_ci, evidence=evidence)
+                result = open_or_update_pr(
+                    catalog,
+                    site,
+                    repo,
+                    forge=the_forge(),
+                    tag=row.target,
+                    level=level,
+                    remote=remote,
+                    base_branch=default,
+                    skip_ci=skip_ci,
+                    evidence=evidence,
+                )
                 row.status, row.url = result.action, result.request.url if result.request else ""
                 notes = [result.branch] if result.request else []
                 if row.target != row.latest:

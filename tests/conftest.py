@@ -13,8 +13,8 @@ from __future__ import annotations
 import os
 import textwrap
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
@@ -69,8 +69,11 @@ def make_catalog(tmp_path, build_file_tree) -> Callable[..., Path]:
         (root / "sites").mkdir(exist_ok=True)
         for name, fields in (sites or {}).items():
             data = {
-                "image": f"127.0.0.1:5000/test/{name}", "tag": "v0.0.1", "profile": "prebuilt",
-                "base_image": NGINX_BASE, "source": {"path": str(EXAMPLE_CONTENT.parent)},
+                "image": f"127.0.0.1:5000/test/{name}",
+                "tag": "v0.0.1",
+                "profile": "prebuilt",
+                "base_image": NGINX_BASE,
+                "source": {"path": str(EXAMPLE_CONTENT.parent)},
                 **fields,
             }
             data = {key: value for key, value in data.items() if value is not None}  # None: drop a default
@@ -114,5 +117,7 @@ def _require_image(client, name: str) -> None:
     try:
         client.images.get(name)
     except docker.errors.ImageNotFound:
-        pytest.fail(f"base image {name} missing: run `imgforge base bootstrap debian --with-nginx` "
-                    "(./test.sh does this before the tests)")
+        pytest.fail(
+            f"base image {name} missing: run `imgforge base bootstrap debian --with-nginx` "
+            "(./test.sh does this before the tests)"
+        )

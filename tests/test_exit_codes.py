@@ -41,18 +41,25 @@ def code_for(meaning_start: str) -> int:
 
 
 def imgforge(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "imgforge", *argv], capture_output=True, text=True, timeout=300,
-                          env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "imgforge", *argv],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **(env or {})},
+    )
 
 
 @pytest.fixture
 def catalog(make_catalog, tmp_path) -> Path:
     """One site on a registry that refuses connections, and one whose base image has no nginx."""
     token = uuid.uuid4().hex[:8]
-    return make_catalog(sites={
-        "web": {"image": f"{DEAD}/exit-codes/web{token}", "tag": "v0.0.3", "gitops": {"app": "web-site"}},
-        "nonginx": {"image": f"{DEAD}/exit-codes/nonginx{token}", "base_image": "imgforge/debian:bookworm"},
-    })
+    return make_catalog(
+        sites={
+            "web": {"image": f"{DEAD}/exit-codes/web{token}", "tag": "v0.0.3", "gitops": {"app": "web-site"}},
+            "nonginx": {"image": f"{DEAD}/exit-codes/nonginx{token}", "base_image": "imgforge/debian:bookworm"},
+        }
+    )
 
 
 def _gitops_repo(tmp_path: Path, image: str) -> Path:
@@ -82,8 +89,19 @@ def test_every_code_of_the_table_has_a_scenario_here():
     assert sorted(covered) == sorted(readme_exit_codes())
 
 
-@pytest.mark.parametrize("meaning", ["success", "a check failed", "bad command-line usage", "the catalog is invalid",
-                                     "not found", "registry error", "GitOps repo error", "forge"])
+@pytest.mark.parametrize(
+    "meaning",
+    [
+        "success",
+        "a check failed",
+        "bad command-line usage",
+        "the catalog is invalid",
+        "not found",
+        "registry error",
+        "GitOps repo error",
+        "forge",
+    ],
+)
 def test_documented_code_without_docker(meaning, catalog, tmp_path, build_file_tree):
     proc = SCENARIOS[meaning](catalog, tmp_path, build_file_tree)
     assert proc.returncode == code_for(meaning), proc.stderr
@@ -117,11 +135,16 @@ def test_ctrl_c_is_the_interrupted_code(catalog):
 
     threading.Thread(target=hold, daemon=True).start()
     site = catalog / "sites" / "web.toml"
-    site.write_text(re.sub(r'image = "[^"]+"', f'image = "127.0.0.1:{silent.getsockname()[1]}/exit-codes/web"',
-                           site.read_text()))
-    proc = subprocess.Popen([sys.executable, "-m", "imgforge", "tags", "web", "--root", str(catalog)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    site.write_text(
+        re.sub(r'image = "[^"]+"', f'image = "127.0.0.1:{silent.getsockname()[1]}/exit-codes/web"', site.read_text())
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "imgforge", "tags", "web", "--root", str(catalog)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     try:
         assert accepted.wait(30), "imgforge never connected to the registry"
         proc.send_signal(signal.SIGINT)
@@ -137,13 +160,16 @@ def test_ctrl_c_is_the_interrupted_code(catalog):
 
 # ---- one real command per documented code: the finished process ----
 
+
 def _success(catalog, tmp_path, build_file_tree):
     return imgforge("sites", "--root", str(catalog))
 
 
 def _check_failed(catalog, tmp_path, build_file_tree):
-    repo = build_file_tree(tmp_path / "old-site", {"Dockerfile": "FROM nginx:1.27\nCOPY www /usr/share/nginx/html\n",
-                                                   "www/index.html": "<h1>hi</h1>\n"})
+    repo = build_file_tree(
+        tmp_path / "old-site",
+        {"Dockerfile": "FROM nginx:1.27\nCOPY www /usr/share/nginx/html\n", "www/index.html": "<h1>hi</h1>\n"},
+    )
     return imgforge("audit", str(repo))  # no USER: the container runs as root (an error-level finding)
 
 
@@ -166,15 +192,29 @@ def _registry_error(catalog, tmp_path, build_file_tree):
 
 
 def _gitops_error(catalog, tmp_path, build_file_tree):
-    repo = build_file_tree(tmp_path / "gitops", {
-        "fluxcd/apps/overlays/production/web-site/kustomization.yaml": "resources: [\n"})
+    repo = build_file_tree(
+        tmp_path / "gitops", {"fluxcd/apps/overlays/production/web-site/kustomization.yaml": "resources: [\n"}
+    )
     return imgforge("gitops", "plan", "web", "--repo", str(repo), "--root", str(catalog))
 
 
 def _forge_error(catalog, tmp_path, build_file_tree):
     repo = _gitops_repo(tmp_path, _site_image(catalog))
-    return imgforge("pr", "web", "--repo", str(repo), "--root", str(catalog), "--forge", "gitlab",
-                    "--forge-url", f"http://{DEAD}", "--project", "ops/gitops", env={"GITLAB_TOKEN": "glpat-exit-codes"})
+    return imgforge(
+        "pr",
+        "web",
+        "--repo",
+        str(repo),
+        "--root",
+        str(catalog),
+        "--forge",
+        "gitlab",
+        "--forge-url",
+        f"http://{DEAD}",
+        "--project",
+        "ops/gitops",
+        env={"GITLAB_TOKEN": "glpat-exit-codes"},
+    )
 
 
 def _site_image(catalog: Path) -> str:
@@ -199,8 +239,18 @@ def _refused(catalog, tmp_path, client):
         client.images.remove(f"{repository}:v0.0.3")  # the tag this test made, nothing else
 
 
-SCENARIOS = {"success": _success, "a check failed": _check_failed, "bad command-line usage": _usage,
-             "the catalog is invalid": _catalog_invalid, "not found": _not_found, "registry error": _registry_error,
-             "GitOps repo error": _gitops_error, "forge": _forge_error}
-DOCKER_SCENARIOS = {"Docker engine unreachable": _engine_unreachable, "`docker build` failed": _build_failed,
-                    "refused by a safety rule": _refused}
+SCENARIOS = {
+    "success": _success,
+    "a check failed": _check_failed,
+    "bad command-line usage": _usage,
+    "the catalog is invalid": _catalog_invalid,
+    "not found": _not_found,
+    "registry error": _registry_error,
+    "GitOps repo error": _gitops_error,
+    "forge": _forge_error,
+}
+DOCKER_SCENARIOS = {
+    "Docker engine unreachable": _engine_unreachable,
+    "`docker build` failed": _build_failed,
+    "refused by a safety rule": _refused,
+}

@@ -6,5 +6,15 @@ from imgforge.audit.fleet import FleetReport, fleet_report, to_markdown
 from imgforge.audit.migrate import migrate_repo, write_site
 from imgforge.audit.site import audit_repo
 
-__all__ = ["RULES", "AuditUnreadable", "Finding", "FleetReport", "audit_repo", "fleet_report", "has_errors",
-           "migrate_repo", "to_markdown", "write_site"]
+__all__ = [
+    "RULES",
+    "AuditUnreadable",
+    "Finding",
+    "FleetReport",
+    "audit_repo",
+    "fleet_report",
+    "has_errors",
+    "migrate_repo",
+    "to_markdown",
+    "write_site",
+]

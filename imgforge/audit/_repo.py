@@ -21,8 +21,8 @@ from pathlib import Path
 import crossplane
 from dockerfile_parse import DockerfileParser
 
-from imgforge.image_ref import ImageRef
 from imgforge.errors import UsageError
+from imgforge.image_ref import ImageRef
 
 DOCKERFILE_NAMES = ("Dockerfile", "Containerfile")
 _SKIP_DIRS = {".git", "node_modules", ".venv", "__pycache__"}
@@ -39,11 +39,11 @@ class Stage:
     name: str | None
     base: str  # as written, after ARG expansion
     line: int
-    parent: "Stage | None"  # the earlier stage this one is built FROM, if any
+    parent: Stage | None  # the earlier stage this one is built FROM, if any
     global_args: dict[str, str] = field(default_factory=dict)  # ARGs declared before the first FROM
     items: list[dict] = field(default_factory=list)  # dockerfile-parse entries after FROM
 
-    def chain(self) -> list["Stage"]:
+    def chain(self) -> list[Stage]:
         """This stage and the stages it inherits from, oldest first (what the image really has)."""
         return ([*self.parent.chain()] if self.parent else []) + [self]
 
@@ -70,16 +70,18 @@ def walk_directives(parsed: list[dict], ctx: tuple[str, ...] = ()):
     for d in parsed:
         yield d, ctx
         if "block" in d:
-            yield from walk_directives(d["block"], ctx + (d["directive"],))
+            yield from walk_directives(d["block"], (*ctx, d["directive"]))
 
 
 def expand(text: str, env: dict[str, str]) -> str:
     """Shell-style ``$VAR``, ``${VAR}``, ``${VAR:-default}``; unknown variables stay as written."""
+
     def sub(m: re.Match) -> str:
         name, default = m.group(1) or m.group(3), m.group(2)
         if name in env:
             return env[name]
         return default if default is not None else m.group(0)
+
     return re.sub(r"\$\{(\w+)(?::?-([^}]*))?\}|\$(\w+)", sub, text)
 
 
@@ -281,11 +283,15 @@ def _read_nginx(repo: Repo) -> None:
 
 
 def _find_webroots(repo: Repo) -> None:
-    roots = [d["args"][0] for parsed in repo.nginx.values() for d, _ in walk_directives(parsed)
-             if d["directive"] in ("root", "alias") and d["args"] and "$" not in d["args"][0]]
+    roots = [
+        d["args"][0]
+        for parsed in repo.nginx.values()
+        for d, _ in walk_directives(parsed)
+        if d["directive"] in ("root", "alias") and d["args"] and "$" not in d["args"][0]
+    ]
     for root in dict.fromkeys(roots or _DEFAULT_ROOTS):
         prefix = root.rstrip("/") + "/"
-        served = {c[len(prefix):]: rel for c, rel in repo.copies.items() if c.startswith(prefix)}
+        served = {c[len(prefix) :]: rel for c, rel in repo.copies.items() if c.startswith(prefix)}
         if served:
             repo.webroots[root.rstrip("/")] = served
     if not repo.webroots:
@@ -293,7 +299,9 @@ def _find_webroots(repo: Repo) -> None:
             folder = repo.root / name
             if folder.is_dir():
                 files = _files(folder, _dockerignore(repo.root), repo.root)
-                repo.webroots[name] = {f.relative_to(folder).as_posix(): f.relative_to(repo.root).as_posix() for f in files}
+                repo.webroots[name] = {
+                    f.relative_to(folder).as_posix(): f.relative_to(repo.root).as_posix() for f in files
+                }
                 break
 
 

@@ -47,17 +47,21 @@ _RULES = [
     # Dockerfile: user and ports
     Rule("IMG010", ERROR, "no USER in the final stage: the container runs as root", ("DS002", "CIS-DI-0001")),
     Rule("IMG011", ERROR, "final USER is root", ("DL3002", "DS002")),
-    Rule("IMG012", ERROR, "non-numeric USER: the kubelet cannot verify runAsNonRoot and refuses to start it",
-         ("DL3066",)),
+    Rule(
+        "IMG012", ERROR, "non-numeric USER: the kubelet cannot verify runAsNonRoot and refuses to start it", ("DL3066",)
+    ),
     Rule("IMG013", WARNING, "EXPOSE of a port below 1024"),
     # runtime template steps
     Rule("IMG020", ERROR, "runtime template step uses a tool the image does not install"),
-    Rule("IMG021", ERROR, "runtime template step writes outside /tmp: breaks with a read-only root filesystem",
-         ("KSV014",)),
+    Rule(
+        "IMG021",
+        ERROR,
+        "runtime template step writes outside /tmp: breaks with a read-only root filesystem",
+        ("KSV014",),
+    ),
     # web root content
     Rule("IMG030", ERROR, "server-side source in the web root: nginx serves it as plain text"),
-    Rule("IMG031", ERROR, "secret-looking file in the web root (.env, private keys, password files)",
-         ("CIS-DI-0010",)),
+    Rule("IMG031", ERROR, "secret-looking file in the web root (.env, private keys, password files)", ("CIS-DI-0010",)),
     Rule("IMG032", ERROR, "credential written in a file of the web root", ("CIS-DI-0010",)),
     Rule("IMG033", WARNING, "junk or dotfile in the web root (editor folders, Thumbs.db, design sources)"),
     Rule("IMG034", INFO, "web root not found: its files were not checked"),

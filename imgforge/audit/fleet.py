@@ -21,9 +21,12 @@ from imgforge.gitops import kustomize
 CLASSES = ("hardened", "partial", "root", "linuxserver", "unknown")
 # Where each workload kind keeps its pod spec.
 _POD_SPEC = {
-    "Deployment": ("spec", "template", "spec"), "StatefulSet": ("spec", "template", "spec"),
-    "DaemonSet": ("spec", "template", "spec"), "ReplicaSet": ("spec", "template", "spec"),
-    "Job": ("spec", "template", "spec"), "CronJob": ("spec", "jobTemplate", "spec", "template", "spec"),
+    "Deployment": ("spec", "template", "spec"),
+    "StatefulSet": ("spec", "template", "spec"),
+    "DaemonSet": ("spec", "template", "spec"),
+    "ReplicaSet": ("spec", "template", "spec"),
+    "Job": ("spec", "template", "spec"),
+    "CronJob": ("spec", "jobTemplate", "spec", "template", "spec"),
     "Pod": ("spec",),
 }
 _GOOD_SECCOMP = ("RuntimeDefault", "Localhost")
@@ -88,10 +91,15 @@ class FleetReport:
             row = asdict(r)
             row["class"] = row.pop("cls")
             rows.append(row)
-        return {"repo": self.repo, "overlay_root": self.overlay_root, "apps": len(self.apps),
-                "summary": self.summary(), "containers": rows,
-                "failed": [asdict(f) for f in self.failures],
-                "without_workloads": [{"app": a, "kinds": k} for a, k in self.without_workloads.items()]}
+        return {
+            "repo": self.repo,
+            "overlay_root": self.overlay_root,
+            "apps": len(self.apps),
+            "summary": self.summary(),
+            "containers": rows,
+            "failed": [asdict(f) for f in self.failures],
+            "without_workloads": [{"app": a, "kinds": k} for a, k in self.without_workloads.items()],
+        }
 
 
 def find_overlays(repo: Path, overlay_root: str = DEFAULT_OVERLAY_ROOT) -> list[tuple[str, Path]]:
@@ -110,8 +118,9 @@ def find_overlays(repo: Path, overlay_root: str = DEFAULT_OVERLAY_ROOT) -> list[
     return apps
 
 
-def fleet_report(repo: str | os.PathLike[str], overlay_root: str = DEFAULT_OVERLAY_ROOT,
-                 jobs: int | None = None) -> FleetReport:
+def fleet_report(
+    repo: str | os.PathLike[str], overlay_root: str = DEFAULT_OVERLAY_ROOT, jobs: int | None = None
+) -> FleetReport:
     """Render every app overlay (``jobs`` renders at a time) and read each container's security settings."""
     overlays = find_overlays(Path(repo), overlay_root)
     kustomize.kubectl()  # fail once, before any work, when kubectl is missing
@@ -151,12 +160,20 @@ def workload_rows(app: str, doc: dict) -> list[ContainerRow]:
             sc = c.get("securityContext") or {}
             env = {e.get("name") for e in c.get("env") or [] if isinstance(e, dict)}
             row = ContainerRow(
-                app=app, kind=kind, workload=_get(doc, "metadata", "name") or "?",
-                namespace=_get(doc, "metadata", "namespace"), container=c.get("name") or "?", init=init,
-                image=c.get("image"), pod_uid=pod.get("runAsUser"), pod_gid=pod.get("runAsGroup"),
-                container_uid=sc.get("runAsUser"), container_gid=sc.get("runAsGroup"),
+                app=app,
+                kind=kind,
+                workload=_get(doc, "metadata", "name") or "?",
+                namespace=_get(doc, "metadata", "namespace"),
+                container=c.get("name") or "?",
+                init=init,
+                image=c.get("image"),
+                pod_uid=pod.get("runAsUser"),
+                pod_gid=pod.get("runAsGroup"),
+                container_uid=sc.get("runAsUser"),
+                container_gid=sc.get("runAsGroup"),
                 run_as_non_root=_first(sc.get("runAsNonRoot"), pod.get("runAsNonRoot")),
-                fs_group=pod.get("fsGroup"), read_only_root=sc.get("readOnlyRootFilesystem"),
+                fs_group=pod.get("fsGroup"),
+                read_only_root=sc.get("readOnlyRootFilesystem"),
                 allow_privilege_escalation=sc.get("allowPrivilegeEscalation"),
                 capabilities_dropped=[str(x) for x in _get(sc, "capabilities", "drop") or []],
                 seccomp=_first(_get(sc, "seccompProfile", "type"), _get(pod, "seccompProfile", "type")),
@@ -200,9 +217,15 @@ def classify(row: ContainerRow, privileged: bool = False) -> tuple[str, list[str
     if all(checks.values()):
         return "hardened", problems
     missing = [name for name, ok in checks.items() if not ok]
-    anything_set = any(checks.values()) or row.gid is not None or row.fs_group is not None \
-        or row.run_as_non_root is not None or row.read_only_root is not None \
-        or row.allow_privilege_escalation is not None or row.seccomp is not None
+    anything_set = (
+        any(checks.values())
+        or row.gid is not None
+        or row.fs_group is not None
+        or row.run_as_non_root is not None
+        or row.read_only_root is not None
+        or row.allow_privilege_escalation is not None
+        or row.seccomp is not None
+    )
     if not anything_set:
         return "unknown", ["no securityContext: the image decides who it runs as"]
     return "partial", ["missing: " + ", ".join(missing)]
@@ -210,8 +233,22 @@ def classify(row: ContainerRow, privileged: bool = False) -> tuple[str, list[str
 
 # ---------------------------------------------------------------------------------------- output
 
-_HEADER = ("App", "Workload", "Container", "Image", "UID:GID", "runAsNonRoot", "fsGroup", "readOnlyRoot",
-           "noPrivEsc", "capDrop", "seccomp", "resources", "Class", "Notes")
+_HEADER = (
+    "App",
+    "Workload",
+    "Container",
+    "Image",
+    "UID:GID",
+    "runAsNonRoot",
+    "fsGroup",
+    "readOnlyRoot",
+    "noPrivEsc",
+    "capDrop",
+    "seccomp",
+    "resources",
+    "Class",
+    "Notes",
+)
 
 
 def _cell(value) -> str:
@@ -240,14 +277,31 @@ def to_markdown(report: FleetReport) -> str:
     """The owner's audit table, one row per container, then failures and apps without pods."""
     lines = ["| " + " | ".join(_HEADER) + " |", "|" + "|".join("---" for _ in _HEADER) + "|"]
     for r in report.rows:
-        cells = [r.app, f"{r.kind}/{r.workload}", r.container + (" (init)" if r.init else ""), r.image, _ids(r),
-                 _yes_no(r.run_as_non_root, True), r.fs_group, _yes_no(r.read_only_root, True),
-                 _yes_no(r.allow_privilege_escalation, False), ",".join(r.capabilities_dropped),
-                 r.seccomp, _resources(r.resources), r.cls, "; ".join(r.problems)]
+        cells = [
+            r.app,
+            f"{r.kind}/{r.workload}",
+            r.container + (" (init)" if r.init else ""),
+            r.image,
+            _ids(r),
+            _yes_no(r.run_as_non_root, True),
+            r.fs_group,
+            _yes_no(r.read_only_root, True),
+            _yes_no(r.allow_privilege_escalation, False),
+            ",".join(r.capabilities_dropped),
+            r.seccomp,
+            _resources(r.resources),
+            r.cls,
+            "; ".join(r.problems),
+        ]
         lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
     summary = ", ".join(f"{n} {c}" for c, n in report.summary().items())
-    out = [f"# Fleet audit: {len(report.apps)} apps under {report.overlay_root}", "", f"Containers: {summary}.", "",
-           *lines]
+    out = [
+        f"# Fleet audit: {len(report.apps)} apps under {report.overlay_root}",
+        "",
+        f"Containers: {summary}.",
+        "",
+        *lines,
+    ]
     if report.failures:
         out += ["", "## Apps that failed to render", "", "| App | Overlay | kustomize error |", "|---|---|---|"]
         out += [f"| {_cell(f.app)} | {_cell(f.path)} | {_cell(f.error)} |" for f in report.failures]

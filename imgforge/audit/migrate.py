@@ -24,11 +24,40 @@ from imgforge.errors import CatalogError, Refused, UsageError
 
 # Directives the hardened templates replace or that do not change what a visitor gets.
 _REPLACED = {
-    "user", "pid", "worker_processes", "worker_connections", "events", "http", "daemon", "error_log",
-    "access_log", "listen", "server_name", "sendfile", "tcp_nopush", "tcp_nodelay", "keepalive_timeout",
-    "server_tokens", "default_type", "types", "types_hash_max_size", "client_body_temp_path",
-    "proxy_temp_path", "fastcgi_temp_path", "uwsgi_temp_path", "scgi_temp_path", "absolute_redirect",
-    "multi_accept", "include", "root", "index", "try_files", "add_header", "expires", "gzip", "charset",
+    "user",
+    "pid",
+    "worker_processes",
+    "worker_connections",
+    "events",
+    "http",
+    "daemon",
+    "error_log",
+    "access_log",
+    "listen",
+    "server_name",
+    "sendfile",
+    "tcp_nopush",
+    "tcp_nodelay",
+    "keepalive_timeout",
+    "server_tokens",
+    "default_type",
+    "types",
+    "types_hash_max_size",
+    "client_body_temp_path",
+    "proxy_temp_path",
+    "fastcgi_temp_path",
+    "uwsgi_temp_path",
+    "scgi_temp_path",
+    "absolute_redirect",
+    "multi_accept",
+    "include",
+    "root",
+    "index",
+    "try_files",
+    "add_header",
+    "expires",
+    "gzip",
+    "charset",
     "autoindex",
 }
 _SEMVER_TAG = re.compile(r"^v?(\d+)\.(\d+)\.(\d+)$")
@@ -50,8 +79,12 @@ def _text(d: dict) -> str:
 
 
 def _servers(repo: Repo) -> list[tuple[str, dict]]:
-    return [(rel, d) for rel, parsed in repo.nginx.items() for d, _ in walk_directives(parsed)
-            if d["directive"] == "server" and "block" in d]
+    return [
+        (rel, d)
+        for rel, parsed in repo.nginx.items()
+        for d, _ in walk_directives(parsed)
+        if d["directive"] == "server" and "block" in d
+    ]
 
 
 def _is_asset_location(d: dict) -> bool:
@@ -59,9 +92,12 @@ def _is_asset_location(d: dict) -> bool:
     if d["directive"] != "location" or not d["args"] or d["args"][0] not in ("~", "~*"):
         return False
     inner = d.get("block", [])
-    return any(x["directive"] == "expires" and x["args"] and x["args"][0] not in ("off", "epoch")
-               for x in inner) or any(x["directive"] == "add_header" and x["args"][:1] == ["Cache-Control"]
-                                      and "max-age" in " ".join(x["args"][1:]) for x in inner)
+    return any(
+        x["directive"] == "expires" and x["args"] and x["args"][0] not in ("off", "epoch") for x in inner
+    ) or any(
+        x["directive"] == "add_header" and x["args"][:1] == ["Cache-Control"] and "max-age" in " ".join(x["args"][1:])
+        for x in inner
+    )
 
 
 def nginx_behaviour(nginx: dict[str, list[dict]]) -> dict:
@@ -69,8 +105,7 @@ def nginx_behaviour(nginx: dict[str, list[dict]]) -> dict:
 
     Also used by the tests to prove that ``render`` of a migrated site behaves like the old config.
     """
-    out = {"fallback": "404", "gzip": False, "cache_assets": False, "headers": {}, "ipv6": False,
-           "try_files": None}
+    out = {"fallback": "404", "gzip": False, "cache_assets": False, "headers": {}, "ipv6": False, "try_files": None}
 
     def scan(rel: str, block: list[dict], nested: bool) -> None:
         for d in block:
@@ -101,11 +136,15 @@ def _note(d: dict, behaviour: dict) -> str | None:
     if name == "include":
         return None if _harmless_include(args) else ""
     if name == "expires":
-        return None if args[:1] in (["1y"], ["365d"], ["max"], ["12M"]) else "assets are cached for one year (immutable)"
+        return (
+            None if args[:1] in (["1y"], ["365d"], ["max"], ["12M"]) else "assets are cached for one year (immutable)"
+        )
     if name == "add_header":
         if len(args) >= 2 and "$" in args[1]:
             return "uses an nginx variable; catalog header values are sent as written"
-        return None if len(args) >= 2 and _carried_header(args[0], args[1]) else "value cannot be written in the catalog"
+        return (
+            None if len(args) >= 2 and _carried_header(args[0], args[1]) else "value cannot be written in the catalog"
+        )
     if name == "index":
         return None if args == ["index.html"] else "only index.html is an index"
     if name == "charset":
@@ -152,16 +191,22 @@ def _harmless_include(args: list[str]) -> bool:
 
 
 def _content_dir(repo: Repo) -> str:
-    roots = [d["args"][0].rstrip("/") for parsed in repo.nginx.values() for d, _ in walk_directives(parsed)
-             if d["directive"] == "root" and d["args"]]
+    roots = [
+        d["args"][0].rstrip("/")
+        for parsed in repo.nginx.values()
+        for d, _ in walk_directives(parsed)
+        if d["directive"] == "root" and d["args"]
+    ]
     for src, dest in repo.dir_copies:
         if dest.rstrip("/") in roots or (not roots and dest.rstrip("/") == "/usr/share/nginx/html"):
             return src or "."
     for root in repo.webroots:
         if not root.startswith("/"):
             return root  # a conventional folder name found in the repo
-    raise UsageError(f"{repo.root}: cannot tell which folder holds the site's files (no COPY into the nginx "
-                     "root, no www-data/ or public/)")
+    raise UsageError(
+        f"{repo.root}: cannot tell which folder holds the site's files (no COPY into the nginx "
+        "root, no www-data/ or public/)"
+    )
 
 
 def _profile(repo: Repo) -> tuple[str | None, str | None]:
@@ -176,7 +221,10 @@ def _profile(repo: Repo) -> tuple[str | None, str | None]:
         return "debian", None
     if name == "nginxinc/nginx-unprivileged":
         return "prebuilt", None
-    return None, f"{repo.dockerfile}:{repo.final.line}: FROM {base}: not a known profile base; the catalog default is used"
+    return (
+        None,
+        f"{repo.dockerfile}:{repo.final.line}: FROM {base}: not a known profile base; the catalog default is used",
+    )
 
 
 def _uid_gid(repo: Repo) -> tuple[int, int] | None:
@@ -198,8 +246,9 @@ def _git(repo: Path, *args: str) -> str:
 
 def _next_tag(repo: Path) -> tuple[str, str]:
     """The patch after the repo's newest v-semver tag: the hardened image is a new release."""
-    versions = sorted(tuple(map(int, m.groups())) for t in _git(repo, "tag", "--list").split()
-                      if (m := _SEMVER_TAG.match(t)))
+    versions = sorted(
+        tuple(map(int, m.groups())) for t in _git(repo, "tag", "--list").split() if (m := _SEMVER_TAG.match(t))
+    )
     if not versions:
         return "v0.0.1", "no version tag in the repo"
     major, minor, patch = versions[-1]
@@ -225,8 +274,14 @@ def _image(repo: Path, catalog: config.Catalog) -> tuple[str, str]:
     raise UsageError(f"{repo}: cannot tell the image repository (no `-t` in its CI files); pass --image")
 
 
-def migrate_repo(path: str | os.PathLike[str], site_name: str, catalog_root: str | os.PathLike[str] | None,
-                 *, image: str | None = None, tag: str | None = None) -> tuple[str, list[str]]:
+def migrate_repo(
+    path: str | os.PathLike[str],
+    site_name: str,
+    catalog_root: str | os.PathLike[str] | None,
+    *,
+    image: str | None = None,
+    tag: str | None = None,
+) -> tuple[str, list[str]]:
     """The text of ``sites/<site_name>.toml`` for the repo at ``path``, and what it could not carry."""
     if not re.match(r"^[a-z0-9][a-z0-9-]{0,62}$", site_name):
         raise UsageError(f"site name {site_name!r}: use lowercase letters, digits and dashes")

@@ -16,8 +16,17 @@ import re
 import shlex
 from pathlib import Path
 
-from imgforge.audit._repo import (CONVENTIONAL_WEBROOTS, Repo, Stage, base_name, copy_args, expand, instructions,
-                                  read_repo, walk_directives)
+from imgforge.audit._repo import (
+    CONVENTIONAL_WEBROOTS,
+    Repo,
+    Stage,
+    base_name,
+    copy_args,
+    expand,
+    instructions,
+    read_repo,
+    walk_directives,
+)
 from imgforge.audit.findings import Finding, finding, sort_key
 
 _TEMP_PATHS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
@@ -31,20 +40,70 @@ _BASE_FACTS = {
 # Template tools seen in entrypoints, and the packages (apk, apt, dnf) that provide them.
 _TOOLS = {
     "envsubst": {"gettext", "gettext-envsubst", "gettext-base", "gettext-tiny"},
-    "gomplate": {"gomplate"}, "dockerize": {"dockerize"}, "confd": {"confd"},
-    "j2": {"j2cli", "py3-j2cli"}, "sed": None,  # None: part of every base (busybox, coreutils)
+    "gomplate": {"gomplate"},
+    "dockerize": {"dockerize"},
+    "confd": {"confd"},
+    "j2": {"j2cli", "py3-j2cli"},
+    "sed": None,  # None: part of every base (busybox, coreutils)
 }
 _TOOL_RE = re.compile(r"(?<![\w./-])(envsubst|gomplate|dockerize|confd|j2|sed)\b(.*)")
 _OUT_RE = re.compile(r"(?:>>?|\btee(?:\s+-a)?|\s-o|--out(?:put)?[= ])\s*(\S+)")
-_SERVER_SIDE = {".php", ".php3", ".php4", ".php5", ".php7", ".phtml", ".phar", ".inc", ".py", ".pl",
-                ".cgi", ".rb", ".asp", ".aspx", ".jsp", ".sh"}
-_SECRET_NAMES = ("*.key", "*.pem", "*.p12", "*.pfx", "*.kdbx", "id_rsa*", "id_ed25519*", "id_ecdsa*",
-                 ".env", ".env.*", "*.env", ".htpasswd", ".git-credentials", ".npmrc", ".pgpass")
-_JUNK_NAMES = ("thumbs.db", "desktop.ini", ".ds_store", "*.psd", "*.ai", "*.xcf", "*.sketch", "*.swp",
-               "*.swo", "*~", "*.bak", "*.orig", "*.tmp")
+_SERVER_SIDE = {
+    ".php",
+    ".php3",
+    ".php4",
+    ".php5",
+    ".php7",
+    ".phtml",
+    ".phar",
+    ".inc",
+    ".py",
+    ".pl",
+    ".cgi",
+    ".rb",
+    ".asp",
+    ".aspx",
+    ".jsp",
+    ".sh",
+}
+_SECRET_NAMES = (
+    "*.key",
+    "*.pem",
+    "*.p12",
+    "*.pfx",
+    "*.kdbx",
+    "id_rsa*",
+    "id_ed25519*",
+    "id_ecdsa*",
+    ".env",
+    ".env.*",
+    "*.env",
+    ".htpasswd",
+    ".git-credentials",
+    ".npmrc",
+    ".pgpass",
+)
+_JUNK_NAMES = (
+    "thumbs.db",
+    "desktop.ini",
+    ".ds_store",
+    "*.psd",
+    "*.ai",
+    "*.xcf",
+    "*.sketch",
+    "*.swp",
+    "*.swo",
+    "*~",
+    "*.bak",
+    "*.orig",
+    "*.tmp",
+)
 _TEXT_EXTS = _SERVER_SIDE | {".env", ".ini", ".conf", ".json", ".yml", ".yaml", ".js", ".txt", ".cfg"}
-_CREDENTIAL = re.compile(r"""(\w*(?:pass(?:word|wd)?|pwd|secret|token|api_?key)\w*)['"]?\s*(?:[,:=]|=>)\s*"""
-                         r"""['"]([^'"\s$]{4,})['"]""", re.IGNORECASE)
+_CREDENTIAL = re.compile(
+    r"""(\w*(?:pass(?:word|wd)?|pwd|secret|token|api_?key)\w*)['"]?\s*(?:[,:=]|=>)\s*"""
+    r"""['"]([^'"\s$]{4,})['"]""",
+    re.IGNORECASE,
+)
 
 
 def audit_repo(path: str | os.PathLike[str]) -> list[Finding]:
@@ -84,12 +143,27 @@ def _check_nginx(rel: str, parsed: list[dict]) -> list[Finding]:
     top = {d["directive"] for d in parsed}
     if "events" in top or "http" in top:  # a main config: nginx's compiled-in defaults apply to it
         if "pid" not in seen:
-            out.append(finding("IMG002", rel, None, "no pid directive: the compiled-in default (/run or "
-                               "/var/run) is not writable by a non-root user; set pid /tmp/nginx.pid"))
+            out.append(
+                finding(
+                    "IMG002",
+                    rel,
+                    None,
+                    "no pid directive: the compiled-in default (/run or "
+                    "/var/run) is not writable by a non-root user; set pid /tmp/nginx.pid",
+                )
+            )
         missing = [p for p in _TEMP_PATHS if f"{p}_temp_path" not in seen]
         if "http" in top and missing:
-            out.append(finding("IMG003", rel, None, "no " + ", ".join(f"{p}_temp_path" for p in missing)
-                               + ": the defaults are outside /tmp; set each under /tmp"))
+            out.append(
+                finding(
+                    "IMG003",
+                    rel,
+                    None,
+                    "no "
+                    + ", ".join(f"{p}_temp_path" for p in missing)
+                    + ": the defaults are outside /tmp; set each under /tmp",
+                )
+            )
     return out
 
 
@@ -108,15 +182,20 @@ def _check_dockerfile(repo: Repo) -> list[Finding]:
         if name in ("root", "0"):
             out.append(finding("IMG011", df, line, f"USER {user}: run as a non-root numeric UID (e.g. 100:101)"))
         elif not name.isdigit():
-            out.append(finding("IMG012", df, line, f"USER {user}: use the numeric UID:GID so runAsNonRoot can be verified"))
+            out.append(
+                finding("IMG012", df, line, f"USER {user}: use the numeric UID:GID so runAsNonRoot can be verified")
+            )
     elif facts["user"] is None:
         out.append(finding("IMG010", df, None, "no USER: add a numeric non-root USER (e.g. USER 100:101)"))
     for item in instructions(final, "EXPOSE"):
         for word in expand(item["value"], env).split():
             port = word.split("/")[0]
             if port.isdigit() and int(port) < 1024:
-                out.append(finding("IMG013", df, item["startline"] + 1,
-                                   f"EXPOSE {word}: expose the unprivileged port (e.g. 8080)"))
+                out.append(
+                    finding(
+                        "IMG013", df, item["startline"] + 1, f"EXPOSE {word}: expose the unprivileged port (e.g. 8080)"
+                    )
+                )
     if not instructions(final, "STOPSIGNAL") and not facts["stopsignal"]:
         out.append(finding("IMG040", df, None, "no STOPSIGNAL: add STOPSIGNAL SIGQUIT for a graceful nginx shutdown"))
     stage: Stage | None = final
@@ -125,8 +204,11 @@ def _check_dockerfile(repo: Repo) -> list[Finding]:
             ref = stage.base.split("@")[0]
             tag = ref.rsplit("/", 1)[-1].partition(":")[2]
             if "@" not in stage.base and tag in ("", "latest"):
-                out.append(finding("IMG041", df, stage.line,
-                                   f"FROM {stage.base}: pin a version tag (e.g. alpine:3.21) or a digest"))
+                out.append(
+                    finding(
+                        "IMG041", df, stage.line, f"FROM {stage.base}: pin a version tag (e.g. alpine:3.21) or a digest"
+                    )
+                )
         stage = stage.parent
     return out
 
@@ -156,8 +238,9 @@ def _runtime_scripts(repo: Repo) -> list[tuple[str, int, str]]:
         if argv[:2] in (["sh", "-c"], ["/bin/sh", "-c"]) and len(argv) > 2:
             out.append((repo.dockerfile, item["startline"] + 1, argv[2]))
     for cpath, rel in repo.copies.items():
-        named = any(w == cpath or (w.endswith("/" + os.path.basename(cpath))) or w == os.path.basename(cpath)
-                    for w in words)
+        named = any(
+            w == cpath or (w.endswith("/" + os.path.basename(cpath))) or w == os.path.basename(cpath) for w in words
+        )
         if named or cpath.startswith("/docker-entrypoint.d/"):
             try:
                 text = (repo.root / rel).read_text(encoding="utf-8")
@@ -173,8 +256,10 @@ def _check_templates(repo: Repo) -> list[Finding]:
     packages, runs = _installed(repo.final)
     base_tools = _base_facts(repo.final.external_base())["tools"]
     copied_bins = {os.path.basename(c) for c in repo.copies} | {
-        os.path.basename(w) for i in instructions(repo.final, "COPY") + instructions(repo.final, "ADD")
-        for w in copy_args(i)[1][-1:]}
+        os.path.basename(w)
+        for i in instructions(repo.final, "COPY") + instructions(repo.final, "ADD")
+        for w in copy_args(i)[1][-1:]
+    }
     for file, first, text in _runtime_scripts(repo):
         env = dict(repo.env)
         for n, line in enumerate(text.splitlines(), start=first):
@@ -186,13 +271,21 @@ def _check_templates(repo: Repo) -> list[Finding]:
             tool, rest = m.group(1), m.group(2)
             if tool == "sed" and not re.search(r"\s-i", rest):
                 continue
-            provided = _TOOLS[tool] is None or tool in base_tools or tool in copied_bins \
-                or bool(_TOOLS[tool] & packages) or f"/bin/{tool}" in runs
+            provided = (
+                _TOOLS[tool] is None
+                or tool in base_tools
+                or tool in copied_bins
+                or bool(_TOOLS[tool] & packages)
+                or f"/bin/{tool}" in runs
+            )
             if not provided:
                 pkgs = " or ".join(sorted(_TOOLS[tool]))
-                out.append(finding("IMG020", file, n, f"{tool} runs at start-up but is not installed in the "
-                                   f"image (install {pkgs})"))
-            targets = [t for t in _OUT_RE.findall(rest)]
+                out.append(
+                    finding(
+                        "IMG020", file, n, f"{tool} runs at start-up but is not installed in the image (install {pkgs})"
+                    )
+                )
+            targets = list(_OUT_RE.findall(rest))
             if tool == "sed":
                 try:
                     words = shlex.split(rest, comments=True)
@@ -202,18 +295,33 @@ def _check_templates(repo: Repo) -> list[Finding]:
             for target in targets:
                 where = expand(target.strip("\"'"), env)
                 if where.startswith("/") and not where.startswith(("/tmp/", "/dev/")) and where != "/tmp":
-                    out.append(finding("IMG021", file, n, f"{tool} writes {where} at start-up: write under /tmp "
-                                       "(the root filesystem is read-only)"))
+                    out.append(
+                        finding(
+                            "IMG021",
+                            file,
+                            n,
+                            f"{tool} writes {where} at start-up: write under /tmp (the root filesystem is read-only)",
+                        )
+                    )
     entrypoints = instructions(repo.final, "ENTRYPOINT")
     base_entrypoint = not entrypoints or "docker-entrypoint.sh" in entrypoints[-1]["value"]
     if base_name(repo.final.external_base()) in _NGINX_FAMILY and base_entrypoint:  # the base's envsubst step
         outdir = repo.env.get("NGINX_ENVSUBST_OUTPUT_DIR", "/etc/nginx/conf.d")
         templates = [c for c in repo.copies if c.startswith("/etc/nginx/templates/")]
         if templates and not outdir.startswith("/tmp"):
-            line = next((i["startline"] + 1 for i in instructions(repo.final, "COPY")
-                         if "/etc/nginx/templates" in i["value"]), None)
-            out.append(finding("IMG021", repo.dockerfile, line, f"the base renders /etc/nginx/templates into {outdir} at "
-                               "start-up: set NGINX_ENVSUBST_OUTPUT_DIR under /tmp"))
+            line = next(
+                (i["startline"] + 1 for i in instructions(repo.final, "COPY") if "/etc/nginx/templates" in i["value"]),
+                None,
+            )
+            out.append(
+                finding(
+                    "IMG021",
+                    repo.dockerfile,
+                    line,
+                    f"the base renders /etc/nginx/templates into {outdir} at "
+                    "start-up: set NGINX_ENVSUBST_OUTPUT_DIR under /tmp",
+                )
+            )
     return out
 
 
@@ -225,8 +333,11 @@ def _refusals(repo: Repo) -> list[re.Pattern]:
             args, block = d["args"], d.get("block", [])
             if d["directive"] != "location" or len(args) != 2 or args[0] not in ("~", "~*"):
                 continue
-            if any(x["directive"] == "return" and x["args"][:1] in (["403"], ["404"]) or
-                   x["directive"] == "deny" and x["args"] == ["all"] for x in block):
+            if any(
+                (x["directive"] == "return" and x["args"][:1] in (["403"], ["404"]))
+                or (x["directive"] == "deny" and x["args"] == ["all"])
+                for x in block
+            ):
                 try:
                     out.append(re.compile(args[1], re.IGNORECASE if args[0] == "~*" else 0))
                 except re.error:
@@ -237,8 +348,14 @@ def _refusals(repo: Repo) -> list[re.Pattern]:
 def _check_webroots(repo: Repo) -> list[Finding]:
     if not repo.webroots:
         where = ", ".join(CONVENTIONAL_WEBROOTS)
-        return [finding("IMG034", repo.dockerfile or next(iter(repo.nginx)), None,
-                        f"no files are copied under the nginx root and none of {where} exists")]
+        return [
+            finding(
+                "IMG034",
+                repo.dockerfile or next(iter(repo.nginx)),
+                None,
+                f"no files are copied under the nginx root and none of {where} exists",
+            )
+        ]
     out: list[Finding] = []
     refusals = _refusals(repo)
     for root, served in repo.webroots.items():
@@ -255,7 +372,9 @@ def _check_webroots(repo: Repo) -> list[Finding]:
                 out.append(finding("IMG031", rel, None, f"{at}: keep secrets out of the web root"))
             elif ext in _SERVER_SIDE:
                 what = "" if refused else ", served as plain text"
-                out.append(finding("IMG030", rel, None, f"{ext} file {at}{what}: remove it or exclude it in .dockerignore"))
+                out.append(
+                    finding("IMG030", rel, None, f"{ext} file {at}{what}: remove it or exclude it in .dockerignore")
+                )
             elif any(fnmatch.fnmatch(name, p) for p in _JUNK_NAMES) or name.startswith("."):
                 out.append(finding("IMG033", rel, None, f"{at}: exclude it"))
             if not is_dir and (ext in _TEXT_EXTS or name.startswith(".env")):
@@ -270,5 +389,8 @@ def _credentials(path: Path, rel: str) -> list[Finding]:
         text = path.read_text(encoding="utf-8", errors="replace")
     except OSError:
         return []
-    return [finding("IMG032", rel, n, f"{m.group(1)} with a literal value: rotate it and move it out of the image")
-            for n, line in enumerate(text.splitlines(), start=1) if (m := _CREDENTIAL.search(line))][:5]
+    return [
+        finding("IMG032", rel, n, f"{m.group(1)} with a literal value: rotate it and move it out of the image")
+        for n, line in enumerate(text.splitlines(), start=1)
+        if (m := _CREDENTIAL.search(line))
+    ][:5]

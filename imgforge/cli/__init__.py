@@ -14,11 +14,10 @@ import traceback
 import typer
 from typer.exceptions import TyperException
 
+# Each module registers its commands on ``app`` when imported.
+from imgforge.cli import core  # noqa: F401
 from imgforge.cli._app import app, err_console
 from imgforge.errors import EXIT_INTERRUPTED, ImgforgeError
-
-# Each module registers its commands on ``app`` when imported.
-from imgforge.cli import core  # noqa: E402,F401
 
 for _optional in ("verify", "release", "gitops", "pr", "ci", "audit", "keys"):
     try:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import importlib.util
 import json
 import sys
-from types import ModuleType
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from types import ModuleType
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -15,8 +15,8 @@ from rich.console import Console
 app = typer.Typer(
     name="imgforge",
     help="Hardened, non-root nginx images for static sites, carried into a Kubernetes GitOps repo.\n\n"
-         "Add --debug to any command for the full traceback instead of a one-line error. "
-         "Exit codes: see the README.",
+    "Add --debug to any command for the full traceback instead of a one-line error. "
+    "Exit codes: see the README.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,  # locals may hold tokens and passwords
     add_completion=False,
@@ -26,9 +26,13 @@ console = Console()
 err_console = Console(stderr=True)
 
 RootOpt = Annotated[
-    Optional[Path],
-    typer.Option("--root", envvar="IMGFORGE_ROOT", help="Catalog folder (holds imgforge.toml and sites/).",
-                 show_default="current directory"),
+    Path | None,
+    typer.Option(
+        "--root",
+        envvar="IMGFORGE_ROOT",
+        help="Catalog folder (holds imgforge.toml and sites/).",
+        show_default="current directory",
+    ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
 SiteArg = Annotated[str, typer.Argument(help="Site name (a file in sites/, without .toml).")]

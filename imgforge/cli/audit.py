@@ -6,7 +6,7 @@ import sys
 from collections import Counter
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -35,13 +35,22 @@ def audit_cmd(path: PathArg, json_out: JsonOpt = False) -> None:
     findings = audit.audit_repo(path)
     counts = Counter(f.severity for f in findings)
     if json_out:
-        print_json({"path": str(path), "summary": {s: counts.get(s, 0) for s in ("error", "warning", "info")},
-                    "findings": [f.as_dict() for f in findings]})
+        print_json(
+            {
+                "path": str(path),
+                "summary": {s: counts.get(s, 0) for s in ("error", "warning", "info")},
+                "findings": [f.as_dict() for f in findings],
+            }
+        )
     else:
         for f in findings:
             _say(f"{f.location()}: {f.severity} {f.rule} {f.message}")
-        _say(f"{len(findings)} findings: {counts.get('error', 0)} errors, {counts.get('warning', 0)} warnings, "
-             f"{counts.get('info', 0)} info" if findings else f"{path}: no findings")
+        _say(
+            f"{len(findings)} findings: {counts.get('error', 0)} errors, {counts.get('warning', 0)} warnings, "
+            f"{counts.get('info', 0)} info"
+            if findings
+            else f"{path}: no findings"
+        )
     raise typer.Exit(EXIT_FAILED if audit.has_errors(findings) else EXIT_OK)
 
 
@@ -50,10 +59,13 @@ def migrate_cmd(
     path: PathArg,
     site: Annotated[str, typer.Option("--site", help="Name of the new catalog entry (sites/NAME.toml).")],
     root: RootOpt = None,
-    image: Annotated[Optional[str], typer.Option(
-        "--image", help="Image repository, when the repo's CI does not name it.")] = None,
-    tag: Annotated[Optional[str], typer.Option(
-        "--tag", help="First hardened tag.", show_default="the patch after the repo's newest tag")] = None,
+    image: Annotated[
+        str | None, typer.Option("--image", help="Image repository, when the repo's CI does not name it.")
+    ] = None,
+    tag: Annotated[
+        str | None,
+        typer.Option("--tag", help="First hardened tag.", show_default="the patch after the repo's newest tag"),
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Write sites/NAME.toml for an existing root site repo; list what could not be carried over."""
@@ -75,8 +87,10 @@ def migrate_cmd(
 def fleet_cmd(
     repo: RepoOpt,
     fmt: Annotated[Format, typer.Option("--format", help="md: the audit table; json: for tools.")] = Format.md,
-    overlays: Annotated[str, typer.Option("--overlays", help="App overlays folder inside the repo.")] = DEFAULT_OVERLAY_ROOT,
-    jobs: Annotated[Optional[int], typer.Option("--jobs", min=1, help="Renders at once.", show_default="2 × CPUs")] = None,
+    overlays: Annotated[
+        str, typer.Option("--overlays", help="App overlays folder inside the repo.")
+    ] = DEFAULT_OVERLAY_ROOT,
+    jobs: Annotated[int | None, typer.Option("--jobs", min=1, help="Renders at once.", show_default="2 × CPUs")] = None,
 ) -> None:
     """Render every app overlay with kustomize and report each container's non-root status.
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from enum import Enum
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -22,11 +22,19 @@ class MatrixFormat(str, Enum):
 
 @app.command("matrix")
 def matrix_cmd(
-    changed_since: Annotated[Optional[str], typer.Option(
-        "--changed-since", metavar="REF",
-        help="Only sites whose inputs changed since this git revision (merge base with HEAD).")] = None,
-    fmt: Annotated[MatrixFormat, typer.Option(
-        "--format", help="json (for people and jq), github (strategy.matrix), gitlab (child pipeline YAML).")
+    changed_since: Annotated[
+        str | None,
+        typer.Option(
+            "--changed-since",
+            metavar="REF",
+            help="Only sites whose inputs changed since this git revision (merge base with HEAD).",
+        ),
+    ] = None,
+    fmt: Annotated[
+        MatrixFormat,
+        typer.Option(
+            "--format", help="json (for people and jq), github (strategy.matrix), gitlab (child pipeline YAML)."
+        ),
     ] = MatrixFormat.json,
     root: RootOpt = None,
 ) -> None:

@@ -7,7 +7,7 @@ Library modules are imported inside the commands: every invocation pays only for
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -34,16 +34,27 @@ def sites_cmd(root: RootOpt = None, json_out: JsonOpt = False) -> None:
         return
     table = Table("site", "image", "profile", "uid:gid", "port", "fallback", "content")
     for r in rows:
-        table.add_row(r["site"], r["image"], r["profile"], f"{r['uid']}:{r['gid']}", str(r["port"]),
-                      r["fallback"], r["content"] or "[dim]not configured[/]")
+        table.add_row(
+            r["site"],
+            r["image"],
+            r["profile"],
+            f"{r['uid']}:{r['gid']}",
+            str(r["port"]),
+            r["fallback"],
+            r["content"] or "[dim]not configured[/]",
+        )
     console.print(table)
 
 
 @app.command("render")
 def render_cmd(
     site: Annotated[str, typer.Argument(help="Site name.")],
-    out: Annotated[Optional[Path], typer.Option(
-        "--out", help="Folder to write the build context to: a new folder or an earlier render (see README).")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", help="Folder to write the build context to: a new folder or an earlier render (see README)."
+        ),
+    ] = None,
     root: RootOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -54,23 +65,40 @@ def render_cmd(
     catalog = config.load_catalog(root)
     rendered, out_dir = render_site(catalog, catalog.site(site), out)
     if json_out:
-        print_json({"site": site, "out": str(out_dir), "digest": rendered.digest(),
-                    "files": sorted(rendered.files), "content_files": len(rendered.content_files),
-                    "left_out": rendered.left_out})
+        print_json(
+            {
+                "site": site,
+                "out": str(out_dir),
+                "digest": rendered.digest(),
+                "files": sorted(rendered.files),
+                "content_files": len(rendered.content_files),
+                "left_out": rendered.left_out,
+            }
+        )
     else:
         # Paths and file names are printed as they are: no rich markup, no :emoji: codes.
-        console.print(f"rendered {site} into {out_dir} ({len(rendered.files)} generated files, "
-                      f"{len(rendered.content_files)} content files)", markup=False, emoji=False, highlight=False,
-                      soft_wrap=True)
+        console.print(
+            f"rendered {site} into {out_dir} ({len(rendered.files)} generated files, "
+            f"{len(rendered.content_files)} content files)",
+            markup=False,
+            emoji=False,
+            highlight=False,
+            soft_wrap=True,
+        )
         if rendered.left_out:
-            err_console.print(f"left out of the image (dotfiles, server-side source, secrets, links to them): "
-                              f"{', '.join(rendered.left_out)}", markup=False, emoji=False, highlight=False,
-                              soft_wrap=True)
+            err_console.print(
+                f"left out of the image (dotfiles, server-side source, secrets, links to them): "
+                f"{', '.join(rendered.left_out)}",
+                markup=False,
+                emoji=False,
+                highlight=False,
+                soft_wrap=True,
+            )
 
 
 @app.command("build")
 def build_cmd(
-    site: Annotated[Optional[str], typer.Argument(help="Site name (or --all).")] = None,
+    site: Annotated[str | None, typer.Argument(help="Site name (or --all).")] = None,
     all_sites: Annotated[bool, typer.Option("--all", help="Build every site whose content is available.")] = False,
     force: ForceOpt = False,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Ignore the engine's layer cache too.")] = False,
@@ -97,8 +125,14 @@ def build_cmd(
                 raise
             unavailable = isinstance(e, ContentMissing)
             failed = failed if unavailable else failed or e
-            rows.append({"site": target.name, "image": target.reference,
-                         "status": "unavailable" if unavailable else "failed", "detail": str(e)})
+            rows.append(
+                {
+                    "site": target.name,
+                    "image": target.reference,
+                    "status": "unavailable" if unavailable else "failed",
+                    "detail": str(e),
+                }
+            )
             continue
         row = {**result.to_dict(), "status": "skipped" if result.skipped else "built"}
         if test:
@@ -111,11 +145,13 @@ def build_cmd(
         raise typer.Exit(failed.exit_code if failed is not None else 1)
 
 
-def _build_one(catalog: config.Catalog, site: config.Site, force: bool, no_cache: bool, lookup,
-               quiet: bool) -> BuildResult:
+def _build_one(
+    catalog: config.Catalog, site: config.Site, force: bool, no_cache: bool, lookup, quiet: bool
+) -> BuildResult:
     from imgforge.build import BuildEvent, build_site
 
     with err_console.status(f"building {site.name}", spinner="dots") as status:
+
         def show(event: BuildEvent) -> None:
             if event.kind == "step":
                 status.update(f"building [bold]{site.name}[/]: step {event.text[:90]}")
@@ -154,8 +190,9 @@ def _report_builds(rows: list[dict], json_out: bool, single: bool) -> None:
     console.print(table)
 
 
-base_app = typer.Typer(help="Local base images for hosts that cannot pull (see README: base images).",
-                       no_args_is_help=True)
+base_app = typer.Typer(
+    help="Local base images for hosts that cannot pull (see README: base images).", no_args_is_help=True
+)
 app.add_typer(base_app, name="base")
 
 
@@ -163,15 +200,16 @@ app.add_typer(base_app, name="base")
 def base_bootstrap_cmd(
     distro: Annotated[str, typer.Argument(help="Only 'debian' (bookworm) is supported.")],
     with_nginx: Annotated[bool, typer.Option("--with-nginx", help="Also make the base with nginx-light.")] = False,
-    mirror: Annotated[Optional[str], typer.Option("--mirror", help="Debian mirror URL.")] = None,
+    mirror: Annotated[str | None, typer.Option("--mirror", help="Debian mirror URL.")] = None,
 ) -> None:
     """debootstrap a Debian minbase and import it into the Docker engine."""
     if distro != "debian":
         raise UsageError(f"unknown base '{distro}': only 'debian' can be bootstrapped")
     from imgforge import baseimage
 
-    made = baseimage.bootstrap_debian(with_nginx=with_nginx, mirror=mirror,
-                                      on_line=lambda line: err_console.print(f"==> {line}", highlight=False))
+    made = baseimage.bootstrap_debian(
+        with_nginx=with_nginx, mirror=mirror, on_line=lambda line: err_console.print(f"==> {line}", highlight=False)
+    )
     for name in made:
         console.print(f"made {name}")
 
@@ -204,9 +242,18 @@ def _site_row(catalog: config.Catalog, site: config.Site) -> dict:
     elif src and src.git:
         where = f"{src.git}@{src.ref}:{src.content_dir}"
     return {
-        "site": site.name, "image": site.reference, "profile": site.profile,
-        "base_image": catalog.profile(site).base_image, "uid": site.uid, "gid": site.gid,
-        "port": site.port, "fallback": site.fallback, "ipv6": site.ipv6,
-        "read_only_root": site.read_only_root, "content": where, "app": site.app,
-        "namespace": site.gitops.namespace, "file": site.file,
+        "site": site.name,
+        "image": site.reference,
+        "profile": site.profile,
+        "base_image": catalog.profile(site).base_image,
+        "uid": site.uid,
+        "gid": site.gid,
+        "port": site.port,
+        "fallback": site.fallback,
+        "ipv6": site.ipv6,
+        "read_only_root": site.read_only_root,
+        "content": where,
+        "app": site.app,
+        "namespace": site.gitops.namespace,
+        "file": site.file,
     }

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -11,11 +11,12 @@ from imgforge.cli._app import JsonOpt, RepoOpt, RootOpt, SiteArg, app, console, 
 config = lazy("imgforge.config")
 gitops = lazy("imgforge.gitops")
 
-gitops_app = typer.Typer(help="Patch a site's app in the GitOps repo: tag, securityContext, port.",
-                         no_args_is_help=True)
+gitops_app = typer.Typer(
+    help="Patch a site's app in the GitOps repo: tag, securityContext, port.", no_args_is_help=True
+)
 app.add_typer(gitops_app, name="gitops")
 
-TagOpt = Annotated[Optional[str], typer.Option("--tag", help="Tag to deploy.", show_default="the catalog's tag")]
+TagOpt = Annotated[str | None, typer.Option("--tag", help="Tag to deploy.", show_default="the catalog's tag")]
 LevelOpt = Annotated[str, typer.Option("--level", help="securityContext level: minimal | restricted.")]
 
 
@@ -25,8 +26,12 @@ def _plan(site: str, repo, root, tag, level) -> gitops.GitopsPlan:
 
 
 def _summary(plan: gitops.GitopsPlan) -> None:
-    console.print(f"{plan.site} ({plan.app}): {plan.image} {plan.old_tag or '?'} → {plan.new_tag}",
-                  markup=False, highlight=False, soft_wrap=True)
+    console.print(
+        f"{plan.site} ({plan.app}): {plan.image} {plan.old_tag or '?'} → {plan.new_tag}",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
     for change in plan.security_changes:
         console.print(f"  securityContext  {change}", markup=False, highlight=False, soft_wrap=True)
     if plan.port_change:
@@ -34,24 +39,41 @@ def _summary(plan: gitops.GitopsPlan) -> None:
 
 
 @gitops_app.command("plan")
-def plan_cmd(site: SiteArg, repo: RepoOpt, tag: TagOpt = None, level: LevelOpt = "restricted",
-             root: RootOpt = None, json_out: JsonOpt = False) -> None:
+def plan_cmd(
+    site: SiteArg,
+    repo: RepoOpt,
+    tag: TagOpt = None,
+    level: LevelOpt = "restricted",
+    root: RootOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
     """Print the unified diff that would deploy SITE (proved with kubectl kustomize); change nothing."""
     plan = _plan(site, repo, root, tag, level)
     if json_out:
         print_json(plan.to_dict())
         return
     if plan.noop:
-        console.print(f"{plan.site}: nothing to change ({plan.image}:{plan.new_tag} already deployed "
-                      "with its securityContext and port)", markup=False, highlight=False, soft_wrap=True)
+        console.print(
+            f"{plan.site}: nothing to change ({plan.image}:{plan.new_tag} already deployed "
+            "with its securityContext and port)",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
         return
     _summary(plan)
     typer.echo(plan.diff, nl=False)
 
 
 @gitops_app.command("apply")
-def apply_cmd(site: SiteArg, repo: RepoOpt, tag: TagOpt = None, level: LevelOpt = "restricted",
-              root: RootOpt = None, json_out: JsonOpt = False) -> None:
+def apply_cmd(
+    site: SiteArg,
+    repo: RepoOpt,
+    tag: TagOpt = None,
+    level: LevelOpt = "restricted",
+    root: RootOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
     """Write the planned change into the GitOps work tree (all files or none)."""
     plan = _plan(site, repo, root, tag, level)
     written = gitops.apply(plan)

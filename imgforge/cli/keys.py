@@ -24,10 +24,16 @@ def _say(text: str) -> None:
 
 @keys_app.command("generate")
 def generate_cmd(
-    out: Annotated[Path, typer.Option("--out", metavar="DIR", help="Folder for cosign.key and cosign.pub.",
-                                      show_default="current directory")] = Path("."),
-    allow_empty_password: Annotated[bool, typer.Option(
-        "--allow-empty-password", help="Accept an empty password (the private key is then unprotected).")] = False,
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out", metavar="DIR", help="Folder for cosign.key and cosign.pub.", show_default="current directory"
+        ),
+    ] = Path("."),
+    allow_empty_password: Annotated[
+        bool,
+        typer.Option("--allow-empty-password", help="Accept an empty password (the private key is then unprotected)."),
+    ] = False,
 ) -> None:
     """Write cosign.key (encrypted, mode 0600) and cosign.pub; refuse to overwrite either."""
     from imgforge.signing import keys
@@ -35,11 +41,14 @@ def generate_cmd(
 
     password = keys.password_from_env()
     if password is None:
-        raise PasswordMissing("set IMGFORGE_SIGNING_PASSWORD (or COSIGN_PASSWORD) to the password that "
-                              "will encrypt cosign.key")
+        raise PasswordMissing(
+            "set IMGFORGE_SIGNING_PASSWORD (or COSIGN_PASSWORD) to the password that will encrypt cosign.key"
+        )
     if not password.value and not allow_empty_password:
-        raise PasswordMissing(f"{password.variable} is empty: an empty password leaves cosign.key "
-                              "unprotected; pass --allow-empty-password if that is really wanted")
+        raise PasswordMissing(
+            f"{password.variable} is empty: an empty password leaves cosign.key "
+            "unprotected; pass --allow-empty-password if that is really wanted"
+        )
     pair = keys.write_key_pair(out, password.value)
     _say(f"wrote {pair.private_path} (private key, mode 0600: keep it out of images, logs and commits)")
     _say(f"wrote {pair.public_path}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.markup import escape
@@ -15,25 +15,40 @@ from imgforge.errors import ImgforgeError, UsageError
 
 config = lazy("imgforge.config")
 
-ForgeOpt = Annotated[Optional[str], typer.Option(
-    "--forge", help="gitlab, github or gitea (default: IMGFORGE_FORGE, else guessed from the remote's host).")]
-ForgeUrlOpt = Annotated[Optional[str], typer.Option(
-    "--forge-url", help="Forge base URL (default: IMGFORGE_FORGE_URL, else from the remote URL).")]
-ProjectOpt = Annotated[Optional[str], typer.Option(
-    "--project",
-    help="Project path on the forge, e.g. ops/gitops (default: IMGFORGE_FORGE_PROJECT, else from the remote).")]
-BranchOpt = Annotated[Optional[str], typer.Option("--branch", help="Branch name (default imgforge/<site>-<tag>).")]
-TagOpt = Annotated[Optional[str], typer.Option("--tag", help="Tag to move to (default: the catalog's).")]
-DryRunOpt = Annotated[bool, typer.Option(
-    "--dry-run", help="Show branch, commit, diff and request body; change nothing.")]
-SitesArg = Annotated[Optional[list[str]], typer.Argument(help="Sites (or --all).")]
+ForgeOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--forge", help="gitlab, github or gitea (default: IMGFORGE_FORGE, else guessed from the remote's host)."
+    ),
+]
+ForgeUrlOpt = Annotated[
+    str | None,
+    typer.Option("--forge-url", help="Forge base URL (default: IMGFORGE_FORGE_URL, else from the remote URL)."),
+]
+ProjectOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--project",
+        help="Project path on the forge, e.g. ops/gitops (default: IMGFORGE_FORGE_PROJECT, else from the remote).",
+    ),
+]
+BranchOpt = Annotated[str | None, typer.Option("--branch", help="Branch name (default imgforge/<site>-<tag>).")]
+TagOpt = Annotated[str | None, typer.Option("--tag", help="Tag to move to (default: the catalog's).")]
+DryRunOpt = Annotated[
+    bool, typer.Option("--dry-run", help="Show branch, commit, diff and request body; change nothing.")
+]
+SitesArg = Annotated[list[str] | None, typer.Argument(help="Sites (or --all).")]
 AllOpt = Annotated[bool, typer.Option("--all", help="Every site in the catalog.")]
 MajorOpt = Annotated[bool, typer.Option("--allow-major", help="Also open requests for major bumps.")]
 RemoteOpt = Annotated[str, typer.Option("--remote", help="Git remote to push to.")]
-BaseOpt = Annotated[Optional[str], typer.Option("--base", help="Target branch (default: the remote's HEAD branch).")]
+BaseOpt = Annotated[str | None, typer.Option("--base", help="Target branch (default: the remote's HEAD branch).")]
 LevelOpt = Annotated[str, typer.Option("--level", help="securityContext level: minimal or restricted.")]
-RunCiOpt = Annotated[bool, typer.Option(
-    "--run-ci", help="Leave '\\[skip ci]' out of the commit, so the request's pipeline runs on the bot commit.")]
+RunCiOpt = Annotated[
+    bool,
+    typer.Option(
+        "--run-ci", help="Leave '\\[skip ci]' out of the commit, so the request's pipeline runs on the bot commit."
+    ),
+]
 
 
 def _say(text: str) -> None:
@@ -54,11 +69,22 @@ def _remote_url(repo: Path, remote: str) -> str:
 
 
 @app.command("pr")
-def pr_cmd(site: SiteArg, repo: RepoOpt, forge: ForgeOpt = None, forge_url: ForgeUrlOpt = None,
-           project: ProjectOpt = None, remote: RemoteOpt = "origin", base: BaseOpt = None,
-           branch: BranchOpt = None, tag: TagOpt = None, level: LevelOpt = "restricted",
-           run_ci: RunCiOpt = False, dry_run: DryRunOpt = False, root: RootOpt = None,
-           json_out: JsonOpt = False) -> None:
+def pr_cmd(
+    site: SiteArg,
+    repo: RepoOpt,
+    forge: ForgeOpt = None,
+    forge_url: ForgeUrlOpt = None,
+    project: ProjectOpt = None,
+    remote: RemoteOpt = "origin",
+    base: BaseOpt = None,
+    branch: BranchOpt = None,
+    tag: TagOpt = None,
+    level: LevelOpt = "restricted",
+    run_ci: RunCiOpt = False,
+    dry_run: DryRunOpt = False,
+    root: RootOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
     """Patch SITE on a branch, push it and open (or refresh) its merge/pull request."""
     from imgforge import forge as forges
     from imgforge.update import open_or_update_pr
@@ -74,9 +100,20 @@ def pr_cmd(site: SiteArg, repo: RepoOpt, forge: ForgeOpt = None, forge_url: Forg
             cls = None  # unknown forge: the dry run shows the forge-neutral title and body
     else:
         target = forges.connect(forge, url=forge_url, project=project, remote_url=url)
-    result = open_or_update_pr(catalog, the_site, repo, forge=target, forge_class=cls, tag=tag,
-                               level=_level(level), branch=branch, remote=remote, base_branch=base,
-                               dry_run=dry_run, skip_ci=not run_ci)
+    result = open_or_update_pr(
+        catalog,
+        the_site,
+        repo,
+        forge=target,
+        forge_class=cls,
+        tag=tag,
+        level=_level(level),
+        branch=branch,
+        remote=remote,
+        base_branch=base,
+        dry_run=dry_run,
+        skip_ci=not run_ci,
+    )
     if json_out:
         print_json(result.to_dict())
         return
@@ -91,8 +128,10 @@ def pr_cmd(site: SiteArg, repo: RepoOpt, forge: ForgeOpt = None, forge_url: Forg
         return
     req = result.request
     pushed = f", pushed {result.commit[:8]}" if result.pushed else ", branch already current"
-    _say(f"{site}: {result.action} {target.noun} {req.url or '#' + str(req.number)} "
-         f"({result.branch} -> {result.base}{pushed})")
+    _say(
+        f"{site}: {result.action} {target.noun} {req.url or '#' + str(req.number)} "
+        f"({result.branch} -> {result.base}{pushed})"
+    )
     for old in result.superseded:
         _say(f"  closed superseded {old.url or '#' + str(old.number)} ({old.source_branch})")
     for warning in result.warnings:
@@ -100,10 +139,21 @@ def pr_cmd(site: SiteArg, repo: RepoOpt, forge: ForgeOpt = None, forge_url: Forg
 
 
 @app.command("update")
-def update_cmd(repo: RepoOpt, sites: SitesArg = None, all_sites: AllOpt = False, allow_major: MajorOpt = False,
-               forge: ForgeOpt = None, forge_url: ForgeUrlOpt = None, project: ProjectOpt = None,
-               remote: RemoteOpt = "origin", base: BaseOpt = None, level: LevelOpt = "restricted",
-               run_ci: RunCiOpt = False, root: RootOpt = None, json_out: JsonOpt = False) -> None:
+def update_cmd(
+    repo: RepoOpt,
+    sites: SitesArg = None,
+    all_sites: AllOpt = False,
+    allow_major: MajorOpt = False,
+    forge: ForgeOpt = None,
+    forge_url: ForgeUrlOpt = None,
+    project: ProjectOpt = None,
+    remote: RemoteOpt = "origin",
+    base: BaseOpt = None,
+    level: LevelOpt = "restricted",
+    run_ci: RunCiOpt = False,
+    root: RootOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
     """Open or refresh a request for every site whose registry release is ahead of GitOps."""
     from imgforge import forge as forges
     from imgforge.update import UpdateFailed, update_sites
@@ -113,16 +163,29 @@ def update_cmd(repo: RepoOpt, sites: SitesArg = None, all_sites: AllOpt = False,
         raise UsageError("name sites or pass --all (not both)")
     names = sorted(catalog.sites) if all_sites else list(sites or [])
     url = _remote_url(repo, remote)
-    rows = update_sites(catalog, names, repo, allow_major=allow_major, remote=remote, base_branch=base,
-                        level=_level(level), skip_ci=not run_ci,
-                        forge=lambda: forges.connect(forge, url=forge_url, project=project, remote_url=url))
+    rows = update_sites(
+        catalog,
+        names,
+        repo,
+        allow_major=allow_major,
+        remote=remote,
+        base_branch=base,
+        level=_level(level),
+        skip_ci=not run_ci,
+        forge=lambda: forges.connect(forge, url=forge_url, project=project, remote_url=url),
+    )
     if json_out:
         print_json([r.to_dict() for r in rows])
     else:
         table = Table("site", "gitops", "registry", "status", "detail")
         for r in rows:
-            table.add_row(escape(r.site), escape(r.current or "-"), escape(r.latest or "-"), escape(r.status),
-                          escape((r.url + " " if r.url else "") + r.detail))
+            table.add_row(
+                escape(r.site),
+                escape(r.current or "-"),
+                escape(r.latest or "-"),
+                escape(r.status),
+                escape((r.url + " " if r.url else "") + r.detail),
+            )
         console.print(table)
     if any(r.error is not None for r in rows):
         raise UpdateFailed(rows)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
@@ -44,14 +44,22 @@ def tags_cmd(site: SiteArg, root: RootOpt = None, json_out: JsonOpt = False) -> 
     elif listing.current not in {v.tag for v in listing.versions}:
         console.print(f"catalog tag {listing.current} is not in the registry yet", markup=False, soft_wrap=True)
     if listing.other:
-        console.print(f"ignored (not semver): {', '.join(listing.other)}", markup=False, highlight=False, soft_wrap=True)
+        console.print(
+            f"ignored (not semver): {', '.join(listing.other)}", markup=False, highlight=False, soft_wrap=True
+        )
 
 
 @app.command("bump")
-def bump_cmd(site: SiteArg, patch: PatchOpt = False, minor: MinorOpt = False, major: MajorOpt = False,
-             to: Annotated[Optional[str], typer.Option("--to", help="Set this exact version, e.g. v1.4.0.")] = None,
-             dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the new tag; change nothing.")] = False,
-             root: RootOpt = None, json_out: JsonOpt = False) -> None:
+def bump_cmd(
+    site: SiteArg,
+    patch: PatchOpt = False,
+    minor: MinorOpt = False,
+    major: MajorOpt = False,
+    to: Annotated[str | None, typer.Option("--to", help="Set this exact version, e.g. v1.4.0.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the new tag; change nothing.")] = False,
+    root: RootOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
     """Write the next version of SITE into its TOML file; refuses a tag the registry already has."""
     part = _part(patch, minor, major, to, to_allowed=True)
     plan = release.bump(config.load_catalog(root), site, part, to, dry_run=dry_run)
@@ -59,25 +67,34 @@ def bump_cmd(site: SiteArg, patch: PatchOpt = False, minor: MinorOpt = False, ma
         print_json(plan.to_dict())
         return
     verb = "would change" if dry_run else "changed"
-    console.print(f"{plan.site}: {verb} tag {plan.current} -> {plan.new} ({plan.repository})", markup=False,
-                  soft_wrap=True)
+    console.print(
+        f"{plan.site}: {verb} tag {plan.current} -> {plan.new} ({plan.repository})", markup=False, soft_wrap=True
+    )
 
 
 @app.command("push")
-def push_cmd(site: SiteArg,
-             also_latest: Annotated[bool, typer.Option("--also-latest", help="Also push the image as :latest.")] = False,
-             skip_verify: Annotated[bool, typer.Option(
-                 "--skip-verify", help="Push even if the last `imgforge test` failed or never ran.")] = False,
-             tag: Annotated[Optional[str], typer.Option(
-                 "--tag", help="Push the image under this tag instead (e.g. dev-<sha8> for branch builds).")] = None,
-             force: Annotated[bool, typer.Option(
-                 "--force", help="Overwrite a release tag the registry holds with other bytes.")] = False,
-             root: RootOpt = None, json_out: JsonOpt = False) -> None:
+def push_cmd(
+    site: SiteArg,
+    also_latest: Annotated[bool, typer.Option("--also-latest", help="Also push the image as :latest.")] = False,
+    skip_verify: Annotated[
+        bool, typer.Option("--skip-verify", help="Push even if the last `imgforge test` failed or never ran.")
+    ] = False,
+    tag: Annotated[
+        str | None,
+        typer.Option("--tag", help="Push the image under this tag instead (e.g. dev-<sha8> for branch builds)."),
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Overwrite a release tag the registry holds with other bytes.")
+    ] = False,
+    root: RootOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
     """Push SITE's image, then check the registry's manifest digest equals the local one."""
     catalog = config.load_catalog(root)
     with _Progress(quiet=json_out) as on_event:
-        result = release.push(catalog, site, also_latest=also_latest, skip_verify=skip_verify, tag=tag,
-                              force=force, on_event=on_event)
+        result = release.push(
+            catalog, site, also_latest=also_latest, skip_verify=skip_verify, tag=tag, force=force, on_event=on_event
+        )
     if json_out:
         print_json(result.to_dict())
         return
@@ -87,8 +104,14 @@ def push_cmd(site: SiteArg,
 
 
 @app.command("release")
-def release_cmd(site: SiteArg, patch: PatchOpt = False, minor: MinorOpt = False, major: MajorOpt = False,
-                root: RootOpt = None, json_out: JsonOpt = False) -> None:
+def release_cmd(
+    site: SiteArg,
+    patch: PatchOpt = False,
+    minor: MinorOpt = False,
+    major: MajorOpt = False,
+    root: RootOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
     """Build, test, bump and push SITE; stops at the first failure with nothing pushed."""
     part = _part(patch, minor, major)
     catalog = config.load_catalog(root)
@@ -97,8 +120,12 @@ def release_cmd(site: SiteArg, patch: PatchOpt = False, minor: MinorOpt = False,
     if json_out:
         print_json(result.to_dict())
         return
-    console.print(f"released {result.reference}@{result.digest} (was {result.previous})", markup=False,
-                  highlight=False, soft_wrap=True)
+    console.print(
+        f"released {result.reference}@{result.digest} (was {result.previous})",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 class _Progress:
@@ -107,8 +134,9 @@ class _Progress:
     def __init__(self, quiet: bool):
         self.quiet = quiet
         self.live = not quiet and console.is_terminal  # no bars in logs and pipes, just the lines
-        self.bars = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-                             console=console, transient=True)
+        self.bars = Progress(
+            TextColumn("{task.description}"), BarColumn(), DownloadColumn(), console=console, transient=True
+        )
         self.tasks: dict[str, Any] = {}
 
     def __enter__(self):
@@ -123,16 +151,15 @@ class _Progress:
     def on_event(self, ev: Any) -> None:
         kind, text = getattr(ev, "kind", ""), getattr(ev, "text", "")
         if kind == "warning":
-            err_console.print(f"WARNING: {text}", style="bold yellow", markup=False, highlight=False,
-                              soft_wrap=True)
+            err_console.print(f"WARNING: {text}", style="bold yellow", markup=False, highlight=False, soft_wrap=True)
         elif self.quiet:
             return
         elif kind == "layer" and self.live:
             task = self.tasks.get(ev.id)
             if task is None:
                 task = self.tasks[ev.id] = self.bars.add_task(ev.id, total=None)
-            self.bars.update(task, description=f"{ev.id} {text}", completed=ev.current or None,
-                             total=ev.total or None)
+            self.bars.update(task, description=f"{ev.id} {text}", completed=ev.current or None, total=ev.total or None)
         elif kind in ("stage", "step", "skip"):
-            self.bars.console.print(("==> " if kind == "stage" else "    ") + text, markup=False,
-                                    highlight=False, soft_wrap=True)
+            self.bars.console.print(
+                ("==> " if kind == "stage" else "    ") + text, markup=False, highlight=False, soft_wrap=True
+            )

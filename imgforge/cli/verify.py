@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.table import Table
@@ -13,13 +13,15 @@ from imgforge.errors import UsageError
 
 config = lazy("imgforge.config")
 
-ImageOpt = Annotated[Optional[str], typer.Option("--image", help="Image to test instead of the catalog's image:tag.")]
+ImageOpt = Annotated[str | None, typer.Option("--image", help="Image to test instead of the catalog's image:tag.")]
 
 
 @app.command("test")
 def test_cmd(
-    site: Annotated[Optional[str], typer.Argument(help="Site name (or --all).")] = None,
-    all_sites: Annotated[bool, typer.Option("--all", help="Test every site whose catalog image exists, at once.")] = False,
+    site: Annotated[str | None, typer.Argument(help="Site name (or --all).")] = None,
+    all_sites: Annotated[
+        bool, typer.Option("--all", help="Test every site whose catalog image exists, at once.")
+    ] = False,
     image: ImageOpt = None,
     root: RootOpt = None,
     json_out: JsonOpt = False,
@@ -55,8 +57,9 @@ def _testable(catalog: config.Catalog) -> list[config.Site]:
     from imgforge.engine import docker_client
 
     names = {tag for image in docker_client().images.list() for tag in image.tags}
-    sites = [s for s in catalog.sites.values()
-             if content.unavailable_reason(catalog, s) is None and s.reference in names]
+    sites = [
+        s for s in catalog.sites.values() if content.unavailable_reason(catalog, s) is None and s.reference in names
+    ]
     if not sites:
         raise UsageError("no site has a built image: run `imgforge build --all` first")
     return sites
@@ -66,8 +69,13 @@ def _show(report) -> None:
     title = Text(f"{report.site}: {report.image} ({report.image_id[:19]})")
     table = Table("check", "result", "detail", title=title, title_justify="left")
     for check in report.checks:
-        table.add_row(check.name, "[green]pass[/]" if check.ok else "[bold red]FAIL[/]", Text(check.detail))  # details quote "[emerg]": not markup
+        table.add_row(
+            check.name, "[green]pass[/]" if check.ok else "[bold red]FAIL[/]", Text(check.detail)
+        )  # details quote "[emerg]": not markup
     console.print(table)
     failed = len(report.failed)
-    console.print(f"[green]all {len(report.checks)} checks passed[/]" if not failed
-                  else f"[red]{failed} of {len(report.checks)} checks failed[/]")
+    console.print(
+        f"[green]all {len(report.checks)} checks passed[/]"
+        if not failed
+        else f"[red]{failed} of {len(report.checks)} checks failed[/]"
+    )

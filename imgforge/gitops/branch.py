@@ -38,8 +38,10 @@ SKIP_CI = "[skip ci]"
 class DirtyWorkTree(Refused):
     def __init__(self, repo: Path, files: list[str]):
         shown = ", ".join(files[:5]) + (f" and {len(files) - 5} more" if len(files) > 5 else "")
-        super().__init__(f"{repo} has uncommitted changes ({shown}); commit or stash them first: the "
-                         "branch is built from the remote's default branch and would not include them")
+        super().__init__(
+            f"{repo} has uncommitted changes ({shown}); commit or stash them first: the "
+            "branch is built from the remote's default branch and would not include them"
+        )
 
 
 class ForeignCommits(Refused):
@@ -49,7 +51,8 @@ class ForeignCommits(Refused):
         super().__init__(
             f"branch {branch!r} on {remote!r} has {len(commits)} commit(s) not made by imgforge ({shown}{more}); "
             "imgforge will not overwrite someone's work: merge or close that request and delete the branch, "
-            "or pass --branch with another name")
+            "or pass --branch with another name"
+        )
 
 
 def scrub(text: str) -> str:
@@ -68,12 +71,19 @@ class Git:
     def __init__(self, repo: Path):
         self.repo = Path(repo)
 
-    def run(self, *args: str, operands: Sequence[str] = (), env: dict[str, str] | None = None,
-            network: bool = False, input: bytes | None = None, check: bool = True
-            ) -> subprocess.CompletedProcess[bytes]:
+    def run(
+        self,
+        *args: str,
+        operands: Sequence[str] = (),
+        env: dict[str, str] | None = None,
+        network: bool = False,
+        input: bytes | None = None,
+        check: bool = True,
+    ) -> subprocess.CompletedProcess[bytes]:
         try:
-            proc = _gitrun.run(*args, cwd=self.repo, operands=operands, env=env, network=network, input=input,
-                               check=False)
+            proc = _gitrun.run(
+                *args, cwd=self.repo, operands=operands, env=env, network=network, input=input, check=False
+            )
         except _gitrun.GitNotFound as e:
             raise GitopsError("git is not installed (needed for imgforge pr)") from e
         except _gitrun.GitTimeout as e:
@@ -142,8 +152,12 @@ def default_branch(git: Git, remote: str, *, offline: bool = False) -> str:
     if proc.returncode == 0:
         return proc.stdout.decode().strip().split("/", 1)[1]
     for name in ("main", "master"):
-        if git.run("rev-parse", "--verify", "--quiet", operands=[f"refs/remotes/{remote}/{name}"],
-                   check=False).returncode == 0:
+        if (
+            git.run(
+                "rev-parse", "--verify", "--quiet", operands=[f"refs/remotes/{remote}/{name}"], check=False
+            ).returncode
+            == 0
+        ):
             return name
     raise GitopsError(f"cannot tell the default branch of {remote!r}; pass --base")
 
@@ -231,8 +245,9 @@ def commit_files(target: Target, root: Path, paths: list[Path], message: str) ->
             else:
                 git.run("update-index", "--force-remove", "--", rel, env=env)
         tree = git.out("write-tree", env=env)
-    commit = git.out("commit-tree", tree, "-p", target.base, "-F", "-", env=_identity(git),
-                     input=message.encode("utf-8"))
+    commit = git.out(
+        "commit-tree", tree, "-p", target.base, "-F", "-", env=_identity(git), input=message.encode("utf-8")
+    )
     return commit, tree
 
 
@@ -280,8 +295,9 @@ def _push(target: Target, refspec: str, expect: str, *, verify: bool) -> None:
     proc = target.git.run("push", *flags, operands=[target.remote, refspec], network=True, check=False)
     if proc.returncode != 0:
         detail = Git.tail(proc.stderr + b"\n" + proc.stdout)
-        raise GitopsError(f"push of {target.branch!r} to {target.remote!r} ({scrub(target.remote_url)}) "
-                          f"was rejected: {detail}")
+        raise GitopsError(
+            f"push of {target.branch!r} to {target.remote!r} ({scrub(target.remote_url)}) was rejected: {detail}"
+        )
 
 
 def _mode(git: Git, rev: str, rel: str) -> str:

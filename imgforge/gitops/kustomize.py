@@ -61,7 +61,7 @@ def load_objects(text: str) -> Objects:
 def error_line(stderr: str) -> str:
     """kubectl's error as one line: klog prefixes and ``"command failed" err="..."`` wrappers removed."""
     text = " ".join(stderr.split())
-    text = re.sub(r'^[EWIF]\d{4} [\d:.]+ +\d+ \S+\] ', "", text)
+    text = re.sub(r"^[EWIF]\d{4} [\d:.]+ +\d+ \S+\] ", "", text)
     if m := re.match(r'^"command failed" err="(.*)"$', text):
         text = m.group(1).replace('\\"', '"')
     text = text.removeprefix("error: ").removeprefix("Error: ")
@@ -73,8 +73,13 @@ class Pending:
 
     def __init__(self, overlay: Path, label: str | None = None):
         self.label = label or str(overlay)
-        self.proc = subprocess.Popen([kubectl(), "kustomize", str(overlay)], stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+        self.proc = subprocess.Popen(
+            [kubectl(), "kustomize", str(overlay)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+        )
 
     def result(self) -> Objects:
         try:
@@ -135,8 +140,9 @@ def render_each(overlays: list[tuple[str, Path]], jobs: int) -> dict[str, Object
     """
     results: dict[str, Objects | KustomizeFailed] = {}
     size = max(1, min(BATCH_MAX, -(-len(overlays) // max(1, jobs))))
-    groups = [overlays[i:i + size] for i in range(0, len(overlays), size)]
+    groups = [overlays[i : i + size] for i in range(0, len(overlays), size)]
     with tempfile.TemporaryDirectory(prefix="imgforge-kustomize-") as tmp, ThreadPoolExecutor(max(1, jobs)) as pool:
+
         def batch(n_group: tuple[int, list[tuple[str, Path]]]) -> dict[str, Objects] | None:
             n, group = n_group
             try:
@@ -170,7 +176,9 @@ def _write_batch(folder: Path, members: Iterable[tuple[str, Path]]) -> Path:
         wrap.mkdir(parents=True)
         (wrap / "kustomization.yaml").write_text(
             f"resources:\n  - {json.dumps(os.path.relpath(Path(overlay).resolve(), wrap))}\n"
-            f"commonAnnotations:\n  {BATCH_ANNOTATION}: {json.dumps(key)}\n", encoding="utf-8")
+            f"commonAnnotations:\n  {BATCH_ANNOTATION}: {json.dumps(key)}\n",
+            encoding="utf-8",
+        )
         names.append(f"  - m{i}\n")
     (folder / "kustomization.yaml").write_text("resources:\n" + "".join(names), encoding="utf-8")
     return folder
@@ -210,8 +218,14 @@ def _mirror(tmp: Path, jobs: list[Job]) -> Callable[[Path], Path]:
     folders = {f.resolve() for overlay, fs, _ in jobs for f in [overlay, *fs]}
     root = tmp / "tree"
     for folder in _outermost(sorted(folders)):
-        shutil.copytree(folder, root / folder.relative_to(common), symlinks=True, copy_function=_link_or_copy,
-                        ignore=shutil.ignore_patterns(".git"), dirs_exist_ok=True)
+        shutil.copytree(
+            folder,
+            root / folder.relative_to(common),
+            symlinks=True,
+            copy_function=_link_or_copy,
+            ignore=shutil.ignore_patterns(".git"),
+            dirs_exist_ok=True,
+        )
     for _, _, texts in jobs:
         for path, text in texts.items():
             dest = root / path.resolve().relative_to(common)

@@ -20,11 +20,11 @@ from typing import Any
 
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
-from imgforge.image_ref import ImageRef
 from imgforge.errors import GitopsError, NotFound
 from imgforge.gitops.kustomize import GRAVEYARD, KUSTOMIZATION_FILES
-from imgforge.gitops.policy import containers_of
 from imgforge.gitops.patch import YamlFile, parse
+from imgforge.gitops.policy import containers_of
+from imgforge.image_ref import ImageRef
 
 _REMOTE = re.compile(r"^(?:[a-z][a-z0-9+.-]*://|git@|github\.com/|gitlab\.com/)")
 _DEPLOYMENT = re.compile(r"^kind:\s*['\"]?Deployment\b", re.M)
@@ -48,7 +48,7 @@ class Node:
     file: YamlFile
     doc: CommentedMap
     editable: bool
-    children: list["Node"] = field(default_factory=list)
+    children: list[Node] = field(default_factory=list)
     resources: list[YamlFile] = field(default_factory=list)
     remote: list[str] = field(default_factory=list)
     patches: list[tuple[Any, YamlFile | None, Any]] = field(default_factory=list)  # (doc, file, target)
@@ -103,8 +103,9 @@ def overlay_dir(overlay_root: str, app: str, repo: Path) -> Path:
             return candidate
     known = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
     close = difflib.get_close_matches(app, known, n=1)
-    hint = f"; did you mean '{close[0]}'?" if close else (
-        "" if known else f" ({overlay_root} does not exist in the repo)")
+    hint = (
+        f"; did you mean '{close[0]}'?" if close else ("" if known else f" ({overlay_root} does not exist in the repo)")
+    )
     raise UnknownApp(f"unknown app '{app}': no kustomization in {overlay_root}/{app}{hint}")
 
 
@@ -132,7 +133,9 @@ def load_graph(repo: Path, overlay: Path) -> Graph:
             raise GitopsError(f"{yf.rel}: expected a Kustomization mapping")
         node = Node(folder, yf, doc, is_editable(repo, kfile))
         seen[folder] = node
-        for entry in list(doc.get("resources") or []) + list(doc.get("bases") or []) + list(doc.get("components") or []):
+        for entry in (
+            list(doc.get("resources") or []) + list(doc.get("bases") or []) + list(doc.get("components") or [])
+        ):
             if not isinstance(entry, str):
                 raise GitopsError(f"{yf.rel}: resources: expected paths, got {entry!r}")
             if _REMOTE.match(entry):
@@ -198,8 +201,11 @@ def _targets(target: Any, doc: Any, deployment: str) -> bool:
             return False
         name = target.get("name")
         return name is None or name == deployment or bool(re.fullmatch(str(name), deployment))
-    return isinstance(doc, dict) and doc.get("kind") == "Deployment" and \
-        (doc.get("metadata") or {}).get("name") == deployment
+    return (
+        isinstance(doc, dict)
+        and doc.get("kind") == "Deployment"
+        and (doc.get("metadata") or {}).get("name") == deployment
+    )
 
 
 def _container(doc: Any, name: str) -> CommentedMap | None:
@@ -222,15 +228,19 @@ def layers(graph: Graph, deployment: str, container: str, index: int) -> list[La
         for yf in node.resources:
             for doc in yf.docs:
                 if _targets(None, doc, deployment):
-                    out.append(Layer("resource", yf, _container(doc, container),
-                                     is_editable(graph.repo, yf.path), node, doc))
+                    out.append(
+                        Layer("resource", yf, _container(doc, container), is_editable(graph.repo, yf.path), node, doc)
+                    )
         for doc, yf, target in node.patches:
             if not _targets(target, doc, deployment):
                 continue
             editable = yf is not None and is_editable(graph.repo, yf.path)
             if isinstance(doc, CommentedSeq):
-                out += [Layer("json6902", yf, op, editable, node, doc) for op in doc
-                        if isinstance(op, CommentedMap) and _op_container(op) in (None, index)]
+                out += [
+                    Layer("json6902", yf, op, editable, node, doc)
+                    for op in doc
+                    if isinstance(op, CommentedMap) and _op_container(op) in (None, index)
+                ]
             elif isinstance(doc, CommentedMap):
                 out.append(Layer("smp", yf, _container(doc, container), editable, node, doc))
         for entry in node.doc.get("images") or []:
@@ -250,36 +260,59 @@ class Target:
     image: str  # the rendered image reference
 
 
-def find_target(objects: list[dict], image: str, where: str, *, container: str | None = None,
-                namespace: str | None = None, app: str | None = None) -> Target:
+def find_target(
+    objects: list[dict],
+    image: str,
+    where: str,
+    *,
+    container: str | None = None,
+    namespace: str | None = None,
+    app: str | None = None,
+) -> Target:
     """The one Deployment container that runs ``image`` (or is named ``container``).
 
     Last resort, for an overlay still running another repository (a registry move): the
     container named like the app in the Deployment named like the app.
     """
-    deployments = [o for o in objects if o.get("kind") == "Deployment"
-                   and (namespace is None or (o.get("metadata") or {}).get("namespace") in (None, namespace))]
+    deployments = [
+        o
+        for o in objects
+        if o.get("kind") == "Deployment"
+        and (namespace is None or (o.get("metadata") or {}).get("namespace") in (None, namespace))
+    ]
+
     def runs_image(c: dict) -> bool:
         return ImageRef.parse(str(c.get("image") or "")).same_repository(image)
 
     # by image (narrowed to the configured container name), else by the configured name alone
-    found = [Target(d["metadata"]["name"], c.get("name"), i, d, str(c.get("image")))
-             for d in deployments for i, c in enumerate(containers_of(d))
-             if (runs_image(c) and container in (None, c.get("name"))) or (container and c.get("name") == container)]
+    found = [
+        Target(d["metadata"]["name"], c.get("name"), i, d, str(c.get("image")))
+        for d in deployments
+        for i, c in enumerate(containers_of(d))
+        if (runs_image(c) and container in (None, c.get("name"))) or (container and c.get("name") == container)
+    ]
     found = [t for t in found if runs_image({"image": t.image})] or found
     if not found and app is not None:
-        found = [Target(d["metadata"]["name"], c["name"], i, d, str(c.get("image")))
-                 for d in deployments if d["metadata"]["name"] == app
-                 for i, c in enumerate(containers_of(d)) if c.get("name") == app]
+        found = [
+            Target(d["metadata"]["name"], c["name"], i, d, str(c.get("image")))
+            for d in deployments
+            if d["metadata"]["name"] == app
+            for i, c in enumerate(containers_of(d))
+            if c.get("name") == app
+        ]
     if not found:
-        seen = [f"{d['metadata']['name']}/{c.get('name')}={c.get('image')}" for d in deployments
-                for c in containers_of(d)]
-        raise NotFound(f"{where}: no Deployment container runs {image} "
-                       f"(rendered containers: {', '.join(seen) or 'none'})")
+        seen = [
+            f"{d['metadata']['name']}/{c.get('name')}={c.get('image')}" for d in deployments for c in containers_of(d)
+        ]
+        raise NotFound(
+            f"{where}: no Deployment container runs {image} (rendered containers: {', '.join(seen) or 'none'})"
+        )
     if len(found) > 1:
         names = ", ".join(f"Deployment {t.deployment} container {t.container}" for t in found)
-        raise AmbiguousContainer(f"{where}: {len(found)} containers could match {image}: {names}; "
-                                 "set gitops.container in the site file to choose one")
+        raise AmbiguousContainer(
+            f"{where}: {len(found)} containers could match {image}: {names}; "
+            "set gitops.container in the site file to choose one"
+        )
     return found[0]
 
 
@@ -312,8 +345,10 @@ def tag_site(stack: list[Layer]) -> TagSite | None:
             site, untagged_renamed_by = TagSite(layer, "value", name), None
         elif layer.kind == "images" and name is not None and layer.node.get("name") == name:
             if layer.node.get("digest"):
-                raise GitopsError(f"{layer.file.rel}: images: {name} is pinned by digest; "
-                                  "remove the digest to let imgforge manage the tag")
+                raise GitopsError(
+                    f"{layer.file.rel}: images: {name} is pinned by digest; "
+                    "remove the digest to let imgforge manage the tag"
+                )
             name = str(layer.node.get("newName") or name)
             if "newTag" in layer.node:
                 site, untagged_renamed_by = TagSite(layer, "newTag", name), None

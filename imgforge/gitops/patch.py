@@ -69,7 +69,7 @@ def parse(path: Path, rel: str, text: str | None = None) -> YamlFile:
         except (OSError, UnicodeDecodeError) as e:
             raise GitopsError(f"{rel}: cannot read: {e}") from e
     try:
-        docs = [d for d in YAML(typ="rt").load_all(text)]
+        docs = list(YAML(typ="rt").load_all(text))
     except YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}: " if mark is not None else ""
@@ -110,7 +110,7 @@ def _scalar_end(line: str, col: int) -> int:
         i = col + 1
         while i < len(line):
             if line[i] == "'":
-                if line[i + 1:i + 2] == "'":
+                if line[i + 1 : i + 2] == "'":
                     i += 2
                     continue
                 return i + 1
@@ -158,8 +158,9 @@ class Editor:
         line_no, col = parent.lc.item(key) if isinstance(parent, CommentedSeq) else parent.lc.value(key)
         line = self.file.lines[line_no]
         if col >= len(line) or line[col] in "|>&*!\n":
-            raise UneditableYaml(f"{self.file.rel}:{line_no + 1}: cannot edit this value in place "
-                                 "(block scalar, anchor or tag)")
+            raise UneditableYaml(
+                f"{self.file.rel}:{line_no + 1}: cannot edit this value in place (block scalar, anchor or tag)"
+            )
         end = _scalar_end(line, col)
         quote = line[col] if line[col] in "'\"" else ""
         self._chars.setdefault(line_no, []).append((col, end, format_scalar(value, quote)))
@@ -182,8 +183,9 @@ class Editor:
             if _is_filler(line):
                 continue
             ind = _indent(line)
-            if ind > col or (allow_dash_at_col and ind == col and line.lstrip(" ").startswith("-")
-                             and not line.startswith("---")):
+            if ind > col or (
+                allow_dash_at_col and ind == col and line.lstrip(" ").startswith("-") and not line.startswith("---")
+            ):
                 last = i
                 continue
             break
@@ -204,8 +206,10 @@ class Editor:
         if not items:
             return
         if _is_flow(mapping) or not len(mapping):
-            raise UneditableYaml(f"{self.file.rel}:{mapping.lc.line + 1}: cannot add keys to a flow-style "
-                                 "or empty mapping without reformatting it")
+            raise UneditableYaml(
+                f"{self.file.rel}:{mapping.lc.line + 1}: cannot add keys to a flow-style "
+                "or empty mapping without reformatting it"
+            )
         last_key = list(mapping)[-1]
         key_line, col = mapping.lc.key(last_key)
         end = self._block_end(key_line, col, allow_dash_at_col=self.file.seq_offset == 0)
@@ -213,8 +217,10 @@ class Editor:
 
     def append_item(self, seq: CommentedSeq, item: Any) -> None:
         if _is_flow(seq) or not len(seq):
-            raise UneditableYaml(f"{self.file.rel}:{seq.lc.line + 1}: cannot add to a flow-style or "
-                                 "empty sequence without reformatting it")
+            raise UneditableYaml(
+                f"{self.file.rel}:{seq.lc.line + 1}: cannot add to a flow-style or "
+                "empty sequence without reformatting it"
+            )
         dash_col = seq.lc.col
         line_no = seq.lc.item(len(seq) - 1)[0]
         end = self._block_end(line_no, dash_col, allow_dash_at_col=False)
@@ -234,7 +240,7 @@ class Editor:
             end = self._block_end(key_line, col, allow_dash_at_col=True)
         elif isinstance(child, (CommentedMap, CommentedSeq)) and child.lc.line != key_line:
             raise UneditableYaml(f"{self.file.rel}:{key_line + 1}: multi-line flow value; edit it by hand")
-        comments = [line for line in self.file.lines[key_line + 1:end + 1] if line.lstrip().startswith("#")]
+        comments = [line for line in self.file.lines[key_line + 1 : end + 1] if line.lstrip().startswith("#")]
         self._replace_lines(key_line, end + 1, self._render({key: _plain(value)}, col) + comments)
 
     def merge(self, node: CommentedMap, desired: dict) -> None:

@@ -17,8 +17,8 @@ from imgforge._fs import atomic_write_text
 from imgforge.config import Catalog, Site
 from imgforge.errors import GitopsError, UsageError
 from imgforge.gitops import kustomize, locate, policy
-from imgforge.image_ref import ImageRef
 from imgforge.gitops.patch import Editor, Keyed, YamlFile, new_file_text
+from imgforge.image_ref import ImageRef
 
 __all__ = ["LEVELS", "FileChange", "GitopsPlan", "apply", "current_tag", "plan", "plan_many"]
 
@@ -57,11 +57,18 @@ class GitopsPlan:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "site": self.site, "app": self.app, "overlay": str(self.overlay), "image": self.image,
-            "old_tag": self.old_tag, "new_tag": self.new_tag, "noop": self.noop,
+            "site": self.site,
+            "app": self.app,
+            "overlay": str(self.overlay),
+            "image": self.image,
+            "old_tag": self.old_tag,
+            "new_tag": self.new_tag,
+            "noop": self.noop,
             "files": [{"path": str(c.path), "created": c.created} for c in self.changes],
-            "security_changes": self.security_changes, "port_change": self.port_change,
-            "diff": self.diff, "repo": str(self.repo),
+            "security_changes": self.security_changes,
+            "port_change": self.port_change,
+            "diff": self.diff,
+            "repo": str(self.repo),
         }
 
 
@@ -74,8 +81,9 @@ def _overlay(catalog: Catalog, site: Site, repo: Path) -> Path:
 
 
 def _target(site: Site, objects: list[dict], where: str) -> locate.Target:
-    return locate.find_target(objects, site.image, where, container=site.gitops.container,
-                              namespace=site.gitops.namespace, app=site.app)
+    return locate.find_target(
+        objects, site.image, where, container=site.gitops.container, namespace=site.gitops.namespace, app=site.app
+    )
 
 
 def current_tag(catalog: Catalog, site: Site | str, repo: Path) -> str | None:
@@ -128,8 +136,9 @@ class _Work:
         return {p: a for p, (_, a) in self.texts.items()}
 
 
-def _prepare(catalog: Catalog, site: Site | str, repo: Path, tag: str | None, level: str,
-             started: list | None = None) -> _Work:
+def _prepare(
+    catalog: Catalog, site: Site | str, repo: Path, tag: str | None, level: str, started: list | None = None
+) -> _Work:
     """Check the inputs, find the overlay, parse its graph (``started`` receives a background render)."""
     site = _site(catalog, site)
     if level not in LEVELS:
@@ -172,8 +181,16 @@ def _draft(work: _Work, before: list[dict]) -> None:
     if port_ops:
         _write_json_patch(files, work.graph, target.deployment, port_ops)
     work.texts = files.texts()
-    work.want = policy.Expectation(target.deployment, target.container, f"{image_name}:{new_tag}", site.port,
-                                      old_port, want_pod, want_ctr, want_tmp)
+    work.want = policy.Expectation(
+        target.deployment,
+        target.container,
+        f"{image_name}:{new_tag}",
+        site.port,
+        old_port,
+        want_pod,
+        want_ctr,
+        want_tmp,
+    )
     work.summary = (image_name, old_tag, security, port_change)
 
 
@@ -182,16 +199,29 @@ def _finish(work: _Work, before: list[dict], after: list[dict]) -> GitopsPlan:
         raise policy.ProofFailed(work.site.app, reasons)
     changes = [FileChange(Path(locate.rel(work.repo, p)), b, a) for p, (b, a) in sorted(work.texts.items())]
     image_name, old_tag, security, port_change = work.summary
-    return GitopsPlan(work.site.name, work.site.app, Path(work.where), image_name, old_tag, work.new_tag, changes,
-                      _diff(changes), security, port_change, not changes, work.repo)
+    return GitopsPlan(
+        work.site.name,
+        work.site.app,
+        Path(work.where),
+        image_name,
+        old_tag,
+        work.new_tag,
+        changes,
+        _diff(changes),
+        security,
+        port_change,
+        not changes,
+        work.repo,
+    )
 
 
 def _render_after(work: _Work) -> list[dict]:
     return kustomize.render_changed(work.overlay, work.folders, work.after_texts, f"{work.where} (patched copy)")
 
 
-def plan(catalog: Catalog, site: Site | str, repo: Path, *, tag: str | None = None,
-         level: str = "restricted") -> GitopsPlan:
+def plan(
+    catalog: Catalog, site: Site | str, repo: Path, *, tag: str | None = None, level: str = "restricted"
+) -> GitopsPlan:
     """Work out (and prove) the change that deploys ``site`` at ``tag``; writes nothing."""
     started: list[kustomize.Pending] = []
     work = _prepare(catalog, site, repo, tag, level, started)
@@ -200,8 +230,14 @@ def plan(catalog: Catalog, site: Site | str, repo: Path, *, tag: str | None = No
     return _finish(work, before, _render_after(work) if work.texts else before)
 
 
-def plan_many(catalog: Catalog, sites: list[Site | str], repo: Path, *, level: str = "restricted",
-              tags: dict[str, str] | None = None) -> list[GitopsPlan]:
+def plan_many(
+    catalog: Catalog,
+    sites: list[Site | str],
+    repo: Path,
+    *,
+    level: str = "restricted",
+    tags: dict[str, str] | None = None,
+) -> list[GitopsPlan]:
     """``plan`` for many sites with two kustomize runs in all instead of two per site.
 
     Starting kubectl dominates a small overlay's render, so the overlays are rendered together
@@ -237,8 +273,10 @@ def _set_tag(files: _Files, stack: list[locate.Layer], site: Site, name: str, ne
     layer = spot.layer
     if layer.file is None or not layer.editable:
         what = layer.file.rel if layer.file else "an inline patch"
-        raise GitopsError(f"{what}: the tag is set here, which imgforge does not edit "
-                          "(outside the repo, in zz-graveyard, encrypted or inline)")
+        raise GitopsError(
+            f"{what}: the tag is set here, which imgforge does not edit "
+            "(outside the repo, in zz-graveyard, encrypted or inline)"
+        )
     editor = files.editor(layer.file)
     if spot.key == "newTag":
         if "newTag" in layer.node:
@@ -250,8 +288,9 @@ def _set_tag(files: _Files, stack: list[locate.Layer], site: Site, name: str, ne
         editor.set_scalar(layer.node, spot.key, f"{keep}:{new_tag}")
 
 
-def _port(files: _Files, stack: list[locate.Layer], container: dict, new: int, target: locate.Target,
-          pod_spec: dict) -> tuple[str | None, int | None, list[dict]]:
+def _port(
+    files: _Files, stack: list[locate.Layer], container: dict, new: int, target: locate.Target, pod_spec: dict
+) -> tuple[str | None, int | None, list[dict]]:
     """Move the HTTP port where it is defined; returns (description, old port, JSON6902 ops)."""
     ports = container.get("ports") or []
     numbers = [p.get("containerPort") for p in ports]
@@ -266,16 +305,21 @@ def _port(files: _Files, stack: list[locate.Layer], container: dict, new: int, t
         named = [p.get("containerPort") for p in ports if p.get("name") == "http"]
         old = numbers[0] if len(ports) == 1 else (named[0] if len(named) == 1 else None)
     if old is None or new in numbers:
-        raise GitopsError(f"Deployment {target.deployment} container {target.container} declares ports "
-                          f"{numbers}; cannot tell which one to move to {new}")
+        raise GitopsError(
+            f"Deployment {target.deployment} container {target.container} declares ports "
+            f"{numbers}; cannot tell which one to move to {new}"
+        )
     sources = _port_sources(stack, old)
     if sources and all(layer.editable and layer.file is not None for layer, _, _ in sources):
         for layer, parent, key in sources:
             files.editor(layer.file).set_scalar(parent, key, new)
         return f"{old} → {new}", old, []
     base = f"/spec/template/spec/containers/{target.index}"
-    ops = [{"op": "replace", "path": f"{base}/ports/{j}/containerPort", "value": new}
-           for j, n in enumerate(numbers) if n == old]
+    ops = [
+        {"op": "replace", "path": f"{base}/ports/{j}/containerPort", "value": new}
+        for j, n in enumerate(numbers)
+        if n == old
+    ]
     for probe, value in policy.probe_ports(container).items():
         if value == old:
             ops.append({"op": "replace", "path": f"{base}/{probe.replace('.', '/')}/port", "value": new})
@@ -311,11 +355,15 @@ def _container_item(pod_spec: dict, name: str) -> dict:
     return pod_spec["containers"].items[0]
 
 
-def _write_security(files: _Files, graph: locate.Graph, stack: list[locate.Layer], deployment: str,
-                    pod_spec: dict) -> None:
+def _write_security(
+    files: _Files, graph: locate.Graph, stack: list[locate.Layer], deployment: str, pod_spec: dict
+) -> None:
     """Into the overlay's own patch of the Deployment, else the editable base, else a new patch."""
-    overlay_smp = [la for la in stack if la.kind == "smp" and la.kustomization is graph.root
-                   and la.editable and la.file is not None]
+    overlay_smp = [
+        la
+        for la in stack
+        if la.kind == "smp" and la.kustomization is graph.root and la.editable and la.file is not None
+    ]
     resource = [la for la in stack if la.kind == "resource" and la.editable]
     spot = (overlay_smp or resource or [None])[-1]
     if spot is not None:
@@ -323,17 +371,24 @@ def _write_security(files: _Files, graph: locate.Graph, stack: list[locate.Layer
         return
     name = next((n for n in SECURITY_PATCH if not (graph.overlay / n).exists()), None)
     if name is None:
-        raise GitopsError(f"{locate.rel(graph.repo, graph.overlay)}: {' and '.join(SECURITY_PATCH)} exist but "
-                          f"do not patch Deployment {deployment}; add the securityContext by hand")
-    doc = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": deployment},
-           "spec": {"template": {"spec": pod_spec}}}
+        raise GitopsError(
+            f"{locate.rel(graph.repo, graph.overlay)}: {' and '.join(SECURITY_PATCH)} exist but "
+            f"do not patch Deployment {deployment}; add the securityContext by hand"
+        )
+    doc = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": deployment},
+        "spec": {"template": {"spec": pod_spec}},
+    }
     _create(files, graph, name, doc, deployment)
 
 
 def _write_json_patch(files: _Files, graph: locate.Graph, deployment: str, ops: list[dict]) -> None:
     if (graph.overlay / PORT_PATCH).exists():
-        raise GitopsError(f"{locate.rel(graph.repo, graph.overlay / PORT_PATCH)} exists but does not set "
-                          "the port; fix or remove it")
+        raise GitopsError(
+            f"{locate.rel(graph.repo, graph.overlay / PORT_PATCH)} exists but does not set the port; fix or remove it"
+        )
     _create(files, graph, PORT_PATCH, ops, deployment)
 
 

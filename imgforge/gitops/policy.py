@@ -20,8 +20,9 @@ TMP_SIZE = "16Mi"
 
 class ProofFailed(GitopsError):
     def __init__(self, app: str, reasons: list[str]):
-        super().__init__(f"{app}: the patched overlay does not render as planned, nothing written: "
-                         + "; ".join(reasons))
+        super().__init__(
+            f"{app}: the patched overlay does not render as planned, nothing written: " + "; ".join(reasons)
+        )
         self.reasons = reasons
 
 
@@ -40,8 +41,9 @@ class Expectation:
 
 
 def find_deployment(objects: list[dict], name: str) -> dict | None:
-    return next((o for o in objects if o.get("kind") == "Deployment"
-                 and (o.get("metadata") or {}).get("name") == name), None)
+    return next(
+        (o for o in objects if o.get("kind") == "Deployment" and (o.get("metadata") or {}).get("name") == name), None
+    )
 
 
 def containers_of(deployment: dict) -> list[dict]:
@@ -61,8 +63,7 @@ def check(before: list[dict], after: list[dict], want: Expectation) -> list[str]
         reasons.append(f"image is {container.get('image')!r}, expected {want.image!r}")
     pod = deploy["spec"]["template"]["spec"]
     reasons += _subset("pod securityContext", pod.get("securityContext") or {}, want.pod_security)
-    reasons += _subset("container securityContext", container.get("securityContext") or {},
-                       want.container_security)
+    reasons += _subset("container securityContext", container.get("securityContext") or {}, want.container_security)
     if want.tmp_empty_dir and not has_tmp_empty_dir(pod, container):
         reasons.append("no emptyDir volume mounted at /tmp")
     ports = [p.get("containerPort") for p in container.get("ports") or []]
@@ -80,8 +81,10 @@ def check(before: list[dict], after: list[dict], want: Expectation) -> list[str]
     others_before = [o for o in before if o is not old]
     others_after = [o for o in after if o is not deploy]
     if others_before != others_after:
-        changed = sorted({_ident(o) for o in others_after if o not in others_before}
-                         | {_ident(o) for o in others_before if o not in others_after})
+        changed = sorted(
+            {_ident(o) for o in others_after if o not in others_before}
+            | {_ident(o) for o in others_before if o not in others_after}
+        )
         reasons.append(f"other objects changed: {', '.join(changed)}")
     return reasons
 
@@ -98,8 +101,9 @@ def wanted_security(uid: int, gid: int, read_only_root: bool, level: str) -> tup
     return pod, ctr, level == "restricted" and read_only_root
 
 
-def security_delta(pod: dict, container: dict, want_pod: dict, want_ctr: dict, want_tmp: bool,
-                    name: str) -> tuple[dict, list[str]]:
+def security_delta(
+    pod: dict, container: dict, want_pod: dict, want_ctr: dict, want_tmp: bool, name: str
+) -> tuple[dict, list[str]]:
     """The strategic-merge fragment of ``spec.template.spec`` still missing, and its description."""
     notes: list[str] = []
     have_pod = pod.get("securityContext") or {}

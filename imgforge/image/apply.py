@@ -30,9 +30,15 @@ OPAQUE = ".wh..wh..opq"
 _AUFS_META = ".wh..wh."
 
 _TYPES = {
-    tarfile.REGTYPE: EntryType.FILE, tarfile.AREGTYPE: EntryType.FILE, tarfile.CONTTYPE: EntryType.FILE,
-    tarfile.GNUTYPE_SPARSE: EntryType.FILE, tarfile.DIRTYPE: EntryType.DIR, tarfile.SYMTYPE: EntryType.SYMLINK,
-    tarfile.LNKTYPE: EntryType.HARDLINK, tarfile.CHRTYPE: EntryType.CHAR, tarfile.BLKTYPE: EntryType.BLOCK,
+    tarfile.REGTYPE: EntryType.FILE,
+    tarfile.AREGTYPE: EntryType.FILE,
+    tarfile.CONTTYPE: EntryType.FILE,
+    tarfile.GNUTYPE_SPARSE: EntryType.FILE,
+    tarfile.DIRTYPE: EntryType.DIR,
+    tarfile.SYMTYPE: EntryType.SYMLINK,
+    tarfile.LNKTYPE: EntryType.HARDLINK,
+    tarfile.CHRTYPE: EntryType.CHAR,
+    tarfile.BLKTYPE: EntryType.BLOCK,
     tarfile.FIFOTYPE: EntryType.FIFO,
 }
 
@@ -91,7 +97,7 @@ def _read_changes(layer: LayerReader, index: int, image: ResolvedImage, kept: _P
         elif name.startswith(_AUFS_META):
             continue
         elif name.startswith(WHITEOUT):
-            target = name[len(WHITEOUT):]
+            target = name[len(WHITEOUT) :]
             if target in ("", ".", ".."):
                 raise ImageInvalid(f"{layer.where}: whiteout {info.name!r} names no entry")
             changes.removed.append(join(parent_of(path), target))
@@ -110,18 +116,34 @@ def _entry(info: tarfile.TarInfo, path: str, layer: int, ordinal: int, where: st
         raise ImageInvalid(f"{where}: the root entry is not a folder")
     target = ""
     if kind is EntryType.SYMLINK:
-        if "\x00" in info.linkname or len(info.linkname.encode("utf-8", "surrogateescape")) > image.limits.max_path_bytes:
-            raise LimitExceeded(f"{where}: {info.name[:60]!r}", "symlink target length", "max_path_bytes",
-                                image.limits.max_path_bytes)
+        if (
+            "\x00" in info.linkname
+            or len(info.linkname.encode("utf-8", "surrogateescape")) > image.limits.max_path_bytes
+        ):
+            raise LimitExceeded(
+                f"{where}: {info.name[:60]!r}", "symlink target length", "max_path_bytes", image.limits.max_path_bytes
+            )
         target = info.linkname
     elif kind is EntryType.HARDLINK:
         target = member_path(info.linkname, where, image.limits)
-    xattrs = tuple(sorted((k[len("SCHILY.xattr."):], v) for k, v in info.pax_headers.items()
-                          if k.startswith("SCHILY.xattr.")))
-    return Entry(path=path, type=kind, mode=info.mode & 0o7777, uid=info.uid, gid=info.gid,
-                 size=info.size if kind is EntryType.FILE else 0, mtime=int(info.mtime), link_target=target,
-                 layer=layer, data=DataRef(layer, ordinal) if kind is EntryType.FILE else None,
-                 devmajor=info.devmajor, devminor=info.devminor, xattrs=xattrs)
+    xattrs = tuple(
+        sorted((k[len("SCHILY.xattr.") :], v) for k, v in info.pax_headers.items() if k.startswith("SCHILY.xattr."))
+    )
+    return Entry(
+        path=path,
+        type=kind,
+        mode=info.mode & 0o7777,
+        uid=info.uid,
+        gid=info.gid,
+        size=info.size if kind is EntryType.FILE else 0,
+        mtime=int(info.mtime),
+        link_target=target,
+        layer=layer,
+        data=DataRef(layer, ordinal) if kind is EntryType.FILE else None,
+        devmajor=info.devmajor,
+        devminor=info.devminor,
+        xattrs=xattrs,
+    )
 
 
 class _View:
@@ -169,8 +191,9 @@ class _View:
         else:  # a hard link to a symlink, fifo or device is another name of that node
             return replace(target, path=entry.path, layer=entry.layer)
         # One inode: the link shows its target's bytes, mode and owner.
-        return replace(target, path=entry.path, type=EntryType.HARDLINK, link_target=target_path,
-                       layer=entry.layer, implicit=False)
+        return replace(
+            target, path=entry.path, type=EntryType.HARDLINK, link_target=target_path, layer=entry.layer, implicit=False
+        )
 
     def _parents(self, path: str, layer: int) -> None:
         missing: list[str] = []
@@ -184,8 +207,9 @@ class _View:
             missing.append(parent)
             parent = parent_of(parent)
         for folder in reversed(missing):
-            self.entries[folder] = Entry(path=folder, type=EntryType.DIR, mode=0o755, uid=0, gid=0, size=0,
-                                         mtime=0, layer=layer, implicit=True)
+            self.entries[folder] = Entry(
+                path=folder, type=EntryType.DIR, mode=0o755, uid=0, gid=0, size=0, mtime=0, layer=layer, implicit=True
+            )
             self.children.setdefault(parent_of(folder), set()).add(folder)
             self.children.setdefault(folder, set())
 

@@ -102,12 +102,19 @@ def parse_config(data: bytes, where: str) -> ImageConfig:
         raise ImageInvalid(f"{where}: rootfs.type: expected 'layers', got {doc.rootfs.type!r}")
     run = doc.config or _RunConfig()
     return ImageConfig(
-        os=doc.os, architecture=doc.architecture, variant=doc.variant or "", created=doc.created,
-        user=run.User or "", exposed_ports=tuple(sorted(run.ExposedPorts or {})),
+        os=doc.os,
+        architecture=doc.architecture,
+        variant=doc.variant or "",
+        created=doc.created,
+        user=run.User or "",
+        exposed_ports=tuple(sorted(run.ExposedPorts or {})),
         env=tuple(run.Env or ()),
         entrypoint=None if run.Entrypoint is None else tuple(run.Entrypoint),
         cmd=None if run.Cmd is None else tuple(run.Cmd),
-        working_dir=run.WorkingDir or "", labels=dict(run.Labels or {}),
-        stop_signal=run.StopSignal or "", volumes=tuple(sorted(run.Volumes or {})),
-        history=tuple(doc.history or ()), diff_ids=tuple(doc.rootfs.diff_ids),
+        working_dir=run.WorkingDir or "",
+        labels=dict(run.Labels or {}),
+        stop_signal=run.StopSignal or "",
+        volumes=tuple(sorted(run.Volumes or {})),
+        history=tuple(doc.history or ()),
+        diff_ids=tuple(doc.rootfs.diff_ids),
     )

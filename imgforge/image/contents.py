@@ -145,7 +145,7 @@ def _plan(fs: ImageFS, root: str) -> tuple[list[str], list[tuple[str, Entry]], l
     for entry in fs.walk(root):
         if entry.path == root:
             continue
-        rel = entry.path[len(root):].lstrip("/")
+        rel = entry.path[len(root) :].lstrip("/")
         if entry.is_dir:
             folders.append(rel)
         elif entry.is_regular:
@@ -195,4 +195,3 @@ def _check_total(wanted: list[tuple[str, Entry]], cap: int, fs: ImageFS, limit_n
     total = sum(entry.size for _, entry in wanted)
     if total > cap:
         raise LimitExceeded(fs.image.describe(), f"{total} bytes of selected files", limit_name, cap)
-

@@ -94,8 +94,7 @@ class DockerArchive:
 
     def get_manifest(self, reference: str | None, accept: Sequence[str], max_bytes: int) -> FetchedManifest:
         if self._layout is not None:
-            return self._layout.get_manifest(reference if reference is not None else self._reference,
-                                             accept, max_bytes)
+            return self._layout.get_manifest(reference if reference is not None else self._reference, accept, max_bytes)
         if reference is not None and reference != self.manifest_digest:
             raise ImageNotFound(f"{self.describe()}: no manifest {reference}")
         return FetchedManifest(self._manifest, mt.OCI_MANIFEST, None)
@@ -114,11 +113,11 @@ class DockerArchive:
             raw = read_capped(f, self._limits.max_manifest_bytes, f"{where}: manifest.json", "max_manifest_bytes")
         entries = validate_json(list[_SaveEntry], raw, f"{where}: manifest.json")
         entry = _pick_entry(entries, reference, where)
-        config_digest = check_digest("sha256:" + os.path.basename(entry.config).removesuffix(".json"),
-                                     f"{where}: manifest.json Config")
+        config_digest = check_digest(
+            "sha256:" + os.path.basename(entry.config).removesuffix(".json"), f"{where}: manifest.json Config"
+        )
         with self._store.open(_clean(entry.config)) as f:
-            config_bytes = read_capped(f, self._limits.max_config_bytes, f"{where}: {entry.config}",
-                                       "max_config_bytes")
+            config_bytes = read_capped(f, self._limits.max_config_bytes, f"{where}: {entry.config}", "max_config_bytes")
         config = parse_config(config_bytes, f"{where}: {entry.config}")  # verified again by resolve()
         if len(config.diff_ids) != len(entry.layers):
             raise ImageInvalid(f"{where}: {len(entry.layers)} layers but {len(config.diff_ids)} diff_ids")
@@ -131,10 +130,12 @@ class DockerArchive:
                 raise ImageInvalid(f"{where}: layer {name} is missing") from e
             self._blobs[diff_id] = _clean(name)
             layers.append({"mediaType": mt.OCI_LAYER, "digest": diff_id, "size": size})
-        manifest = {"schemaVersion": 2, "mediaType": mt.OCI_MANIFEST,
-                    "config": {"mediaType": mt.DOCKER_CONFIG, "digest": config_digest,
-                               "size": len(config_bytes)},
-                    "layers": layers}
+        manifest = {
+            "schemaVersion": 2,
+            "mediaType": mt.OCI_MANIFEST,
+            "config": {"mediaType": mt.DOCKER_CONFIG, "digest": config_digest, "size": len(config_bytes)},
+            "layers": layers,
+        }
         self._manifest = json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode()
         self.manifest_digest = digest_of(self._manifest)
         self.config_digest = config_digest
@@ -143,8 +144,9 @@ class DockerArchive:
 class DockerEngineSource:
     """An image of the local Docker engine, saved by its ID into a spooled, capped temporary archive."""
 
-    def __init__(self, reference: str, *, client: Any = None, limits: Limits = DEFAULT_LIMITS,
-                 spool_dir: Path | None = None):
+    def __init__(
+        self, reference: str, *, client: Any = None, limits: Limits = DEFAULT_LIMITS, spool_dir: Path | None = None
+    ):
         import docker.errors
 
         from imgforge.engine import docker_client
@@ -173,8 +175,10 @@ class DockerEngineSource:
             raise
         if not self._archive.is_oci_layout and self._archive.config_digest != self.image_id:
             self.close()
-            raise ImageInvalid(f"docker engine: saved {reference!r} has config {self._archive.config_digest}, "
-                               f"the engine says {self.image_id}")
+            raise ImageInvalid(
+                f"docker engine: saved {reference!r} has config {self._archive.config_digest}, "
+                f"the engine says {self.image_id}"
+            )
 
     @property
     def archive_format(self) -> str:
@@ -210,8 +214,12 @@ def _spool(client: Any, image_id: str, out: IO[bytes], limits: Limits, reference
         for chunk in client.api.get_image(image_id, chunk_size=_SPOOL_CHUNK):
             written += len(chunk)
             if written > limits.max_archive_bytes:
-                raise LimitExceeded(f"docker engine: saving {reference!r}", "archive size",
-                                    "max_archive_bytes", limits.max_archive_bytes)
+                raise LimitExceeded(
+                    f"docker engine: saving {reference!r}",
+                    "archive size",
+                    "max_archive_bytes",
+                    limits.max_archive_bytes,
+                )
             out.write(chunk)
     except docker.errors.APIError as e:
         raise DockerError(f"docker engine: saving {reference!r} failed: {e.explanation}") from e

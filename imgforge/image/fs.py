@@ -91,8 +91,13 @@ Selection = Iterable[str] | Callable[[Entry], bool]
 class ImageFS:
     """The merged file tree of one image (whiteouts applied), built by :func:`~imgforge.image.read_fs`."""
 
-    def __init__(self, image: ResolvedImage, entries: dict[str, Entry], children: dict[str, set[str]],
-                 prefetched: dict[DataRef, bytes] | None = None):
+    def __init__(
+        self,
+        image: ResolvedImage,
+        entries: dict[str, Entry],
+        children: dict[str, set[str]],
+        prefetched: dict[DataRef, bytes] | None = None,
+    ):
         self.image = image
         self._entries = entries
         self._children = children

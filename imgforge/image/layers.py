@@ -80,8 +80,9 @@ class _Unpacked(io.RawIOBase):
         if self._window is not None:
             self._window -= n
             if self._window < 0:
-                raise LimitExceeded(self._where, "a tar member's headers", "max_header_bytes",
-                                    self._budget.limits.max_header_bytes)
+                raise LimitExceeded(
+                    self._where, "a tar member's headers", "max_header_bytes", self._budget.limits.max_header_bytes
+                )
         return n
 
     def finish(self) -> None:
@@ -98,10 +99,12 @@ class LayerReader:
         self.where = f"{source.describe()}: layer {index} ({descriptor.digest[:19]})"
         self._limits = budget.limits
         if descriptor.size > self._limits.max_layer_bytes:
-            raise LimitExceeded(self.where, f"declared size {descriptor.size}", "max_layer_bytes",
-                                self._limits.max_layer_bytes)
-        self._blob = VerifyingReader(source.open_blob(descriptor.digest), digest=descriptor.digest,
-                                     size=descriptor.size, where=self.where)
+            raise LimitExceeded(
+                self.where, f"declared size {descriptor.size}", "max_layer_bytes", self._limits.max_layer_bytes
+            )
+        self._blob = VerifyingReader(
+            source.open_blob(descriptor.digest), digest=descriptor.digest, size=descriptor.size, where=self.where
+        )
         try:
             buffered = io.BufferedReader(self._blob, _CHUNK)
             plain = _decompressor(buffered, self.where)
@@ -134,8 +137,12 @@ class LayerReader:
                 return
             self._budget.charge_entry(self.where)
             if info.size > self._budget.unpacked_left:
-                raise LimitExceeded(f"{self.where}: {info.name[:80]!r}", f"declared size {info.size}",
-                                    "max_unpacked_bytes", self._limits.max_unpacked_bytes)
+                raise LimitExceeded(
+                    f"{self.where}: {info.name[:80]!r}",
+                    f"declared size {info.size}",
+                    "max_unpacked_bytes",
+                    self._limits.max_unpacked_bytes,
+                )
             self._plain.window(_padded(info.size) + self._header_cap)
             # Stream mode keeps every TarInfo in .members otherwise (500k entries ≈ 250 MiB); we
             # never look back, and extractfile() needs no earlier member for a regular file.

@@ -40,8 +40,7 @@ class _LayoutMarker:
 class BlobStore(Protocol):
     """Named files of a layout: a folder on disk or the members of a tar."""
 
-    def describe(self) -> str:
-        ...
+    def describe(self) -> str: ...
 
     def open(self, name: str) -> IO[bytes]:
         """Open a regular file by its relative name; raise FileNotFoundError if absent."""
@@ -120,11 +119,11 @@ class OciLayout:
         self._store = store
         self._limits = limits
         where = store.describe()
-        version = validate_json(_LayoutMarker, self._read("oci-layout", 4096, "max_manifest_bytes"),
-                                f"{where}: oci-layout")
+        version = validate_json(
+            _LayoutMarker, self._read("oci-layout", 4096, "max_manifest_bytes"), f"{where}: oci-layout"
+        )
         if version.imageLayoutVersion != "1.0.0":
-            raise ImageInvalid(f"{where}: oci-layout: imageLayoutVersion {version.imageLayoutVersion!r} "
-                               "is not 1.0.0")
+            raise ImageInvalid(f"{where}: oci-layout: imageLayoutVersion {version.imageLayoutVersion!r} is not 1.0.0")
         self._index_bytes = self._read("index.json", limits.max_manifest_bytes, "max_manifest_bytes")
         self.index = validate_json(Index, self._index_bytes, f"{where}: index.json")
 
@@ -141,8 +140,10 @@ class OciLayout:
         if reference is None:
             names = {_ref_name(d) for d in self.index.manifests}
             if len(names) > 1:
-                raise ImageNotFound(f"{self.describe()}: holds several images "
-                                    f"({', '.join(sorted(n or '(unnamed)' for n in names))}); name one")
+                raise ImageNotFound(
+                    f"{self.describe()}: holds several images "
+                    f"({', '.join(sorted(n or '(unnamed)' for n in names))}); name one"
+                )
             return FetchedManifest(self._index_bytes, None, None)
         if is_digest(reference):
             desc = next((d for d in self.index.manifests if d.digest == reference), None)
@@ -151,8 +152,9 @@ class OciLayout:
         found = [d for d in self.index.manifests if reference in _names(d)]
         if not found:
             known = sorted(n for n in (_ref_name(d) for d in self.index.manifests) if n)
-            raise ImageNotFound(f"{self.describe()}: no image named {reference!r} "
-                                f"(names: {', '.join(known) or 'none'})")
+            raise ImageNotFound(
+                f"{self.describe()}: no image named {reference!r} (names: {', '.join(known) or 'none'})"
+            )
         if len({d.digest for d in found}) > 1:
             raise ImageNotFound(f"{self.describe()}: several images are named {reference!r}; use a digest")
         return FetchedManifest(self._read_blob(found[0].digest, max_bytes), found[0].media_type, found[0].digest)

@@ -109,19 +109,29 @@ def parse_manifest_document(data: bytes, reported: str | None, where: str) -> In
     if kind in mt.INDEX_TYPES:
         index = validate_json(Index, data, where)
         _schema2(index.schema_version, where)
-        return Index(schema_version=index.schema_version, media_type=kind,
-                     manifests=index.manifests, annotations=index.annotations)
+        return Index(
+            schema_version=index.schema_version,
+            media_type=kind,
+            manifests=index.manifests,
+            annotations=index.annotations,
+        )
     manifest = validate_json(Manifest, data, where)
     _schema2(manifest.schema_version, where)
     if manifest.config.media_type not in mt.CONFIG_TYPES:
-        raise ImageInvalid(f"{where}: not a container image (config media type "
-                           f"{manifest.config.media_type}; an OCI artifact?)")
+        raise ImageInvalid(
+            f"{where}: not a container image (config media type {manifest.config.media_type}; an OCI artifact?)"
+        )
     for i, layer in enumerate(manifest.layers):
         if layer.media_type not in mt.LAYER_TYPES:
             raise ImageInvalid(f"{where}: layers.{i}: media type {layer.media_type} is not an image layer")
-    return Manifest(schema_version=manifest.schema_version, media_type=kind, config=manifest.config,
-                    layers=manifest.layers, annotations=manifest.annotations,
-                    artifact_type=manifest.artifact_type)
+    return Manifest(
+        schema_version=manifest.schema_version,
+        media_type=kind,
+        config=manifest.config,
+        layers=manifest.layers,
+        annotations=manifest.annotations,
+        artifact_type=manifest.artifact_type,
+    )
 
 
 def _schema2(version: int, where: str) -> None:

@@ -21,8 +21,15 @@ from imgforge.errors import UsageError
 _STRICT = ConfigDict(strict=True, populate_by_name=True, extra="ignore")
 T = TypeVar("T")
 
-_ARCH_ALIASES = {"x86_64": "amd64", "x86-64": "amd64", "aarch64": "arm64", "armhf": "arm",
-                 "armel": "arm", "i386": "386", "i686": "386"}
+_ARCH_ALIASES = {
+    "x86_64": "amd64",
+    "x86-64": "amd64",
+    "aarch64": "arm64",
+    "armhf": "arm",
+    "armel": "arm",
+    "i386": "386",
+    "i686": "386",
+}
 _DEFAULT_VARIANT = {"arm64": "v8", "arm": "v7", "amd64": ""}
 
 
@@ -42,8 +49,9 @@ class Platform:
         parts = text.strip().split("/")
         if len(parts) not in (2, 3) or not all(parts):
             raise UsageError(f"platform {text!r}: expected os/architecture[/variant], e.g. linux/amd64")
-        return cls(os=parts[0].lower(), architecture=parts[1].lower(),
-                   variant=parts[2].lower() if len(parts) == 3 else "")
+        return cls(
+            os=parts[0].lower(), architecture=parts[1].lower(), variant=parts[2].lower() if len(parts) == 3 else ""
+        )
 
     def normalized(self) -> Platform:
         arch = _ARCH_ALIASES.get(self.architecture, self.architecture)
@@ -56,8 +64,9 @@ class Platform:
             variant = "v8"
         if arch == "amd64" and variant == "v1":
             variant = ""
-        return Platform(os=self.os, architecture=arch, variant=variant,
-                        os_version=self.os_version, os_features=self.os_features)
+        return Platform(
+            os=self.os, architecture=arch, variant=variant, os_version=self.os_version, os_features=self.os_features
+        )
 
     def __str__(self) -> str:
         return "/".join(p for p in (self.os, self.architecture, self.variant) if p)

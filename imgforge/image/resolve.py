@@ -42,8 +42,13 @@ class ResolvedImage:
         return f"{self.source.describe()} ({self.digest[:19]})"
 
 
-def resolve(source: ImageSource, reference: str | None = None, *, platform: str | Platform | None = None,
-            limits: Limits = DEFAULT_LIMITS) -> ResolvedImage:
+def resolve(
+    source: ImageSource,
+    reference: str | None = None,
+    *,
+    platform: str | Platform | None = None,
+    limits: Limits = DEFAULT_LIMITS,
+) -> ResolvedImage:
     """Resolve ``reference`` in ``source`` to a verified manifest and config for one platform.
 
     ``platform``: ``"linux/arm64"`` style or a :class:`Platform`; None picks the host's from an
@@ -54,8 +59,9 @@ def resolve(source: ImageSource, reference: str | None = None, *, platform: str 
     where = source.describe()
     fetched = source.get_manifest(reference, mt.ACCEPT, limits.max_manifest_bytes)
     if len(fetched.data) > limits.max_manifest_bytes:
-        raise LimitExceeded(f"{where}: manifest {reference}", "document size", "max_manifest_bytes",
-                            limits.max_manifest_bytes)
+        raise LimitExceeded(
+            f"{where}: manifest {reference}", "document size", "max_manifest_bytes", limits.max_manifest_bytes
+        )
     digest = _verify_top(fetched.data, reference, fetched.digest, where)
     doc = parse_manifest_document(fetched.data, fetched.media_type, f"{where}: manifest {digest}")
     wanted = Platform.parse(platform) if isinstance(platform, str) else platform
@@ -63,8 +69,17 @@ def resolve(source: ImageSource, reference: str | None = None, *, platform: str 
         config, config_digest = walk.config(doc, digest)
         if wanted is not None and not matches(wanted, config.platform, exact_variant=bool(wanted.variant)):
             raise PlatformNotFound(where, str(wanted), [str(config.platform)])
-        return ResolvedImage(source, reference, digest, doc, config, config_digest, config.platform,
-                             available_platforms=(config.platform,), limits=limits)
+        return ResolvedImage(
+            source,
+            reference,
+            digest,
+            doc,
+            config,
+            config_digest,
+            config.platform,
+            available_platforms=(config.platform,),
+            limits=limits,
+        )
     candidates = walk.candidates(doc, digest, depth=1)
     target = wanted or host_platform()
     # Unasked, the only image of an index is taken whatever its platform, as a lone manifest is
@@ -76,11 +91,21 @@ def resolve(source: ImageSource, reference: str | None = None, *, platform: str 
     manifest = walk.manifest(chosen)
     config, config_digest = walk.config(manifest, chosen.digest)
     if chosen.platform is not None and not matches(chosen.platform, config.platform, exact_variant=False):
-        raise ImageInvalid(f"{where}: manifest {chosen.digest}: index says {chosen.platform} "
-                           f"but its config says {config.platform}")
-    return ResolvedImage(source, reference, chosen.digest, manifest, config, config_digest,
-                         chosen.platform or config.platform, index_digest=digest,
-                         available_platforms=available, limits=limits)
+        raise ImageInvalid(
+            f"{where}: manifest {chosen.digest}: index says {chosen.platform} but its config says {config.platform}"
+        )
+    return ResolvedImage(
+        source,
+        reference,
+        chosen.digest,
+        manifest,
+        config,
+        config_digest,
+        chosen.platform or config.platform,
+        index_digest=digest,
+        available_platforms=available,
+        limits=limits,
+    )
 
 
 def _verify_top(data: bytes, reference: str | None, claimed: str | None, where: str) -> str:
@@ -108,8 +133,9 @@ class _Walk:
             return self._docs[desc.digest]
         where = f"{self.where}: manifest {desc.digest}"
         if desc.size > self.limits.max_manifest_bytes:
-            raise LimitExceeded(where, f"declared size {desc.size}", "max_manifest_bytes",
-                                self.limits.max_manifest_bytes)
+            raise LimitExceeded(
+                where, f"declared size {desc.size}", "max_manifest_bytes", self.limits.max_manifest_bytes
+            )
         fetched = self.source.get_manifest(desc.digest, [desc.media_type], self.limits.max_manifest_bytes)
         verify_bytes(fetched.data, desc.digest, where, size=desc.size)
         if fetched.media_type and fetched.media_type.split(";")[0].strip() != desc.media_type:
@@ -132,23 +158,32 @@ class _Walk:
         if desc.size > self.limits.max_config_bytes:
             raise LimitExceeded(where, f"declared size {desc.size}", "max_config_bytes", self.limits.max_config_bytes)
         if len(manifest.layers) > self.limits.max_layers:
-            raise LimitExceeded(f"{self.where}: manifest {manifest_digest}", f"{len(manifest.layers)} layers",
-                                "max_layers", self.limits.max_layers)
+            raise LimitExceeded(
+                f"{self.where}: manifest {manifest_digest}",
+                f"{len(manifest.layers)} layers",
+                "max_layers",
+                self.limits.max_layers,
+            )
         with contextlib.closing(self.source.open_blob(desc.digest)) as stream:
             data = read_capped(stream, self.limits.max_config_bytes, where, "max_config_bytes")
         verify_bytes(data, desc.digest, where, size=desc.size)
         config = parse_config(data, where)
         if len(config.diff_ids) != len(manifest.layers):
-            raise ImageInvalid(f"{where}: rootfs.diff_ids has {len(config.diff_ids)} entries "
-                               f"for {len(manifest.layers)} layers")
+            raise ImageInvalid(
+                f"{where}: rootfs.diff_ids has {len(config.diff_ids)} entries for {len(manifest.layers)} layers"
+            )
         self._configs[desc.digest] = (config, desc.digest)
         return config, desc.digest
 
     def candidates(self, index: Index, index_digest: str, depth: int) -> list[tuple[Platform, Descriptor]]:
         """Every runnable manifest under ``index`` with its platform, nested indexes flattened."""
         if depth > self.limits.max_index_depth:
-            raise LimitExceeded(f"{self.where}: index {index_digest}", f"nesting depth {depth}",
-                                "max_index_depth", self.limits.max_index_depth)
+            raise LimitExceeded(
+                f"{self.where}: index {index_digest}",
+                f"nesting depth {depth}",
+                "max_index_depth",
+                self.limits.max_index_depth,
+            )
         found: list[tuple[Platform, Descriptor]] = []
         for desc in index.manifests:
             if desc.media_type in mt.INDEX_TYPES:

@@ -42,8 +42,7 @@ class ImageSource(Protocol):
         """A short name for messages: ``oci layout /srv/x``, ``docker engine image nginx:1``."""
         ...
 
-    def get_manifest(self, reference: str | None, accept: Sequence[str], max_bytes: int) -> FetchedManifest:
-        ...
+    def get_manifest(self, reference: str | None, accept: Sequence[str], max_bytes: int) -> FetchedManifest: ...
 
     def open_blob(self, digest: str) -> IO[bytes]:
         """A readable stream of the blob; the caller closes it. Raises ImageNotFound if absent."""
@@ -53,11 +52,9 @@ class ImageSource(Protocol):
 class RegistryClientLike(Protocol):
     """The two calls of a registry client the reader needs (imgforge's client has both)."""
 
-    def get_manifest(self, name: str, reference: str, accept: Sequence[str]) -> tuple[bytes, str, str]:
-        ...
+    def get_manifest(self, name: str, reference: str, accept: Sequence[str]) -> tuple[bytes, str, str]: ...
 
-    def open_blob(self, name: str, digest: str) -> IO[bytes]:
-        ...
+    def open_blob(self, name: str, digest: str) -> IO[bytes]: ...
 
 
 class RegistrySource:
@@ -74,8 +71,12 @@ class RegistrySource:
     def get_manifest(self, reference: str | None, accept: Sequence[str], max_bytes: int) -> FetchedManifest:
         data, media_type, digest = self._client.get_manifest(self._name, reference or self._reference, accept)
         if len(data) > max_bytes:
-            raise LimitExceeded(f"{self.describe()}: manifest {reference or self._reference}",
-                                "document size", "max_manifest_bytes", max_bytes)
+            raise LimitExceeded(
+                f"{self.describe()}: manifest {reference or self._reference}",
+                "document size",
+                "max_manifest_bytes",
+                max_bytes,
+            )
         return FetchedManifest(data=data, media_type=media_type or None, digest=digest or None)
 
     def open_blob(self, digest: str) -> IO[bytes]:

@@ -65,14 +65,15 @@ def decrypt(data: bytes, password: bytes, source: str) -> bytes:
     kdf = _field(doc, "kdf", dict, source)
     cipher = _field(doc, "cipher", dict, source)
     if kdf.get("name") != "scrypt":
-        raise KeyFileError(f"{source}: kdf.name: expected \"scrypt\"")
+        raise KeyFileError(f'{source}: kdf.name: expected "scrypt"')
     if cipher.get("name") != "nacl/secretbox":
-        raise KeyFileError(f"{source}: cipher.name: expected \"nacl/secretbox\"")
+        raise KeyFileError(f'{source}: cipher.name: expected "nacl/secretbox"')
     params = _field(kdf, "params", dict, source, "kdf.")
     triple = tuple(params.get(k) for k in ("N", "r", "p"))
     if triple not in ACCEPTED_PARAMS or not all(type(v) is int for v in triple):
-        raise KeyFileError(f"{source}: kdf.params: unsupported scrypt parameters "
-                           "(accepted: N 32768, 65536 or 131072 with r 8, p 1)")
+        raise KeyFileError(
+            f"{source}: kdf.params: unsupported scrypt parameters (accepted: N 32768, 65536 or 131072 with r 8, p 1)"
+        )
     n, r, p = triple
     salt = _b64field(kdf, "salt", source, "kdf.")
     nonce = _b64field(cipher, "nonce", source, "cipher.")
@@ -83,8 +84,7 @@ def decrypt(data: bytes, password: bytes, source: str) -> bytes:
     try:
         return bytes(nacl.bindings.crypto_secretbox_open_easy(sealed, nonce, key))
     except nacl.exceptions.CryptoError as e:
-        raise WrongPassword(f"{source}: wrong password, or the key file was changed after it was "
-                            "written") from e
+        raise WrongPassword(f"{source}: wrong password, or the key file was changed after it was written") from e
 
 
 def _b64(raw: bytes) -> str:

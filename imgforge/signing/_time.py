@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from imgforge.signing.errors import FormatError
 
@@ -11,4 +11,4 @@ def rfc3339(moment: datetime) -> str:
     """Accepted by in-toto, SLSA, SPDX 2.3 (``created``) and OCI config ``created`` alike."""
     if moment.tzinfo is None:
         raise FormatError("timestamps must be timezone-aware (a naive datetime has no known zone)")
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

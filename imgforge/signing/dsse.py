@@ -47,11 +47,13 @@ def dsse_envelope(payload_type: str, payload_bytes: bytes, private_key: PrivateK
     if not payload_type:
         raise FormatError("payloadType: must not be empty")
     sig = sign(private_key, pae(payload_type, payload_bytes))
-    return go_json({
-        "payloadType": payload_type,
-        "payload": base64.b64encode(payload_bytes).decode("ascii"),
-        "signatures": [{"keyid": keyid, "sig": sig}],
-    })
+    return go_json(
+        {
+            "payloadType": payload_type,
+            "payload": base64.b64encode(payload_bytes).decode("ascii"),
+            "signatures": [{"keyid": keyid, "sig": sig}],
+        }
+    )
 
 
 def parse_envelope(data: bytes, source: str = "envelope") -> Envelope:
@@ -60,21 +62,29 @@ def parse_envelope(data: bytes, source: str = "envelope") -> Envelope:
         doc = json.loads(data)
     except (ValueError, UnicodeDecodeError) as e:
         raise FormatError(f"{source}: not JSON") from e
-    if not isinstance(doc, dict) or not isinstance(doc.get("payloadType"), str) \
-            or not isinstance(doc.get("payload"), str) or not isinstance(doc.get("signatures"), list):
+    if (
+        not isinstance(doc, dict)
+        or not isinstance(doc.get("payloadType"), str)
+        or not isinstance(doc.get("payload"), str)
+        or not isinstance(doc.get("signatures"), list)
+    ):
         raise FormatError(f"{source}: expected payloadType, payload and signatures")
     sigs = []
     for i, entry in enumerate(doc["signatures"]):
-        if not isinstance(entry, dict) or not isinstance(entry.get("sig"), str) \
-                or not isinstance(entry.get("keyid", ""), str):
+        if (
+            not isinstance(entry, dict)
+            or not isinstance(entry.get("sig"), str)
+            or not isinstance(entry.get("keyid", ""), str)
+        ):
             raise FormatError(f"{source}: signatures[{i}]: expected {{keyid?, sig}} strings")
         raw = _b64decode(entry["sig"], f"{source}: signatures[{i}].sig")
         sigs.append((entry.get("keyid", ""), base64.b64encode(raw).decode("ascii")))
     return Envelope(doc["payloadType"], _b64decode(doc["payload"], f"{source}: payload"), tuple(sigs))
 
 
-def verify_envelope(data: bytes, public_key: PublicKey, payload_type: str = INTOTO_PAYLOAD_TYPE,
-                    source: str = "envelope") -> bytes:
+def verify_envelope(
+    data: bytes, public_key: PublicKey, payload_type: str = INTOTO_PAYLOAD_TYPE, source: str = "envelope"
+) -> bytes:
     """The payload, once one signature over its PAE verifies with ``public_key``.
 
     The payload type must be the one the caller expects: a valid signature over another type is a

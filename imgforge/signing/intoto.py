@@ -53,16 +53,21 @@ def subject(name: str, manifest_digest: str) -> dict[str, Any]:
     return {"name": name, "digest": {"sha256": digest_hex(manifest_digest)}}
 
 
-def statement(subjects: Sequence[Mapping[str, Any]], predicate_type: str,
-              predicate: Mapping[str, Any]) -> dict[str, Any]:
+def statement(
+    subjects: Sequence[Mapping[str, Any]], predicate_type: str, predicate: Mapping[str, Any]
+) -> dict[str, Any]:
     if not subjects:
         raise FormatError("statement: at least one subject is required")
     for i, sub in enumerate(subjects):
         _digest_set(sub.get("digest"), f"subject[{i}].digest")
     if not predicate_type:
         raise FormatError("statement: predicateType must not be empty")
-    return {"_type": STATEMENT_TYPE, "subject": [dict(s) for s in subjects],
-            "predicateType": predicate_type, "predicate": dict(predicate)}
+    return {
+        "_type": STATEMENT_TYPE,
+        "subject": [dict(s) for s in subjects],
+        "predicateType": predicate_type,
+        "predicate": dict(predicate),
+    }
 
 
 def statement_bytes(stmt: Mapping[str, Any]) -> bytes:
@@ -74,8 +79,9 @@ def attestation_envelope(stmt: Mapping[str, Any], private_key: PrivateKey) -> by
     return dsse_envelope(INTOTO_PAYLOAD_TYPE, statement_bytes(stmt), private_key)
 
 
-def parse_statement(payload: bytes, predicate_type: str, manifest_digest: str,
-                    source: str = "statement") -> dict[str, Any]:
+def parse_statement(
+    payload: bytes, predicate_type: str, manifest_digest: str, source: str = "statement"
+) -> dict[str, Any]:
     """A verified envelope's statement, checked to be of ``predicate_type`` and about ``manifest_digest``."""
     try:
         doc = json.loads(payload)
@@ -88,17 +94,22 @@ def parse_statement(payload: bytes, predicate_type: str, manifest_digest: str,
     wanted = digest_hex(manifest_digest)
     subjects = doc.get("subject")
     if not isinstance(subjects, list) or not any(
-            isinstance(s, dict) and isinstance(s.get("digest"), dict) and s["digest"].get("sha256") == wanted
-            for s in subjects):
+        isinstance(s, dict) and isinstance(s.get("digest"), dict) and s["digest"].get("sha256") == wanted
+        for s in subjects
+    ):
         raise FormatError(f"{source}: no subject has digest {manifest_digest}")
     if not isinstance(doc.get("predicate"), dict):
         raise FormatError(f"{source}: predicate: expected an object")
     return doc
 
 
-def resource_descriptor(*, uri: str | None = None, name: str | None = None,
-                        digest: Mapping[str, str] | None = None,
-                        annotations: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def resource_descriptor(
+    *,
+    uri: str | None = None,
+    name: str | None = None,
+    digest: Mapping[str, str] | None = None,
+    annotations: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     """An in-toto ResourceDescriptor (a dependency, a source): at least a uri or a digest."""
     if not uri and not digest:
         raise FormatError("resource descriptor: needs a uri or a digest")
@@ -114,13 +125,18 @@ def resource_descriptor(*, uri: str | None = None, name: str | None = None,
     return out
 
 
-def provenance_predicate(*, builder_id: str, external_parameters: Mapping[str, Any],
-                         resolved_dependencies: Iterable[Mapping[str, Any]] = (),
-                         build_type: str = BUILD_TYPE,
-                         internal_parameters: Mapping[str, Any] | None = None,
-                         builder_version: Mapping[str, str] | None = None,
-                         invocation_id: str | None = None, started_on: datetime | None = None,
-                         finished_on: datetime | None = None) -> dict[str, Any]:
+def provenance_predicate(
+    *,
+    builder_id: str,
+    external_parameters: Mapping[str, Any],
+    resolved_dependencies: Iterable[Mapping[str, Any]] = (),
+    build_type: str = BUILD_TYPE,
+    internal_parameters: Mapping[str, Any] | None = None,
+    builder_version: Mapping[str, str] | None = None,
+    invocation_id: str | None = None,
+    started_on: datetime | None = None,
+    finished_on: datetime | None = None,
+) -> dict[str, Any]:
     """A SLSA Provenance v1 predicate; optional fields are left out rather than written empty."""
     if not builder_id or not build_type:
         raise FormatError("provenance: builder id and build type are required")
@@ -146,8 +162,9 @@ def provenance_predicate(*, builder_id: str, external_parameters: Mapping[str, A
     return {"buildDefinition": definition, "runDetails": run}
 
 
-def test_report_predicate(report: Mapping[str, Any], *, tool_version: str | None = None,
-                          tested_on: datetime | None = None) -> dict[str, Any]:
+def test_report_predicate(
+    report: Mapping[str, Any], *, tool_version: str | None = None, tested_on: datetime | None = None
+) -> dict[str, Any]:
     """The ``imgforge test`` report (``VerifyReport.to_dict()``) as imgforge's test-report predicate.
 
     ``passed`` is recomputed from the checks (never copied from the input): true only when there is
@@ -158,8 +175,13 @@ def test_report_predicate(report: Mapping[str, Any], *, tool_version: str | None
         raise FormatError("test report: checks: expected a non-empty list")
     out_checks = []
     for i, check in enumerate(checks):
-        if not isinstance(check, Mapping) or not isinstance(check.get("name"), str) or not check["name"] \
-                or type(check.get("ok")) is not bool or not isinstance(check.get("detail"), str):
+        if (
+            not isinstance(check, Mapping)
+            or not isinstance(check.get("name"), str)
+            or not check["name"]
+            or type(check.get("ok")) is not bool
+            or not isinstance(check.get("detail"), str)
+        ):
             raise FormatError(f"test report: checks[{i}]: expected name (text), ok (true/false), detail (text)")
         out_checks.append({"name": check["name"], "ok": check["ok"], "detail": check["detail"]})
     predicate: dict[str, Any] = {"passed": all(c["ok"] for c in out_checks), "checks": out_checks}
@@ -177,7 +199,11 @@ def _digest_set(digest: Any, what: str) -> dict[str, str]:
     if not isinstance(digest, Mapping) or not digest:
         raise FormatError(f"{what}: expected {{algorithm: hex}}")
     for algorithm, value in digest.items():
-        if not isinstance(algorithm, str) or not _ALGORITHM.fullmatch(algorithm) \
-                or not isinstance(value, str) or not _HEX.fullmatch(value):
+        if (
+            not isinstance(algorithm, str)
+            or not _ALGORITHM.fullmatch(algorithm)
+            or not isinstance(value, str)
+            or not _HEX.fullmatch(value)
+        ):
             raise FormatError(f"{what}: {algorithm!r}: expected lowercase hex")
     return dict(digest)

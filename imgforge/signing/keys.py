@@ -77,8 +77,7 @@ def generate(password: bytes | str) -> tuple[bytes, bytes]:
 
 def encrypt_private_key(key: PrivateKey, password: bytes | str, pem_type: str = SIGSTORE_PEM_TYPE) -> bytes:
     """``key`` as cosign writes ``cosign.key``: PKCS#8 DER, encrypted, in a PEM block."""
-    der = key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
-                            serialization.NoEncryption())
+    der = key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     return pem_encode(pem_type, _secretbox.encrypt(der, _as_bytes(password)))
 
 
@@ -126,8 +125,10 @@ def write_key_pair(directory: Path, password: bytes | str) -> KeyPairFiles:
     private_path, public_path = directory / PRIVATE_KEY_FILE, directory / PUBLIC_KEY_FILE
     present = [p.name for p in (private_path, public_path) if p.exists() or p.is_symlink()]
     if present:
-        raise KeyExists(f"{directory}: {' and '.join(present)} already exist; imgforge never "
-                        "overwrites a key pair (move them away first)")
+        raise KeyExists(
+            f"{directory}: {' and '.join(present)} already exist; imgforge never "
+            "overwrites a key pair (move them away first)"
+        )
     private_pem, public_pem = generate(password)
     try:
         if not directory.is_dir():
@@ -150,7 +151,7 @@ def write_key_pair(directory: Path, password: bytes | str) -> KeyPairFiles:
 def pem_encode(pem_type: str, body: bytes) -> bytes:
     """One PEM block, 64-column base64, as Go's ``pem.EncodeToMemory`` writes it."""
     b64 = base64.b64encode(body).decode("ascii")
-    lines = [b64[i:i + 64] for i in range(0, len(b64), 64)]
+    lines = [b64[i : i + 64] for i in range(0, len(b64), 64)]
     return ("\n".join([f"-----BEGIN {pem_type}-----", *lines, f"-----END {pem_type}-----"]) + "\n").encode()
 
 
@@ -169,7 +170,7 @@ def pem_decode(data: bytes, accepted: tuple[str, ...], source: str) -> tuple[str
     begin = next((i for i, line in enumerate(lines) if line.startswith("-----BEGIN ")), None)
     if begin is None or not lines[begin].endswith("-----"):
         raise KeyFileError(f"{source}: not a PEM file (no BEGIN line)")
-    pem_type = lines[begin][len("-----BEGIN "):-len("-----")]
+    pem_type = lines[begin][len("-----BEGIN ") : -len("-----")]
     if pem_type not in accepted:
         raise KeyFileError(f"{source}: PEM type {pem_type!r}; expected {' or '.join(map(repr, accepted))}")
     end_line = f"-----END {pem_type}-----"
@@ -177,7 +178,7 @@ def pem_decode(data: bytes, accepted: tuple[str, ...], source: str) -> tuple[str
     if end is None:
         raise KeyFileError(f"{source}: no {end_line!r} line")
     try:
-        body = base64.b64decode("".join(line.strip() for line in lines[begin + 1:end]), validate=True)
+        body = base64.b64decode("".join(line.strip() for line in lines[begin + 1 : end]), validate=True)
     except (binascii.Error, ValueError) as e:
         raise KeyFileError(f"{source}: the PEM body is not base64") from e
     return pem_type, body
@@ -193,7 +194,7 @@ def _is_pkcs8(der: bytes) -> bool:
         return False
     length_byte = der[1]
     offset = 2 + (length_byte & 0x7F if length_byte & 0x80 else 0)
-    return der[offset:offset + 3] == b"\x02\x01\x00" and der[offset + 3:offset + 4] == b"\x30"
+    return der[offset : offset + 3] == b"\x02\x01\x00" and der[offset + 3 : offset + 4] == b"\x30"
 
 
 def _require_p256(key: object, kind: type, source: str, verb: str) -> object:
@@ -204,8 +205,9 @@ def _require_p256(key: object, kind: type, source: str, verb: str) -> object:
         described = f"ECDSA {key.curve.name}"
     else:
         described = type(key).__name__.lstrip("_").replace("PrivateKey", "").replace("PublicKey", "") or "unknown"
-    raise KeyFileError(f"{source}: {described} key: imgforge {verb} ECDSA P-256 keys, cosign's default "
-                       "(cosign generate-key-pair)")
+    raise KeyFileError(
+        f"{source}: {described} key: imgforge {verb} ECDSA P-256 keys, cosign's default (cosign generate-key-pair)"
+    )
 
 
 def _write_new(path: Path, data: bytes, mode: int) -> None:

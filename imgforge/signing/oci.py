@@ -118,20 +118,24 @@ def cosign_artifact(layers: Sequence[Layer], created: datetime | str = ZERO_TIME
     if not layers:
         raise FormatError("a cosign signature or attestation image needs at least one layer")
     stamp = created if isinstance(created, str) else rfc3339(created)
-    config = go_json({
-        "architecture": "",
-        "created": stamp,
-        "history": [{"created": ZERO_TIME} for _ in layers],
-        "os": "",
-        "rootfs": {"type": "layers", "diff_ids": [layer.digest for layer in layers]},
-        "config": {},
-    })
-    manifest = go_json({
-        "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST_MEDIA_TYPE,
-        "config": {"mediaType": OCI_CONFIG_MEDIA_TYPE, "size": len(config), "digest": sha256_digest(config)},
-        "layers": [layer.descriptor() for layer in layers],
-    })
+    config = go_json(
+        {
+            "architecture": "",
+            "created": stamp,
+            "history": [{"created": ZERO_TIME} for _ in layers],
+            "os": "",
+            "rootfs": {"type": "layers", "diff_ids": [layer.digest for layer in layers]},
+            "config": {},
+        }
+    )
+    manifest = go_json(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST_MEDIA_TYPE,
+            "config": {"mediaType": OCI_CONFIG_MEDIA_TYPE, "size": len(config), "digest": sha256_digest(config)},
+            "layers": [layer.descriptor() for layer in layers],
+        }
+    )
     return Artifact(manifest, config, tuple(layers))
 
 
@@ -167,4 +171,3 @@ def read_layers(manifest: bytes, source: str = "manifest") -> list[LayerRef]:
         digest_hex(desc.get("digest"), f"{where}.digest")  # type: ignore[arg-type]
         out.append(LayerRef(desc["mediaType"], desc["digest"], size, dict(annotations)))
     return out
-

@@ -40,8 +40,9 @@ class OsPackage:
         qualifiers = {"arch": self.arch}
         if self.distro:
             qualifiers["distro"] = self.distro
-        return PackageURL(type=self.kind, namespace=self.namespace, name=self.name, version=self.version,
-                          qualifiers=qualifiers).to_string()
+        return PackageURL(
+            type=self.kind, namespace=self.namespace, name=self.name, version=self.version, qualifiers=qualifiers
+        ).to_string()
 
 
 def os_release(text: str) -> dict[str, str]:
@@ -100,6 +101,15 @@ def apk_packages(installed_text: str, namespace: str = "alpine", distro: str | N
         for key, label in (("P", "P (name)"), ("V", "V (version)"), ("A", "A (arch)")):
             if not fields.get(key, "").strip():
                 raise FormatError(f"{where}: {label} is missing")
-        out.append(OsPackage("apk", namespace, fields["P"].strip(), fields["V"].strip(), fields["A"].strip(),
-                             distro, fields.get("o", "").strip() or None))
+        out.append(
+            OsPackage(
+                "apk",
+                namespace,
+                fields["P"].strip(),
+                fields["V"].strip(),
+                fields["A"].strip(),
+                distro,
+                fields.get("o", "").strip() or None,
+            )
+        )
     return sorted(out)

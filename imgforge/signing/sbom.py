@@ -51,8 +51,16 @@ class ContentFile:
         return cls(path, hashlib.sha256(data).hexdigest(), hashlib.sha1(data, usedforsecurity=False).hexdigest())
 
 
-def spdx_document(*, name: str, image_digest: str, packages: Iterable[OsPackage], files: Iterable[ContentFile],
-                  created: datetime, tool_version: str, repository: str | None = None) -> dict[str, Any]:
+def spdx_document(
+    *,
+    name: str,
+    image_digest: str,
+    packages: Iterable[OsPackage],
+    files: Iterable[ContentFile],
+    created: datetime,
+    tool_version: str,
+    repository: str | None = None,
+) -> dict[str, Any]:
     """The SPDX 2.3 document for the image ``name`` at ``image_digest``."""
     hex_digest = digest_hex(image_digest, "image digest")
     if not name:
@@ -60,23 +68,35 @@ def spdx_document(*, name: str, image_digest: str, packages: Iterable[OsPackage]
     pkgs = sorted(set(packages))
     content = _checked_files(files)
     image_pkg: dict[str, Any] = {
-        "SPDXID": IMAGE_ID, "name": name, "versionInfo": image_digest, "downloadLocation": "NOASSERTION",
-        "filesAnalyzed": False, "primaryPackagePurpose": "CONTAINER",
+        "SPDXID": IMAGE_ID,
+        "name": name,
+        "versionInfo": image_digest,
+        "downloadLocation": "NOASSERTION",
+        "filesAnalyzed": False,
+        "primaryPackagePurpose": "CONTAINER",
         "checksums": [{"algorithm": "SHA256", "checksumValue": hex_digest}],
         "externalRefs": [_purl_ref(_image_purl(name, image_digest, repository))],
     }
     content_pkg: dict[str, Any] = {
-        "SPDXID": CONTENT_ID, "name": "site content", "downloadLocation": "NOASSERTION",
-        "filesAnalyzed": True, "primaryPackagePurpose": "FILE",
+        "SPDXID": CONTENT_ID,
+        "name": "site content",
+        "downloadLocation": "NOASSERTION",
+        "filesAnalyzed": True,
+        "primaryPackagePurpose": "FILE",
         "packageVerificationCode": {"packageVerificationCodeValue": _verification_code(content)},
     }
     os_pkgs: list[dict[str, Any]] = []
     relationships = [_rel("SPDXRef-DOCUMENT", "DESCRIBES", IMAGE_ID), _rel(IMAGE_ID, "CONTAINS", CONTENT_ID)]
     for pkg in pkgs:
         spdx_id = _element_id("Package", pkg.purl)
-        entry: dict[str, Any] = {"SPDXID": spdx_id, "name": pkg.name, "versionInfo": pkg.version,
-                                 "downloadLocation": "NOASSERTION", "filesAnalyzed": False,
-                                 "externalRefs": [_purl_ref(pkg.purl)]}
+        entry: dict[str, Any] = {
+            "SPDXID": spdx_id,
+            "name": pkg.name,
+            "versionInfo": pkg.version,
+            "downloadLocation": "NOASSERTION",
+            "filesAnalyzed": False,
+            "externalRefs": [_purl_ref(pkg.purl)],
+        }
         if pkg.source:
             entry["sourceInfo"] = f"built from source package {pkg.source}"
         os_pkgs.append(entry)
@@ -84,12 +104,22 @@ def spdx_document(*, name: str, image_digest: str, packages: Iterable[OsPackage]
     spdx_files = []
     for f in content:
         spdx_id = _element_id("File", f.path)
-        spdx_files.append({"SPDXID": spdx_id, "fileName": f"./{f.path}",
-                           "checksums": [{"algorithm": "SHA1", "checksumValue": f.sha1},
-                                         {"algorithm": "SHA256", "checksumValue": f.sha256}]})
+        spdx_files.append(
+            {
+                "SPDXID": spdx_id,
+                "fileName": f"./{f.path}",
+                "checksums": [
+                    {"algorithm": "SHA1", "checksumValue": f.sha1},
+                    {"algorithm": "SHA256", "checksumValue": f.sha256},
+                ],
+            }
+        )
         relationships.append(_rel(CONTENT_ID, "CONTAINS", spdx_id))
     return {
-        "spdxVersion": "SPDX-2.3", "dataLicense": "CC0-1.0", "SPDXID": "SPDXRef-DOCUMENT", "name": name,
+        "spdxVersion": "SPDX-2.3",
+        "dataLicense": "CC0-1.0",
+        "SPDXID": "SPDXRef-DOCUMENT",
+        "name": name,
         "documentNamespace": f"{NAMESPACE_BASE}/{quote(name, safe='')}/sha256-{hex_digest}",
         "creationInfo": {"created": rfc3339(created), "creators": [f"Tool: imgforge-{tool_version}"]},
         "packages": [image_pkg, content_pkg, *os_pkgs],
@@ -133,8 +163,16 @@ def sbom_diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> SbomDiff:
     for key in sorted(old_pkgs.keys() & new_pkgs.keys()):
         before, after = old_pkgs[key], new_pkgs[key]
         if before.version != after.version:
-            changed.append(VersionChange(key[0], key[2], key[3], str(before.version), str(after.version),
-                                         _direction(key[0], str(before.version), str(after.version))))
+            changed.append(
+                VersionChange(
+                    key[0],
+                    key[2],
+                    key[3],
+                    str(before.version),
+                    str(after.version),
+                    _direction(key[0], str(before.version), str(after.version)),
+                )
+            )
     return SbomDiff(
         packages_added=sorted(new_pkgs[k].to_string() for k in new_pkgs.keys() - old_pkgs.keys()),
         packages_removed=sorted(old_pkgs[k].to_string() for k in old_pkgs.keys() - new_pkgs.keys()),

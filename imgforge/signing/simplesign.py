@@ -53,23 +53,31 @@ class SimpleSigningClaims:
     optional: Mapping[str, Any] | None
 
 
-def simple_signing_payload(docker_reference: str, manifest_digest: str,
-                           annotations: Mapping[str, Any] | None = None) -> bytes:
+def simple_signing_payload(
+    docker_reference: str, manifest_digest: str, annotations: Mapping[str, Any] | None = None
+) -> bytes:
     """The payload bytes ``cosign sign`` would sign for this repository and manifest digest."""
-    if not isinstance(docker_reference, str) or len(docker_reference) > 255 \
-            or not _REPOSITORY.fullmatch(docker_reference):
-        raise FormatError(f"docker-reference: expected a repository name without tag or digest "
-                          f"(registry/path), got {docker_reference!r:.80}")
+    if (
+        not isinstance(docker_reference, str)
+        or len(docker_reference) > 255
+        or not _REPOSITORY.fullmatch(docker_reference)
+    ):
+        raise FormatError(
+            f"docker-reference: expected a repository name without tag or digest "
+            f"(registry/path), got {docker_reference!r:.80}"
+        )
     digest_hex(manifest_digest)
     optional = None if annotations is None else sorted_map(dict(annotations))
-    return go_json({
-        "critical": {
-            "identity": {"docker-reference": docker_reference},
-            "image": {"docker-manifest-digest": manifest_digest},
-            "type": SIGNATURE_TYPE,
-        },
-        "optional": optional,
-    })
+    return go_json(
+        {
+            "critical": {
+                "identity": {"docker-reference": docker_reference},
+                "image": {"docker-manifest-digest": manifest_digest},
+                "type": SIGNATURE_TYPE,
+            },
+            "optional": optional,
+        }
+    )
 
 
 def sign(private_key: PrivateKey, payload: bytes) -> str:
@@ -110,15 +118,14 @@ def parse_simple_signing(payload: bytes) -> SimpleSigningClaims:
     return SimpleSigningClaims(reference, digest, optional)  # type: ignore[arg-type]
 
 
-def verify_simple_signing(public_key: PublicKey, payload: bytes, signature: str, manifest_digest: str,
-                          docker_reference: str | None = None) -> SimpleSigningClaims:
+def verify_simple_signing(
+    public_key: PublicKey, payload: bytes, signature: str, manifest_digest: str, docker_reference: str | None = None
+) -> SimpleSigningClaims:
     """Verify the signature, then that the payload names ``manifest_digest`` (and the repository)."""
     verify(public_key, payload, signature)
     claims = parse_simple_signing(payload)
     if claims.manifest_digest != manifest_digest:
-        raise SignatureInvalid(f"the signature is valid but for {claims.manifest_digest}, "
-                               f"not {manifest_digest}")
+        raise SignatureInvalid(f"the signature is valid but for {claims.manifest_digest}, not {manifest_digest}")
     if docker_reference is not None and claims.docker_reference != docker_reference:
-        raise SignatureInvalid(f"the signature is valid but for {claims.docker_reference}, "
-                               f"not {docker_reference}")
+        raise SignatureInvalid(f"the signature is valid but for {claims.docker_reference}, not {docker_reference}")
     return claims

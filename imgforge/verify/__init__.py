@@ -10,8 +10,8 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Iterator
 
 import docker.errors
 
@@ -25,7 +25,7 @@ from imgforge.verify.state import last_result, record_result
 # runner (and with it testcontainers) is imported by the functions that start containers, so
 # `from imgforge.verify.state import ...` in release/push stays cheap.
 
-__all__ = ["CheckResult", "VerifyReport", "run_site", "run_sites", "last_result"]
+__all__ = ["CheckResult", "VerifyReport", "last_result", "run_site", "run_sites"]
 
 
 def expectation(catalog: Catalog, site: Site) -> Expect:
@@ -74,8 +74,9 @@ def _inspect_image(client, reference: str) -> tuple[str, dict]:
     try:
         image = client.images.get(reference)
     except docker.errors.ImageNotFound:
-        raise NotFound(f"image {reference} not found in the Docker engine: build it first "
-                       "(`imgforge build SITE`) or pass --image") from None
+        raise NotFound(
+            f"image {reference} not found in the Docker engine: build it first (`imgforge build SITE`) or pass --image"
+        ) from None
     except docker.errors.APIError as e:
         raise DockerError(f"cannot inspect {reference}: {e.explanation or e}") from e
     return image.id, image.attrs.get("Config") or {}

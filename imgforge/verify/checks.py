@@ -30,22 +30,43 @@ _BAD_LOG = re.compile(r"\[(emerg|alert|crit)\]")
 _VERSION = re.compile(r"\d+\.\d+")
 # Media types a browser handles correctly, by extension (nginx's stock mime.types gives these).
 CONTENT_TYPES = {
-    "html": {"text/html"}, "htm": {"text/html"}, "css": {"text/css"},
-    "js": {"application/javascript", "text/javascript"}, "mjs": {"application/javascript", "text/javascript"},
-    "svg": {"image/svg+xml"}, "png": {"image/png"}, "woff2": {"font/woff2"},
-    "woff": {"font/woff", "application/font-woff"}, "jpg": {"image/jpeg"}, "jpeg": {"image/jpeg"},
-    "gif": {"image/gif"}, "webp": {"image/webp"}, "ico": {"image/x-icon", "image/vnd.microsoft.icon"},
-    "json": {"application/json"}, "txt": {"text/plain"}, "pdf": {"application/pdf"},
+    "html": {"text/html"},
+    "htm": {"text/html"},
+    "css": {"text/css"},
+    "js": {"application/javascript", "text/javascript"},
+    "mjs": {"application/javascript", "text/javascript"},
+    "svg": {"image/svg+xml"},
+    "png": {"image/png"},
+    "woff2": {"font/woff2"},
+    "woff": {"font/woff", "application/font-woff"},
+    "jpg": {"image/jpeg"},
+    "jpeg": {"image/jpeg"},
+    "gif": {"image/gif"},
+    "webp": {"image/webp"},
+    "ico": {"image/x-icon", "image/vnd.microsoft.icon"},
+    "json": {"application/json"},
+    "txt": {"text/plain"},
+    "pdf": {"application/pdf"},
 }
 # Paths that must never be served whatever the content holds (most exist in no image: a 200 means
 # a catch-all handed out something it should not).
 HIDDEN_PROBES = ("/.git/config", "/.git/HEAD", "/.env", "/.htaccess", "/index.php", "/wp-config.php")
 # Raw request targets (sent unnormalised) that try to leave the web root, plain and encoded.
 TRAVERSAL_PROBES = (
-    "/../../etc/passwd", "/%2e%2e/%2e%2e/etc/passwd", "/..%2f..%2fetc/passwd",
-    "/%2e%2e%2f%2e%2e%2fetc%2fpasswd", "/..%252f..%252fetc/passwd", "/..%5c..%5cetc%5cpasswd",
-    "/.%2e/.%2e/etc/passwd", "/static/../../../etc/passwd", "//etc/passwd", "/./etc/passwd",
-    "/etc/passwd", "/../../etc/nginx/nginx.conf", "/etc/nginx/nginx.conf", "/../../proc/self/environ",
+    "/../../etc/passwd",
+    "/%2e%2e/%2e%2e/etc/passwd",
+    "/..%2f..%2fetc/passwd",
+    "/%2e%2e%2f%2e%2e%2fetc%2fpasswd",
+    "/..%252f..%252fetc/passwd",
+    "/..%5c..%5cetc%5cpasswd",
+    "/.%2e/.%2e/etc/passwd",
+    "/static/../../../etc/passwd",
+    "//etc/passwd",
+    "/./etc/passwd",
+    "/etc/passwd",
+    "/../../etc/nginx/nginx.conf",
+    "/etc/nginx/nginx.conf",
+    "/../../proc/self/environ",
 )
 
 
@@ -75,8 +96,13 @@ class VerifyReport:
         return [c for c in self.checks if not c.ok]
 
     def to_dict(self) -> dict:
-        return {"site": self.site, "image": self.image, "image_id": self.image_id,
-                "checks": [c.to_dict() for c in self.checks], "ok": self.ok}
+        return {
+            "site": self.site,
+            "image": self.image,
+            "image_id": self.image_id,
+            "checks": [c.to_dict() for c in self.checks],
+            "ok": self.ok,
+        }
 
 
 @dataclass(frozen=True)
@@ -90,10 +116,11 @@ class Expect:
     hashes: dict[str, str] = field(default_factory=dict, compare=False)  # served file -> sha256
 
     @classmethod
-    def for_site(cls, site: Site, root: Path, served: list[str], hidden: list[str]) -> "Expect":
+    def for_site(cls, site: Site, root: Path, served: list[str], hidden: list[str]) -> Expect:
         """The listing render made (served vs left out, judged by what each path is); hash the served once."""
-        return cls(site, Path(root), tuple(served), tuple(hidden),
-                   {f: _sha((Path(root) / f).read_bytes()) for f in served})
+        return cls(
+            site, Path(root), tuple(served), tuple(hidden), {f: _sha((Path(root) / f).read_bytes()) for f in served}
+        )
 
     @property
     def spa(self) -> bool:
@@ -142,7 +169,9 @@ class Http:
         self._local = threading.local()
 
     def get(self, path: str, retry: bool = True) -> Response:
-        conn = getattr(self._local, "conn", None) or http.client.HTTPConnection(LOOPBACK, self.port, timeout=self.timeout)
+        conn = getattr(self._local, "conn", None) or http.client.HTTPConnection(
+            LOOPBACK, self.port, timeout=self.timeout
+        )
         self._local.conn = None
         try:
             conn.request("GET", path, headers={"Host": "localhost"})
@@ -169,14 +198,18 @@ class Http:
 
 # --- image metadata ---------------------------------------------------------------------------
 
+
 def image_config(config: dict, expect: Expect) -> CheckResult:
     """Kubernetes runAsNonRoot can only verify a numeric USER; the port and signal must match too."""
     site = expect.site
     problems = []
     user = config.get("User") or ""
     if user != f"{site.uid}:{site.gid}":
-        why = "not numeric: runAsNonRoot cannot verify it" if not re.fullmatch(r"[0-9:]+", user) else \
-            f"expected {site.uid}:{site.gid}"
+        why = (
+            "not numeric: runAsNonRoot cannot verify it"
+            if not re.fullmatch(r"[0-9:]+", user)
+            else f"expected {site.uid}:{site.gid}"
+        )
         problems.append(f"User {user or '(unset, root)'!r} {why}")
     if f"{site.port}/tcp" not in (config.get("ExposedPorts") or {}):
         problems.append(f"{site.port}/tcp not in ExposedPorts {sorted(config.get('ExposedPorts') or {})}")
@@ -185,18 +218,24 @@ def image_config(config: dict, expect: Expect) -> CheckResult:
         problems.append(f"Env LISTEN_PORT={env.get('LISTEN_PORT', '(unset)')}, expected {site.port}")
     if (config.get("StopSignal") or "SIGTERM").upper() not in ("SIGQUIT", "QUIT", "3"):
         problems.append(f"StopSignal {config.get('StopSignal') or '(unset: SIGTERM)'}, expected SIGQUIT")
-    return _result("image_config", problems,
-                   f"User {user}, {site.port}/tcp exposed, LISTEN_PORT={site.port}, StopSignal SIGQUIT")
+    return _result(
+        "image_config", problems, f"User {user}, {site.port}/tcp exposed, LISTEN_PORT={site.port}, StopSignal SIGQUIT"
+    )
 
 
 def no_setuid(found: list[str]) -> CheckResult:
     """A setuid/setgid file is a way back to root for anything that runs in the container."""
-    return _result("no_setuid", [f"setuid/setgid: {', '.join(found[:8])}"
-                                 + (f" (+{len(found) - 8} more)" if len(found) > 8 else "")] if found else [],
-                   "no setuid or setgid file in the image")
+    return _result(
+        "no_setuid",
+        [f"setuid/setgid: {', '.join(found[:8])}" + (f" (+{len(found) - 8} more)" if len(found) > 8 else "")]
+        if found
+        else [],
+        "no setuid or setgid file in the image",
+    )
 
 
 # --- the running container ----------------------------------------------------------------------
+
 
 def processes(table: list[dict[str, str]], expect: Expect, implicit: set[str] = frozenset()) -> CheckResult:
     """Every process must hold exactly the catalog's UID and GID: no root UID, no root group.
@@ -213,8 +252,10 @@ def processes(table: list[dict[str, str]], expect: Expect, implicit: set[str] = 
         gids = {proc.get(k, "?") for k in ("RGID", "EGID", "SGID", "FSGID")}
         extra = {g for g in (proc.get("SUPGID") or "-").split(",") if g not in ("-", "", gid)} | (set(implicit) - {gid})
         if uids != {uid} or gids != {gid} or extra:
-            problems.append(f"pid {proc.get('PID')} {proc.get('COMMAND', '')}: uids {sorted(uids)} "
-                            f"gids {sorted(gids)}" + (f" supplementary groups {sorted(extra)}" if extra else ""))
+            problems.append(
+                f"pid {proc.get('PID')} {proc.get('COMMAND', '')}: uids {sorted(uids)} "
+                f"gids {sorted(gids)}" + (f" supplementary groups {sorted(extra)}" if extra else "")
+            )
     if implicit - {gid}:
         problems.append(f"/etc/group lists UID {uid} in groups {sorted(implicit - {gid})}: Kubernetes adds them")
     return _result("processes", problems[:3], f"{len(table)} processes, all {uid}:{gid}, no supplementary group")
@@ -245,6 +286,7 @@ def stop(elapsed: float | None, exit_code: int | None, limit: float) -> CheckRes
 
 # --- HTTP ---------------------------------------------------------------------------------------
 
+
 def content_served(got: dict[str, Response | Exception], expect: Expect) -> CheckResult:
     """Every servable content file, byte for byte (a hash compare), at its own path."""
     problems = []
@@ -271,7 +313,9 @@ def content_types(got: dict[str, Response | Exception], expect: Expect) -> Check
             continue  # unknown extension, or not served: content_served reports that
         checked += 1
         if resp.media_type not in wanted:
-            problems.append(f"/{rel}: Content-Type {resp.media_type or '(none)'!r}, expected {' or '.join(sorted(wanted))}")
+            problems.append(
+                f"/{rel}: Content-Type {resp.media_type or '(none)'!r}, expected {' or '.join(sorted(wanted))}"
+            )
     return _result("content_types", problems, f"{checked} files with a sensible Content-Type")
 
 
@@ -294,15 +338,20 @@ def missing_path(web: Http, expect: Expect, token: str) -> CheckResult:
 def hidden_files(web: Http, expect: Expect) -> CheckResult:
     """Dotfiles, .git/ and server-side source: never a 200 other than the SPA fallback page."""
     allowed = {expect.fallback_sha()} - {None}
-    paths = [url_path(rel) for rel in expect.hidden] + [p for p in HIDDEN_PROBES if p not in map(url_path, expect.hidden)]
+    paths = [url_path(rel) for rel in expect.hidden] + [
+        p for p in HIDDEN_PROBES if p not in map(url_path, expect.hidden)
+    ]
     problems = []
     for path, resp in web.get_many(paths).items():
         if isinstance(resp, Exception):
             problems.append(f"{path}: {type(resp).__name__}: {resp}")
         elif resp.status == 200 and resp.sha not in allowed:
             problems.append(f"{path}: served (HTTP 200, {len(resp.body)} bytes)")
-    return _result("hidden_files", problems,
-                   f"none served of {len(expect.hidden)} hidden content file(s) and {len(HIDDEN_PROBES)} probes")
+    return _result(
+        "hidden_files",
+        problems,
+        f"none served of {len(expect.hidden)} hidden content file(s) and {len(HIDDEN_PROBES)} probes",
+    )
 
 
 def path_traversal(web: Http, expect: Expect) -> CheckResult:
@@ -323,14 +372,20 @@ def healthz(web: Http) -> CheckResult:
     if isinstance(resp, str):
         return CheckResult("healthz", False, resp)
     ok = resp.status == 200 and resp.body.strip() == b"ok"
-    return CheckResult("healthz", ok, "/healthz: 200 ok" if ok else
-                       f"/healthz: HTTP {resp.status}, body {resp.body[:40]!r} (expected 200 'ok')")
+    return CheckResult(
+        "healthz",
+        ok,
+        "/healthz: 200 ok" if ok else f"/healthz: HTTP {resp.status}, body {resp.body[:40]!r} (expected 200 'ok')",
+    )
 
 
 def server_header(samples: dict[str, Response]) -> CheckResult:
     """A version in Server tells scanners which CVEs to try."""
-    problems = [f"{path}: Server: {r.headers['server']}" for path, r in samples.items()
-                if _VERSION.search(r.headers.get("server", ""))]
+    problems = [
+        f"{path}: Server: {r.headers['server']}"
+        for path, r in samples.items()
+        if _VERSION.search(r.headers.get("server", ""))
+    ]
     shown = {r.headers.get("server", "(none)") for r in samples.values()}
     return _result("server_header", problems[:1], f"Server: {', '.join(sorted(shown))} (no version)")
 
@@ -345,8 +400,7 @@ def security_headers(samples: dict[str, Response], expect: Expect) -> CheckResul
             got = resp.headers.get(name.lower())
             if got != value:
                 problems.append(f"{path} (HTTP {resp.status}): {name}: {got or '(missing)'}, expected {value!r}")
-    return _result("security_headers", problems[:4],
-                   f"{', '.join(n for n, _ in wanted)} on {len(samples)} responses")
+    return _result("security_headers", problems[:4], f"{', '.join(n for n, _ in wanted)} on {len(samples)} responses")
 
 
 def header_samples(web: Http, expect: Expect, got: dict[str, Response | Exception], token: str) -> dict[str, Response]:
@@ -362,8 +416,7 @@ def listen_port(moved: int, answered_moved: bool, answered_old: str | None, old:
         problems.append(f"LISTEN_PORT={moved}: no HTTP answer on {moved}")
     if answered_old:
         problems.append(f"LISTEN_PORT={moved}: the old port {old} still answers ({answered_old})")
-    return _result("listen_port", problems,
-                   f"LISTEN_PORT={moved} serves on {moved} (read-only root), nothing on {old}")
+    return _result("listen_port", problems, f"LISTEN_PORT={moved} serves on {moved} (read-only root), nothing on {old}")
 
 
 def arbitrary_uid(resp: Response | str, expect: Expect) -> CheckResult:
@@ -372,11 +425,15 @@ def arbitrary_uid(resp: Response | str, expect: Expect) -> CheckResult:
     if isinstance(resp, str):
         return CheckResult("arbitrary_uid", False, f"as {OPENSHIFT_USER}: {resp}")
     bad = resp.status != 200 or (page and resp.sha != expect.hashes[page])
-    return _result("arbitrary_uid", [f"as {OPENSHIFT_USER}: /{page}: HTTP {resp.status}, not the content file"] if bad
-                   else [], f"as {OPENSHIFT_USER}: /{page} served")
+    return _result(
+        "arbitrary_uid",
+        [f"as {OPENSHIFT_USER}: /{page}: HTTP {resp.status}, not the content file"] if bad else [],
+        f"as {OPENSHIFT_USER}: /{page} served",
+    )
 
 
 # --- helpers ------------------------------------------------------------------------------------
+
 
 def try_get(web: Http, path: str) -> Response | str:
     try:

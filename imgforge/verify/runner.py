@@ -24,8 +24,8 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable
 
 import docker.errors
 import requests.exceptions
@@ -43,8 +43,16 @@ POLL = 0.02
 SCAN_TIMEOUT = 60.0
 PS_ARGS = "-o pid,ruid,euid,suid,fsuid,rgid,egid,sgid,fsgid,supgid,comm"
 # Report order; also the checks each scenario owns, so a scenario that cannot start fails them all.
-HTTP_CHECKS = ("content_served", "content_types", "missing_path", "hidden_files", "path_traversal", "healthz",
-               "server_header", "security_headers")
+HTTP_CHECKS = (
+    "content_served",
+    "content_types",
+    "missing_path",
+    "hidden_files",
+    "path_traversal",
+    "healthz",
+    "server_header",
+    "security_headers",
+)
 MAIN_CHECKS = ("processes", *HTTP_CHECKS, "startup_logs")
 ORDER = ("image_config", *MAIN_CHECKS[:-1], "listen_port", "arbitrary_uid", "no_setuid", "startup_logs", "stop")
 
@@ -65,12 +73,20 @@ class Fleet:
         self._started: list[DockerContainer] = []
         self._lock = threading.Lock()
 
-    def start(self, role: str, *, user: str, ports: tuple[int, ...] = (), env: dict[str, str] | None = None,
-              command: list[str] | None = None, **extra) -> DockerContainer:
+    def start(
+        self,
+        role: str,
+        *,
+        user: str,
+        ports: tuple[int, ...] = (),
+        env: dict[str, str] | None = None,
+        command: list[str] | None = None,
+        **extra,
+    ) -> DockerContainer:
         self._check_cancel()
         container = DockerContainer(self.image_id, command=command).with_kwargs(
-            user=user, read_only=True, cap_drop=["ALL"], security_opt=["no-new-privileges"],
-            labels=self.labels, **extra)
+            user=user, read_only=True, cap_drop=["ALL"], security_opt=["no-new-privileges"], labels=self.labels, **extra
+        )
         container.with_name(f"imgforge-verify-{self.run_id}-{role}").with_tmpfs_mount("/tmp")
         for key, value in (env or {}).items():
             container.with_env(key, value)
@@ -95,8 +111,13 @@ class Fleet:
             out.append(Http(host_port, timeout))
         return out
 
-    def wait_http(self, container: DockerContainer, web: Http, timeout: float = START_TIMEOUT,
-                  give_up: Callable[[], bool] = lambda: False) -> str | None:
+    def wait_http(
+        self,
+        container: DockerContainer,
+        web: Http,
+        timeout: float = START_TIMEOUT,
+        give_up: Callable[[], bool] = lambda: False,
+    ) -> str | None:
         """None once nginx answers anything over HTTP; else why not (exited, timed out)."""
         deadline = time.monotonic() + timeout
         tries = 0
@@ -172,7 +193,9 @@ class Fleet:
             started, self._started = self._started, []
         ids = {c._container.id for c in started if c._container is not None}  # None: never created
         try:
-            ids |= {c["Id"] for c in self.client.api.containers(all=True, filters={"label": f"{RUN_LABEL}={self.run_id}"})}
+            ids |= {
+                c["Id"] for c in self.client.api.containers(all=True, filters={"label": f"{RUN_LABEL}={self.run_id}"})
+            }
         except (docker.errors.DockerException, requests.exceptions.RequestException):
             pass
         for cid in ids:
@@ -197,6 +220,7 @@ class Fleet:
 
 # --- the four scenarios, run concurrently ---------------------------------------------------------
 
+
 def _main(fleet: Fleet, expect: Expect) -> list[CheckResult]:
     """The image as the catalog's Deployment runs it: content, headers, processes, logs."""
     site = expect.site
@@ -213,9 +237,12 @@ def _main(fleet: Fleet, expect: Expect) -> list[CheckResult]:
         token = uuid.uuid4().hex[:8]
         got = web.get_many([checks.url_path(rel) for rel in expect.served])
         results += [
-            checks.content_served(got, expect), checks.content_types(got, expect),
-            checks.missing_path(web, expect, token), checks.hidden_files(web, expect),
-            checks.path_traversal(web, expect), checks.healthz(web),
+            checks.content_served(got, expect),
+            checks.content_types(got, expect),
+            checks.missing_path(web, expect, token),
+            checks.hidden_files(web, expect),
+            checks.path_traversal(web, expect),
+            checks.healthz(web),
         ]
         samples = checks.header_samples(web, expect, got, token)
         results += [checks.server_header(samples), checks.security_headers(samples, expect)]
@@ -233,8 +260,9 @@ def _moved_port(fleet: Fleet, expect: Expect) -> list[CheckResult]:
     """
     site = expect.site
     moved = checks.MOVED_PORT if site.port != checks.MOVED_PORT else checks.MOVED_PORT + 1
-    container = fleet.start("port", user=f"{site.uid}:{site.gid}", ports=(moved, site.port),
-                            env={"LISTEN_PORT": str(moved)})
+    container = fleet.start(
+        "port", user=f"{site.uid}:{site.gid}", ports=(moved, site.port), env={"LISTEN_PORT": str(moved)}
+    )
     webs = fleet.clients(container, (moved, site.port), 1.0)
     if isinstance(webs, str):
         return [CheckResult("listen_port", False, f"LISTEN_PORT={moved}: {webs}"), _stop(fleet, container)]
@@ -274,9 +302,14 @@ def _setuid_scan(fleet: Fleet, expect: Expect) -> list[CheckResult]:
     Images without ``find`` are scanned from an export of their filesystem instead (slower).
     """
     try:
-        container = fleet.start("scan", user="0:0", cap_add=["DAC_READ_SEARCH"], network_mode="none",
-                                entrypoint=["find"], command=["/", "-xdev", "(", "-perm", "-4000", "-o",
-                                                              "-perm", "-2000", ")", "-type", "f"])
+        container = fleet.start(
+            "scan",
+            user="0:0",
+            cap_add=["DAC_READ_SEARCH"],
+            network_mode="none",
+            entrypoint=["find"],
+            command=["/", "-xdev", "(", "-perm", "-4000", "-o", "-perm", "-2000", ")", "-type", "f"],
+        )
     except docker.errors.APIError as e:
         if "executable file not found" not in str(e) and "no such file" not in str(e).lower():
             raise
@@ -350,7 +383,9 @@ def _stop(fleet: Fleet, container: DockerContainer) -> CheckResult:
 
 
 SCENARIOS: dict[Callable[[Fleet, Expect], list[CheckResult]], tuple[str, ...]] = {
-    _main: MAIN_CHECKS, _moved_port: ("listen_port", "stop"), _arbitrary_uid: ("arbitrary_uid",),
+    _main: MAIN_CHECKS,
+    _moved_port: ("listen_port", "stop"),
+    _arbitrary_uid: ("arbitrary_uid",),
     _setuid_scan: ("no_setuid",),
 }
 
@@ -366,8 +401,9 @@ def _guarded(scenario, names: tuple[str, ...], fleet: Fleet, expect: Expect) -> 
         raise DockerError(f"lost the Docker engine during the test: {e}") from e
 
 
-def verify_image(client, image_id: str, config: dict, expect: Expect,
-                 cancel: threading.Event | None = None) -> list[CheckResult]:
+def verify_image(
+    client, image_id: str, config: dict, expect: Expect, cancel: threading.Event | None = None
+) -> list[CheckResult]:
     """All checks of one image, in report order; every container removed before returning."""
     cancel = cancel or threading.Event()
     fleet = Fleet(client, image_id, cancel)

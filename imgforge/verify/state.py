@@ -19,7 +19,8 @@ _KEEP = 500  # newest records kept; older image ids are long gone from any engin
 
 def state_dir() -> Path:
     base = os.environ.get("IMGFORGE_STATE_DIR") or os.path.join(
-        os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state"), "imgforge")
+        os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state"), "imgforge"
+    )
     return Path(base)
 
 

@@ -7,7 +7,6 @@ with gettext never installed); ``FIXED`` is what the hardening should end with: 
 
 from __future__ import annotations
 
-
 ROOT_NGINX_CONF = """
     user nginx;
     worker_processes auto;
@@ -50,7 +49,7 @@ ROOT_DEFAULT_CONF = """
 
 WEB_ROOT = {
     "www-data/index.html": "<!doctype html><title>Site</title><form action=/mail.php>"
-                           '<input type="password" name="pw"></form>\n',
+    '<input type="password" name="pw"></form>\n',
     "www-data/css/site.css": "body { margin: 0 }\n",
     "www-data/mail.php": """
         <?php
@@ -219,22 +218,33 @@ LSIO_CONTAINER = """
 
 def overlay_patch(app: str, image: str, pod_security: str = "") -> str:
     """The overlay's strategic-merge patch: the real image, and optionally a pod securityContext."""
-    return (f"apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {app}\nspec:\n  template:\n"
-            f"    spec:\n{pod_security}      containers:\n        - name: {app}\n          image: {image}\n")
+    return (
+        f"apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {app}\nspec:\n  template:\n"
+        f"    spec:\n{pod_security}      containers:\n        - name: {app}\n          image: {image}\n"
+    )
 
 
-def fleet_app(app: str, image: str, *, pod_extra: str = "", container_extra: str = "",
-              pod_security_patch: str = "", base: str | None = None) -> dict[str, str]:
+def fleet_app(
+    app: str,
+    image: str,
+    *,
+    pod_extra: str = "",
+    container_extra: str = "",
+    pod_security_patch: str = "",
+    base: str | None = None,
+) -> dict[str, str]:
     """Files of one app (base + production overlay), as the fixture builder takes them."""
     base = base or app
-    deployment = BASE_DEPLOYMENT.replace("    {pod_extra}\n", pod_extra.lstrip("\n")).replace(
-        "    {container_extra}\n", container_extra.lstrip("\n")).replace("{app}", app)
+    deployment = (
+        BASE_DEPLOYMENT.replace("    {pod_extra}\n", pod_extra.lstrip("\n"))
+        .replace("    {container_extra}\n", container_extra.lstrip("\n"))
+        .replace("{app}", app)
+    )
     return {
         f"fluxcd/apps/base/{app}/deployment.yaml": deployment,
         f"fluxcd/apps/base/{app}/kustomization.yaml": "resources:\n  - deployment.yaml\n",
-        f"{OVERLAYS}/{app}/kustomization.yaml":
-            f"namespace: lost-woods\nresources:\n  - ../../../base/{base}\npatches:\n"
-            f"  - path: deployment-patch.yaml\n    target:\n      kind: Deployment\n      name: {app}\n",
+        f"{OVERLAYS}/{app}/kustomization.yaml": f"namespace: lost-woods\nresources:\n  - ../../../base/{base}\npatches:\n"
+        f"  - path: deployment-patch.yaml\n    target:\n      kind: Deployment\n      name: {app}\n",
         f"{OVERLAYS}/{app}/deployment-patch.yaml": overlay_patch(app, image, pod_security_patch),
     }
 
@@ -242,20 +252,30 @@ def fleet_app(app: str, image: str, *, pod_extra: str = "", container_extra: str
 PRECEDENT_PATCH = "      securityContext:\n        runAsUser: 100\n        runAsGroup: 101\n"
 
 FLEET = {
-    **fleet_app("hardened-site", "docker.io/prplanit/fairer-pages:v0.0.11",
-                pod_extra=HARDENED_POD, container_extra=HARDENED_CONTAINER),
+    **fleet_app(
+        "hardened-site",
+        "docker.io/prplanit/fairer-pages:v0.0.11",
+        pod_extra=HARDENED_POD,
+        container_extra=HARDENED_CONTAINER,
+    ),
     **fleet_app("partial-site", "cr.pcfae.com/prplanit/sm-lickitung-oci:v0.0.5", pod_security_patch=PRECEDENT_PATCH),
-    **fleet_app("root-site", "cr.pcfae.com/prplanit/astralfocal.com:v0.0.2",
-                pod_security_patch="      securityContext:\n        runAsUser: 0\n"),
+    **fleet_app(
+        "root-site",
+        "cr.pcfae.com/prplanit/astralfocal.com:v0.0.2",
+        pod_security_patch="      securityContext:\n        runAsUser: 0\n",
+    ),
     **fleet_app("plain-site", "cr.pcfae.com/prplanit/sofmeright.com:v0.0.5"),
     **fleet_app("sonarr", "lscr.io/linuxserver/sonarr:4.0.14", container_extra=LSIO_CONTAINER),
-    **fleet_app("radarr", "lscr.io/linuxserver/radarr:5.21.1", container_extra=LSIO_CONTAINER,
-                pod_security_patch=PRECEDENT_PATCH),
+    **fleet_app(
+        "radarr",
+        "lscr.io/linuxserver/radarr:5.21.1",
+        container_extra=LSIO_CONTAINER,
+        pod_security_patch=PRECEDENT_PATCH,
+    ),
     **fleet_app("broken-site", "cr.pcfae.com/prplanit/broken:v1", base="does-not-exist"),
     f"{OVERLAYS}/podinfo/kustomization.yaml": "resources:\n  - helmrelease.yaml\n",
-    f"{OVERLAYS}/podinfo/helmrelease.yaml":
-        "apiVersion: helm.toolkit.fluxcd.io/v2\nkind: HelmRelease\nmetadata:\n  name: podinfo\nspec:\n"
-        "  chart:\n    spec:\n      chart: podinfo\n",
+    f"{OVERLAYS}/podinfo/helmrelease.yaml": "apiVersion: helm.toolkit.fluxcd.io/v2\nkind: HelmRelease\nmetadata:\n  name: podinfo\nspec:\n"
+    "  chart:\n    spec:\n      chart: podinfo\n",
     f"{OVERLAYS}/zz-graveyard/old-site/kustomization.yaml": "resources:\n  - gone.yaml\n",
     f"{OVERLAYS}/kustomization.yaml": "resources:\n  - hardened-site\n  - partial-site\n",
 }

@@ -8,10 +8,9 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from audit_fixture_repos import FIXED, FLEET, HALF_FIXED, ROOT_SITE
 
 from imgforge.cli import main
-
-from audit_fixture_repos import FIXED, FLEET, HALF_FIXED, ROOT_SITE
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -25,24 +24,29 @@ def run(capsys, *args: str) -> tuple[int, str, str]:
 
 def test_audit_exit_codes(site_repo, tmp_path, capsys):
     code, out, _ = run(capsys, "audit", str(site_repo(FIXED)))
-    assert code == 0 and "no findings" in out
+    assert code == 0
+    assert "no findings" in out
     code, out, _ = run(capsys, "audit", str(site_repo(ROOT_SITE)))
     assert code == 1
     assert "nginx.conf:1: error IMG001 `user nginx;`" in out
     assert out.rstrip().splitlines()[-1] == "13 findings: 8 errors, 5 warnings, 0 info"
     code, _, err = run(capsys, "audit", str(tmp_path / "missing"))
-    assert code == 2 and err.strip() == f"error: {tmp_path / 'missing'}: no such folder"
+    assert code == 2
+    assert err.strip() == f"error: {tmp_path / 'missing'}: no such folder"
 
 
 def test_audit_warnings_only_exit_zero(site_repo, capsys):
     repo = site_repo(FIXED, {"Dockerfile": FIXED["Dockerfile"].replace("STOPSIGNAL SIGQUIT\n", "")})
     code, out, _ = run(capsys, "audit", str(repo))
-    assert code == 0 and "IMG040" in out
+    assert code == 0
+    assert "IMG040" in out
 
 
 def test_audit_unparseable_nginx_exits_2(site_repo, capsys):
     code, _, err = run(capsys, "audit", str(site_repo(FIXED, {"nginx.conf": "http {\n"})))
-    assert code == 2 and err.startswith("error: nginx.conf") and len(err.strip().splitlines()) == 1
+    assert code == 2
+    assert err.startswith("error: nginx.conf")
+    assert len(err.strip().splitlines()) == 1
 
 
 def test_audit_json(site_repo, capsys):
@@ -51,7 +55,9 @@ def test_audit_json(site_repo, capsys):
     assert code == 1
     assert data["summary"] == {"error": 2, "warning": 0, "info": 0}
     assert [(f["rule"], f["file"], f["line"]) for f in data["findings"]] == [
-        ("IMG020", "entrypoint.sh", 3), ("IMG021", "entrypoint.sh", 3)]
+        ("IMG020", "entrypoint.sh", 3),
+        ("IMG021", "entrypoint.sh", 3),
+    ]
 
 
 def test_migrate_writes_once(site_repo, tmp_path, capsys):
@@ -63,12 +69,15 @@ def test_migrate_writes_once(site_repo, tmp_path, capsys):
     code, out, _ = run(capsys, *args)
     assert code == 0
     assert out.splitlines()[0] == f"wrote {catalog / 'sites' / 'astral.toml'}"
-    assert "not carried over (1):" in out and "gzip_types" in out
+    assert "not carried over (1):" in out
+    assert "gzip_types" in out
     assert 'image = "cr.example.com/t/astral"' in (catalog / "sites" / "astral.toml").read_text()
     code, _, err = run(capsys, *args)
-    assert code == 10 and "sites/astral.toml already exists" in err
+    assert code == 10
+    assert "sites/astral.toml already exists" in err
     code, out, _ = run(capsys, "sites", "--root", str(catalog), "--json")
-    assert code == 0 and json.loads(out)[0]["fallback"] == "spa"
+    assert code == 0
+    assert json.loads(out)[0]["fallback"] == "spa"
 
 
 @pytest.mark.kustomize
@@ -78,13 +87,16 @@ def test_fleet_formats_and_exit_code(tmp_path, capsys):
         (tmp_path / rel).write_text(textwrap.dedent(text).lstrip("\n"))
     code, out, _ = run(capsys, "fleet", "--repo", str(tmp_path))
     assert code == 1  # broken-site did not render
-    assert out.startswith("# Fleet audit: 8 apps") and "| hardened-site |" in out
+    assert out.startswith("# Fleet audit: 8 apps")
+    assert "| hardened-site |" in out
     code, out, _ = run(capsys, "fleet", "--repo", str(tmp_path), "--format", "json", "--jobs", "3")
-    assert code == 1 and json.loads(out)["failed"][0]["app"] == "broken-site"
+    assert code == 1
+    assert json.loads(out)["failed"][0]["app"] == "broken-site"
 
 
 def test_fleet_bad_repo_and_format(tmp_path, capsys):
     code, _, err = run(capsys, "fleet", "--repo", str(tmp_path))
-    assert code == 2 and "no such folder" in err
+    assert code == 2
+    assert "no such folder" in err
     code, _, _ = run(capsys, "fleet", "--repo", str(tmp_path), "--format", "csv")
     assert code == 2

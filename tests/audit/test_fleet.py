@@ -7,12 +7,11 @@ import os
 import shutil
 
 import pytest
+from audit_fixture_repos import FLEET, HARDENED_POD, OVERLAYS, fleet_app
 
 from imgforge.audit.fleet import ContainerRow, classify, fleet_report, to_markdown, workload_rows
 from imgforge.errors import GitopsError, UsageError
 from imgforge.gitops import kustomize
-
-from audit_fixture_repos import FLEET, HARDENED_POD, OVERLAYS, fleet_app
 
 
 @pytest.fixture(scope="module")
@@ -39,8 +38,14 @@ def _by_app(report) -> dict[str, ContainerRow]:
 @pytest.mark.kustomize
 def test_each_app_gets_its_class(report):
     classes = {app: row.cls for app, row in _by_app(report).items()}
-    assert classes == {"hardened-site": "hardened", "partial-site": "partial", "root-site": "root",
-                       "plain-site": "unknown", "sonarr": "linuxserver", "radarr": "linuxserver"}
+    assert classes == {
+        "hardened-site": "hardened",
+        "partial-site": "partial",
+        "root-site": "root",
+        "plain-site": "unknown",
+        "sonarr": "linuxserver",
+        "radarr": "linuxserver",
+    }
     assert report.summary() == {"hardened": 1, "partial": 1, "root": 1, "linuxserver": 2, "unknown": 1}
 
 
@@ -57,15 +62,20 @@ def test_overlay_patches_count(report):
 def test_hardened_row_has_every_column(report):
     row = _by_app(report)["hardened-site"]
     assert (row.uid, row.gid, row.fs_group, row.run_as_non_root) == (10000, 10001, 10001, True)
-    assert (row.read_only_root, row.allow_privilege_escalation, row.capabilities_dropped, row.seccomp) == \
-        (True, False, ["ALL"], "RuntimeDefault")
+    assert (row.read_only_root, row.allow_privilege_escalation, row.capabilities_dropped, row.seccomp) == (
+        True,
+        False,
+        ["ALL"],
+        "RuntimeDefault",
+    )
     assert row.resources == {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"memory": "64Mi"}}
 
 
 @pytest.mark.kustomize
 def test_linuxserver_app_must_not_get_run_as_user(report):
     rows = _by_app(report)
-    assert rows["sonarr"].puid_pgid and rows["sonarr"].problems == []
+    assert rows["sonarr"].puid_pgid
+    assert rows["sonarr"].problems == []
     assert any("runAsUser on a LinuxServer.io image" in p for p in rows["radarr"].problems)
 
 
@@ -73,14 +83,16 @@ def test_linuxserver_app_must_not_get_run_as_user(report):
 def test_failed_render_is_listed_with_kustomizes_error(report):
     assert [(f.app, f.path) for f in report.failures] == [("broken-site", f"{OVERLAYS}/broken-site")]
     error = report.failures[0].error
-    assert "does-not-exist" in error and not error.startswith("E1")  # klog prefix removed
+    assert "does-not-exist" in error
+    assert not error.startswith("E1")
     assert "broken-site" not in _by_app(report)
 
 
 @pytest.mark.kustomize
 def test_apps_without_pods_and_graveyard(report):
     assert report.without_workloads == {"podinfo": ["HelmRelease"]}
-    assert "zz-graveyard" not in report.apps and len(report.apps) == 8
+    assert "zz-graveyard" not in report.apps
+    assert len(report.apps) == 8
 
 
 @pytest.mark.kustomize
@@ -93,7 +105,8 @@ def test_markdown_table(report):
     hardened = next(ln for ln in lines if ln.startswith("| hardened-site"))
     assert "| 10000:10001 (pod) | yes | 10001 | yes | yes | ALL | RuntimeDefault | req+lim | hardened |" in hardened
     assert "| partial-site | Deployment/partial-site | partial-site |" in text
-    assert "## Apps that failed to render" in text and "| broken-site |" in text
+    assert "## Apps that failed to render" in text
+    assert "| broken-site |" in text
     assert "- podinfo: HelmRelease" in text
     # every table row has as many cells as the header
     table = [ln for ln in lines if ln.startswith("| ") and not ln.startswith("| App |")]
@@ -103,7 +116,8 @@ def test_markdown_table(report):
 @pytest.mark.kustomize
 def test_json_is_serialisable(report):
     data = json.loads(json.dumps(report.as_dict()))
-    assert data["apps"] == 8 and data["summary"]["linuxserver"] == 2
+    assert data["apps"] == 8
+    assert data["summary"]["linuxserver"] == 2
     assert {c["class"] for c in data["containers"]} == {"hardened", "partial", "root", "linuxserver", "unknown"}
     assert data["failed"][0]["app"] == "broken-site"
 
@@ -124,7 +138,8 @@ def kubectl_log(tmp_path, monkeypatch):
     folder.mkdir()
     (folder / "kubectl").write_text(
         f'#!/bin/sh\necho "start $$ $(date +%s%N)" >>"{log}"\n"{real}" "$@"\nrc=$?\n'
-        f'sleep 0.3\necho "end $$ $(date +%s%N)" >>"{log}"\nexit $rc\n')
+        f'sleep 0.3\necho "end $$ $(date +%s%N)" >>"{log}"\nexit $rc\n'
+    )
     (folder / "kubectl").chmod(0o755)
     monkeypatch.setenv("PATH", f"{folder}:{os.environ['PATH']}")
 
@@ -159,7 +174,8 @@ def test_overlays_are_rendered_in_batches(tmp_path, build_file_tree, kubectl_log
     result = fleet_report(build_file_tree(tmp_path / "repo", apps), jobs=2)
     assert len(kubectl_log()) == 2  # two kubectl runs of three overlays each, not six
     assert sorted((r.app, r.uid, r.image) for r in result.rows) == [
-        (f"app{i}", 10000, f"r.example.com/a{i}:v1") for i in range(6)]
+        (f"app{i}", 10000, f"r.example.com/a{i}:v1") for i in range(6)
+    ]
 
 
 @pytest.mark.kustomize
@@ -168,9 +184,11 @@ def test_apps_declaring_the_same_object_still_render(tmp_path, build_file_tree):
     for app in ("a", "b"):
         apps[f"{OVERLAYS}/{app}/namespace.yaml"] = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: shared\n"
         apps[f"{OVERLAYS}/{app}/kustomization.yaml"] = apps[f"{OVERLAYS}/{app}/kustomization.yaml"].replace(
-            "resources:\n", "resources:\n  - namespace.yaml\n")
+            "resources:\n", "resources:\n  - namespace.yaml\n"
+        )
     result = fleet_report(build_file_tree(tmp_path, apps), jobs=1)  # one batch: kustomize rejects the duplicate
-    assert result.failures == [] and sorted(r.app for r in result.rows) == ["a", "b"]
+    assert result.failures == []
+    assert sorted(r.app for r in result.rows) == ["a", "b"]
 
 
 def test_missing_overlay_root(tmp_path):
@@ -195,26 +213,50 @@ def test_kustomize_error_text():
 
 
 def _row(**kw) -> ContainerRow:
-    base = dict(app="a", kind="Deployment", workload="a", namespace=None, container="a", init=False, image="x",
-                pod_uid=None, pod_gid=None, container_uid=None, container_gid=None, run_as_non_root=None,
-                fs_group=None, read_only_root=None, allow_privilege_escalation=None, capabilities_dropped=[],
-                seccomp=None, resources={}, puid_pgid=False)
+    base = {
+        "app": "a",
+        "kind": "Deployment",
+        "workload": "a",
+        "namespace": None,
+        "container": "a",
+        "init": False,
+        "image": "x",
+        "pod_uid": None,
+        "pod_gid": None,
+        "container_uid": None,
+        "container_gid": None,
+        "run_as_non_root": None,
+        "fs_group": None,
+        "read_only_root": None,
+        "allow_privilege_escalation": None,
+        "capabilities_dropped": [],
+        "seccomp": None,
+        "resources": {},
+        "puid_pgid": False,
+    }
     return ContainerRow(**{**base, **kw})
 
 
-RESTRICTED = dict(allow_privilege_escalation=False, capabilities_dropped=["ALL"], seccomp="RuntimeDefault",
-                  read_only_root=True)
+RESTRICTED = {
+    "allow_privilege_escalation": False,
+    "capabilities_dropped": ["ALL"],
+    "seccomp": "RuntimeDefault",
+    "read_only_root": True,
+}
 
 
-@pytest.mark.parametrize("fields, cls", [
-    ({}, "unknown"),
-    (dict(run_as_non_root=True, **RESTRICTED), "hardened"),  # non-root proven by the kubelet, UID from the image
-    (dict(pod_uid=100, **{**RESTRICTED, "read_only_root": False}), "partial"),
-    (dict(pod_uid=100, **{**RESTRICTED, "seccomp": "Unconfined"}), "partial"),
-    (dict(pod_uid=1000, container_uid=0, **RESTRICTED), "root"),  # the container overrides the pod
-    (dict(fs_group=2000), "partial"),
-    (dict(image="lscr.io/linuxserver/plex:latest"), "linuxserver"),
-])
+@pytest.mark.parametrize(
+    ("fields", "cls"),
+    [
+        ({}, "unknown"),
+        (dict(run_as_non_root=True, **RESTRICTED), "hardened"),  # non-root proven by the kubelet, UID from the image
+        (dict(pod_uid=100, **{**RESTRICTED, "read_only_root": False}), "partial"),
+        (dict(pod_uid=100, **{**RESTRICTED, "seccomp": "Unconfined"}), "partial"),
+        (dict(pod_uid=1000, container_uid=0, **RESTRICTED), "root"),  # the container overrides the pod
+        ({"fs_group": 2000}, "partial"),
+        ({"image": "lscr.io/linuxserver/plex:latest"}, "linuxserver"),
+    ],
+)
 def test_classify(fields, cls):
     assert classify(_row(**fields))[0] == cls
 
@@ -224,11 +266,30 @@ def test_privileged_is_root():
 
 
 def test_cronjob_and_init_containers_are_read():
-    doc = {"kind": "CronJob", "metadata": {"name": "backup", "namespace": "ops"},
-           "spec": {"jobTemplate": {"spec": {"template": {"spec": {
-               "securityContext": {"runAsUser": 1000, "runAsGroup": 1000},
-               "initContainers": [{"name": "init", "image": "busybox:1", "securityContext": {"runAsUser": 0}}],
-               "containers": [{"name": "job", "image": "restic:1", "env": [{"name": "PGID", "value": "1"}]}]}}}}}}
+    doc = {
+        "kind": "CronJob",
+        "metadata": {"name": "backup", "namespace": "ops"},
+        "spec": {
+            "jobTemplate": {
+                "spec": {
+                    "template": {
+                        "spec": {
+                            "securityContext": {"runAsUser": 1000, "runAsGroup": 1000},
+                            "initContainers": [
+                                {"name": "init", "image": "busybox:1", "securityContext": {"runAsUser": 0}}
+                            ],
+                            "containers": [
+                                {"name": "job", "image": "restic:1", "env": [{"name": "PGID", "value": "1"}]}
+                            ],
+                        }
+                    }
+                }
+            }
+        },
+    }
     rows = workload_rows("backup", doc)
-    assert [(r.container, r.init, r.uid, r.cls) for r in rows] == [("init", True, 0, "root"), ("job", False, 1000, "linuxserver")]
+    assert [(r.container, r.init, r.uid, r.cls) for r in rows] == [
+        ("init", True, 0, "root"),
+        ("job", False, 1000, "linuxserver"),
+    ]
     assert workload_rows("x", {"kind": "Service", "metadata": {"name": "x"}}) == []

@@ -9,13 +9,12 @@ from pathlib import Path
 
 import crossplane
 import pytest
+from audit_fixture_repos import FIXED, ROOT_DEFAULT_CONF, ROOT_SITE
 
 from imgforge import config
 from imgforge.audit import audit_repo, migrate_repo, write_site
 from imgforge.audit.migrate import nginx_behaviour
 from imgforge.errors import CatalogError, Refused, UsageError
-
-from audit_fixture_repos import FIXED, ROOT_DEFAULT_CONF, ROOT_SITE
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -27,7 +26,8 @@ def catalog(tmp_path) -> Path:
     (root / "sites").mkdir(parents=True)
     shutil.copy(REPO / "imgforge.toml", root)
     (root / "sites" / "sofmeright.toml").write_text(
-        'image = "cr.pcfae.com/prplanit/sofmeright.com"\ntag = "v0.0.5"\n', encoding="utf-8")
+        'image = "cr.pcfae.com/prplanit/sofmeright.com"\ntag = "v0.0.5"\n', encoding="utf-8"
+    )
     return root
 
 
@@ -36,6 +36,7 @@ def old_site(tmp_path, build_file_tree):
     def make(changes: dict | None = None, name: str = "astralfocal.com") -> Path:
         files = {k: v for k, v in {**ROOT_SITE, **(changes or {})}.items() if v is not None}
         return build_file_tree(tmp_path / name, files)
+
     return make
 
 
@@ -45,13 +46,18 @@ def test_root_site_becomes_an_entry(old_site, catalog):
     data = tomllib.loads(text)
     assert data["image"] == "cr.pcfae.com/prplanit/astralfocal.com"  # the catalog's registry path + folder
     assert data["tag"] == "v0.0.1"
-    assert data["fallback"] == "spa" and data["ipv6"] == "auto"
-    assert data["gzip"] is True and data["cache_assets"] is True
+    assert data["fallback"] == "spa"
+    assert data["ipv6"] == "auto"
+    assert data["gzip"] is True
+    assert data["cache_assets"] is True
     assert data["headers"] == {"X-Frame-Options": "SAMEORIGIN", "Referrer-Policy": "strict-origin-when-cross-origin"}
     assert data["source"]["content_dir"] == "www-data"
     assert data["source"]["path"] == str(repo.resolve())  # outside the catalog: absolute
-    assert "profile" not in data and "uid" not in data  # the catalog's defaults (alpine, 100:101) apply
-    assert notes == ["nginx.conf:13: gzip_types text/css application/javascript: imgforge compresses its own list of types"]
+    assert "profile" not in data
+    assert "uid" not in data
+    assert notes == [
+        "nginx.conf:13: gzip_types text/css application/javascript: imgforge compresses its own list of types"
+    ]
 
 
 def test_404_site_without_gzip_ipv6_or_caching(old_site, catalog):
@@ -71,7 +77,10 @@ def test_404_site_without_gzip_ipv6_or_caching(old_site, catalog):
 
 
 def test_what_cannot_be_carried_is_listed_with_its_line(old_site, catalog):
-    conf = ROOT_DEFAULT_CONF.replace("index index.html;", """index index.html;
+    conf = (
+        ROOT_DEFAULT_CONF.replace(
+            "index index.html;",
+            """index index.html;
         error_page 404 /404.html;
         location /api/ {
             proxy_pass http://backend:3000;
@@ -79,18 +88,24 @@ def test_what_cannot_be_carried_is_listed_with_its_line(old_site, catalog):
         location ~* \\.(pdf)$ {
             expires 30d;
             add_header Access-Control-Allow-Origin "*";
-        }""") + """
+        }""",
+        )
+        + """
     server {
         listen 80;
         server_name www.example.com;
         return 301 https://example.com$request_uri;
     }
     """
+    )
     _, notes = migrate_repo(old_site({"default.conf": conf}), "a", catalog)
     assert "default.conf:7: error_page 404 /404.html" in notes
     assert "default.conf:8: location /api/ {...}" in notes
     assert "default.conf:12: expires 30d: assets are cached for one year (immutable)" in notes
-    assert "default.conf:13: add_header Access-Control-Allow-Origin *: assets get the site's headers and Cache-Control only" in notes
+    assert (
+        "default.conf:13: add_header Access-Control-Allow-Origin *: assets get the site's headers and Cache-Control only"
+        in notes
+    )
     assert any(n.startswith("default.conf:29: server www.example.com {...}") for n in notes)
     assert not any("proxy_pass" in n or "return 301" in n for n in notes)  # reported with their block
 
@@ -115,7 +130,8 @@ def test_image_from_ci_file_and_option(old_site, catalog):
     repo = old_site({".gitlab-ci.yml": ci})
     assert tomllib.loads(migrate_repo(repo, "a", catalog)[0])["image"] == "cr.example.com/team/astral"
     text = migrate_repo(repo, "a", catalog, image="cr.example.com/other/x", tag="v2.0.0")[0]
-    assert tomllib.loads(text)["image"] == "cr.example.com/other/x" and tomllib.loads(text)["tag"] == "v2.0.0"
+    assert tomllib.loads(text)["image"] == "cr.example.com/other/x"
+    assert tomllib.loads(text)["tag"] == "v2.0.0"
 
 
 def test_no_image_anywhere_asks_for_one(old_site, tmp_path):
@@ -128,10 +144,23 @@ def test_no_image_anywhere_asks_for_one(old_site, tmp_path):
 
 def test_tag_follows_the_repos_newest_version(old_site, catalog):
     repo = old_site()
-    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@e", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@e",
-           "HOME": str(repo), "PATH": "/usr/bin:/bin"}
-    for cmd in (["init", "-q"], ["add", "."], ["commit", "-qm", "site"], ["tag", "v0.0.2"], ["tag", "v0.0.10"],
-                ["tag", "dev-1234abcd"], ["remote", "add", "origin", "https://git.example.com/s/astral.git"]):
+    env = {
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@e",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@e",
+        "HOME": str(repo),
+        "PATH": "/usr/bin:/bin",
+    }
+    for cmd in (
+        ["init", "-q"],
+        ["add", "."],
+        ["commit", "-qm", "site"],
+        ["tag", "v0.0.2"],
+        ["tag", "v0.0.10"],
+        ["tag", "dev-1234abcd"],
+        ["remote", "add", "origin", "https://git.example.com/s/astral.git"],
+    ):
         subprocess.run(["git", "-C", str(repo), *cmd], check=True, env=env, capture_output=True)
     text = migrate_repo(repo, "a", catalog)[0]
     assert tomllib.loads(text)["tag"] == "v0.0.11"
@@ -139,8 +168,11 @@ def test_tag_follows_the_repos_newest_version(old_site, catalog):
 
 
 def test_numeric_user_and_debian_base_are_carried(old_site, catalog):
-    dockerfile = ROOT_SITE["Dockerfile"].replace("FROM alpine", "FROM debian:bookworm-slim").replace(
-        "EXPOSE 80", "EXPOSE 80\nUSER 10000:10001")
+    dockerfile = (
+        ROOT_SITE["Dockerfile"]
+        .replace("FROM alpine", "FROM debian:bookworm-slim")
+        .replace("EXPOSE 80", "EXPOSE 80\nUSER 10000:10001")
+    )
     data = tomllib.loads(migrate_repo(old_site({"Dockerfile": dockerfile}), "a", catalog)[0])
     assert (data["profile"], data["uid"], data["gid"]) == ("debian", 10000, 10001)
 
@@ -151,7 +183,9 @@ def test_repo_inside_the_catalog_gets_a_relative_path(tmp_path, build_file_tree,
 
 
 def test_content_folder_from_copy(old_site, catalog):
-    dockerfile = ROOT_SITE["Dockerfile"].replace("COPY www-data/ /usr/share/nginx/html/", "COPY site/public /usr/share/nginx/html")
+    dockerfile = ROOT_SITE["Dockerfile"].replace(
+        "COPY www-data/ /usr/share/nginx/html/", "COPY site/public /usr/share/nginx/html"
+    )
     repo = old_site({"Dockerfile": dockerfile, "site/public/index.html": "<p>hi</p>\n"})
     assert tomllib.loads(migrate_repo(repo, "a", catalog)[0])["source"]["content_dir"] == "site/public"
 
@@ -167,7 +201,9 @@ def _behaviour_of(files: dict[str, str], tmp: Path) -> dict:
     for name, text in files.items():
         path = tmp / name.replace("/", "_")
         path.write_text(text)
-        parsed[name] = crossplane.parse(str(path), single=True, check_ctx=False, check_args=False)["config"][0]["parsed"]
+        parsed[name] = crossplane.parse(str(path), single=True, check_ctx=False, check_args=False)["config"][0][
+            "parsed"
+        ]
     return nginx_behaviour(parsed)
 
 

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from audit_fixture_repos import FIXED, HALF_FIXED, ROOT_SITE, WEB_ROOT
 
 from imgforge.audit import RULES, AuditUnreadable, audit_repo
 from imgforge.audit.findings import ERROR, has_errors
-
-from audit_fixture_repos import FIXED, HALF_FIXED, ROOT_SITE, WEB_ROOT
 
 
 def rules(findings) -> list[str]:
@@ -24,7 +23,8 @@ def test_root_alpine_site_reports_every_root_habit(site_repo):
     assert ("IMG001", "nginx.conf", 1) in by_rule  # user nginx;
     assert ("IMG002", "nginx.conf", 3) in by_rule  # pid /var/run/nginx/nginx.pid
     assert ("IMG003", "nginx.conf", None) in by_rule  # no temp paths at all
-    assert ("IMG004", "default.conf", 2) in by_rule and ("IMG004", "default.conf", 3) in by_rule
+    assert ("IMG004", "default.conf", 2) in by_rule
+    assert ("IMG004", "default.conf", 3) in by_rule
     assert ("IMG010", "Dockerfile", None) in by_rule
     assert ("IMG013", "Dockerfile", 6) in by_rule
     assert ("IMG030", "www-data/mail.php", None) in by_rule
@@ -41,8 +41,7 @@ def test_root_alpine_site_reports_every_root_habit(site_repo):
 
 def test_half_fixed_site_reports_the_v004_bug(site_repo):
     found = audit_repo(site_repo(HALF_FIXED))
-    assert [(f.rule, f.file, f.line) for f in found] == [
-        ("IMG020", "entrypoint.sh", 3), ("IMG021", "entrypoint.sh", 3)]
+    assert [(f.rule, f.file, f.line) for f in found] == [("IMG020", "entrypoint.sh", 3), ("IMG021", "entrypoint.sh", 3)]
     assert "gettext" in found[0].message
     assert "/etc/nginx/http.d/default.conf" in found[1].message
 
@@ -54,13 +53,14 @@ def test_every_rule_has_a_severity_and_title():
 
 # -- nginx rules --------------------------------------------------------------------------------
 
+
 def test_user_directive(site_repo):
     conf = "user nginx nginx;\n" + FIXED["nginx.conf"].lstrip("\n")
     found = audit_repo(site_repo(FIXED, {"nginx.conf": conf}))
     assert [(f.rule, f.line) for f in found] == [("IMG001", 1)]
 
 
-@pytest.mark.parametrize("pid, expected", [("/var/run/nginx.pid", ["IMG002"]), ("/tmp/nginx.pid", [])])
+@pytest.mark.parametrize(("pid", "expected"), [("/var/run/nginx.pid", ["IMG002"]), ("/tmp/nginx.pid", [])])
 def test_pid_outside_tmp(site_repo, pid, expected):
     conf = FIXED["nginx.conf"].replace("/tmp/nginx.pid", pid)
     assert rules(audit_repo(site_repo(FIXED, {"nginx.conf": conf}))) == expected
@@ -82,13 +82,22 @@ def test_missing_temp_paths_are_named(site_repo):
     conf = FIXED["nginx.conf"].replace("uwsgi_temp_path /tmp/uwsgi;", "").replace("scgi_temp_path /tmp/scgi;", "")
     found = audit_repo(site_repo(FIXED, {"nginx.conf": conf}))
     assert rules(found) == ["IMG003"]
-    assert "uwsgi_temp_path, scgi_temp_path" in found[0].message and "proxy" not in found[0].message
+    assert "uwsgi_temp_path, scgi_temp_path" in found[0].message
+    assert "proxy" not in found[0].message
 
 
-@pytest.mark.parametrize("listen, expected", [
-    ("80", ["IMG004"]), ("0.0.0.0:443 ssl", ["IMG004"]), ("[::]:80", ["IMG004"]),
-    ("8080", []), ("127.0.0.1:8080", []), ("unix:/tmp/nginx.sock", []), ("${LISTEN_PORT}", []),
-])
+@pytest.mark.parametrize(
+    ("listen", "expected"),
+    [
+        ("80", ["IMG004"]),
+        ("0.0.0.0:443 ssl", ["IMG004"]),
+        ("[::]:80", ["IMG004"]),
+        ("8080", []),
+        ("127.0.0.1:8080", []),
+        ("unix:/tmp/nginx.sock", []),
+        ("${LISTEN_PORT}", []),
+    ],
+)
 def test_listen_below_1024(site_repo, listen, expected):
     conf = FIXED["default.conf.template"].replace("listen ${LISTEN_PORT};", f"listen {listen};")
     assert rules(audit_repo(site_repo(FIXED, {"default.conf.template": conf}))) == expected
@@ -108,6 +117,7 @@ def test_unrelated_conf_files_are_ignored(site_repo):
 
 # -- Dockerfile rules ---------------------------------------------------------------------------
 
+
 def _dockerfile(old: str, new: str) -> dict:
     assert old in FIXED["Dockerfile"]
     return {"Dockerfile": FIXED["Dockerfile"].replace(old, new)}
@@ -120,12 +130,16 @@ def test_no_user(site_repo):
 
 def test_no_user_is_fine_on_a_non_root_base(site_repo):
     changes = _dockerfile("USER 100:101\n", "")
-    changes["Dockerfile"] = changes["Dockerfile"].replace("FROM alpine:3.21", "FROM nginxinc/nginx-unprivileged:1.27-alpine")
+    changes["Dockerfile"] = changes["Dockerfile"].replace(
+        "FROM alpine:3.21", "FROM nginxinc/nginx-unprivileged:1.27-alpine"
+    )
     assert audit_repo(site_repo(FIXED, changes)) == []  # its own ENTRYPOINT replaces the base's envsubst step
 
 
-@pytest.mark.parametrize("user, rule", [("root", "IMG011"), ("0:0", "IMG011"), ("nginx", "IMG012"),
-                                        ("nginx:nginx", "IMG012"), ("${APP_UID}:101", None)])
+@pytest.mark.parametrize(
+    ("user", "rule"),
+    [("root", "IMG011"), ("0:0", "IMG011"), ("nginx", "IMG012"), ("nginx:nginx", "IMG012"), ("${APP_UID}:101", None)],
+)
 def test_user_values(site_repo, user, rule):
     changes = _dockerfile("USER 100:101", f"ARG APP_UID=10000\nUSER {user}")
     found = audit_repo(site_repo(FIXED, changes))
@@ -154,19 +168,27 @@ def test_stopsignal_inherited_from_official_nginx(site_repo):
     assert "IMG040" not in rules(audit_repo(site_repo(FIXED, changes)))
 
 
-@pytest.mark.parametrize("base, flagged", [
-    ("alpine", True), ("alpine:latest", True), ("cr.example.com:5000/base/alpine", True),
-    ("alpine:3.21", False), ("cr.example.com:5000/base/alpine:3.21", False),
-    ("alpine@sha256:" + "a" * 64, False),
-])
+@pytest.mark.parametrize(
+    ("base", "flagged"),
+    [
+        ("alpine", True),
+        ("alpine:latest", True),
+        ("cr.example.com:5000/base/alpine", True),
+        ("alpine:3.21", False),
+        ("cr.example.com:5000/base/alpine:3.21", False),
+        ("alpine@sha256:" + "a" * 64, False),
+    ],
+)
 def test_unpinned_base(site_repo, base, flagged):
     found = audit_repo(site_repo(FIXED, _dockerfile("FROM alpine:3.21", f"FROM {base}")))
     assert rules(found) == (["IMG041"] if flagged else [])
 
 
 def test_unpinned_base_through_arg_and_stages(site_repo):
-    dockerfile = ("ARG BASE=alpine\nFROM ${BASE} AS runtime\nRUN apk add --no-cache nginx gettext\n"
-                  "FROM runtime\n" + FIXED["Dockerfile"].lstrip().split("\n", 2)[2])
+    dockerfile = (
+        "ARG BASE=alpine\nFROM ${BASE} AS runtime\nRUN apk add --no-cache nginx gettext\n"
+        "FROM runtime\n" + FIXED["Dockerfile"].lstrip().split("\n", 2)[2]
+    )
     found = audit_repo(site_repo(FIXED, {"Dockerfile": dockerfile}))
     assert [(f.rule, f.line) for f in found] == [("IMG041", 2)]
 
@@ -186,21 +208,29 @@ def test_path_that_is_not_a_folder(tmp_path):
 
 # -- runtime template steps ---------------------------------------------------------------------
 
+
 def test_envsubst_without_gettext(site_repo):
     changes = _dockerfile("nginx gettext", "nginx")
     assert [(f.rule, f.line) for f in audit_repo(site_repo(FIXED, changes))] == [("IMG020", 5)]
 
 
-@pytest.mark.parametrize("install", ["apt-get install -y --no-install-recommends nginx-light gettext-base",
-                                     "apk add --no-cache nginx gettext-envsubst"])
+@pytest.mark.parametrize(
+    "install",
+    [
+        "apt-get install -y --no-install-recommends nginx-light gettext-base",
+        "apk add --no-cache nginx gettext-envsubst",
+    ],
+)
 def test_envsubst_from_other_packages(site_repo, install):
     changes = _dockerfile("apk add --no-cache nginx gettext", install)
     assert audit_repo(site_repo(FIXED, changes)) == []
 
 
 def test_envsubst_copied_from_a_build_stage(site_repo):
-    changes = _dockerfile("RUN apk add --no-cache nginx gettext",
-                          "RUN apk add --no-cache nginx\nCOPY --from=tools /usr/bin/envsubst /usr/local/bin/envsubst")
+    changes = _dockerfile(
+        "RUN apk add --no-cache nginx gettext",
+        "RUN apk add --no-cache nginx\nCOPY --from=tools /usr/bin/envsubst /usr/local/bin/envsubst",
+    )
     assert audit_repo(site_repo(FIXED, changes)) == []
 
 
@@ -213,20 +243,25 @@ def test_template_written_through_a_variable_outside_tmp(site_repo):
 
 def test_sed_in_place_at_start_up(site_repo):
     script = FIXED["entrypoint.sh"].replace(
-        "exec nginx", "sed -i \"s/8080/$LISTEN_PORT/\" /etc/nginx/nginx.conf\nexec nginx")
+        "exec nginx", 'sed -i "s/8080/$LISTEN_PORT/" /etc/nginx/nginx.conf\nexec nginx'
+    )
     found = audit_repo(site_repo(FIXED, {"entrypoint.sh": script}))
     assert [(f.rule, f.line) for f in found] == [("IMG021", 6)]
 
 
 def test_inline_shell_cmd_is_a_runtime_step(site_repo):
-    changes = _dockerfile('ENTRYPOINT ["/entrypoint.sh"]',
-                          "CMD envsubst < /etc/nginx/templates/default.conf.template > /etc/nginx/conf.d/x.conf && nginx")
+    changes = _dockerfile(
+        'ENTRYPOINT ["/entrypoint.sh"]',
+        "CMD envsubst < /etc/nginx/templates/default.conf.template > /etc/nginx/conf.d/x.conf && nginx",
+    )
     assert [(f.rule, f.line) for f in audit_repo(site_repo(FIXED, changes))] == [("IMG021", 11)]
 
 
 def test_official_nginx_template_dir_renders_into_etc(site_repo):
-    dockerfile = ("FROM nginx:1.27-alpine\nCOPY default.conf.template /etc/nginx/templates/default.conf.template\n"
-                  "COPY www-data/ /usr/share/nginx/html/\nUSER 101\n")
+    dockerfile = (
+        "FROM nginx:1.27-alpine\nCOPY default.conf.template /etc/nginx/templates/default.conf.template\n"
+        "COPY www-data/ /usr/share/nginx/html/\nUSER 101\n"
+    )
     found = audit_repo(site_repo(FIXED, {"Dockerfile": dockerfile, "entrypoint.sh": None}))
     assert [(f.rule, f.line) for f in found] == [("IMG021", 2)]
     ok = dockerfile + "ENV NGINX_ENVSUBST_OUTPUT_DIR=/tmp/conf.d\n"
@@ -234,19 +269,32 @@ def test_official_nginx_template_dir_renders_into_etc(site_repo):
 
 
 def test_build_time_envsubst_is_not_a_runtime_step(site_repo):
-    changes = _dockerfile("RUN apk add --no-cache nginx gettext",
-                          "RUN apk add --no-cache nginx && envsubst < a > /etc/nginx/b.conf")
+    changes = _dockerfile(
+        "RUN apk add --no-cache nginx gettext", "RUN apk add --no-cache nginx && envsubst < a > /etc/nginx/b.conf"
+    )
     # the entrypoint still needs gettext, but the RUN line itself is not reported
     assert [(f.rule, f.file) for f in audit_repo(site_repo(FIXED, changes))] == [("IMG020", "entrypoint.sh")]
 
 
 # -- web root -----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name, rule", [
-    ("contact.php", "IMG030"), ("cgi-bin/form.pl", "IMG030"), (".env", "IMG031"), ("backup/site.key", "IMG031"),
-    ("id_rsa", "IMG031"), (".htpasswd", "IMG031"), ("Thumbs.db", "IMG033"), ("art/logo.psd", "IMG033"),
-    (".DS_Store", "IMG033"), ("index.html~", "IMG033"), (".vscode/settings.json", "IMG033"),
-])
+
+@pytest.mark.parametrize(
+    ("name", "rule"),
+    [
+        ("contact.php", "IMG030"),
+        ("cgi-bin/form.pl", "IMG030"),
+        (".env", "IMG031"),
+        ("backup/site.key", "IMG031"),
+        ("id_rsa", "IMG031"),
+        (".htpasswd", "IMG031"),
+        ("Thumbs.db", "IMG033"),
+        ("art/logo.psd", "IMG033"),
+        (".DS_Store", "IMG033"),
+        ("index.html~", "IMG033"),
+        (".vscode/settings.json", "IMG033"),
+    ],
+)
 def test_web_root_files(site_repo, name, rule):
     found = audit_repo(site_repo(FIXED, {f"www-data/{name}": "x\n"}))
     first = name.split("/")[0] if name.startswith(".vscode") else name
@@ -264,15 +312,23 @@ def test_credentials_in_served_files(site_repo):
 
 
 def test_dockerignore_keeps_files_out_of_the_image(site_repo):
-    repo = site_repo(FIXED, {**{k: v for k, v in WEB_ROOT.items() if k != "www-data/index.html"},
-                             ".dockerignore": "**/*.php\n**/Thumbs.db\n*.psd\nwww-data/design\n"})
+    repo = site_repo(
+        FIXED,
+        {
+            **{k: v for k, v in WEB_ROOT.items() if k != "www-data/index.html"},
+            ".dockerignore": "**/*.php\n**/Thumbs.db\n*.psd\nwww-data/design\n",
+        },
+    )
     assert audit_repo(repo) == []
 
 
 def test_web_root_follows_the_nginx_root_and_copy(site_repo):
     conf = FIXED["default.conf.template"].replace("/usr/share/nginx/html", "/srv/site")
-    changes = {"default.conf.template": conf, "public/leak.php": "<?php\n",
-               **_dockerfile("COPY www-data/ /usr/share/nginx/html/", "COPY public /srv/site")}
+    changes = {
+        "default.conf.template": conf,
+        "public/leak.php": "<?php\n",
+        **_dockerfile("COPY www-data/ /usr/share/nginx/html/", "COPY public /srv/site"),
+    }
     found = audit_repo(site_repo(FIXED, changes))
     assert [(f.rule, f.file) for f in found] == [("IMG030", "public/leak.php")]
     assert "/srv/site/leak.php" in found[0].message
@@ -285,8 +341,11 @@ def test_copy_of_whole_repo_serves_everything(site_repo):
 
 
 def test_web_root_not_found(site_repo):
-    changes = {"www-data/index.html": None, "www-data/.well-known/security.txt": None,
-               **_dockerfile("COPY www-data/ /usr/share/nginx/html/\n", "")}
+    changes = {
+        "www-data/index.html": None,
+        "www-data/.well-known/security.txt": None,
+        **_dockerfile("COPY www-data/ /usr/share/nginx/html/\n", ""),
+    }
     found = audit_repo(site_repo(FIXED, changes))
     assert [(f.rule, f.severity) for f in found] == [("IMG034", "info")]
 
@@ -297,17 +356,24 @@ def test_nginx_only_repo_uses_conventional_web_root(site_repo):
 
 
 def test_files_nginx_refuses_still_ship_in_the_image(site_repo):
-    conf = FIXED["default.conf.template"].replace("location / {", "location ~* \\.(?:php|env)$ {\n return 404;\n}\nlocation / {")
-    found = audit_repo(site_repo(FIXED, {"default.conf.template": conf, "www-data/a.php": "<?php\n", "www-data/b.pl": "1;\n"}))
+    conf = FIXED["default.conf.template"].replace(
+        "location / {", "location ~* \\.(?:php|env)$ {\n return 404;\n}\nlocation / {"
+    )
+    found = audit_repo(
+        site_repo(FIXED, {"default.conf.template": conf, "www-data/a.php": "<?php\n", "www-data/b.pl": "1;\n"})
+    )
     messages = {f.file: f.message for f in found}
     assert "nginx refuses to serve it" in messages["www-data/a.php"]
     assert "served as plain text" in messages["www-data/b.pl"]
 
 
-@pytest.mark.parametrize("changes, match", [
-    ({"Dockerfile": "# no stages\nRUN true\n"}, r"^Dockerfile: no FROM instruction"),
-    ({"Dockerfile": "FROM --platform=linux/amd64\n"}, r"^Dockerfile:1: FROM without an image"),
-])
+@pytest.mark.parametrize(
+    ("changes", "match"),
+    [
+        ({"Dockerfile": "# no stages\nRUN true\n"}, r"^Dockerfile: no FROM instruction"),
+        ({"Dockerfile": "FROM --platform=linux/amd64\n"}, r"^Dockerfile:1: FROM without an image"),
+    ],
+)
 def test_unreadable_inputs_name_the_file(site_repo, changes, match):
     with pytest.raises(AuditUnreadable, match=match):
         audit_repo(site_repo(FIXED, changes))
@@ -322,6 +388,11 @@ def test_odd_copy_sources_and_quotes_do_not_crash(site_repo):
 def test_only_shell_scripts_are_start_up_steps(site_repo):
     # CMD names the nginx config, which mentions envsubst, but nginx.conf is not a script.
     conf = "env TEMPLATE_CMD=envsubst>/etc/nginx/x.conf;\n" + FIXED["nginx.conf"].lstrip("\n")
-    changes = {"nginx.conf": conf, **_dockerfile('ENTRYPOINT ["/entrypoint.sh"]',
-                                                  'ENTRYPOINT ["/entrypoint.sh"]\nCMD ["nginx", "-c", "/etc/nginx/nginx.conf"]')}
+    changes = {
+        "nginx.conf": conf,
+        **_dockerfile(
+            'ENTRYPOINT ["/entrypoint.sh"]',
+            'ENTRYPOINT ["/entrypoint.sh"]\nCMD ["nginx", "-c", "/etc/nginx/nginx.conf"]',
+        ),
+    }
     assert audit_repo(site_repo(FIXED, changes)) == []

@@ -9,9 +9,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Callable
 
 import pytest
 
@@ -32,11 +32,18 @@ class GitRepo:
     def git(self, *args: str) -> str:
         self._tick += 1
         when = f"{_EPOCH + 3600 * self._tick} +0000"
-        env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.invalid",
-               "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.invalid",
-               "GIT_AUTHOR_DATE": when, "GIT_COMMITTER_DATE": when}
-        return subprocess.run(["git", *args], cwd=self.path, env=env, check=True, capture_output=True,
-                              text=True).stdout.strip()
+        env = {
+            **os.environ,
+            "GIT_AUTHOR_NAME": "t",
+            "GIT_AUTHOR_EMAIL": "t@example.invalid",
+            "GIT_COMMITTER_NAME": "t",
+            "GIT_COMMITTER_EMAIL": "t@example.invalid",
+            "GIT_AUTHOR_DATE": when,
+            "GIT_COMMITTER_DATE": when,
+        }
+        return subprocess.run(
+            ["git", *args], cwd=self.path, env=env, check=True, capture_output=True, text=True
+        ).stdout.strip()
 
     def jump(self, hours: int) -> None:
         """Move this repository's clock, e.g. ahead of another repository's commits."""
@@ -72,15 +79,20 @@ def load_yaml(text: str):
 
 def check_schema(path: Path, schema: str) -> subprocess.CompletedProcess:
     """check-jsonschema against one of its vendored schemas (offline: no schema download)."""
-    return subprocess.run([str(CHECK_JSONSCHEMA), "--builtin-schema", schema, "--no-cache", str(path)],
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [str(CHECK_JSONSCHEMA), "--builtin-schema", schema, "--no-cache", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 @pytest.fixture
 def helpers():
     """The helper functions above, for test modules (importlib mode gives them no import path)."""
-    return SimpleNamespace(site_toml=site_toml, local_source=local_source, load_yaml=load_yaml,
-                           check_schema=check_schema, repo=REPO)
+    return SimpleNamespace(
+        site_toml=site_toml, local_source=local_source, load_yaml=load_yaml, check_schema=check_schema, repo=REPO
+    )
 
 
 @pytest.fixture

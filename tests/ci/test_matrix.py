@@ -10,6 +10,7 @@ import json
 import subprocess
 
 import pytest
+
 from imgforge import matrix
 from imgforge.cli import main
 from imgforge.config import load_catalog
@@ -42,8 +43,10 @@ def test_without_changed_since_every_site_is_listed(catalog_repo):
 
 def test_a_commit_touching_one_site_file_lists_only_that_site(catalog_repo, helpers):
     base = catalog_repo.git("rev-parse", "HEAD")
-    catalog_repo.commit("beta: new tag", {"sites/beta.toml": helpers.site_toml("beta", helpers.local_source("beta")).replace(
-        "v1.0.0", "v1.0.1")})
+    catalog_repo.commit(
+        "beta: new tag",
+        {"sites/beta.toml": helpers.site_toml("beta", helpers.local_source("beta")).replace("v1.0.0", "v1.0.1")},
+    )
     result = build(catalog_repo, base)
     assert names(result) == ["beta"]
     assert result.entries[0].reason == "sites/beta.toml changed"
@@ -65,9 +68,14 @@ def test_content_outside_the_served_folder_changes_nothing(catalog_repo):
     assert names(build(catalog_repo, base)) == []
 
 
-@pytest.mark.parametrize("path, why", [("templates/nginx.conf.j2", "templates/ changed"),
-                                       ("templates/new-snippet.conf.j2", "templates/ changed"),
-                                       ("imgforge.toml", "imgforge.toml changed")])
+@pytest.mark.parametrize(
+    ("path", "why"),
+    [
+        ("templates/nginx.conf.j2", "templates/ changed"),
+        ("templates/new-snippet.conf.j2", "templates/ changed"),
+        ("imgforge.toml", "imgforge.toml changed"),
+    ],
+)
 def test_shared_inputs_list_every_site(catalog_repo, path, why):
     base = catalog_repo.git("rev-parse", "HEAD")
     catalog_repo.commit(f"touch {path}", {path: "# changed\n"})
@@ -113,10 +121,15 @@ def test_a_file_moved_from_one_site_to_another_counts_for_both(catalog_repo):
 
 def test_catalog_in_a_subfolder_of_the_repository(git_repo, helpers):
     repo = git_repo("mono")
-    files = {"fleet/imgforge.toml": "[defaults]\n", "fleet/templates/x.j2": "x\n", "www/one/site/index.html": "1\n",
-             "fleet/sites/one.toml": helpers.site_toml("one", '[source]\npath = "../www/one"\ncontent_dir = "site"\n'),
-             "fleet/sites/two.toml": helpers.site_toml("two", '[source]\npath = "../www/two"\ncontent_dir = "site"\n'),
-             "www/two/site/index.html": "2\n", "templates/not-ours.j2": "x\n"}
+    files = {
+        "fleet/imgforge.toml": "[defaults]\n",
+        "fleet/templates/x.j2": "x\n",
+        "www/one/site/index.html": "1\n",
+        "fleet/sites/one.toml": helpers.site_toml("one", '[source]\npath = "../www/one"\ncontent_dir = "site"\n'),
+        "fleet/sites/two.toml": helpers.site_toml("two", '[source]\npath = "../www/two"\ncontent_dir = "site"\n'),
+        "www/two/site/index.html": "2\n",
+        "templates/not-ours.j2": "x\n",
+    }
     base = repo.commit("init", files)
     repo.commit("two", {"www/two/site/index.html": "2b\n", "templates/not-ours.j2": "y\n"})
     result = matrix.sites_to_build(load_catalog(repo.path / "fleet"), base, repo.path / "fleet")
@@ -125,7 +138,9 @@ def test_catalog_in_a_subfolder_of_the_repository(git_repo, helpers):
 
 def test_content_outside_the_repository_is_always_built(catalog_repo, tmp_path, build_file_tree, helpers):
     outside = build_file_tree(tmp_path / "elsewhere", {"www-data/index.html": "x\n"})
-    base = catalog_repo.commit("outside", {"sites/delta.toml": helpers.site_toml("delta", f'[source]\npath = "{outside}"\n')})
+    base = catalog_repo.commit(
+        "outside", {"sites/delta.toml": helpers.site_toml("delta", f'[source]\npath = "{outside}"\n')}
+    )
     result = build(catalog_repo, base)
     assert names(result) == ["delta"]
     assert "outside the repository" in result.entries[0].reason
@@ -139,7 +154,9 @@ def test_one_git_diff_for_the_whole_catalog(git_repo, monkeypatch, helpers):
         files[f"sites/s{i:02d}.toml"] = helpers.site_toml(f"s{i:02d}", helpers.local_source(f"s{i:02d}"))
         files[f"content/s{i:02d}/www-data/index.html"] = f"{i}\n"
     base = repo.commit("init", files)
-    repo.commit("s07 and s42", {"content/s07/www-data/index.html": "x\n", "sites/s42.toml": files["sites/s42.toml"] + "#\n"})
+    repo.commit(
+        "s07 and s42", {"content/s07/www-data/index.html": "x\n", "sites/s42.toml": files["sites/s42.toml"] + "#\n"}
+    )
     calls: list[list[str]] = []
     real_run = subprocess.run
 
@@ -161,13 +178,16 @@ def test_a_missing_content_folder_is_reported_not_dropped(catalog_repo):
     assert names(result) == []
     [problem] = result.problems
     assert (problem.site, problem.kind, problem.blocking) == ("gamma", "unavailable", True)
-    assert "content folder" in problem.reason and "does not exist" in problem.reason
+    assert "content folder" in problem.reason
+    assert "does not exist" in problem.reason
 
 
 def test_unknown_revision_is_a_usage_error(catalog_repo, capsys):
     code, out, err = run_cli(capsys, "--root", str(catalog_repo.path), "--changed-since", "no-such-ref")
-    assert code == 2 and out == ""
-    assert err.startswith("error: --changed-since no-such-ref: unknown revision in ") and err.count("\n") == 1
+    assert code == 2
+    assert out == ""
+    assert err.startswith("error: --changed-since no-such-ref: unknown revision in ")
+    assert err.count("\n") == 1
 
 
 def test_unrelated_history_says_so(catalog_repo, capsys):
@@ -175,13 +195,16 @@ def test_unrelated_history_says_so(catalog_repo, capsys):
     other = catalog_repo.commit("unrelated root")
     catalog_repo.git("checkout", "-q", "main")
     code, _, err = run_cli(capsys, "--root", str(catalog_repo.path), "--changed-since", other)
-    assert code == 2 and "no common history with HEAD" in err and "fetch-depth 0" in err
+    assert code == 2
+    assert "no common history with HEAD" in err
+    assert "fetch-depth 0" in err
 
 
 def test_not_a_git_repository_is_a_usage_error(make_catalog, capsys):
     root = make_catalog(sites={"a": {}})
     code, _, err = run_cli(capsys, "--root", str(root), "--changed-since", "HEAD")
-    assert code == 2 and "not a git repository" in err
+    assert code == 2
+    assert "not a git repository" in err
 
 
 # --- git sources --------------------------------------------------------------------------------
@@ -201,8 +224,10 @@ def remote(git_repo):
 
 
 def add_git_site(catalog_repo, name: str, url: str, ref: str = "main") -> str:
-    toml = (f'image = "registry.example.invalid/sites/{name}"\ntag = "v1.0.0"\nprofile = "prebuilt"\n'
-            f'[source]\ngit = "{url}"\nref = "{ref}"\n')
+    toml = (
+        f'image = "registry.example.invalid/sites/{name}"\ntag = "v1.0.0"\nprofile = "prebuilt"\n'
+        f'[source]\ngit = "{url}"\nref = "{ref}"\n'
+    )
     return catalog_repo.commit(f"add {name}", {f"sites/{name}.toml": toml})
 
 
@@ -210,7 +235,8 @@ def test_git_source_that_did_not_move_is_not_built(catalog_repo, remote):
     base = add_git_site(catalog_repo, "remote-site", f"file://{remote.path}")
     catalog_repo.commit("unrelated", {"docs/x.md": "x\n"})
     result = build(catalog_repo, base)
-    assert names(result) == [] and result.problems == ()
+    assert names(result) == []
+    assert result.problems == ()
 
 
 def test_git_source_with_a_new_commit_is_built(catalog_repo, remote):
@@ -220,7 +246,8 @@ def test_git_source_with_a_new_commit_is_built(catalog_repo, remote):
     result = build(catalog_repo, base)
     assert names(result) == ["remote-site"]
     entry = result.entries[0]
-    assert entry.revision == new and f"moved to {new[:8]}" in entry.reason
+    assert entry.revision == new
+    assert f"moved to {new[:8]}" in entry.reason
 
 
 def test_git_source_commit_is_fetched_once_then_read_from_the_cache(catalog_repo, remote, monkeypatch):
@@ -233,7 +260,8 @@ def test_git_source_commit_is_fetched_once_then_read_from_the_cache(catalog_repo
     assert sum(1 for c in calls if "fetch" in c) == 1
     calls.clear()
     assert names(build(catalog_repo, base)) == []
-    assert [c for c in calls if "fetch" in c] == [] and sum(1 for c in calls if "ls-remote" in c) == 1
+    assert [c for c in calls if "fetch" in c] == []
+    assert sum(1 for c in calls if "ls-remote" in c) == 1
 
 
 def test_a_pinned_commit_is_rebuilt_only_through_the_site_file(catalog_repo, remote):
@@ -247,7 +275,8 @@ def test_a_pinned_commit_is_rebuilt_only_through_the_site_file(catalog_repo, rem
     newer = remote.git("rev-parse", "HEAD")
     add_git_site(catalog_repo, "pinned", f"file://{remote.path}", newer)
     result = build(catalog_repo, base)
-    assert names(result) == ["pinned"] and result.entries[0].reason == "sites/pinned.toml changed"
+    assert names(result) == ["pinned"]
+    assert result.entries[0].reason == "sites/pinned.toml changed"
 
 
 def test_git_source_pinned_to_a_tag_resolves_the_tag(catalog_repo, remote):
@@ -264,7 +293,8 @@ def test_unreachable_git_source_is_reported_with_the_reason(catalog_repo, tmp_pa
     result = build(catalog_repo, base)
     [problem] = result.problems
     assert (problem.site, problem.kind, problem.blocking) == ("gone", "unreachable", False)
-    assert "cannot reach the repository" in problem.reason and "no-such-repo.git" in problem.reason
+    assert "cannot reach the repository" in problem.reason
+    assert "no-such-repo.git" in problem.reason
     # due for a build (no --changed-since): the same problem now blocks
     [problem] = build(catalog_repo, None).problems
     assert problem.blocking
@@ -273,7 +303,8 @@ def test_unreachable_git_source_is_reported_with_the_reason(catalog_repo, tmp_pa
 def test_a_ref_the_remote_does_not_have_is_reported(catalog_repo, remote):
     add_git_site(catalog_repo, "typo", f"file://{remote.path}", "mian")
     [problem] = build(catalog_repo, None).problems
-    assert problem.kind == "unreachable" and "ref 'mian' not found" in problem.reason
+    assert problem.kind == "unreachable"
+    assert "ref 'mian' not found" in problem.reason
 
 
 def test_problems_reach_stderr_and_github_output(catalog_repo, tmp_path, capsys, monkeypatch):
@@ -286,14 +317,16 @@ def test_problems_reach_stderr_and_github_output(catalog_repo, tmp_path, capsys,
     assert code == 0
     catalog = load_catalog(catalog_repo.path)
     base_image = catalog.profile(catalog.site("alpha")).base_image
-    assert json.loads(out) == {"include": [{"site": "alpha", "image": "registry.example.invalid/sites/alpha:v1.0.0",
-                                            "base": base_image}]}
+    assert json.loads(out) == {
+        "include": [{"site": "alpha", "image": "registry.example.invalid/sites/alpha:v1.0.0", "base": base_image}]
+    }
     assert err.startswith("warning: gone: sites/gone.toml: source: file://")
     lines = output.read_text().splitlines()
     assert lines[0] == "earlier=1"
     assert lines[1] == "matrix=" + out.strip()
     assert lines[2] == "count=1"
-    assert lines[3].startswith("problems=") and "gone" in json.loads(lines[3][len("problems="):])[0]
+    assert lines[3].startswith("problems=")
+    assert "gone" in json.loads(lines[3][len("problems=") :])[0]
 
 
 def test_blocking_problem_becomes_a_failing_github_matrix_entry(catalog_repo, tmp_path, capsys):
@@ -301,7 +334,8 @@ def test_blocking_problem_becomes_a_failing_github_matrix_entry(catalog_repo, tm
     code, out, err = run_cli(capsys, "--root", str(catalog_repo.path), "--format", "github")
     include = json.loads(out)["include"]
     assert [i["site"] for i in include] == ["alpha", "beta", "gamma", "gone"]
-    assert "cannot reach" in include[-1]["problem"] and "problem" not in include[0]
+    assert "cannot reach" in include[-1]["problem"]
+    assert "problem" not in include[0]
     assert "error: gone:" in err
 
 
@@ -320,15 +354,23 @@ def test_json_format_lists_sites_and_problems(catalog_repo, capsys):
     catalog_repo.commit("alpha", {"content/alpha/www-data/x.js": "1\n"})
     code, out, _ = run_cli(capsys, "--root", str(catalog_repo.path), "--changed-since", base)
     data = json.loads(out)
-    assert code == 0 and data["base_commit"] == base and data["changed_paths"] == 1
-    assert [s["site"] for s in data["sites"]] == ["alpha"] and data["problems"] == []
+    assert code == 0
+    assert data["base_commit"] == base
+    assert data["changed_paths"] == 1
+    assert [s["site"] for s in data["sites"]] == ["alpha"]
+    assert data["problems"] == []
     assert set(data["sites"][0]) == {"site", "image", "reason", "base", "revision"}
 
 
 def test_gitlab_format_one_job_per_site(catalog_repo, capsys, helpers):
     base = catalog_repo.git("rev-parse", "HEAD")
-    catalog_repo.commit("two sites", {"content/alpha/www-data/x.js": "1\n", "sites/gamma.toml":
-                                      helpers.site_toml("gamma", helpers.local_source("gamma")) + "# note\n"})
+    catalog_repo.commit(
+        "two sites",
+        {
+            "content/alpha/www-data/x.js": "1\n",
+            "sites/gamma.toml": helpers.site_toml("gamma", helpers.local_source("gamma")) + "# note\n",
+        },
+    )
     code, out, _ = run_cli(capsys, "--root", str(catalog_repo.path), "--changed-since", base, "--format", "gitlab")
     doc = helpers.load_yaml(out)
     jobs = {k: v for k, v in doc.items() if not k.startswith(".") and isinstance(v, dict)}
@@ -348,9 +390,13 @@ def test_gitlab_format_empty_change_set_is_a_valid_noop(catalog_repo, capsys, he
 
 def test_gitlab_format_problems_fail_or_warn(catalog_repo, tmp_path, capsys, helpers):
     add_git_site(catalog_repo, "gone", f"file://{tmp_path}/nope.git")
-    catalog_repo.commit("gamma content gone", {"sites/gamma.toml": helpers.site_toml("gamma", '[source]\npath = "nowhere"\n')})
+    catalog_repo.commit(
+        "gamma content gone", {"sites/gamma.toml": helpers.site_toml("gamma", '[source]\npath = "nowhere"\n')}
+    )
     code, out, _ = run_cli(capsys, "--root", str(catalog_repo.path), "--changed-since", "HEAD~1", "--format", "gitlab")
     doc = helpers.load_yaml(out)
-    assert doc["problem:gamma"]["script"][-1] == "exit 1" and "allow_failure" not in doc["problem:gamma"]
-    assert doc["problems"]["allow_failure"] is True and "gone" in doc["problems"]["script"][0]
+    assert doc["problem:gamma"]["script"][-1] == "exit 1"
+    assert "allow_failure" not in doc["problem:gamma"]
+    assert doc["problems"]["allow_failure"] is True
+    assert "gone" in doc["problems"]["script"][0]
     assert_valid_gitlab(helpers, out, tmp_path)

@@ -39,8 +39,14 @@ def gitlab_site_commands(helpers) -> list[str]:
 
 def run_job(commands: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
     script = "set -eo pipefail\n" + "\n".join(commands) + "\n"  # the shell options both runners use
-    return subprocess.run(["bash", "-c", script], cwd=Path(__file__).resolve().parents[2], env=env,
-                          capture_output=True, text=True, timeout=900)
+    return subprocess.run(
+        ["bash", "-c", script],
+        cwd=Path(__file__).resolve().parents[2],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
 
 
 def guard_path(tmp_path: Path) -> Path:
@@ -59,9 +65,13 @@ def test_the_site_job_builds_and_tests_the_example_site(helpers, docker_client, 
 
     catalog = load_catalog(helpers.repo)
     site = catalog.site("example")
-    env = {**os.environ, "PATH": f"{guard_path(tmp_path)}{os.pathsep}{Path(sys.executable).parent}{os.pathsep}"
-                                 f"{os.environ['PATH']}",
-           "SITE": site.name, "IMAGE": site.reference, "BASE": catalog.profile(site).base_image}
+    env = {
+        **os.environ,
+        "PATH": f"{guard_path(tmp_path)}{os.pathsep}{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "SITE": site.name,
+        "IMAGE": site.reference,
+        "BASE": catalog.profile(site).base_image,
+    }
     env.pop("IMGFORGE_PUSH", None)
     # The bases exist (fixtures above), so the job's own check must agree and skip the bootstrap.
     status = subprocess.run(["imgforge", "base", "status", "--quiet"], env=env, capture_output=True, text=True)

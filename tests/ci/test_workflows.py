@@ -35,7 +35,7 @@ def schema_errors(helpers, path, schema: str) -> str | None:
     return None if proc.returncode == 0 else proc.stdout + proc.stderr
 
 
-@pytest.mark.parametrize("rel, schema", [(GITHUB, "vendor.github-workflows"), (GITLAB, "vendor.gitlab-ci")])
+@pytest.mark.parametrize(("rel", "schema"), [(GITHUB, "vendor.github-workflows"), (GITLAB, "vendor.gitlab-ci")])
 def test_workflow_files_match_the_real_schema(helpers, rel, schema):
     assert schema_errors(helpers, helpers.repo / rel, schema) is None
 
@@ -51,14 +51,28 @@ def test_the_schema_check_rejects_a_broken_workflow(helpers, tmp_path):
     assert schema_errors(helpers, broken, "vendor.gitlab-ci") is not None
 
 
-@pytest.mark.parametrize("result", [
-    matrix.MatrixResult(()),
-    matrix.MatrixResult((matrix.Entry("a", "r.example/a:v1", "sites/a.toml changed", "alpine:3.21"),
-                         matrix.Entry("b-2", "r.example/b:v2", 'quote " and: colon', "imgforge/nginx-debian:bookworm")),
-                        changed_since="origin/main", base_commit="0" * 40),
-    matrix.MatrixResult((), (matrix.Problem("x", "r.example/x:v1", "unreachable", "it's gone: 'ref'", False),
-                             matrix.Problem("y", "r.example/y:v1", "unavailable", "no folder", True))),
-], ids=["empty", "two-sites", "problems-only"])
+@pytest.mark.parametrize(
+    "result",
+    [
+        matrix.MatrixResult(()),
+        matrix.MatrixResult(
+            (
+                matrix.Entry("a", "r.example/a:v1", "sites/a.toml changed", "alpine:3.21"),
+                matrix.Entry("b-2", "r.example/b:v2", 'quote " and: colon', "imgforge/nginx-debian:bookworm"),
+            ),
+            changed_since="origin/main",
+            base_commit="0" * 40,
+        ),
+        matrix.MatrixResult(
+            (),
+            (
+                matrix.Problem("x", "r.example/x:v1", "unreachable", "it's gone: 'ref'", False),
+                matrix.Problem("y", "r.example/y:v1", "unavailable", "no folder", True),
+            ),
+        ),
+    ],
+    ids=["empty", "two-sites", "problems-only"],
+)
 def test_generated_child_pipelines_match_the_gitlab_schema(helpers, tmp_path, result):
     path = tmp_path / "child.yml"
     path.write_text(matrix.format_gitlab(result), encoding="utf-8")
@@ -133,10 +147,13 @@ def test_github_pull_requests_never_push(helpers):
     steps = _push_steps(gh)
     assert len(steps) == 2  # release tags, and dev-<sha8> from branch pushes
     for step in steps:
-        assert "github.event_name == 'push'" in step["if"] and "pull_request" not in step["if"]
+        assert "github.event_name == 'push'" in step["if"]
+        assert "pull_request" not in step["if"]
     release, dev = sorted(steps, key=lambda st: "--tag" in st["run"])
-    assert "github.ref_type == 'tag'" in release["if"] and "--also-latest" in release["run"]
-    assert "github.ref_type == 'branch'" in dev["if"] and '--tag "dev-${GITHUB_SHA::8}"' in dev["run"]
+    assert "github.ref_type == 'tag'" in release["if"]
+    assert "--also-latest" in release["run"]
+    assert "github.ref_type == 'branch'" in dev["if"]
+    assert '--tag "dev-${GITHUB_SHA::8}"' in dev["run"]
     assert gh["jobs"]["gitops"]["if"].count("github.event_name == 'push'") == 1
     assert "ref_type == 'tag'" in gh["jobs"]["gitops"]["if"]
 
@@ -194,20 +211,28 @@ def test_gitlab_push_only_from_release_tags_and_the_default_branch(helpers):
     assert gl["gitops"]["rules"] == [{"if": r"$CI_COMMIT_TAG =~ /^v?\d+\.\d+\.\d+$/"}]
     child = helpers.load_yaml(matrix.GITLAB_SITE_JOB)[".imgforge-site"]
     push_line = next(line for line in child["script"] if "imgforge push" in line)
-    assert "release:*)" in push_line and "*) echo" in push_line
+    assert "release:*)" in push_line
+    assert "*) echo" in push_line
     assert 'dev:*) imgforge push "$SITE" --tag "dev-$CI_COMMIT_SHORT_SHA"' in push_line
 
 
 def test_generated_report_jobs_print_the_reasons_verbatim(helpers):
     """The problem and no-op jobs' shell lines, run by bash: quotes in reasons survive intact."""
     reason = "it's gone: 'main' $HOME \"quoted\""
-    result = matrix.MatrixResult((), (matrix.Problem("x", "r.example/x:v1", "unreachable", reason, False),
-                                      matrix.Problem("y", "r.example/y:v1", "unavailable", reason, True)),
-                                 changed_since="HEAD", base_commit="f" * 40)
+    result = matrix.MatrixResult(
+        (),
+        (
+            matrix.Problem("x", "r.example/x:v1", "unreachable", reason, False),
+            matrix.Problem("y", "r.example/y:v1", "unavailable", reason, True),
+        ),
+        changed_since="HEAD",
+        base_commit="f" * 40,
+    )
     doc = helpers.load_yaml(matrix.format_gitlab(result))
     for job, site in (("problems", "x"), ("problem:y", "y")):
         lines = doc[job]["script"]
-        assert lines[-1] == "exit 1" and doc[job].get("allow_failure", False) is (job == "problems")
+        assert lines[-1] == "exit 1"
+        assert doc[job].get("allow_failure", False) is (job == "problems")
         proc = subprocess.run(["bash", "-c", "\n".join(lines[:-1])], capture_output=True, text=True)
         assert proc.stderr == f"{site}: {reason}\n"
     doc = helpers.load_yaml(matrix.format_gitlab(matrix.MatrixResult((), changed_since="HEAD", base_commit="f" * 40)))
@@ -231,10 +256,18 @@ def github_since(helpers, repo, tmp_path, **env: str) -> str:
     step = next(s for s in read(helpers, GITHUB)["jobs"]["matrix"]["steps"] if s.get("id") == "since")
     output = tmp_path / "out"
     output.write_text("")
-    full_env = {**os.environ, "GITHUB_OUTPUT": str(output), "EVENT": "", "BEFORE": "", "BASE_REF": "",
-                "REF_TYPE": "", **env}
-    subprocess.run(["bash", "-eo", "pipefail", "-c", step["run"]], cwd=repo.path, env=full_env, check=True,
-                   capture_output=True)
+    full_env = {
+        **os.environ,
+        "GITHUB_OUTPUT": str(output),
+        "EVENT": "",
+        "BEFORE": "",
+        "BASE_REF": "",
+        "REF_TYPE": "",
+        **env,
+    }
+    subprocess.run(
+        ["bash", "-eo", "pipefail", "-c", step["run"]], cwd=repo.path, env=full_env, check=True, capture_output=True
+    )
     return output.read_text().removeprefix("since=").strip()
 
 
@@ -253,10 +286,20 @@ def test_github_branch_push_compares_with_the_previous_head(helpers, released_re
 
 def test_gitlab_plan_job_writes_the_child_pipeline_for_a_tag(helpers, released_repo, tmp_path):
     script = [line for line in read(helpers, GITLAB)["plan"]["script"] if not line.startswith("pip install")]
-    env = {**os.environ, "CI_COMMIT_TAG": "v1.1.0", "CI_PIPELINE_SOURCE": "push",
-           "PATH": f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ['PATH']}"}
-    proc = subprocess.run(["bash", "-eo", "pipefail", "-c", "\n".join(script)], cwd=released_repo.path, env=env,
-                          capture_output=True, text=True, timeout=120)
+    env = {
+        **os.environ,
+        "CI_COMMIT_TAG": "v1.1.0",
+        "CI_PIPELINE_SOURCE": "push",
+        "PATH": f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ['PATH']}",
+    }
+    proc = subprocess.run(
+        ["bash", "-eo", "pipefail", "-c", "\n".join(script)],
+        cwd=released_repo.path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "comparing with: v1.0.0" in proc.stdout
     child = helpers.load_yaml((released_repo.path / "sites-pipeline.yml").read_text())

@@ -14,7 +14,13 @@ def run_cli():
     def run(*args: str, cwd: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
         import os
 
-        return subprocess.run([sys.executable, "-m", "imgforge", *args], cwd=cwd, capture_output=True,
-                              text=True, env={**os.environ, **(env or {})}, timeout=600)
+        return subprocess.run(
+            [sys.executable, "-m", "imgforge", *args],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            env={**os.environ, **(env or {})},
+            timeout=600,
+        )
 
     return run

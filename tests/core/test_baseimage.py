@@ -12,11 +12,18 @@ from imgforge import baseimage
 
 
 def test_harden_strips_setuid_and_package_lists(tmp_path, build_file_tree):
-    root = build_file_tree(tmp_path / "rootfs", {
-        "usr/bin/su": b"\x7fELF", "usr/bin/ls": b"\x7fELF",
-        "var/lib/apt/lists/deb.debian.org_dists_bookworm_Release": "x\n",
-        "var/cache/apt/archives/nginx.deb": b"!<arch>", "var/log/nginx/error.log": "old\n",
-        "var/cache/apt/pkgcache.bin": b"\0", "var/cache/apt/srcpkgcache.bin": b"\0"})
+    root = build_file_tree(
+        tmp_path / "rootfs",
+        {
+            "usr/bin/su": b"\x7fELF",
+            "usr/bin/ls": b"\x7fELF",
+            "var/lib/apt/lists/deb.debian.org_dists_bookworm_Release": "x\n",
+            "var/cache/apt/archives/nginx.deb": b"!<arch>",
+            "var/log/nginx/error.log": "old\n",
+            "var/cache/apt/pkgcache.bin": b"\0",
+            "var/cache/apt/srcpkgcache.bin": b"\0",
+        },
+    )
     (root / "var/lib/apt/lists/partial").mkdir()
     (root / "usr/bin/su").chmod(0o4755)
     (root / "usr/bin/ls").chmod(0o2755)
@@ -42,7 +49,10 @@ def test_status_reports_what_the_engine_holds(docker_client, nginx_base, debian_
     with pytest.raises(SystemExit) as done:
         main(["base", "status", "--json"])
     rows = {row["name"]: row for row in json.loads(capsys.readouterr().out)}
-    assert done.value.code == 1 and set(rows) == {debian_base, nginx_base, absent}  # 1: one is missing
+    assert done.value.code == 1
+    assert set(rows) == {debian_base, nginx_base, absent}
     for name in (debian_base, nginx_base):
-        assert rows[name]["present"] is True and rows[name]["id"] == docker_client.images.get(name).id
-    assert rows[absent]["present"] is False and rows[absent]["id"] is None
+        assert rows[name]["present"] is True
+        assert rows[name]["id"] == docker_client.images.get(name).id
+    assert rows[absent]["present"] is False
+    assert rows[absent]["id"] is None

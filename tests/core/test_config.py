@@ -32,35 +32,49 @@ def test_real_catalog_holds_the_nine_sites_and_the_example():
     assert catalog.site("sofmeright").gitops.namespace == "lost-woods"
     assert (catalog.site("fairer-pages").uid, catalog.site("fairer-pages").gid) == (10000, 10001)
     example = catalog.site("example")
-    assert example.source and example.source.path == "examples/example-site"
+    assert example.source
+    assert example.source.path == "examples/example-site"
     assert example.fallback == "spa"
 
 
 def test_defaults_apply_and_sites_override(make_catalog):
-    root = make_catalog({"a": {}, "b": {"uid": 10000, "gid": 10001, "port": 9000}},
-                        settings='[defaults]\nfallback = "spa"\nuid = 200\n')
+    root = make_catalog(
+        {"a": {}, "b": {"uid": 10000, "gid": 10001, "port": 9000}}, settings='[defaults]\nfallback = "spa"\nuid = 200\n'
+    )
     catalog = config.load_catalog(root)
     assert (catalog.site("a").uid, catalog.site("a").gid, catalog.site("a").fallback) == (200, 101, "spa")
     assert (catalog.site("b").uid, catalog.site("b").port) == (10000, 9000)
 
 
-@pytest.mark.parametrize("fields, message", [
-    ({"uid": "nginx"}, 'sites/bad.toml: uid: expected an integer ≥ 1, got "nginx"'),
-    ({"uid": 0}, "sites/bad.toml: uid: expected an integer ≥ 1, got 0"),
-    ({"gid": True}, "sites/bad.toml: gid: expected an integer ≥ 1, got true"),
-    ({"port": 80}, "sites/bad.toml: port: expected an integer from 1024 to 65535, got 80"),
-    ({"profile": "ubuntu"}, 'sites/bad.toml: profile: expected one of alpine, debian, prebuilt, got "ubuntu"'),
-    ({"fallback": "index"}, 'sites/bad.toml: fallback: expected one of spa, 404, got "index"'),
-    ({"ipv6": True}, "sites/bad.toml: ipv6: expected one of auto, on, off, got true"),
-    ({"prot": 8080}, "sites/bad.toml: prot: unknown key; did you mean 'port'?"),
-    ({"image": "Cr.Example.com/Site:v1"}, "sites/bad.toml: image: expected an image repository without tag"),
-    ({"tag": "v 1"}, 'sites/bad.toml: tag: expected an image tag like v1.2.3, got "v 1"'),
-    ({"read_only_root": "yes"}, 'sites/bad.toml: read_only_root: expected true or false, got "yes"'),
-    ({"headers": {"X-Test": "a\nb"}}, "sites/bad.toml: headers: X-Test: expected a non-empty value of printable ASCII"),
-    ({"source": {"path": ".", "git": "https://example.invalid/x.git"}}, "sites/bad.toml: source: set either path or git, not both"),
-    ({"source": {"path": ".", "content_dir": "../etc"}}, "sites/bad.toml: source.content_dir: expected a folder inside the source"),
-    ({"gitops": {"ap": "x"}}, "sites/bad.toml: gitops.ap: unknown key; did you mean 'app'?"),
-])
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"uid": "nginx"}, 'sites/bad.toml: uid: expected an integer ≥ 1, got "nginx"'),
+        ({"uid": 0}, "sites/bad.toml: uid: expected an integer ≥ 1, got 0"),
+        ({"gid": True}, "sites/bad.toml: gid: expected an integer ≥ 1, got true"),
+        ({"port": 80}, "sites/bad.toml: port: expected an integer from 1024 to 65535, got 80"),
+        ({"profile": "ubuntu"}, 'sites/bad.toml: profile: expected one of alpine, debian, prebuilt, got "ubuntu"'),
+        ({"fallback": "index"}, 'sites/bad.toml: fallback: expected one of spa, 404, got "index"'),
+        ({"ipv6": True}, "sites/bad.toml: ipv6: expected one of auto, on, off, got true"),
+        ({"prot": 8080}, "sites/bad.toml: prot: unknown key; did you mean 'port'?"),
+        ({"image": "Cr.Example.com/Site:v1"}, "sites/bad.toml: image: expected an image repository without tag"),
+        ({"tag": "v 1"}, 'sites/bad.toml: tag: expected an image tag like v1.2.3, got "v 1"'),
+        ({"read_only_root": "yes"}, 'sites/bad.toml: read_only_root: expected true or false, got "yes"'),
+        (
+            {"headers": {"X-Test": "a\nb"}},
+            "sites/bad.toml: headers: X-Test: expected a non-empty value of printable ASCII",
+        ),
+        (
+            {"source": {"path": ".", "git": "https://example.invalid/x.git"}},
+            "sites/bad.toml: source: set either path or git, not both",
+        ),
+        (
+            {"source": {"path": ".", "content_dir": "../etc"}},
+            "sites/bad.toml: source.content_dir: expected a folder inside the source",
+        ),
+        ({"gitops": {"ap": "x"}}, "sites/bad.toml: gitops.ap: unknown key; did you mean 'app'?"),
+    ],
+)
 def test_invalid_site_fields_name_file_field_and_expectation(make_catalog, fields, message):
     root = make_catalog({"bad": fields})
     with pytest.raises(CatalogError) as err:
@@ -102,9 +116,13 @@ def test_unknown_site_suggests_a_close_match():
 
 
 def test_profile_overrides_and_site_base_image(make_catalog):
-    root = make_catalog({"a": {"profile": "alpine", "base_image": None},
-                         "b": {"profile": "debian", "base_image": "mirror.local/debian:12"}},
-                        settings='[profiles.alpine]\nbase_image = "mirror.local/alpine:3.21"\nnginx_version = "1.26"\n')
+    root = make_catalog(
+        {
+            "a": {"profile": "alpine", "base_image": None},
+            "b": {"profile": "debian", "base_image": "mirror.local/debian:12"},
+        },
+        settings='[profiles.alpine]\nbase_image = "mirror.local/alpine:3.21"\nnginx_version = "1.26"\n',
+    )
     catalog = config.load_catalog(root)
     assert catalog.profile(catalog.site("a")).base_image == "mirror.local/alpine:3.21"
     assert catalog.profile(catalog.site("b")).base_image == "mirror.local/debian:12"
@@ -114,7 +132,9 @@ def test_profile_overrides_and_site_base_image(make_catalog):
 def test_set_site_tag_keeps_comments_and_layout(tmp_path):
     (tmp_path / "sites").mkdir()
     (tmp_path / "imgforge.toml").write_text("[defaults]\n")
-    original = '# my site\nimage = "cr.example.com/a/b"   # the repo\ntag = "v0.0.5"  # bumped by CI\n\n[source]\npath = "."\n'
+    original = (
+        '# my site\nimage = "cr.example.com/a/b"   # the repo\ntag = "v0.0.5"  # bumped by CI\n\n[source]\npath = "."\n'
+    )
     (tmp_path / "sites" / "s.toml").write_text(original)
     catalog = config.load_catalog(tmp_path)
     config.set_site_tag(catalog, catalog.site("s"), "v0.0.6")
@@ -151,20 +171,33 @@ def test_cli_default_overlay_root_matches_the_catalog_default():
     assert audit_cli.DEFAULT_OVERLAY_ROOT == config.DEFAULT_OVERLAY_ROOT
 
 
-@pytest.mark.parametrize("fields", [
-    {"base_image": "registry.example.com:5000/mirror/nginx:1.27-alpine@sha256:" + "a" * 64},
-    {"base_image": "imgforge/nginx-debian:bookworm", "description": 'Quotes " and $HOME, ünïcode — fine'},
-    {"source": {"git": "https://gitlab.example.com/group/site.git", "ref": "refs/tags/v1.2.3"}},
-    {"source": {"git": "ssh://git@gitlab.example.com:2222/group/site.git", "ref": "a" * 40}},
-    {"source": {"git": "git@github.com:org/site.git", "ref": "release/2024.1", "content_dir": "public/www"}},
-    {"source": {"git": "file:///srv/git/site.git"}},
-    {"source": {"path": "../my site", "content_dir": "."}},
-    {"headers": {"Content-Security-Policy": "default-src 'self'; img-src * data:", "X-Note": 'say "hi" \\ $5'}},
-    {"gitops": {"app": "my.site-site", "namespace": "lost-woods", "overlay": "apps/prod/my-site", "container": "web"}},
-])
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"base_image": "registry.example.com:5000/mirror/nginx:1.27-alpine@sha256:" + "a" * 64},
+        {"base_image": "imgforge/nginx-debian:bookworm", "description": 'Quotes " and $HOME, ünïcode — fine'},
+        {"source": {"git": "https://gitlab.example.com/group/site.git", "ref": "refs/tags/v1.2.3"}},
+        {"source": {"git": "ssh://git@gitlab.example.com:2222/group/site.git", "ref": "a" * 40}},
+        {"source": {"git": "git@github.com:org/site.git", "ref": "release/2024.1", "content_dir": "public/www"}},
+        {"source": {"git": "file:///srv/git/site.git"}},
+        {"source": {"path": "../my site", "content_dir": "."}},
+        {"headers": {"Content-Security-Policy": "default-src 'self'; img-src * data:", "X-Note": 'say "hi" \\ $5'}},
+        {
+            "gitops": {
+                "app": "my.site-site",
+                "namespace": "lost-woods",
+                "overlay": "apps/prod/my-site",
+                "container": "web",
+            }
+        },
+    ],
+)
 def test_real_world_values_stay_valid(make_catalog, fields):
     """Strict, not stingy: the forms people really write pass validation."""
-    root = make_catalog({"ok": fields}, settings='vendor = "Org & Co. $"\noverlay_root = "clusters/prod/apps"\n'
-                                              '[profiles.debian]\nbase_image = "debian:12"\n'
-                                              'nginx_version = "1:1.22.1-9+deb12u1~bpo"\n')
+    root = make_catalog(
+        {"ok": fields},
+        settings='vendor = "Org & Co. $"\noverlay_root = "clusters/prod/apps"\n'
+        '[profiles.debian]\nbase_image = "debian:12"\n'
+        'nginx_version = "1:1.22.1-9+deb12u1~bpo"\n',
+    )
     assert config.load_catalog(root).site("ok")

@@ -7,18 +7,32 @@ import pytest
 from imgforge.image_ref import ImageRef
 
 
-@pytest.mark.parametrize(("text", "registry", "path", "tag", "digest"), [
-    ("nginx", "docker.io", "library/nginx", None, None),
-    ("nginx:1.27", "docker.io", "library/nginx", "1.27", None),
-    ("docker.io/library/nginx:1.27", "docker.io", "library/nginx", "1.27", None),
-    ("index.docker.io/nginxinc/nginx-unprivileged:1.27-alpine", "docker.io", "nginxinc/nginx-unprivileged",
-     "1.27-alpine", None),
-    ("127.0.0.1:5000/test/site", "127.0.0.1:5000", "test/site", None, None),
-    ("127.0.0.1:5000/test/site:v0.0.1@sha256:" + "a" * 64, "127.0.0.1:5000", "test/site", "v0.0.1", "sha256:" + "a" * 64),
-    ("localhost/x", "localhost", "x", None, None),
-    ("cr.pcfae.com/prplanit/sofmeright.com:v0.0.5", "cr.pcfae.com", "prplanit/sofmeright.com", "v0.0.5", None),
-    ("team/app@sha256:" + "b" * 64, "docker.io", "team/app", None, "sha256:" + "b" * 64),
-])
+@pytest.mark.parametrize(
+    ("text", "registry", "path", "tag", "digest"),
+    [
+        ("nginx", "docker.io", "library/nginx", None, None),
+        ("nginx:1.27", "docker.io", "library/nginx", "1.27", None),
+        ("docker.io/library/nginx:1.27", "docker.io", "library/nginx", "1.27", None),
+        (
+            "index.docker.io/nginxinc/nginx-unprivileged:1.27-alpine",
+            "docker.io",
+            "nginxinc/nginx-unprivileged",
+            "1.27-alpine",
+            None,
+        ),
+        ("127.0.0.1:5000/test/site", "127.0.0.1:5000", "test/site", None, None),
+        (
+            "127.0.0.1:5000/test/site:v0.0.1@sha256:" + "a" * 64,
+            "127.0.0.1:5000",
+            "test/site",
+            "v0.0.1",
+            "sha256:" + "a" * 64,
+        ),
+        ("localhost/x", "localhost", "x", None, None),
+        ("cr.pcfae.com/prplanit/sofmeright.com:v0.0.5", "cr.pcfae.com", "prplanit/sofmeright.com", "v0.0.5", None),
+        ("team/app@sha256:" + "b" * 64, "docker.io", "team/app", None, "sha256:" + "b" * 64),
+    ],
+)
 def test_parse(text, registry, path, tag, digest):
     ref = ImageRef.parse(text)
     assert (ref.registry, ref.path, ref.tag, ref.digest) == (registry, path, tag, digest)
@@ -26,7 +40,12 @@ def test_parse(text, registry, path, tag, digest):
 
 
 def test_spellings_of_one_repository_are_the_same():
-    spellings = ["nginx", "docker.io/nginx", "docker.io/library/nginx:1", "index.docker.io/library/nginx@sha256:" + "c" * 64]
+    spellings = [
+        "nginx",
+        "docker.io/nginx",
+        "docker.io/library/nginx:1",
+        "index.docker.io/library/nginx@sha256:" + "c" * 64,
+    ]
     refs = [ImageRef.parse(s) for s in spellings]
     assert {r.canonical for r in refs} == {"docker.io/library/nginx"}
     assert {r.familiar for r in refs} == {"nginx"}

@@ -32,8 +32,9 @@ def test_rendered_files_match_golden(profile, fallback):
         for name, text in files.items():
             (folder / name).parent.mkdir(parents=True, exist_ok=True)
             (folder / name).write_text(text, encoding="utf-8")
-    expected = {p.relative_to(folder).as_posix(): p.read_text(encoding="utf-8")
-                for p in folder.rglob("*") if p.is_file()}
+    expected = {
+        p.relative_to(folder).as_posix(): p.read_text(encoding="utf-8") for p in folder.rglob("*") if p.is_file()
+    }
     assert files == expected
 
 
@@ -42,24 +43,32 @@ def test_hardening_contract_holds_for_every_profile():
     for name, site in catalog.sites.items():
         _, files = render.render_templates(catalog, site)
         nginx = files["nginx.conf"]
-        assert "\nuser " not in nginx and not nginx.startswith("user ")
+        assert "\nuser " not in nginx
+        assert not nginx.startswith("user ")
         assert "pid /tmp/nginx.pid;" in nginx
         for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
             assert f"{kind}_temp_path /tmp/" in nginx, (name, kind)
-        assert "error_log stderr" in nginx and "access_log /dev/stdout combined buffer=64k flush=1s;" in nginx
+        assert "error_log stderr" in nginx
+        assert "access_log /dev/stdout combined buffer=64k flush=1s;" in nginx
         assert "server_tokens off;" in nginx
         docker = files["Dockerfile"]
         assert f"\nUSER {site.uid}:{site.gid}\n" in docker
-        assert f"ENV LISTEN_PORT={site.port}" in docker and f"EXPOSE {site.port}" in docker
+        assert f"ENV LISTEN_PORT={site.port}" in docker
+        assert f"EXPOSE {site.port}" in docker
         assert "STOPSIGNAL SIGQUIT" in docker
         assert "include /tmp/imgforge/listen.conf;" in files["imgforge/site.conf"]
         assert "location = /healthz" in files["imgforge/site.conf"]
 
 
 def test_ipv6_setting_reaches_the_entrypoint(make_catalog):
-    catalog = config.load_catalog(make_catalog({"on": {"ipv6": "on"}, "off": {"ipv6": "off"}, "auto": {"ipv6": "auto"}}))
-    entry = {n: render.render_templates(catalog, catalog.site(n))[1]["imgforge-entrypoint"] for n in ("on", "off", "auto")}
-    assert "listen [::]" in entry["on"] and "if_inet6" not in entry["on"]
+    catalog = config.load_catalog(
+        make_catalog({"on": {"ipv6": "on"}, "off": {"ipv6": "off"}, "auto": {"ipv6": "auto"}})
+    )
+    entry = {
+        n: render.render_templates(catalog, catalog.site(n))[1]["imgforge-entrypoint"] for n in ("on", "off", "auto")
+    }
+    assert "listen [::]" in entry["on"]
+    assert "if_inet6" not in entry["on"]
     assert "listen [::]" not in entry["off"]
     assert "[ -s /proc/net/if_inet6 ]" in entry["auto"]
 
@@ -67,8 +76,12 @@ def test_ipv6_setting_reaches_the_entrypoint(make_catalog):
 def test_site_headers_replace_defaults_of_the_same_name(make_catalog):
     catalog = config.load_catalog(make_catalog({"s": {"headers": {"referrer-policy": "no-referrer", "X-Extra": "1"}}}))
     headers = render.headers_for(catalog.site("s"))
-    assert headers == [("X-Content-Type-Options", "nosniff"), ("referrer-policy", "no-referrer"),
-                       ("X-Frame-Options", "SAMEORIGIN"), ("X-Extra", "1")]
+    assert headers == [
+        ("X-Content-Type-Options", "nosniff"),
+        ("referrer-policy", "no-referrer"),
+        ("X-Frame-Options", "SAMEORIGIN"),
+        ("X-Extra", "1"),
+    ]
 
 
 def test_same_inputs_give_byte_identical_contexts(make_catalog, tmp_path):
@@ -107,35 +120,66 @@ def test_every_catalog_dockerfile_passes_hadolint_on_every_profile(tmp_path):
             _, files = render.render_templates(catalog, variant)
             dockerfile = tmp_path / f"{site.name}-{profile}.Dockerfile"
             dockerfile.write_text(files["Dockerfile"])
-            proc = subprocess.run([hadolint, "--no-color", "--failure-threshold", "warning", str(dockerfile)],
-                                  capture_output=True, text=True)
+            proc = subprocess.run(
+                [hadolint, "--no-color", "--failure-threshold", "warning", str(dockerfile)],
+                capture_output=True,
+                text=True,
+            )
             assert proc.returncode == 0, f"{site.name}/{profile}: {proc.stdout}{proc.stderr}"
 
 
 def test_hadolint_would_catch_a_regression(tmp_path):
     """The lint test above can fail: a root USER at the end is a DL3002 warning."""
     dockerfile = tmp_path / "Dockerfile"
-    dockerfile.write_text("FROM debian:bookworm-slim\nUSER root\nCMD [\"nginx\"]\n")
+    dockerfile.write_text('FROM debian:bookworm-slim\nUSER root\nCMD ["nginx"]\n')
     hadolint = REPO / ".venv" / "bin" / "hadolint"
-    proc = subprocess.run([str(hadolint) if hadolint.exists() else "hadolint", "--no-color",
-                           "--failure-threshold", "warning", str(dockerfile)], capture_output=True, text=True)
-    assert proc.returncode != 0 and "DL3002" in proc.stdout
+    proc = subprocess.run(
+        [
+            str(hadolint) if hadolint.exists() else "hadolint",
+            "--no-color",
+            "--failure-threshold",
+            "warning",
+            str(dockerfile),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode != 0
+    assert "DL3002" in proc.stdout
 
 
 def test_dotfiles_and_server_side_source_stay_out_of_the_image(make_catalog, build_file_tree, tmp_path):
-    content = build_file_tree(tmp_path / "src", {
-        "www-data/index.html": "hi\n", "www-data/.git/config": "[core]\n", "www-data/.htaccess": "x\n",
-        "www-data/css/send-mail.php": "<?php define('SMTP_PASSWORD', 'hunter2');\n",
-        "www-data/img/kai.PSD": b"8BPS", "www-data/img/kai.png": b"\x89PNG", "www-data/.env": "A=1\n",
-        "www-data/deploy.key": "-----BEGIN-----\n", "www-data/phpinfo.html": "fine\n"})
+    content = build_file_tree(
+        tmp_path / "src",
+        {
+            "www-data/index.html": "hi\n",
+            "www-data/.git/config": "[core]\n",
+            "www-data/.htaccess": "x\n",
+            "www-data/css/send-mail.php": "<?php define('SMTP_PASSWORD', 'hunter2');\n",
+            "www-data/img/kai.PSD": b"8BPS",
+            "www-data/img/kai.png": b"\x89PNG",
+            "www-data/.env": "A=1\n",
+            "www-data/deploy.key": "-----BEGIN-----\n",
+            "www-data/phpinfo.html": "fine\n",
+        },
+    )
     (content / "www-data" / ".git" / "HEAD").symlink_to("refs/heads/main")  # dangling, but never read
     catalog = config.load_catalog(make_catalog({"s": {"source": {"path": str(content)}}}))
     rendered, out = render.render_site(catalog, catalog.site("s"), tmp_path / "ctx")
     assert rendered.content_files == ["img/kai.png", "index.html", "phpinfo.html"]
-    assert rendered.left_out == [".env", ".git/HEAD", ".git/config", ".htaccess", "css/send-mail.php", "deploy.key",
-                                 "img/kai.PSD"]
-    assert sorted(p.relative_to(out / "html").as_posix() for p in (out / "html").rglob("*") if p.is_file()) == \
-        rendered.content_files
+    assert rendered.left_out == [
+        ".env",
+        ".git/HEAD",
+        ".git/config",
+        ".htaccess",
+        "css/send-mail.php",
+        "deploy.key",
+        "img/kai.PSD",
+    ]
+    assert (
+        sorted(p.relative_to(out / "html").as_posix() for p in (out / "html").rglob("*") if p.is_file())
+        == rendered.content_files
+    )
     assert b"hunter2" not in b"".join(p.read_bytes() for p in out.rglob("*") if p.is_file())
 
 
@@ -149,11 +193,14 @@ def test_symlink_escaping_the_content_folder_is_refused(make_catalog, build_file
 
 def test_failed_render_leaves_no_partial_output(make_catalog, build_file_tree, tmp_path, run_cli):
     content = build_file_tree(tmp_path / "src", {"www-data/index.html": "hi\n"})
-    root = make_catalog({"s": {"source": {"path": str(content)}},
-                         "gone": {"source": {"path": str(tmp_path / "missing")}}})
+    root = make_catalog(
+        {"s": {"source": {"path": str(content)}}, "gone": {"source": {"path": str(tmp_path / "missing")}}}
+    )
     out = tmp_path / "out"
     proc = run_cli("render", "gone", "--out", str(out), "--root", str(root))
-    assert proc.returncode == 4 and "content folder" in proc.stderr and "does not exist" in proc.stderr
+    assert proc.returncode == 4
+    assert "content folder" in proc.stderr
+    assert "does not exist" in proc.stderr
     assert not out.exists()
     # An existing context is replaced whole or not at all.
     assert run_cli("render", "s", "--out", str(out), "--root", str(root)).returncode == 0
@@ -166,8 +213,11 @@ def test_failed_render_leaves_no_partial_output(make_catalog, build_file_tree, t
 
 
 def _tree(folder: Path) -> dict[str, tuple[int, bytes]]:
-    return {p.relative_to(folder).as_posix(): (stat.S_IMODE(p.stat().st_mode), p.read_bytes())
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(folder).as_posix(): (stat.S_IMODE(p.stat().st_mode), p.read_bytes())
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_build_tar_holds_exactly_what_render_writes(make_catalog, tmp_path):
@@ -196,12 +246,14 @@ def test_default_out_dir_replaces_a_context_an_older_imgforge_wrote(make_catalog
     (old / "Dockerfile").write_text("FROM old\n")
     proc = run_cli("render", "s", "--root", str(root), env=env)
     assert proc.returncode == 0, proc.stderr
-    assert (old / render.MARKER).is_file() and (old / "Dockerfile").read_text() != "FROM old\n"
+    assert (old / render.MARKER).is_file()
+    assert (old / "Dockerfile").read_text() != "FROM old\n"
     assert os.listdir(old.parent) == ["s"]
 
 
-def test_digest_never_remembers_bytes_read_from_a_file_that_changed(make_catalog, build_file_tree, tmp_path,
-                                                                    monkeypatch):
+def test_digest_never_remembers_bytes_read_from_a_file_that_changed(
+    make_catalog, build_file_tree, tmp_path, monkeypatch
+):
     """A file rewritten between listing and hashing must not leave its new hash under its old stamp.
 
     Otherwise restoring the old bytes with the old mtime (``cp -p``, an rsync) would be digested as

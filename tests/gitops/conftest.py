@@ -57,10 +57,11 @@ def catalog(make_catalog):
     """A catalog with one site per fixture app (tag v0.0.3, the fixture repo runs v0.0.2)."""
     from imgforge.config import load_catalog
 
-    sites = {app.removesuffix("-site"): {"image": gen.image_of(app), "tag": "v0.0.3", "gitops": {"app": app}}
-             for app in gen.SHAPES}
-    sites["nowhere"] = {"image": "cr.pcfae.com/prplanit/nowhere.com", "tag": "v0.0.3",
-                        "gitops": {"app": "alpha-sight"}}
+    sites = {
+        app.removesuffix("-site"): {"image": gen.image_of(app), "tag": "v0.0.3", "gitops": {"app": app}}
+        for app in gen.SHAPES
+    }
+    sites["nowhere"] = {"image": "cr.pcfae.com/prplanit/nowhere.com", "tag": "v0.0.3", "gitops": {"app": "alpha-sight"}}
     return load_catalog(make_catalog(sites=sites))
 
 
@@ -74,8 +75,7 @@ def snapshot(root: Path) -> dict[str, str]:
 
 
 def git_status(repo: Path) -> str:
-    return subprocess.run(["git", "status", "--porcelain"], cwd=repo, check=True, capture_output=True,
-                          text=True).stdout
+    return subprocess.run(["git", "status", "--porcelain"], cwd=repo, check=True, capture_output=True, text=True).stdout
 
 
 def render(overlay: Path) -> list[dict]:
@@ -91,8 +91,11 @@ def deployment(objects: list[dict], name: str) -> dict:
 
 def yamllint(repo: Path, paths: list[Path]) -> str:
     """yamllint --strict with the repo's own config; returns its report ('' when clean)."""
-    proc = subprocess.run([sys.executable, "-m", "yamllint", "--strict", "-c", str(repo / ".yamllint"),
-                           *map(str, paths)], capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "yamllint", "--strict", "-c", str(repo / ".yamllint"), *map(str, paths)],
+        capture_output=True,
+        text=True,
+    )
     return proc.stdout + proc.stderr if proc.returncode else ""
 
 
@@ -101,5 +104,6 @@ def fx():
     """The helpers above, for test modules (importlib import mode cannot import conftest)."""
     from types import SimpleNamespace
 
-    return SimpleNamespace(snapshot=snapshot, git_status=git_status, render=render, deployment=deployment,
-                           yamllint=yamllint, gen=gen)
+    return SimpleNamespace(
+        snapshot=snapshot, git_status=git_status, render=render, deployment=deployment, yamllint=yamllint, gen=gen
+    )

@@ -47,7 +47,8 @@ def image_of(app: str) -> str:
 
 
 def _container(app: str, image: str, *, probes: bool = False, extra: str = "") -> str:
-    probe = """\
+    probe = (
+        """\
           livenessProbe:
             httpGet:
               path: /
@@ -55,7 +56,10 @@ def _container(app: str, image: str, *, probes: bool = False, extra: str = "") -
           readinessProbe:
             tcpSocket:
               port: http
-""" if probes else ""
+"""
+        if probes
+        else ""
+    )
     return f"""\
         - name: {app}{extra}
           image: {image}
@@ -128,14 +132,16 @@ spec:
 
 def overlay_files(app: str, shape: str, tag: str, service_port: int, base_ref: str) -> dict:
     image = image_of(app)
-    patches = [f"""\
+    patches = [
+        f"""\
               - path: service-patch.yaml
                 target:
                   kind: Service
                   name: {app}
               - path: service-{app}-ingress-patch.yaml
                 target: {{kind: Service, name: {app}}}
-"""]
+"""
+    ]
     files = {
         "service-patch.yaml": f"""\
             - op: replace
@@ -158,7 +164,7 @@ def overlay_files(app: str, shape: str, tag: str, service_port: int, base_ref: s
                 - name: internal-gateway
                   namespace: gateway
               hostnames:
-                - "{app.removesuffix('-site')}.com"
+                - "{app.removesuffix("-site")}.com"
               rules:
                 - backendRefs:
                     - name: {app}
@@ -200,17 +206,25 @@ def overlay_files(app: str, shape: str, tag: str, service_port: int, base_ref: s
             """.replace("{app}", app).rstrip(" ")
     images = ""
     if shape in ("patch", "trap", "twin"):
-        ports = """\
+        ports = (
+            """\
                       ports:
                         - containerPort: 80
                           name: http
-            """ if shape == "trap" else ""
-        files["deployment-patch.yaml"] = labels + f"""\
+            """
+            if shape == "trap"
+            else ""
+        )
+        files["deployment-patch.yaml"] = (
+            labels
+            + f"""\
                   containers:
                     # the real image; the base only has a placeholder
                     - name: {app}
                       image: {image}:{tag}
-            """.rstrip(" ") + ports
+            """.rstrip(" ")
+            + ports
+        )
     elif shape in ("images", "external"):
         files["deployment-patch.yaml"] = labels
         marker = f'  # {{"$imagepolicy": "flux-system:{app}:tag"}}' if shape == "images" else ""
@@ -221,13 +235,17 @@ def overlay_files(app: str, shape: str, tag: str, service_port: int, base_ref: s
                 newTag: {tag}{marker}
             """
     if "deployment-patch.yaml" in files:
-        patches.insert(0, f"""\
+        patches.insert(
+            0,
+            f"""\
               - path: deployment-patch.yaml
                 target:
                   kind: Deployment
                   name: {app}
-""")
-    files["kustomization.yaml"] = f"""\
+""",
+        )
+    files["kustomization.yaml"] = (
+        f"""\
             apiVersion: kustomize.config.k8s.io/v1beta1
             kind: Kustomization
             namespace: {NAMESPACE}
@@ -237,18 +255,23 @@ def overlay_files(app: str, shape: str, tag: str, service_port: int, base_ref: s
               - httproute.yaml
               - secret.enc.yaml
             patches:
-""" + "".join(patches) + images
+"""
+        + "".join(patches)
+        + images
+    )
     return files
 
 
-def write_app(repo: Path, app: str, shape: str, tag: str = "v0.0.2", service_port: int = 4020,
-              external_root: Path | None = None) -> None:
+def write_app(
+    repo: Path, app: str, shape: str, tag: str = "v0.0.2", service_port: int = 4020, external_root: Path | None = None
+) -> None:
     """Write one app's base and production overlay into ``repo`` in the given shape."""
     base_image = f"{image_of(app)}:{tag}" if shape in ("base", "twin") else "PLACEHOLDER_IMAGE"
     files = base_files(app, base_image, probes=shape == "trap", twin=shape == "twin")
     if shape == "base":  # a Flux marker on the image line itself
         files["deployment.yaml"] = files["deployment.yaml"].replace(
-            f"image: {base_image}", f'image: {base_image} # {{"$imagepolicy": "flux-system:{app}"}}')
+            f"image: {base_image}", f'image: {base_image} # {{"$imagepolicy": "flux-system:{app}"}}'
+        )
     if shape == "external":
         base_dir = (external_root or repo.parent / "external") / app
         overlay_dir = repo / OVERLAY_ROOT / app
@@ -279,16 +302,20 @@ def write_tree(root: Path, files: dict[str, str]) -> None:
 def write_common(repo: Path, apps: list[str]) -> None:
     """The repo-level files: .yamllint, the production kustomization, a graveyard, README."""
     listing = "".join(f"  - {a}\n" for a in apps)
-    write_tree(repo, {
-        ".yamllint": YAMLLINT,
-        f"{OVERLAY_ROOT}/kustomization.yaml": "apiVersion: kustomize.config.k8s.io/v1beta1\n"
-                                               f"kind: Kustomization\nresources:\n{listing}",
-        "zz-graveyard/old-site/deployment.yaml": (
-            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: old-site\nspec:\n  template:\n"
-            "    spec:\n      containers:\n        - name: old-site\n"
-            f"          image: {REGISTRY}/alpha.com:v0.0.1\n"),
-        "README.md": "# fixture GitOps repo (generated by tests/gitops/repo_gen.py)\n",
-    })
+    write_tree(
+        repo,
+        {
+            ".yamllint": YAMLLINT,
+            f"{OVERLAY_ROOT}/kustomization.yaml": "apiVersion: kustomize.config.k8s.io/v1beta1\n"
+            f"kind: Kustomization\nresources:\n{listing}",
+            "zz-graveyard/old-site/deployment.yaml": (
+                "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: old-site\nspec:\n  template:\n"
+                "    spec:\n      containers:\n        - name: old-site\n"
+                f"          image: {REGISTRY}/alpha.com:v0.0.1\n"
+            ),
+            "README.md": "# fixture GitOps repo (generated by tests/gitops/repo_gen.py)\n",
+        },
+    )
 
 
 def write_filler(repo: Path, count: int, apps: int = 20) -> int:
@@ -301,8 +328,10 @@ def write_filler(repo: Path, count: int, apps: int = 20) -> int:
                 return written
             path = repo / f"fluxcd/apps/base/tool-{a:02d}/configs/cm-{i:04d}.yaml"
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(f"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: tool-{a}-{i}\n"
-                            f"data:\n  key: \"{i}\"\n", encoding="utf-8")
+            path.write_text(
+                f'apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: tool-{a}-{i}\ndata:\n  key: "{i}"\n',
+                encoding="utf-8",
+            )
             written += 1
     return written
 
@@ -324,8 +353,14 @@ def git_commit(repo: Path, remote: bool = True) -> None:
         git("push", "-q", "origin", "main")
 
 
-SHAPES = {"alpha-site": "patch", "beta-site": "images", "gamma-site": "base", "epsilon-site": "trap",
-          "delta-site": "external", "twin-site": "twin"}
+SHAPES = {
+    "alpha-site": "patch",
+    "beta-site": "images",
+    "gamma-site": "base",
+    "epsilon-site": "trap",
+    "delta-site": "external",
+    "twin-site": "twin",
+}
 
 
 def make_repo(root: Path, apps: dict[str, str] | None = None, *, filler: int = 0, git: bool = True) -> Path:

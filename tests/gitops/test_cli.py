@@ -21,8 +21,9 @@ def run(capsys, *args: str) -> tuple[int, str, str]:
 
 def test_plan_prints_the_diff_and_writes_nothing(gitops_repo, catalog, capsys, fx):
     tree = fx.snapshot(gitops_repo.parent)
-    code, out, err = run(capsys, "gitops", "plan", "alpha", "--repo", str(gitops_repo),
-                         "--root", str(catalog.root), "--level", "minimal")
+    code, out, err = run(
+        capsys, "gitops", "plan", "alpha", "--repo", str(gitops_repo), "--root", str(catalog.root), "--level", "minimal"
+    )
     assert code == 0, err
     assert out.startswith("alpha (alpha-site): cr.pcfae.com/prplanit/alpha.com v0.0.2 → v0.0.3\n")
     assert "  containerPort    80 → 8080\n" in out
@@ -33,17 +34,23 @@ def test_plan_prints_the_diff_and_writes_nothing(gitops_repo, catalog, capsys, f
 def test_apply_twice_says_nothing_to_change(gitops_repo, catalog, capsys):
     args = ("--repo", str(gitops_repo), "--root", str(catalog.root), "--tag", "v0.0.9")
     code, out, _ = run(capsys, "gitops", "apply", "gamma", *args)
-    assert code == 0 and "  wrote fluxcd/apps/base/gamma-site/deployment.yaml\n" in out
+    assert code == 0
+    assert "  wrote fluxcd/apps/base/gamma-site/deployment.yaml\n" in out
     code, out, _ = run(capsys, "gitops", "apply", "gamma", *args)
     assert (code, out) == (0, "gamma: nothing to change\n")
     code, out, _ = run(capsys, "gitops", "plan", "gamma", *args, "--json")
     data = json.loads(out)
-    assert code == 0 and data["noop"] is True and data["old_tag"] == data["new_tag"] == "v0.0.9"
+    assert code == 0
+    assert data["noop"] is True
+    assert data["old_tag"] == data["new_tag"] == "v0.0.9"
 
 
 def test_errors_are_one_line_with_exit_codes(gitops_repo, catalog, capsys):
     code, out, err = run(capsys, "gitops", "plan", "nowhere", "--repo", str(gitops_repo), "--root", str(catalog.root))
-    assert code == EXIT_NOT_FOUND and out == ""
-    assert err.startswith("error: unknown app 'alpha-sight'") and err.count("\n") == 1
+    assert code == EXIT_NOT_FOUND
+    assert out == ""
+    assert err.startswith("error: unknown app 'alpha-sight'")
+    assert err.count("\n") == 1
     code, _, err = run(capsys, "gitops", "apply", "twin", "--repo", str(gitops_repo), "--root", str(catalog.root))
-    assert code == EXIT_GITOPS and "2 containers could match" in err
+    assert code == EXIT_GITOPS
+    assert "2 containers could match" in err

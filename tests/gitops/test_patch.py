@@ -25,7 +25,7 @@ def test_scalar_keeps_quotes_comment_and_marker():
     ed.set_scalar(doc, "a", "v2")
     ed.set_scalar(doc, "b", "8080")
     ed.set_scalar(doc, "c", "x:v2")
-    assert ed.result() == "a: 'v2'  # keep me\nb: \"8080\"\nc: x:v2 # {\"$imagepolicy\": \"ns:p\"}\n"
+    assert ed.result() == 'a: \'v2\'  # keep me\nb: "8080"\nc: x:v2 # {"$imagepolicy": "ns:p"}\n'
 
 
 def test_plain_string_that_would_change_type_gets_quoted():
@@ -65,8 +65,9 @@ def test_unindented_sequences_keep_their_style():
         - name: v
         """)
     assert yf.seq_offset == 0
-    ed.merge(yf.docs[0], {"containers": Keyed("name", [{"name": "a", "ports": [{"containerPort": 8080}]},
-                                                       {"name": "b"}])})
+    ed.merge(
+        yf.docs[0], {"containers": Keyed("name", [{"name": "a", "ports": [{"containerPort": 8080}]}, {"name": "b"}])}
+    )
     assert ed.result() == textwrap.dedent("""\
         containers:
         - name: a
@@ -88,8 +89,13 @@ def test_merge_keyed_list_matches_on_key_and_changes_only_differences():
           runAsUser: 0  # root, for now
           fsGroup: 101
         """)
-    ed.merge(yf.docs[0], {"volumeMounts": Keyed("mountPath", [{"mountPath": "/tmp", "name": "tmp"}]),
-                          "securityContext": {"runAsUser": 100, "runAsNonRoot": True}})
+    ed.merge(
+        yf.docs[0],
+        {
+            "volumeMounts": Keyed("mountPath", [{"mountPath": "/tmp", "name": "tmp"}]),
+            "securityContext": {"runAsUser": 100, "runAsNonRoot": True},
+        },
+    )
     assert ed.result() == textwrap.dedent("""\
         volumeMounts:
           - name: tmp
@@ -108,8 +114,7 @@ def test_flow_and_empty_values_are_rewritten_as_blocks():
           drop: [NET_RAW]
         target: {kind: Deployment}
         """)
-    ed.merge(yf.docs[0], {"securityContext": {"runAsUser": 100},
-                          "capabilities": {"drop": ["ALL"]}})
+    ed.merge(yf.docs[0], {"securityContext": {"runAsUser": 100}, "capabilities": {"drop": ["ALL"]}})
     assert ed.result() == textwrap.dedent("""\
         securityContext:
           runAsUser: 100
@@ -123,7 +128,8 @@ def test_flow_and_empty_values_are_rewritten_as_blocks():
 def test_no_change_means_identical_text():
     yf, ed = edit("a:\n  b: 1\n")
     ed.merge(yf.docs[0], {"a": {"b": 1}})
-    assert not ed.changed and ed.result() == yf.text
+    assert not ed.changed
+    assert ed.result() == yf.text
 
 
 def test_multi_document_file_edits_the_right_document():
@@ -160,6 +166,7 @@ def test_new_file_text_follows_repo_style():
 # Commented-out lines at column 0 inside a block imgforge edits (people comment out a list item
 # with their editor's toggle, which puts the "#" at column 0). The block goes on past them: the
 # result must parse to the intended data and keep every comment line, in order.
+
 
 def _comments(text: str) -> list[str]:
     return [line for line in text.splitlines() if line.lstrip().startswith("#")]
@@ -211,8 +218,14 @@ def test_item_appended_after_the_last_item_not_inside_a_column_0_comment():
         volumes:
           - name: tmp
         """)
-    ed.merge(yf.docs[0], {"containers": Keyed("name", [{"name": "web", "ports": [{"containerPort": 8080}]},
-                                                       {"name": "new", "image": "z"}])})
+    ed.merge(
+        yf.docs[0],
+        {
+            "containers": Keyed(
+                "name", [{"name": "web", "ports": [{"containerPort": 8080}]}, {"name": "new", "image": "z"}]
+            )
+        },
+    )
     out = ed.result()
     assert out == textwrap.dedent("""\
         containers:
@@ -264,7 +277,8 @@ def test_sequence_style_is_read_past_a_column_0_commented_out_first_item():
     ed.merge(yf.docs[0], {"containers": Keyed("name", [{"name": "web", "ports": [{"containerPort": 8080}]}])})
     out = ed.result()
     assert out == "containers:\n#- name: old\n- name: web\n  image: x:v1\n  ports:\n  - containerPort: 8080\n"
-    assert _comments(out) == ["#- name: old"] and _load(out)["containers"][0]["ports"] == [{"containerPort": 8080}]
+    assert _comments(out) == ["#- name: old"]
+    assert _load(out)["containers"][0]["ports"] == [{"containerPort": 8080}]
 
 
 def test_commented_out_key_line_does_not_set_the_sequence_style():

@@ -75,7 +75,7 @@ def test_minimal_level_diff_is_exactly_the_precedent(gitops_repo, catalog):
 def test_images_entry_tag_moves_and_flux_marker_survives(gitops_repo, catalog):
     plan = gitops.plan(catalog, "beta", gitops_repo, level="minimal")
     kust = next(c for c in plan.changes if c.path.name == "kustomization.yaml")
-    diff = plan.diff[plan.diff.index("--- a/fluxcd/apps/overlays/production/beta-site/kustomization.yaml"):]
+    diff = plan.diff[plan.diff.index("--- a/fluxcd/apps/overlays/production/beta-site/kustomization.yaml") :]
     assert diff == BETA_KUSTOMIZATION_DIFF
     assert '# {"$imagepolicy": "flux-system:beta-site:tag"}' in kust.after
 
@@ -95,7 +95,8 @@ def test_apply_then_kustomize_proves_image_security_and_one_port(gitops_repo, ca
     before = fx.render(overlay)
     plan = gitops.plan(catalog, site, gitops_repo)
     written = gitops.apply(plan)
-    assert written == [c.path for c in plan.changes] and written
+    assert written == [c.path for c in plan.changes]
+    assert written
 
     after = fx.render(overlay)
     pod = fx.deployment(after, app)["spec"]["template"]["spec"]
@@ -103,10 +104,17 @@ def test_apply_then_kustomize_proves_image_security_and_one_port(gitops_repo, ca
     assert container["image"] == f"{fx.gen.image_of(app)}:v0.0.3"
     assert [p["containerPort"] for p in container["ports"]] == [8080]
     assert container["ports"][0]["name"] == "http"
-    assert pod["securityContext"] == {"runAsUser": 100, "runAsGroup": 101, "runAsNonRoot": True,
-                                      "seccompProfile": {"type": "RuntimeDefault"}}
-    assert container["securityContext"] == {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]},
-                                            "readOnlyRootFilesystem": True}
+    assert pod["securityContext"] == {
+        "runAsUser": 100,
+        "runAsGroup": 101,
+        "runAsNonRoot": True,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    assert container["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "readOnlyRootFilesystem": True,
+    }
     assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
     assert {"name": "tmp", "emptyDir": {"sizeLimit": "16Mi"}} in pod["volumes"]
     # everything but the Deployment renders as before: the Service keeps targetPort http
@@ -124,8 +132,11 @@ def test_second_apply_changes_nothing(gitops_repo, catalog, fx, site):
     gitops.apply(gitops.plan(catalog, site, gitops_repo))
     tree = fx.snapshot(gitops_repo.parent)
     again = gitops.plan(catalog, site, gitops_repo)
-    assert again.noop and again.changes == [] and again.diff == ""
-    assert again.security_changes == [] and again.port_change is None
+    assert again.noop
+    assert again.changes == []
+    assert again.diff == ""
+    assert again.security_changes == []
+    assert again.port_change is None
     assert gitops.apply(again) == []
     assert fx.snapshot(gitops_repo.parent) == tree
 
@@ -134,9 +145,11 @@ def test_edits_keep_comments_quotes_order_and_final_newline(gitops_repo, catalog
     plan = gitops.plan(catalog, "gamma", gitops_repo)
     for change in plan.changes:
         before, after = change.before.splitlines(), change.after.splitlines()
-        assert change.after.endswith("\n") and not change.after.endswith("\n\n")
-        assert [ln for ln in before if ln.lstrip().startswith("#")] == \
-            [ln for ln in after if ln.lstrip().startswith("#")]
+        assert change.after.endswith("\n")
+        assert not change.after.endswith("\n\n")
+        assert [ln for ln in before if ln.lstrip().startswith("#")] == [
+            ln for ln in after if ln.lstrip().startswith("#")
+        ]
         removed = [ln for ln in before if ln not in after]
         # only the two lines that carry a changed value disappear; everything else stays in order
         assert all("v0.0.2" in ln or "containerPort: 80" in ln for ln in removed), removed
@@ -144,13 +157,16 @@ def test_edits_keep_comments_quotes_order_and_final_newline(gitops_repo, catalog
         assert kept == [ln for ln in after if ln in kept]
     base = next(c for c in plan.changes if c.path.name == "deployment.yaml")
     assert 'image: cr.pcfae.com/prplanit/gamma.com:v0.0.3 # {"$imagepolicy": "flux-system:gamma-site"}' in base.after
-    assert "targetPort: http  # named: survives" in (gitops_repo / "fluxcd/apps/base/gamma-site/service.yaml").read_text()
+    assert (
+        "targetPort: http  # named: survives" in (gitops_repo / "fluxcd/apps/base/gamma-site/service.yaml").read_text()
+    )
 
 
 def test_quoted_label_and_tag_quotes_survive(gitops_repo, catalog):
     patch = gitops_repo / OVERLAYS / "alpha-site/deployment-patch.yaml"
-    patch.write_text(patch.read_text().replace("alpha.com:v0.0.2", "alpha.com:v0.0.2\"").replace(
-        "image: cr", "image: \"cr"))
+    patch.write_text(
+        patch.read_text().replace("alpha.com:v0.0.2", 'alpha.com:v0.0.2"').replace("image: cr", 'image: "cr')
+    )
     plan = gitops.plan(catalog, "alpha", gitops_repo)
     after = next(c.after for c in plan.changes if c.path.name == "deployment-patch.yaml")
     assert 'image: "cr.pcfae.com/prplanit/alpha.com:v0.0.3"' in after
@@ -167,7 +183,8 @@ def test_explicit_tag_and_current_tag(gitops_repo, catalog):
 def test_restricted_after_minimal_adds_only_the_rest(gitops_repo, catalog):
     gitops.apply(gitops.plan(catalog, "alpha", gitops_repo, level="minimal"))
     plan = gitops.plan(catalog, "alpha", gitops_repo)
-    assert plan.port_change is None and plan.old_tag == plan.new_tag
+    assert plan.port_change is None
+    assert plan.old_tag == plan.new_tag
     assert "pod runAsUser: 100" not in plan.security_changes
     assert "pod runAsNonRoot: true" in plan.security_changes
     patch = next(c for c in plan.changes if c.path.name == "deployment-patch.yaml")
@@ -180,21 +197,36 @@ def test_restricted_after_minimal_adds_only_the_rest(gitops_repo, catalog):
 def test_read_only_root_off_means_no_tmp_volume(gitops_repo, make_catalog, fx):
     from imgforge.config import load_catalog
 
-    cat = load_catalog(make_catalog(sites={"alpha": {"image": fx.gen.image_of("alpha-site"), "tag": "v0.0.3",
-                                                     "read_only_root": False, "uid": 10000, "gid": 10001,
-                                                     "gitops": {"app": "alpha-site"}}}))
+    cat = load_catalog(
+        make_catalog(
+            sites={
+                "alpha": {
+                    "image": fx.gen.image_of("alpha-site"),
+                    "tag": "v0.0.3",
+                    "read_only_root": False,
+                    "uid": 10000,
+                    "gid": 10001,
+                    "gitops": {"app": "alpha-site"},
+                }
+            }
+        )
+    )
     plan = gitops.plan(cat, "alpha", gitops_repo)
-    assert "readOnlyRootFilesystem" not in plan.diff and "emptyDir" not in plan.diff
-    assert "runAsUser: 10000" in plan.diff and "runAsGroup: 10001" in plan.diff
+    assert "readOnlyRootFilesystem" not in plan.diff
+    assert "emptyDir" not in plan.diff
+    assert "runAsUser: 10000" in plan.diff
+    assert "runAsGroup: 10001" in plan.diff
 
 
 def test_to_dict_is_json_ready(gitops_repo, catalog):
     import json
 
     data = json.loads(json.dumps(gitops.plan(catalog, "delta", gitops_repo).to_dict()))
-    assert data["app"] == "delta-site" and data["port_change"] == "80 → 8080"
-    assert {"path": "fluxcd/apps/overlays/production/delta-site/deployment-port-patch.yaml",
-            "created": True} in data["files"]
+    assert data["app"] == "delta-site"
+    assert data["port_change"] == "80 → 8080"
+    assert {"path": "fluxcd/apps/overlays/production/delta-site/deployment-port-patch.yaml", "created": True} in data[
+        "files"
+    ]
 
 
 def test_plan_many_matches_plan_site_by_site(gitops_repo, catalog):
@@ -214,13 +246,25 @@ def test_plan_many_falls_back_when_overlays_collide(gitops_repo, catalog, make_c
 
     overlays = gitops_repo / OVERLAYS
     shutil.copytree(overlays / "alpha-site", overlays / "alpha-copy")
-    cat = load_catalog(make_catalog(sites={
-        name: {"image": fx.gen.image_of("alpha-site"), "tag": "v0.0.3", "gitops": {"app": app}}
-        for name, app in (("alpha", "alpha-site"), ("copy", "alpha-copy"))}))
+    cat = load_catalog(
+        make_catalog(
+            sites={
+                name: {"image": fx.gen.image_of("alpha-site"), "tag": "v0.0.3", "gitops": {"app": app}}
+                for name, app in (("alpha", "alpha-site"), ("copy", "alpha-copy"))
+            }
+        )
+    )
     # The batch itself is refused by kustomize (the same object twice), not by any other error.
-    with pytest.raises(kustomize.KustomizeFailed, match=r"^kubectl kustomize 2 overlays \(batch\) failed: .*"
-                                                        r"already registered id"):
-        kustomize.render_many([(overlays / a, [n.dir for n in locate.load_graph(gitops_repo, overlays / a).nodes], {})
-                               for a in ("alpha-site", "alpha-copy")])
+    with pytest.raises(
+        kustomize.KustomizeFailed,
+        match=r"^kubectl kustomize 2 overlays \(batch\) failed: .*"
+        r"already registered id",
+    ):
+        kustomize.render_many(
+            [
+                (overlays / a, [n.dir for n in locate.load_graph(gitops_repo, overlays / a).nodes], {})
+                for a in ("alpha-site", "alpha-copy")
+            ]
+        )
     many = gitops.plan_many(cat, ["alpha", "copy"], gitops_repo)
     assert [p.diff for p in many] == [gitops.plan(cat, s, gitops_repo).diff for s in ("alpha", "copy")]

@@ -27,8 +27,10 @@ def test_duplicate_port_trap_is_real_and_avoided(gitops_repo, catalog, fx):
     patch.write_text(original)
 
     plan = gitops.plan(catalog, "epsilon", gitops_repo)
-    assert {str(c.path) for c in plan.changes} == {"fluxcd/apps/base/epsilon-site/deployment.yaml",
-                                                   f"{OVERLAYS}/epsilon-site/deployment-patch.yaml"}
+    assert {str(c.path) for c in plan.changes} == {
+        "fluxcd/apps/base/epsilon-site/deployment.yaml",
+        f"{OVERLAYS}/epsilon-site/deployment-patch.yaml",
+    }
     gitops.apply(plan)
     container = fx.deployment(fx.render(overlay), "epsilon-site")["spec"]["template"]["spec"]["containers"][0]
     assert container["ports"] == [{"containerPort": 8080, "name": "http"}]
@@ -47,13 +49,24 @@ def test_proof_refuses_a_second_port(gitops_repo, fx):
     want = policy.Expectation("epsilon-site", container["name"], container["image"], 8080, 80)
     reasons = "; ".join(policy.check(before, after, want))
     assert "old port 80 is still declared (ports [8080, 80])" in reasons
-    assert "duplicate port names" in reasons and "livenessProbe.httpGet still points at port 80" in reasons
+    assert "duplicate port names" in reasons
+    assert "livenessProbe.httpGet still points at port 80" in reasons
 
 
 def test_check_reports_each_broken_condition():
     def deploy(ports, image="r/x:v2", pod_sc=None):
-        return {"kind": "Deployment", "metadata": {"name": "x"}, "spec": {"template": {"spec": {
-            "securityContext": pod_sc or {}, "containers": [{"name": "x", "image": image, "ports": ports}]}}}}
+        return {
+            "kind": "Deployment",
+            "metadata": {"name": "x"},
+            "spec": {
+                "template": {
+                    "spec": {
+                        "securityContext": pod_sc or {},
+                        "containers": [{"name": "x", "image": image, "ports": ports}],
+                    }
+                }
+            },
+        }
 
     want = policy.Expectation("x", "x", "r/x:v2", 8080, 80, {"runAsUser": 100}, {}, True)
     svc = {"kind": "Service", "metadata": {"name": "x"}, "spec": {"ports": [{"port": 80}]}}
@@ -63,8 +76,13 @@ def test_check_reports_each_broken_condition():
     bad = deploy([{"containerPort": 80, "name": "http"}, {"containerPort": 8080, "name": "http"}], image="r/x:v1")
     reasons = policy.check([svc], [{**svc, "spec": {}}, bad], want)
     text = "; ".join(reasons)
-    for part in ("image is 'r/x:v1'", "pod securityContext.runAsUser is None", "old port 80 is still declared",
-                 "duplicate port names", "other objects changed: Service/x"):
+    for part in (
+        "image is 'r/x:v1'",
+        "pod securityContext.runAsUser is None",
+        "old port 80 is still declared",
+        "duplicate port names",
+        "other objects changed: Service/x",
+    ):
         assert part in text
 
 
@@ -75,12 +93,15 @@ def test_external_base_gets_a_json6902_port_patch_wired_into_patches(gitops_repo
     plan = gitops.plan(catalog, "delta", gitops_repo)
     created = [c for c in plan.changes if c.created]
     assert [c.path.name for c in created] == ["deployment-port-patch.yaml"]
-    assert created[0].after == ("- op: replace\n  path: /spec/template/spec/containers/0/ports/0/containerPort\n"
-                                "  value: 8080\n")
+    assert created[0].after == (
+        "- op: replace\n  path: /spec/template/spec/containers/0/ports/0/containerPort\n  value: 8080\n"
+    )
     kust = next(c for c in plan.changes if c.path.name == "kustomization.yaml")
     assert "patchesStrategicMerge" not in kust.after
-    assert "  - path: deployment-port-patch.yaml\n    target:\n      kind: Deployment\n      name: delta-site\n" \
+    assert (
+        "  - path: deployment-port-patch.yaml\n    target:\n      kind: Deployment\n      name: delta-site\n"
         in kust.after
+    )
     gitops.apply(plan)
     assert external.read_text() == base_before  # outside the repo: never edited
     container = fx.deployment(fx.render(overlay), "delta-site")["spec"]["template"]["spec"]["containers"][0]
@@ -90,8 +111,7 @@ def test_external_base_gets_a_json6902_port_patch_wired_into_patches(gitops_repo
 
 
 def test_graveyard_and_encrypted_files_are_never_touched(gitops_repo, catalog, fx):
-    keep = [gitops_repo / "zz-graveyard/old-site/deployment.yaml",
-            *sorted(gitops_repo.rglob("*.enc.yaml"))]
+    keep = [gitops_repo / "zz-graveyard/old-site/deployment.yaml", *sorted(gitops_repo.rglob("*.enc.yaml"))]
     texts = [p.read_text() for p in keep]
     for site in ("alpha", "beta", "gamma", "epsilon", "delta"):
         gitops.apply(gitops.plan(catalog, site, gitops_repo))
@@ -99,8 +119,22 @@ def test_graveyard_and_encrypted_files_are_never_touched(gitops_repo, catalog, f
 
 
 def _commit(repo) -> None:
-    subprocess.run(["git", "-c", "user.name=x", "-c", "user.email=x@x", "-c", "commit.gpgsign=false",
-                    "commit", "-qam", "break it"], cwd=repo, check=True)
+    subprocess.run(
+        [
+            "git",
+            "-c",
+            "user.name=x",
+            "-c",
+            "user.email=x@x",
+            "-c",
+            "commit.gpgsign=false",
+            "commit",
+            "-qam",
+            "break it",
+        ],
+        cwd=repo,
+        check=True,
+    )
 
 
 def _fails(catalog, site, repo, fx, exc=ImgforgeError, **kw) -> ImgforgeError:
@@ -116,36 +150,52 @@ def _fails(catalog, site, repo, fx, exc=ImgforgeError, **kw) -> ImgforgeError:
 def test_unknown_app_names_the_folder_and_the_close_match(gitops_repo, catalog, fx):
     err = _fails(catalog, "nowhere", gitops_repo, fx)
     assert err.exit_code == EXIT_NOT_FOUND
-    assert str(err) == (f"unknown app 'alpha-sight': no kustomization in {OVERLAYS}/alpha-sight; "
-                        "did you mean 'alpha-site'?")
+    assert str(err) == (
+        f"unknown app 'alpha-sight': no kustomization in {OVERLAYS}/alpha-sight; did you mean 'alpha-site'?"
+    )
 
 
 def test_two_matching_containers_are_ambiguous(gitops_repo, catalog, fx):
     err = _fails(catalog, "twin", gitops_repo, fx)
     assert err.exit_code == EXIT_GITOPS
-    assert "container twin-site," in str(err) and "container twin-site-worker" in str(err)
+    assert "container twin-site," in str(err)
+    assert "container twin-site-worker" in str(err)
     assert "gitops.container" in str(err)
 
 
 def test_container_setting_resolves_the_ambiguity(gitops_repo, make_catalog, fx):
     from imgforge.config import load_catalog
 
-    cat = load_catalog(make_catalog(sites={"twin": {
-        "image": fx.gen.image_of("twin-site"), "tag": "v0.0.3",
-        "gitops": {"app": "twin-site", "container": "twin-site-worker"}}}))
+    cat = load_catalog(
+        make_catalog(
+            sites={
+                "twin": {
+                    "image": fx.gen.image_of("twin-site"),
+                    "tag": "v0.0.3",
+                    "gitops": {"app": "twin-site", "container": "twin-site-worker"},
+                }
+            }
+        )
+    )
     plan = gitops.plan(cat, "twin", gitops_repo, level="minimal")
-    assert not plan.noop and "-          image: cr.pcfae.com/prplanit/twin.com:v0.0.2" in plan.diff
+    assert not plan.noop
+    assert "-          image: cr.pcfae.com/prplanit/twin.com:v0.0.2" in plan.diff
     gitops.apply(plan)
     pod = fx.deployment(fx.render(gitops_repo / OVERLAYS / "twin-site"), "twin-site")["spec"]["template"]["spec"]
-    assert {c["name"]: c["image"].rsplit(":", 1)[1] for c in pod["containers"]} == \
-        {"twin-site": "v0.0.2", "twin-site-worker": "v0.0.3"}
+    assert {c["name"]: c["image"].rsplit(":", 1)[1] for c in pod["containers"]} == {
+        "twin-site": "v0.0.2",
+        "twin-site-worker": "v0.0.3",
+    }
 
 
-@pytest.mark.parametrize("rel, garbage", [
-    (f"{OVERLAYS}/alpha-site/deployment-patch.yaml", "      containers: [\n"),
-    (f"{OVERLAYS}/alpha-site/kustomization.yaml", "patches:\n  - path: x\n bad: ["),
-    ("fluxcd/apps/base/alpha-site/deployment.yaml", "spec:\n\ttemplate: {}\n"),
-])
+@pytest.mark.parametrize(
+    ("rel", "garbage"),
+    [
+        (f"{OVERLAYS}/alpha-site/deployment-patch.yaml", "      containers: [\n"),
+        (f"{OVERLAYS}/alpha-site/kustomization.yaml", "patches:\n  - path: x\n bad: ["),
+        ("fluxcd/apps/base/alpha-site/deployment.yaml", "spec:\n\ttemplate: {}\n"),
+    ],
+)
 def test_malformed_yaml_names_the_file(gitops_repo, catalog, fx, rel, garbage):
     path = gitops_repo / rel
     path.write_text(path.read_text() + garbage)

@@ -19,7 +19,7 @@ import pytest
 # --import-mode=importlib does not put test folders on sys.path; the helper module is imported by name.
 sys.path.insert(0, str(Path(__file__).parent))
 
-from image_fixtures import OWNER, LayoutWriter  # noqa: E402
+from image_fixtures import OWNER, LayoutWriter
 
 # A Dockerfile whose layers hold every case the reader must get right, made by the engine itself:
 # whiteouts of files and folders (also of a base-image file), an opaque folder (rm -rf + mkdir
@@ -66,8 +66,7 @@ def h6_image(docker_client, nginx_base, tmp_path_factory) -> Iterator[BuiltImage
         (context / "site" / rel).parent.mkdir(parents=True, exist_ok=True)
         (context / "site" / rel).write_bytes(data)
     tag = f"imgforge-h6-tests/reader:{run}"
-    image, _ = docker_client.images.build(path=str(context), tag=tag, labels=OWNER, rm=True, forcerm=True,
-                                          nocache=True)
+    image, _ = docker_client.images.build(path=str(context), tag=tag, labels=OWNER, rm=True, forcerm=True, nocache=True)
     try:
         yield BuiltImage(image.id, tag)
     finally:

@@ -35,7 +35,7 @@ def tar_of(*members: tuple[Any, ...], pad: bytes = b"") -> bytes:
                 data = rest[0]
                 info.size = len(data)
                 extras = list(rest[1:])
-                info.mode, info.uid, info.gid = extras + [0o644, 0, 0][len(extras):]
+                info.mode, info.uid, info.gid = extras + [0o644, 0, 0][len(extras) :]
             elif kind == "dir":
                 info.type, info.mode = tarfile.DIRTYPE, rest[0] if rest else 0o755
             elif kind == "symlink":
@@ -63,39 +63,74 @@ class LayoutWriter:
         (self.root / "blobs" / "sha256" / digest.split(":")[1]).write_bytes(data)
         return digest, len(data)
 
-    def image(self, layer_tars: list[bytes], *, compress: str = "gzip", config: dict | None = None,
-              arch: str = "amd64", variant: str = "", diff_ids: list[str] | None = None,
-              layer_media_type: str | None = None) -> dict:
+    def image(
+        self,
+        layer_tars: list[bytes],
+        *,
+        compress: str = "gzip",
+        config: dict | None = None,
+        arch: str = "amd64",
+        variant: str = "",
+        diff_ids: list[str] | None = None,
+        layer_media_type: str | None = None,
+    ) -> dict:
         """Blobs of one image; returns the manifest's descriptor (without platform)."""
         layers = []
         for tar in layer_tars:
             blob = gzip.compress(tar, mtime=0) if compress == "gzip" else tar
             digest, size = self.blob(blob)
-            media = layer_media_type or ("application/vnd.oci.image.layer.v1.tar+gzip" if compress == "gzip"
-                                         else "application/vnd.oci.image.layer.v1.tar")
+            media = layer_media_type or (
+                "application/vnd.oci.image.layer.v1.tar+gzip"
+                if compress == "gzip"
+                else "application/vnd.oci.image.layer.v1.tar"
+            )
             layers.append({"mediaType": media, "digest": digest, "size": size})
-        doc = {"architecture": arch, "os": "linux",
-               "rootfs": {"type": "layers", "diff_ids": diff_ids if diff_ids is not None else [sha(t) for t in layer_tars]},
-               "config": {"User": "101:101", "ExposedPorts": {"8080/tcp": {}}, "StopSignal": "SIGQUIT"},
-               **({"variant": variant} if variant else {}), **(config or {})}
+        doc = {
+            "architecture": arch,
+            "os": "linux",
+            "rootfs": {
+                "type": "layers",
+                "diff_ids": diff_ids if diff_ids is not None else [sha(t) for t in layer_tars],
+            },
+            "config": {"User": "101:101", "ExposedPorts": {"8080/tcp": {}}, "StopSignal": "SIGQUIT"},
+            **({"variant": variant} if variant else {}),
+            **(config or {}),
+        }
         config_digest, config_size = self.blob(json.dumps(doc).encode())
-        manifest = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                    "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest,
-                               "size": config_size},
-                    "layers": layers}
+        manifest = {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {
+                "mediaType": "application/vnd.oci.image.config.v1+json",
+                "digest": config_digest,
+                "size": config_size,
+            },
+            "layers": layers,
+        }
         digest, size = self.blob(json.dumps(manifest).encode())
         return {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": digest, "size": size}
 
-    def image_of_blob(self, blob: bytes, *, media_type: str = "application/vnd.oci.image.layer.v1.tar+gzip",
-                      diff_id: str | None = None) -> dict:
+    def image_of_blob(
+        self,
+        blob: bytes,
+        *,
+        media_type: str = "application/vnd.oci.image.layer.v1.tar+gzip",
+        diff_id: str | None = None,
+    ) -> dict:
         """An image whose one layer is ``blob`` as given (hostile, truncated, compressed elsewhere)."""
         digest, size = self.blob(blob)
         doc = {"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": [diff_id or digest]}}
         config_digest, config_size = self.blob(json.dumps(doc).encode())
-        manifest = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                    "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest,
-                               "size": config_size},
-                    "layers": [{"mediaType": media_type, "digest": digest, "size": size}]}
+        manifest = {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {
+                "mediaType": "application/vnd.oci.image.config.v1+json",
+                "digest": config_digest,
+                "size": config_size,
+            },
+            "layers": [{"mediaType": media_type, "digest": digest, "size": size}],
+        }
         digest, size = self.blob(json.dumps(manifest).encode())
         desc = {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": digest, "size": size}
         self.index([desc])
@@ -120,9 +155,16 @@ def single(writer: LayoutWriter, *tars: bytes, **kw: Any) -> LayoutWriter:
 
 # --- comparing views --------------------------------------------------------------------------
 
-_TAR_KIND = {tarfile.REGTYPE: "file", tarfile.AREGTYPE: "file", tarfile.LNKTYPE: "file", tarfile.DIRTYPE: "dir",
-             tarfile.SYMTYPE: "symlink", tarfile.CHRTYPE: "char", tarfile.BLKTYPE: "block",
-             tarfile.FIFOTYPE: "fifo"}
+_TAR_KIND = {
+    tarfile.REGTYPE: "file",
+    tarfile.AREGTYPE: "file",
+    tarfile.LNKTYPE: "file",
+    tarfile.DIRTYPE: "dir",
+    tarfile.SYMTYPE: "symlink",
+    tarfile.CHRTYPE: "char",
+    tarfile.BLKTYPE: "block",
+    tarfile.FIFOTYPE: "fifo",
+}
 
 
 def view_of(fs: Any, skip: Any = lambda path: False) -> dict[str, tuple]:
@@ -133,8 +175,15 @@ def view_of(fs: Any, skip: Any = lambda path: False) -> dict[str, tuple]:
         if e.path == "/" or skip(e.path):
             continue
         kind = "file" if e.is_regular else e.type.value
-        out[e.path] = (kind, e.mode, e.uid, e.gid, e.size if kind == "file" else 0,
-                       e.link_target if kind == "symlink" else "", None if kind == "dir" else e.mtime)
+        out[e.path] = (
+            kind,
+            e.mode,
+            e.uid,
+            e.gid,
+            e.size if kind == "file" else 0,
+            e.link_target if kind == "symlink" else "",
+            None if kind == "dir" else e.mtime,
+        )
     return out
 
 
@@ -166,6 +215,13 @@ def export_view(tar_path: Path, skip: Any) -> tuple[dict[str, tuple], set[frozen
             if kind == "file":
                 source = members["/" + m.linkname.strip("/")] if m.type == tarfile.LNKTYPE else m
                 hashes[path] = hashlib.sha256(tar.extractfile(source).read()).hexdigest()
-            view[path] = (kind, m.mode & 0o7777, m.uid, m.gid, size if kind == "file" else 0,
-                          m.linkname if kind == "symlink" else "", None if kind == "dir" else int(m.mtime))
+            view[path] = (
+                kind,
+                m.mode & 0o7777,
+                m.uid,
+                m.gid,
+                size if kind == "file" else 0,
+                m.linkname if kind == "symlink" else "",
+                None if kind == "dir" else int(m.mtime),
+            )
     return view, {frozenset(g) for g in links.values()}, hashes

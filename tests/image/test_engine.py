@@ -58,12 +58,14 @@ def test_file_tree_equals_docker_export(engine_fs, exported):
     _, _, fs = engine_fs
     want_view, want_links, want_hashes = exported
     got = view_of(fs, _container_only)
-    assert set(got) == set(want_view), (sorted(set(got) ^ set(want_view))[:20])
+    assert set(got) == set(want_view), sorted(set(got) ^ set(want_view))[:20]
     diff = {p: (got[p], want_view[p]) for p in got if got[p] != want_view[p]}
     assert diff == {}
     assert links_of(fs, _container_only) == want_links
-    hashes = {path: hashlib.sha256(stream.read()).hexdigest()
-              for path, _, stream in fs.open_files(lambda e: not _container_only(e.path))}
+    hashes = {
+        path: hashlib.sha256(stream.read()).hexdigest()
+        for path, _, stream in fs.open_files(lambda e: not _container_only(e.path))
+    }
     assert hashes == want_hashes
 
 
@@ -78,19 +80,33 @@ def test_whiteouts_and_opaque_folder_were_really_in_the_layers(engine_fs):
     assert "h6/.wh.gone" in names
     assert "usr/share/nginx/html/.wh.index.html" in names
     assert "srv/www/.wh.removed.txt" in names
-    assert fs.get("/h6/gone") is None and fs.get("/h6/gone/b") is None
+    assert fs.get("/h6/gone") is None
+    assert fs.get("/h6/gone/b") is None
     assert fs.get("/usr/share/nginx/html/index.html") is None
     assert fs.children("/h6/opaque") == ["/h6/opaque/new"]
-    assert fs.get("/h6/becomes-dir").is_dir and fs.children("/h6/becomes-dir") == ["/h6/becomes-dir/inner"]
+    assert fs.get("/h6/becomes-dir").is_dir
+    assert fs.children("/h6/becomes-dir") == ["/h6/becomes-dir/inner"]
     assert not any(e.path.rsplit("/", 1)[1].startswith(".wh.") for e in fs)
 
 
 def test_entries_match_stat_inside_a_running_container(docker_client, h6_image, engine_fs):
     _, _, fs = engine_fs
-    paths = ["/h6/suid", "/h6/sgid", "/h6/owned", "/h6/owned/f", "/h6/keep/a", "/h6/hard", "/h6/sym-rel",
-             "/h6/sym-abs", "/srv/www/index.html", "/srv/www/sub", "/var/mail"]
-    container = docker_client.containers.create(h6_image.id, entrypoint=["stat", "-c", "%n|%f|%u|%g|%s|%i|%h"],
-                                                command=paths, labels=OWNER)
+    paths = [
+        "/h6/suid",
+        "/h6/sgid",
+        "/h6/owned",
+        "/h6/owned/f",
+        "/h6/keep/a",
+        "/h6/hard",
+        "/h6/sym-rel",
+        "/h6/sym-abs",
+        "/srv/www/index.html",
+        "/srv/www/sub",
+        "/var/mail",
+    ]
+    container = docker_client.containers.create(
+        h6_image.id, entrypoint=["stat", "-c", "%n|%f|%u|%g|%s|%i|%h"], command=paths, labels=OWNER
+    )
     try:
         container.start()
         assert container.wait(timeout=60)["StatusCode"] == 0
@@ -108,12 +124,17 @@ def test_entries_match_stat_inside_a_running_container(docker_client, h6_image, 
         assert entry.type is want_kind or (entry.type is EntryType.HARDLINK and want_kind is EntryType.FILE), path
         if entry.is_regular:
             assert entry.size == int(size), path
-    assert fs.get("/h6/suid").setuid and fs.get("/h6/sgid").setgid and fs.get("/var/mail").setgid
-    assert fs.get("/h6/owned").mode == 0o1777 and (fs.get("/h6/owned/f").uid, fs.get("/h6/owned/f").gid) == (101, 101)
+    assert fs.get("/h6/suid").setuid
+    assert fs.get("/h6/sgid").setgid
+    assert fs.get("/var/mail").setgid
+    assert fs.get("/h6/owned").mode == 0o1777
+    assert (fs.get("/h6/owned/f").uid, fs.get("/h6/owned/f").gid) == (101, 101)
     # One inode in the container (same inode number, two links) is one hard-link pair here.
-    assert stat["/h6/keep/a"][4] == stat["/h6/hard"][4] and stat["/h6/hard"][5] == "2"
+    assert stat["/h6/keep/a"][4] == stat["/h6/hard"][4]
+    assert stat["/h6/hard"][5] == "2"
     hard = fs.get("/h6/hard") if fs.get("/h6/hard").type is EntryType.HARDLINK else fs.get("/h6/keep/a")
-    assert hard.type is EntryType.HARDLINK and hard.link_target in ("/h6/keep/a", "/h6/hard")
+    assert hard.type is EntryType.HARDLINK
+    assert hard.link_target in ("/h6/keep/a", "/h6/hard")
     assert fs.get("/h6/sym-abs").link_target == "/etc/nginx/nginx.conf"
 
 
@@ -125,7 +146,8 @@ def test_config_matches_docker_inspect(docker_client, h6_image, engine_fs):
     assert list(got.env) == (want.get("Env") or [])
     assert got.cmd == tuple(want["Cmd"]) if want.get("Cmd") else got.cmd is None
     assert got.entrypoint == (tuple(want["Entrypoint"]) if want.get("Entrypoint") else None)
-    assert got.labels == (want.get("Labels") or {}) and got.labels["io.imgforge.owner"] == "h6-tests"
+    assert got.labels == (want.get("Labels") or {})
+    assert got.labels["io.imgforge.owner"] == "h6-tests"
     assert got.working_dir == (want.get("WorkingDir") or "")
     assert got.stop_signal == (want.get("StopSignal") or "")
     assert list(got.exposed_ports) == sorted(want.get("ExposedPorts") or {})
@@ -136,15 +158,26 @@ def test_config_matches_docker_inspect(docker_client, h6_image, engine_fs):
 def test_read_files_follows_links_inside_the_image(engine_fs, exported):
     _, _, fs = engine_fs
     _, _, hashes = exported
-    got = fs.read_files(["/var/lib/dpkg/status", "/etc/nginx/sites-enabled/default", "/h6/sym-rel",
-                         "/h6/sym-climb", "/no/such/file", "/h6"])
+    got = fs.read_files(
+        [
+            "/var/lib/dpkg/status",
+            "/etc/nginx/sites-enabled/default",
+            "/h6/sym-rel",
+            "/h6/sym-climb",
+            "/no/such/file",
+            "/h6",
+        ]
+    )
     assert set(got) == {"/var/lib/dpkg/status", "/etc/nginx/sites-enabled/default", "/h6/sym-rel", "/h6/sym-climb"}
     assert hashlib.sha256(got["/var/lib/dpkg/status"]).hexdigest() == hashes["/var/lib/dpkg/status"]
-    assert hashlib.sha256(got["/etc/nginx/sites-enabled/default"]).hexdigest() == \
-        hashes["/etc/nginx/sites-available/default"]
+    assert (
+        hashlib.sha256(got["/etc/nginx/sites-enabled/default"]).hexdigest()
+        == hashes["/etc/nginx/sites-available/default"]
+    )
     assert got["/h6/sym-rel"] == b"keep\n"
     # ../../../../../../etc/passwd climbs no further than the image root: the image's passwd.
-    assert got["/h6/sym-climb"] == fs.read_bytes("/etc/passwd") and b"root:x:0:0" in got["/h6/sym-climb"]
+    assert got["/h6/sym-climb"] == fs.read_bytes("/etc/passwd")
+    assert b"root:x:0:0" in got["/h6/sym-climb"]
     assert fs.resolve("/etc/nginx/sites-enabled/default") == "/etc/nginx/sites-available/default"
 
 

@@ -62,9 +62,11 @@ def test_absolute_member_stays_inside_the_image(watched, layout):
     tmp, check = watched
     target = str(tmp / "outside" / "abs")
     fs = _open(layout, tar_of(("file", target, b"abs")))
-    assert fs.get(target).size == 3 and fs.read_bytes(target) == b"abs"
+    assert fs.get(target).size == 3
+    assert fs.read_bytes(target) == b"abs"
     result = fs.extract("/", tmp / "dest")
-    assert (tmp / "dest" / target.lstrip("/")).read_bytes() == b"abs" and result.files == 1
+    assert (tmp / "dest" / target.lstrip("/")).read_bytes() == b"abs"
+    assert result.files == 1
     check("dest")
 
 
@@ -76,13 +78,20 @@ def test_hard_link_out_of_the_image_is_refused(layout):
 def test_symlink_chain_escape_is_contained(watched, layout):
     tmp, check = watched
     outside = str(tmp / "outside")
-    fs = _open(layout,
-               tar_of(("dir", "srv/"), ("dir", "srv/www/"), ("file", "srv/www/index.html", b"i"),
-                      ("symlink", "srv/www/up", "../../../../../../../.."),
-                      ("symlink", "srv/www/chain", "up" + outside),
-                      ("symlink", "srv/www/host", outside),
-                      ("symlink", "srv/www/loop-a", "loop-b"), ("symlink", "srv/www/loop-b", "loop-a")),
-               tar_of(("file", "srv/www/host/planted", b"through the link")))
+    fs = _open(
+        layout,
+        tar_of(
+            ("dir", "srv/"),
+            ("dir", "srv/www/"),
+            ("file", "srv/www/index.html", b"i"),
+            ("symlink", "srv/www/up", "../../../../../../../.."),
+            ("symlink", "srv/www/chain", "up" + outside),
+            ("symlink", "srv/www/host", outside),
+            ("symlink", "srv/www/loop-a", "loop-b"),
+            ("symlink", "srv/www/loop-b", "loop-a"),
+        ),
+        tar_of(("file", "srv/www/host/planted", b"through the link")),
+    )
     assert fs.resolve("/srv/www/chain") == outside  # ".." stops at the image root: the image's own path
     assert fs.lookup("/srv/www/chain") is None
     with pytest.raises(ImageRefused, match="outside /srv/www"):
@@ -90,13 +99,16 @@ def test_symlink_chain_escape_is_contained(watched, layout):
     with pytest.raises(ImageInvalid, match="too many levels of symbolic links"):
         fs.resolve("/srv/www/loop-a")
     # A later layer writing under a lower symlink makes a folder in the image, never follows it.
-    assert fs.get("/srv/www/host").is_dir and fs.read_bytes("/srv/www/host/planted") == b"through the link"
+    assert fs.get("/srv/www/host").is_dir
+    assert fs.read_bytes("/srv/www/host/planted") == b"through the link"
     result = fs.extract("/srv/www", tmp / "dest")
     assert sorted(_snapshot(tmp / "dest")) == ["host", "host/planted", "index.html"]
     assert dict(result.skipped) == {
-        "/srv/www/up": "link leads outside /srv/www", "/srv/www/chain": "link leads outside /srv/www",
+        "/srv/www/up": "link leads outside /srv/www",
+        "/srv/www/chain": "link leads outside /srv/www",
         "/srv/www/loop-a": f"{fs.image.describe()}: /srv/www/loop-a: too many levels of symbolic links",
-        "/srv/www/loop-b": f"{fs.image.describe()}: /srv/www/loop-b: too many levels of symbolic links"}
+        "/srv/www/loop-b": f"{fs.image.describe()}: /srv/www/loop-b: too many levels of symbolic links",
+    }
     check("dest")
 
 
@@ -207,8 +219,7 @@ def test_read_and_extract_caps_leave_nothing_behind(watched, layout):
 
 def test_extract_that_fails_verification_leaves_no_partial_copy(watched, layout):
     tmp, check = watched
-    fs = _open(layout, tar_of(("dir", "www/"), ("file", "www/a", b"aaaa"), ("file", "www/b", b"bbbb")),
-               compress="none")
+    fs = _open(layout, tar_of(("dir", "www/"), ("file", "www/a", b"aaaa"), ("file", "www/b", b"bbbb")), compress="none")
     (tmp / "dest").mkdir()
     (tmp / "dest" / "previous").write_text("kept")
     blob = layout.root / "blobs" / "sha256" / fs.image.manifest.layers[0].digest.split(":")[1]

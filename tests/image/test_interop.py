@@ -18,13 +18,31 @@ import pytest
 from imgforge.image import DockerArchive, DockerEngineSource, ImageInvalid, OciLayout, RegistrySource, read_fs, resolve
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
-WANTED = ["/var/lib/dpkg/status", "/etc/nginx/nginx.conf", "/h6/suid", "/h6/hard", "/h6/opaque/new",
-          "/srv/www/index.html", "/srv/www/alias.html"]
+WANTED = [
+    "/var/lib/dpkg/status",
+    "/etc/nginx/nginx.conf",
+    "/h6/suid",
+    "/h6/hard",
+    "/h6/opaque/new",
+    "/srv/www/index.html",
+    "/srv/www/alias.html",
+]
 
 
 def _tree(fs) -> list[tuple]:
-    return [(e.path, e.type.value if e.type.value != "hardlink" else "file", e.mode, e.uid, e.gid,
-             e.size, e.link_target if e.is_symlink else "", e.mtime) for e in fs]
+    return [
+        (
+            e.path,
+            e.type.value if e.type.value != "hardlink" else "file",
+            e.mode,
+            e.uid,
+            e.gid,
+            e.size,
+            e.link_target if e.is_symlink else "",
+            e.mtime,
+        )
+        for e in fs
+    ]
 
 
 def _hashes(fs) -> dict[str, str]:
@@ -46,9 +64,14 @@ def test_skopeo_oci_layout(skopeo_layout, engine_view):
     assert {layer.media_type for layer in image.manifest.layers} == {"application/vnd.oci.image.layer.v1.tar+gzip"}
     assert image.config.diff_ids == engine_image.config.diff_ids
     assert (image.config.user, image.config.cmd, image.config.env, image.config.labels) == (
-        engine_image.config.user, engine_image.config.cmd, engine_image.config.env, engine_image.config.labels)
+        engine_image.config.user,
+        engine_image.config.cmd,
+        engine_image.config.env,
+        engine_image.config.labels,
+    )
     fs = read_fs(image)
-    assert _tree(fs) == tree and _hashes(fs) == hashes
+    assert _tree(fs) == tree
+    assert _hashes(fs) == hashes
 
 
 def test_oci_archive_like_docker_25_save(skopeo_layout, engine_view, tmp_path):
@@ -59,7 +82,8 @@ def test_oci_archive_like_docker_25_save(skopeo_layout, engine_view, tmp_path):
     with DockerArchive(archive) as source:
         assert source.is_oci_layout
         fs = read_fs(resolve(source))
-        assert _tree(fs) == tree and _hashes(fs) == hashes
+        assert _tree(fs) == tree
+        assert _hashes(fs) == hashes
 
 
 def test_legacy_docker_save_file(docker_client, h6_image, engine_view, tmp_path):
@@ -83,11 +107,15 @@ class LayoutRegistry:
 
     def get_manifest(self, name: str, reference: str, accept: list[str]) -> tuple[bytes, str, str]:
         self.calls.append(("manifest", reference))
-        assert name == "h6/reader" and "application/vnd.oci.image.index.v1+json" in accept
+        assert name == "h6/reader"
+        assert "application/vnd.oci.image.index.v1+json" in accept
         if not reference.startswith("sha256:"):
             index = json.loads((self.root / "index.json").read_text())
-            reference = next(m["digest"] for m in index["manifests"]
-                             if m["annotations"]["org.opencontainers.image.ref.name"] == reference)
+            reference = next(
+                m["digest"]
+                for m in index["manifests"]
+                if m["annotations"]["org.opencontainers.image.ref.name"] == reference
+            )
         data = (self.root / "blobs" / "sha256" / reference.split(":")[1]).read_bytes()
         digest = "sha256:" + hashlib.sha256(data + (b"x" if self.lie else b"")).hexdigest()
         return data, json.loads(data)["mediaType"], digest
@@ -105,7 +133,8 @@ def test_registry_adapter(skopeo_layout, engine_view):
     assert image.digest == json.loads((skopeo_layout / "index.json").read_text())["manifests"][0]["digest"]
     _, tree, hashes = engine_view
     fs = read_fs(image)
-    assert _tree(fs) == tree and _hashes(fs) == hashes
+    assert _tree(fs) == tree
+    assert _hashes(fs) == hashes
     assert {d for kind, d in registry.calls if kind == "blob"} >= {layer.digest for layer in image.manifest.layers}
 
 

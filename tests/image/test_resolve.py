@@ -47,26 +47,52 @@ def _rewrite_manifest(writer: LayoutWriter, change) -> None:
 
 
 def test_single_image_config_fields(layout):
-    single(layout, LAYER, config={"config": {
-        "User": "101:101", "ExposedPorts": {"8080/tcp": {}, "8443/tcp": {}}, "Env": ["A=1", "B=x=y"],
-        "Entrypoint": ["/docker-entrypoint.sh"], "Cmd": None, "StopSignal": "SIGQUIT", "WorkingDir": "/srv",
-        "Labels": {"org.opencontainers.image.title": "t"}}, "history": [{"created_by": "COPY x", "empty_layer": False}]})
+    single(
+        layout,
+        LAYER,
+        config={
+            "config": {
+                "User": "101:101",
+                "ExposedPorts": {"8080/tcp": {}, "8443/tcp": {}},
+                "Env": ["A=1", "B=x=y"],
+                "Entrypoint": ["/docker-entrypoint.sh"],
+                "Cmd": None,
+                "StopSignal": "SIGQUIT",
+                "WorkingDir": "/srv",
+                "Labels": {"org.opencontainers.image.title": "t"},
+            },
+            "history": [{"created_by": "COPY x", "empty_layer": False}],
+        },
+    )
     image = resolve(OciLayout.open_dir(layout.root))
     c = image.config
     assert (c.user, c.exposed_ports, c.env_map, c.entrypoint, c.cmd, c.stop_signal, c.working_dir) == (
-        "101:101", ("8080/tcp", "8443/tcp"), {"A": "1", "B": "x=y"}, ("/docker-entrypoint.sh",), None,
-        "SIGQUIT", "/srv")
-    assert c.labels == {"org.opencontainers.image.title": "t"} and c.history[0].created_by == "COPY x"
-    assert c.diff_ids == (sha(LAYER),) and str(image.platform) == "linux/amd64"
+        "101:101",
+        ("8080/tcp", "8443/tcp"),
+        {"A": "1", "B": "x=y"},
+        ("/docker-entrypoint.sh",),
+        None,
+        "SIGQUIT",
+        "/srv",
+    )
+    assert c.labels == {"org.opencontainers.image.title": "t"}
+    assert c.history[0].created_by == "COPY x"
+    assert c.diff_ids == (sha(LAYER),)
+    assert str(image.platform) == "linux/amd64"
     desc, _ = _manifest_of(layout)
-    assert image.digest == desc["digest"] and image.index_digest is not None
+    assert image.digest == desc["digest"]
+    assert image.index_digest is not None
 
 
 def test_reference_by_name_and_by_digest(layout):
     a = layout.image([LAYER])
     b = layout.image([tar_of(("file", "other", b"2"))])
-    layout.index([{**a, "annotations": {"org.opencontainers.image.ref.name": "a"}},
-                  {**b, "annotations": {"io.containerd.image.name": "docker.io/library/b:1"}}])
+    layout.index(
+        [
+            {**a, "annotations": {"org.opencontainers.image.ref.name": "a"}},
+            {**b, "annotations": {"io.containerd.image.name": "docker.io/library/b:1"}},
+        ]
+    )
     source = OciLayout.open_dir(layout.root)
     assert resolve(source, "a").digest == a["digest"]
     assert resolve(source, "docker.io/library/b:1").digest == b["digest"]
@@ -112,8 +138,11 @@ def test_media_types_are_checked(layout):
     single(layout, LAYER)
     desc, _ = _manifest_of(layout)
     layout.index([{**desc, "mediaType": "application/vnd.oci.image.index.v1+json"}])
-    with pytest.raises(ImageInvalid, match="served as application/vnd.oci.image.index.v1\\+json but its "
-                                           "mediaType says application/vnd.oci.image.manifest.v1\\+json"):
+    with pytest.raises(
+        ImageInvalid,
+        match="served as application/vnd.oci.image.index.v1\\+json but its "
+        "mediaType says application/vnd.oci.image.manifest.v1\\+json",
+    ):
         resolve(OciLayout.open_dir(layout.root))
 
 
@@ -123,15 +152,18 @@ def test_artifact_and_unknown_layer_types_are_refused(layout):
     with pytest.raises(ImageInvalid, match="not a container image"):
         resolve(OciLayout.open_dir(layout.root))
     single(layout, LAYER)
-    _rewrite_manifest(layout, lambda m: m["layers"][0].update(mediaType="application/vnd.cncf.helm.chart.content.v1.tar+gzip"))
+    _rewrite_manifest(
+        layout, lambda m: m["layers"][0].update(mediaType="application/vnd.cncf.helm.chart.content.v1.tar+gzip")
+    )
     with pytest.raises(ImageInvalid, match="layers.0: media type .* is not an image layer"):
         resolve(OciLayout.open_dir(layout.root))
 
 
 def test_schema1_is_unsupported(layout):
     digest, size = layout.blob(b'{"schemaVersion": 1, "name": "x", "tag": "y", "fsLayers": []}')
-    layout.index([{"mediaType": "application/vnd.docker.distribution.manifest.v1+prettyjws", "digest": digest,
-                   "size": size}])
+    layout.index(
+        [{"mediaType": "application/vnd.docker.distribution.manifest.v1+prettyjws", "digest": digest, "size": size}]
+    )
     with pytest.raises(ImageUnsupported, match="schema 1"):  # what an old registry serves for a tag
         resolve(OciLayout.open_dir(layout.root), digest)
 
@@ -161,8 +193,9 @@ def test_manifest_and_config_caps(layout):
     with pytest.raises(LimitExceeded, match="max_manifest_bytes=200"):
         resolve(OciLayout.open_dir(layout.root), desc["digest"], limits=Limits(max_manifest_bytes=200))
     # A declared size over the cap is refused before a byte is read (the blob is not even there).
-    layout.index([{"mediaType": "application/vnd.oci.image.index.v1+json", "digest": sha(b"big"),
-                   "size": 5 * 1024 * 1024}])
+    layout.index(
+        [{"mediaType": "application/vnd.oci.image.index.v1+json", "digest": sha(b"big"), "size": 5 * 1024 * 1024}]
+    )
     with pytest.raises(LimitExceeded, match="declared size 5242880 exceeds the limit max_manifest_bytes=4194304"):
         resolve(OciLayout.open_dir(layout.root))
     (layout.root / "index.json").write_bytes(b" " * (4 * 1024 * 1024 + 1))
@@ -178,39 +211,61 @@ def test_layer_count_cap(layout):
 
 def _multi(layout: LayoutWriter) -> dict[str, str]:
     """An index with five platforms and a BuildKit attestation; returns platform → manifest digest."""
-    plats = {"linux/amd64": ("amd64", ""), "linux/arm64/v8": ("arm64", "v8"), "linux/arm/v7": ("arm", "v7"),
-             "linux/arm/v6": ("arm", "v6"), "linux/ppc64le": ("ppc64le", "")}
+    plats = {
+        "linux/amd64": ("amd64", ""),
+        "linux/arm64/v8": ("arm64", "v8"),
+        "linux/arm/v7": ("arm", "v7"),
+        "linux/arm/v6": ("arm", "v6"),
+        "linux/ppc64le": ("ppc64le", ""),
+    }
     entries, digests = [], {}
     for name, (arch, variant) in plats.items():
         desc = layout.image([tar_of(("file", "arch", name.encode()))], arch=arch, variant=variant)
         digests[name] = desc["digest"]
-        entries.append({**desc, "platform": {"os": "linux", "architecture": arch,
-                                             **({"variant": variant} if variant else {})}})
+        entries.append(
+            {**desc, "platform": {"os": "linux", "architecture": arch, **({"variant": variant} if variant else {})}}
+        )
     att = layout.image([tar_of(("file", "sbom", b"{}"))], arch="unknown")
-    entries.append({**att, "platform": {"os": "unknown", "architecture": "unknown"},
-                    "annotations": {"vnd.docker.reference.type": "attestation-manifest"}})
+    entries.append(
+        {
+            **att,
+            "platform": {"os": "unknown", "architecture": "unknown"},
+            "annotations": {"vnd.docker.reference.type": "attestation-manifest"},
+        }
+    )
     layout.index(entries)
     return digests
 
 
-@pytest.mark.parametrize("wanted, expected", [
-    (None, "linux/amd64"), ("linux/amd64", "linux/amd64"), ("linux/arm64", "linux/arm64/v8"),
-    ("linux/arm64/v8", "linux/arm64/v8"), ("linux/aarch64", "linux/arm64/v8"), ("linux/arm", "linux/arm/v7"),
-    ("linux/arm/v6", "linux/arm/v6"), ("linux/ppc64le", "linux/ppc64le"),
-])
+@pytest.mark.parametrize(
+    ("wanted", "expected"),
+    [
+        (None, "linux/amd64"),
+        ("linux/amd64", "linux/amd64"),
+        ("linux/arm64", "linux/arm64/v8"),
+        ("linux/arm64/v8", "linux/arm64/v8"),
+        ("linux/aarch64", "linux/arm64/v8"),
+        ("linux/arm", "linux/arm/v7"),
+        ("linux/arm/v6", "linux/arm/v6"),
+        ("linux/ppc64le", "linux/ppc64le"),
+    ],
+)
 def test_platform_selection(layout, wanted, expected):
     digests = _multi(layout)
     image = resolve(OciLayout.open_dir(layout.root), platform=wanted)
     assert image.digest == digests[expected]
-    assert image.index_digest is not None and len(image.available_platforms) == 5
+    assert image.index_digest is not None
+    assert len(image.available_platforms) == 5
 
 
 def test_no_matching_platform_lists_what_is_there(layout):
     _multi(layout)
     with pytest.raises(PlatformNotFound) as caught:
         resolve(OciLayout.open_dir(layout.root), platform="linux/s390x")
-    assert str(caught.value).endswith("no image for platform linux/s390x (available: linux/amd64, "
-                                      "linux/arm/v6, linux/arm/v7, linux/arm64/v8, linux/ppc64le)")
+    assert str(caught.value).endswith(
+        "no image for platform linux/s390x (available: linux/amd64, "
+        "linux/arm/v6, linux/arm/v7, linux/arm64/v8, linux/ppc64le)"
+    )
     with pytest.raises(PlatformNotFound, match="linux/arm/v5"):
         resolve(OciLayout.open_dir(layout.root), platform="linux/arm/v5")
 

@@ -71,9 +71,12 @@ def old_site_repo(path: Path, server_lines: str = "") -> Path:
     """A root-nginx site repository as ``imgforge migrate`` reads one (a git work tree, no remote)."""
     (path / "www-data").mkdir(parents=True)
     (path / "www-data" / "index.html").write_text("hi\n")
-    (path / "nginx.conf").write_text("events {}\nhttp {\n  server {\n    listen 80;\n    root /usr/share/nginx/html;\n"
-                                     f"    try_files $uri $uri/ =404;\n{server_lines}  }}\n}}\n")
-    (path / "Dockerfile").write_text("FROM nginx\nCOPY nginx.conf /etc/nginx/nginx.conf\n"
-                                     "COPY www-data/ /usr/share/nginx/html/\n")
+    (path / "nginx.conf").write_text(
+        "events {}\nhttp {\n  server {\n    listen 80;\n    root /usr/share/nginx/html;\n"
+        f"    try_files $uri $uri/ =404;\n{server_lines}  }}\n}}\n"
+    )
+    (path / "Dockerfile").write_text(
+        "FROM nginx\nCOPY nginx.conf /etc/nginx/nginx.conf\nCOPY www-data/ /usr/share/nginx/html/\n"
+    )
     subprocess.run(["git", "init", "-q", str(path)], check=True, capture_output=True)
     return path

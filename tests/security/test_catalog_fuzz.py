@@ -28,16 +28,37 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 sys.path.insert(0, str(Path(__file__).parent))  # --import-mode=importlib: the helpers by name
-from catalog_attack_helpers import (  # noqa: E402
-    EXAMPLE_SITE, GOLDEN, VARIANTS, assert_one_error_line, cli, edit_toml, golden_catalog)
+from catalog_attack_helpers import (
+    EXAMPLE_SITE,
+    GOLDEN,
+    VARIANTS,
+    assert_one_error_line,
+    cli,
+    edit_toml,
+    golden_catalog,
+)
 
-from imgforge import _git  # noqa: E402
+from imgforge import _git
 
 SPECIALS = "\n\r\t\x00\x0b\x0c\"'$;{}#\\` |&<>()*?[]~=:@/.-\u2028\u2029\u0085\ufeff\u202e\u00a0"
 PAYLOADS = (
-    "\nRUN touch /pwned", '" \\\nRUN touch /pwned #', "$(touch /pwned)", "`touch /pwned`", "'; touch /pwned; '",
-    'x"; add_header X-Evil 1; #', "}\nserver { listen 1; }", "${IFS}", "$http_authorization", "v1\n",
-    "--upload-pack=touch /tmp/pwned", "a\\", "\\\n", "../../etc", "/etc/passwd", "x\x00y", "\u2028RUN id",
+    "\nRUN touch /pwned",
+    '" \\\nRUN touch /pwned #',
+    "$(touch /pwned)",
+    "`touch /pwned`",
+    "'; touch /pwned; '",
+    'x"; add_header X-Evil 1; #',
+    "}\nserver { listen 1; }",
+    "${IFS}",
+    "$http_authorization",
+    "v1\n",
+    "--upload-pack=touch /tmp/pwned",
+    "a\\",
+    "\\\n",
+    "../../etc",
+    "/etc/passwd",
+    "x\x00y",
+    "\u2028RUN id",
 )
 NGINX_FILES = ("nginx.conf", "imgforge/site.conf", "imgforge/headers.conf")
 _CHARS = st.one_of(st.sampled_from(SPECIALS), st.characters(exclude_categories=("Cs",)))
@@ -64,8 +85,9 @@ class Field:
         site_file = root / "sites" / f"{variant}.toml"
         profile = variant.split("-")[0]
         if self.name == "file name":
-            assume("/" not in value and "\x00" not in value and value not in ("", ".", "..")
-                   and len(value.encode()) < 200)
+            assume(
+                "/" not in value and "\x00" not in value and value not in ("", ".", "..") and len(value.encode()) < 200
+            )
             site_file.rename(root / "sites" / f"{value}.toml")
             return value
         if self.name == "headers:name":
@@ -120,8 +142,11 @@ def test_no_catalog_value_changes_the_shape_of_what_is_rendered(field: Field, da
         root = golden_catalog(Path(tmp) / "catalog")
         site = field.apply(root, variant, value)
         out_dir = Path(tmp) / "out"
-        args = (["render", "--root", str(root), "--out", str(out_dir), "--", site] if field.templated
-                else ["sites", "--json", "--root", str(root)])
+        args = (
+            ["render", "--root", str(root), "--out", str(out_dir), "--", site]
+            if field.templated
+            else ["sites", "--json", "--root", str(root)]
+        )
         code, out, err = cli(*args)
         if code != 0:
             assert_one_error_line(code, out, err)
@@ -175,8 +200,14 @@ def test_the_fuzz_can_see_an_injected_instruction(tmp_path):
     golden = GOLDEN / "prebuilt-spa"
     bad = tmp_path / "bad"
     (bad / "imgforge").mkdir(parents=True)
-    for name in ("Dockerfile", "nginx.conf", "imgforge/site.conf", "imgforge/headers.conf", "imgforge-entrypoint",
-                 ".dockerignore"):
+    for name in (
+        "Dockerfile",
+        "nginx.conf",
+        "imgforge/site.conf",
+        "imgforge/headers.conf",
+        "imgforge-entrypoint",
+        ".dockerignore",
+    ):
         (bad / name).write_bytes((golden / name).read_bytes())
     text = (golden / "Dockerfile").read_text()
     (bad / "Dockerfile").write_text(text.replace('version="v0.0.1"', 'version="v1"\nRUN touch /pwned\n#'))

@@ -19,10 +19,10 @@ import docker.errors
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # --import-mode=importlib: the helpers by name
-from catalog_attack_helpers import assert_one_error_line, cli, edit_toml, golden_catalog, old_site_repo  # noqa: E402
+from catalog_attack_helpers import assert_one_error_line, cli, edit_toml, golden_catalog, old_site_repo
 
-from imgforge import config, render  # noqa: E402
-from imgforge.audit import migrate_repo  # noqa: E402
+from imgforge import config, render
+from imgforge.audit import migrate_repo
 
 SITE = "prebuilt-spa"
 SITE_FILE = f"sites/{SITE}.toml"
@@ -54,8 +54,12 @@ LINE_BREAKS = [
     (SITE_FILE, "profile", "prebuilt\n", "profile: expected one of alpine, debian, prebuilt"),
     (SITE_FILE, "fallback", "spa\n", "fallback: expected one of spa, 404"),
     (SITE_FILE, "ipv6", "auto\n", "ipv6: expected one of auto, on, off"),
-    (SITE_FILE, "headers.Permissions-Policy", "camera=()\nadd_header X-Evil 1",
-     "headers: Permissions-Policy: expected"),
+    (
+        SITE_FILE,
+        "headers.Permissions-Policy",
+        "camera=()\nadd_header X-Evil 1",
+        "headers: Permissions-Policy: expected",
+    ),
     (SITE_FILE, "headers.X-Evil\nadd_header", "1", "headers: expected header names of letters, digits and dashes"),
     (SITE_FILE, "source.path", "/srv/site\n", "source.path: expected a folder path"),
     (SITE_FILE, "source.content_dir", "www-data\n", "source.content_dir: expected a folder inside the source"),
@@ -66,15 +70,23 @@ LINE_BREAKS = [
     (SITE_FILE, "gitops.container", "nginx\n", "gitops.container: expected a container name"),
     ("imgforge.toml", "vendor", "Org\nRUN touch /pwned", "vendor: expected one line of text"),
     ("imgforge.toml", "overlay_root", "apps\n", "overlay_root: expected a folder of the GitOps repo"),
-    ("imgforge.toml", "profiles.prebuilt.base_image", "nginx\nRUN id",
-     "profiles.prebuilt.base_image: expected an image"),
-    ("imgforge.toml", "profiles.alpine.nginx_version", '1.26" && touch /pwned "',
-     "profiles.alpine.nginx_version: expected a package version"),
+    (
+        "imgforge.toml",
+        "profiles.prebuilt.base_image",
+        "nginx\nRUN id",
+        "profiles.prebuilt.base_image: expected an image",
+    ),
+    (
+        "imgforge.toml",
+        "profiles.alpine.nginx_version",
+        '1.26" && touch /pwned "',
+        "profiles.alpine.nginx_version: expected a package version",
+    ),
     ("imgforge.toml", "defaults.description", "x\u2028RUN id", "defaults.description: expected one line of text"),
 ]
 
 
-@pytest.mark.parametrize("file, key, value, message", LINE_BREAKS, ids=[f"{c[0]}:{c[1]}" for c in LINE_BREAKS])
+@pytest.mark.parametrize(("file", "key", "value", "message"), LINE_BREAKS, ids=[f"{c[0]}:{c[1]}" for c in LINE_BREAKS])
 def test_every_string_field_refuses_what_could_break_out(catalog, file, key, value, message):
     if key.startswith("headers.") and "\n" in key:  # a hostile header *name*
         edit_toml(catalog / file, "headers", {key.removeprefix("headers."): value})
@@ -115,14 +127,18 @@ def test_a_site_file_name_and_a_key_with_line_breaks_are_shown_escaped(catalog):
     assert err.startswith('error: sites/alpine-spa.toml: "bad\\nkey": unknown key')
 
 
-@pytest.mark.parametrize("update", [
-    {"description": "a\nRUN touch /pwned"},
-    {"tag": "v1\nRUN touch /pwned"},
-    {"headers": {"X-Evil header": "1"}},
-    {"headers": {"X-Ok": "1\nadd_header X-Evil 1"}},
-    {"base_image": "nginx\nRUN touch /pwned"},
-    {"name": "a\nb"},
-], ids=["description", "tag", "header-name", "header-value", "base_image", "name"])
+@pytest.mark.parametrize(
+    "update",
+    [
+        {"description": "a\nRUN touch /pwned"},
+        {"tag": "v1\nRUN touch /pwned"},
+        {"headers": {"X-Evil header": "1"}},
+        {"headers": {"X-Ok": "1\nadd_header X-Evil 1"}},
+        {"base_image": "nginx\nRUN touch /pwned"},
+        {"name": "a\nb"},
+    ],
+    ids=["description", "tag", "header-name", "header-value", "base_image", "name"],
+)
 def test_templates_refuse_a_line_break_even_past_validation(catalog, update):
     """The second line: a value that skipped validation (model_copy does not validate) is refused
     by the template filters instead of being written."""
@@ -143,7 +159,8 @@ def test_migrate_does_not_turn_an_nginx_variable_into_a_literal_header(tmp_path)
     """The old config expanded ``$host``; the catalog sends values as written, so it is not carried."""
     old = old_site_repo(tmp_path / "old", '    add_header X-Served-By "$hostname";\n    add_header X-Plain "yes";\n')
     text, notes = migrate_repo(old, "old", golden_catalog(tmp_path / "catalog"), image="cr.example.com/s/old")
-    assert 'X-Plain = "yes"' in text and "X-Served-By" not in text
+    assert 'X-Plain = "yes"' in text
+    assert "X-Served-By" not in text
     assert any("X-Served-By" in note and "nginx variable" in note for note in notes), notes
 
 
@@ -180,9 +197,15 @@ def test_header_values_and_labels_reach_clients_and_images_as_written(catalog, n
 def _fetch_headers(client, image: str, request_headers: dict[str, str]) -> dict[str, str]:
     """Run the image as Kubernetes "restricted" would and return the response headers of ``/``."""
     container = client.containers.run(
-        image, detach=True, read_only=True, tmpfs={"/tmp": "rw,size=16m"}, cap_drop=["ALL"],
-        security_opt=["no-new-privileges"], ports={"8080/tcp": ("127.0.0.1", None)},
-        labels={"io.imgforge.owner": "tests-security"})
+        image,
+        detach=True,
+        read_only=True,
+        tmpfs={"/tmp": "rw,size=16m"},
+        cap_drop=["ALL"],
+        security_opt=["no-new-privileges"],
+        ports={"8080/tcp": ("127.0.0.1", None)},
+        labels={"io.imgforge.owner": "tests-security"},
+    )
     try:
         container.reload()
         port = container.ports["8080/tcp"][0]["HostPort"]

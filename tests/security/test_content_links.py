@@ -24,8 +24,9 @@ SECRET = b"SMTP_PASSWORD=hunter2-do-not-ship"
 
 def _render(make_catalog, content: Path, out: Path) -> tuple[render.Rendered, bytes]:
     """Render the site into ``out``; return the listing and every byte the image could get."""
-    catalog = config.load_catalog(make_catalog({"s": {"source": {"path": str(content.parent),
-                                                                 "content_dir": content.name}}}))
+    catalog = config.load_catalog(
+        make_catalog({"s": {"source": {"path": str(content.parent), "content_dir": content.name}}})
+    )
     rendered, written = render.render_site(catalog, catalog.site("s"), out)
     on_disk = b"".join(p.read_bytes() for p in written.rglob("*") if p.is_file())
     return rendered, on_disk + b"".join(render.context_stream(rendered))
@@ -35,14 +36,20 @@ def _content(build_file_tree, tmp_path: Path, files: dict[str, str | bytes]) -> 
     return build_file_tree(tmp_path / "repo" / "www-data", {"index.html": "<h1>hi</h1>\n", **files})
 
 
-@pytest.mark.parametrize("name, target", [("page.html", ".env"), ("a.txt", "config.php"),
-                                          ("robots.txt", ".git/config"), ("img/logo.png", "../deploy.key")])
+@pytest.mark.parametrize(
+    ("name", "target"),
+    [("page.html", ".env"), ("a.txt", "config.php"), ("robots.txt", ".git/config"), ("img/logo.png", "../deploy.key")],
+)
 def test_symlink_to_a_left_out_file_is_left_out(make_catalog, build_file_tree, tmp_path, name, target):
-    content = _content(build_file_tree, tmp_path, {".env": SECRET, "config.php": SECRET, ".git/config": SECRET,
-                                                   "deploy.key": SECRET, "img/real.png": b"\x89PNG"})
+    content = _content(
+        build_file_tree,
+        tmp_path,
+        {".env": SECRET, "config.php": SECRET, ".git/config": SECRET, "deploy.key": SECRET, "img/real.png": b"\x89PNG"},
+    )
     (content / name).symlink_to(target)
     rendered, shipped = _render(make_catalog, content, tmp_path / "ctx")
-    assert name in rendered.left_out and name not in rendered.content_files
+    assert name in rendered.left_out
+    assert name not in rendered.content_files
     assert SECRET not in shipped
 
 
@@ -60,7 +67,8 @@ def test_hard_link_to_a_left_out_file_is_left_out(make_catalog, build_file_tree,
     content = _content(build_file_tree, tmp_path, {hidden: SECRET})
     os.link(content / hidden, content / "innocent.html")
     rendered, shipped = _render(make_catalog, content, tmp_path / "ctx")
-    assert "innocent.html" in rendered.left_out and "innocent.html" not in rendered.content_files
+    assert "innocent.html" in rendered.left_out
+    assert "innocent.html" not in rendered.content_files
     assert SECRET not in shipped
 
 
@@ -79,10 +87,17 @@ def test_symlink_to_a_host_file_stays_an_error(make_catalog, build_file_tree, tm
     content = _content(build_file_tree, tmp_path, {})
     (content / "passwd.txt").symlink_to("/etc/passwd")
     root = make_catalog({"s": {"source": {"path": str(content.parent)}}})
-    proc = subprocess.run([sys.executable, "-m", "imgforge", "render", "s", "--root", str(root),
-                           "--out", str(tmp_path / "ctx")], check=False, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 4 and proc.stderr.count("\n") == 1
-    assert "links outside the content folder" in proc.stderr and "passwd.txt" in proc.stderr
+    proc = subprocess.run(
+        [sys.executable, "-m", "imgforge", "render", "s", "--root", str(root), "--out", str(tmp_path / "ctx")],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 4
+    assert proc.stderr.count("\n") == 1
+    assert "links outside the content folder" in proc.stderr
+    assert "passwd.txt" in proc.stderr
     assert not (tmp_path / "ctx").exists()
 
 
@@ -105,8 +120,24 @@ def test_left_out_links_are_listed_by_the_cli(make_catalog, build_file_tree, tmp
     content = _content(build_file_tree, tmp_path, {".env": SECRET})
     (content / "page.html").symlink_to(".env")
     root = make_catalog({"s": {"source": {"path": str(content.parent)}}})
-    proc = subprocess.run([sys.executable, "-m", "imgforge", "render", "s", "--root", str(root), "--json",
-                           "--out", str(tmp_path / "ctx")], check=False, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "imgforge",
+            "render",
+            "s",
+            "--root",
+            str(root),
+            "--json",
+            "--out",
+            str(tmp_path / "ctx"),
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     import json
 

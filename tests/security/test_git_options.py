@@ -18,18 +18,23 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # --import-mode=importlib: the helpers by name
-from catalog_attack_helpers import assert_one_error_line, cli, edit_toml, golden_catalog  # noqa: E402
+from catalog_attack_helpers import assert_one_error_line, cli, edit_toml, golden_catalog
 
-from imgforge import _git, config, content  # noqa: E402
-from imgforge.errors import ContentMissing, GitopsError  # noqa: E402
-from imgforge.gitops import branch  # noqa: E402
+from imgforge import _git, config, content
+from imgforge.errors import ContentMissing, GitopsError
+from imgforge.gitops import branch
 
 SITE = "prebuilt-spa"
 
 
 def _sh(*args: str, cwd: Path | None = None) -> str:
-    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.invalid",
-           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.invalid"}
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@example.invalid",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@example.invalid",
+    }
     return subprocess.run(args, cwd=cwd, env=env, check=True, capture_output=True, text=True).stdout.strip()
 
 
@@ -67,8 +72,15 @@ def test_a_catalog_ref_that_is_an_option_runs_nothing(tmp_path, origin, marker, 
     assert not marker.exists()
 
 
-@pytest.mark.parametrize("url", ["--upload-pack=touch {marker}", "ext::sh -c touch% {marker}",
-                                 "-oProxyCommand=touch {marker}", "git@-oProxyCommand=touch:x"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "--upload-pack=touch {marker}",
+        "ext::sh -c touch% {marker}",
+        "-oProxyCommand=touch {marker}",
+        "git@-oProxyCommand=touch:x",
+    ],
+)
 def test_a_catalog_url_that_is_an_option_or_a_command_runs_nothing(tmp_path, marker, url):
     root = _git_site(tmp_path, url.format(marker=marker))
     code, out, err = cli("matrix", "--root", str(root))

@@ -19,7 +19,6 @@ import os
 import re
 import shutil
 import signal
-import stat
 import subprocess
 import sys
 import tempfile
@@ -36,8 +35,30 @@ SCRIPTS = [ENV_SH, REPO / "test.sh", REPO / "example.sh", REPO / ".ci" / "run"]
 OWNER = "imgforge-test-owner"
 OWN_RUNNING, OWN_STOPPED, FOREIGN = "a" * 64, "b" * 64, "c" * 64
 # Real tools the scripts may use besides the stand-ins; nothing else is on PATH.
-TOOLS = ["bash", "dirname", "basename", "date", "env", "cat", "sleep", "rm", "mkdir", "tr", "sed", "sort", "comm",
-         "tail", "cut", "stat", "find", "chown", "ls", "grep", "touch", "id"]
+TOOLS = [
+    "bash",
+    "dirname",
+    "basename",
+    "date",
+    "env",
+    "cat",
+    "sleep",
+    "rm",
+    "mkdir",
+    "tr",
+    "sed",
+    "sort",
+    "comm",
+    "tail",
+    "cut",
+    "stat",
+    "find",
+    "chown",
+    "ls",
+    "grep",
+    "touch",
+    "id",
+]
 
 
 def code_lines(path: Path) -> list[str]:
@@ -56,6 +77,7 @@ def all_code() -> list[tuple[str, str]]:
 
 # ---- static: calls that must never appear --------------------------------------------------------
 
+
 def test_no_process_is_killed_by_name():
     for name, line in all_code():
         assert not re.search(r"\b(pkill|killall)\b", line), f"{name}: {line}"
@@ -72,8 +94,11 @@ def test_apt_only_ever_adds_packages():
     apt = [(name, line) for name, line in all_code() if re.search(r"\b(apt-get|apt|dpkg|aptitude)\b", line)]
     assert any("install" in line for _, line in apt), "the package step is gone?"
     for name, line in apt:
-        assert not re.search(r"\s(remove|purge|autoremove|dist-upgrade|full-upgrade)\b|--(auto-?remove|purge)\b"
-                             r"|dpkg\s+(-r|-P|--remove|--purge)", line), f"{name}: {line}"
+        assert not re.search(
+            r"\s(remove|purge|autoremove|dist-upgrade|full-upgrade)\b|--(auto-?remove|purge)\b"
+            r"|dpkg\s+(-r|-P|--remove|--purge)",
+            line,
+        ), f"{name}: {line}"
         if re.search(r"\bapt-get\b.*\binstall\b", line):
             assert "--no-remove" in line, f"{name}: apt-get install without --no-remove: {line}"
         assert not re.search(r"\bapt\s", line), f"{name}: use apt-get (stable interface): {line}"
@@ -81,8 +106,9 @@ def test_apt_only_ever_adds_packages():
 
 def test_no_system_service_is_enabled_disabled_started_or_stopped():
     for name, line in all_code():
-        assert not re.search(r"\b(systemctl|service|update-rc\.d|invoke-rc\.d|rc-service|chkconfig)\b", line), \
+        assert not re.search(r"\b(systemctl|service|update-rc\.d|invoke-rc\.d|rc-service|chkconfig)\b", line), (
             f"{name}: {line}"
+        )
 
 
 def test_containers_are_removed_by_this_runs_owner_label_only():
@@ -111,8 +137,13 @@ def test_imgforge_leaves_ryuk_to_the_environment():
     env = {k: v for k, v in os.environ.items() if k != "TESTCONTAINERS_RYUK_DISABLED"}
     out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True).stdout
     assert out.split() == ["None", "False"]
-    out = subprocess.run([sys.executable, "-c", probe], env={**env, "TESTCONTAINERS_RYUK_DISABLED": "true"},
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", probe],
+        env={**env, "TESTCONTAINERS_RYUK_DISABLED": "true"},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert out.split() == ["true", "True"]
 
 
@@ -121,12 +152,17 @@ def test_the_scripts_turn_ryuk_off_unless_told_and_label_with_imgforges_label():
 
     show = f'source "{ENV_SH}"; echo "$TESTCONTAINERS_RYUK_DISABLED $OWNER_LABEL $IMGFORGE_OWNER"'
     env = {k: v for k, v in os.environ.items() if k not in ("TESTCONTAINERS_RYUK_DISABLED", "IMGFORGE_OWNER")}
-    ryuk, label, owner = subprocess.run(["bash", "-c", show], env=env, capture_output=True, text=True,
-                                        check=True).stdout.split()
-    assert (ryuk, label) == ("true", OWNER_LABEL) and owner.startswith("imgforge-")
+    ryuk, label, owner = subprocess.run(
+        ["bash", "-c", show], env=env, capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert (ryuk, label) == ("true", OWNER_LABEL)
+    assert owner.startswith("imgforge-")
     env.update(TESTCONTAINERS_RYUK_DISABLED="false", IMGFORGE_OWNER="ci-pipeline-42")
-    assert subprocess.run(["bash", "-c", show], env=env, capture_output=True, text=True,
-                          check=True).stdout.split() == ["false", OWNER_LABEL, "ci-pipeline-42"]
+    assert subprocess.run(["bash", "-c", show], env=env, capture_output=True, text=True, check=True).stdout.split() == [
+        "false",
+        OWNER_LABEL,
+        "ci-pipeline-42",
+    ]
 
 
 # ---- behavioural: the set-up functions against recording stand-ins -------------------------------
@@ -216,16 +252,33 @@ class Host:
         return [line.split()[0] for line in (self.fake / "containers").read_text().splitlines() if line.strip()]
 
     def env(self, **extra: str) -> dict[str, str]:
-        return {"PATH": f"{self.fake / 'bin'}:{self.root / 'tools'}", "FAKE": str(self.fake), "HOME": str(self.root),
-                "IMGFORGE_OWNER": OWNER, "IMGFORGE_RUN_DIR": str(self.root / "run"), **extra}
+        return {
+            "PATH": f"{self.fake / 'bin'}:{self.root / 'tools'}",
+            "FAKE": str(self.fake),
+            "HOME": str(self.root),
+            "IMGFORGE_OWNER": OWNER,
+            "IMGFORGE_RUN_DIR": str(self.root / "run"),
+            **extra,
+        }
 
     def run(self, body: str, *, user: int | None = None, **extra: str) -> subprocess.CompletedProcess:
         """Source env.sh in a fresh bash and run ``body``; on exit, record that the shell finished."""
-        script = (f'source "{ENV_SH}"\nDOCKER_PIDFILE="{self.fake}/docker.pid"\n'
-                  f"trap 'on_exit; echo \"setup exited\" >>\"$FAKE/events\"' EXIT\n{textwrap.dedent(body)}")
-        pre = [shutil.which("setpriv"), f"--reuid={user}", f"--regid={user}", "--clear-groups"] if user is not None else []
-        return subprocess.run([*pre, shutil.which("bash"), "-c", script], env=self.env(**extra),
-                              capture_output=True, text=True, timeout=120)
+        script = (
+            f'source "{ENV_SH}"\nDOCKER_PIDFILE="{self.fake}/docker.pid"\n'
+            f'trap \'on_exit; echo "setup exited" >>"$FAKE/events"\' EXIT\n{textwrap.dedent(body)}'
+        )
+        pre = (
+            [shutil.which("setpriv"), f"--reuid={user}", f"--regid={user}", "--clear-groups"]
+            if user is not None
+            else []
+        )
+        return subprocess.run(
+            [*pre, shutil.which("bash"), "-c", script],
+            env=self.env(**extra),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
 
     def engine(self, up: bool) -> None:
         (self.fake / "engine-up").touch() if up else (self.fake / "engine-up").unlink(missing_ok=True)
@@ -301,9 +354,19 @@ def test_an_answering_engine_is_used_and_only_this_runs_containers_are_removed(h
 
 
 def test_an_installed_dockerd_is_started_then_stopped_by_its_pid_and_its_shims_waited_for(host):
-    laptop = [host.decoy("dockerd"), host.decoy("containerd"),
-              host.decoy("containerd-shim-runc-v2", "-namespace", "moby", "-id", "d" * 64, "-address",
-                         "/run/containerd/containerd.sock")]
+    laptop = [
+        host.decoy("dockerd"),
+        host.decoy("containerd"),
+        host.decoy(
+            "containerd-shim-runc-v2",
+            "-namespace",
+            "moby",
+            "-id",
+            "d" * 64,
+            "-address",
+            "/run/containerd/containerd.sock",
+        ),
+    ]
     sock = f"{host.fake}/exec/containerd/containerd.sock"
     done = host.run(f"""
         ensure_dockerd
@@ -316,7 +379,8 @@ def test_an_installed_dockerd_is_started_then_stopped_by_its_pid_and_its_shims_w
     pid = host.fake_pid("dockerd")
     assert f"stopping the dockerd this run started (pid {pid})" in done.stderr
     events = host.events()
-    assert "dockerd stopping" in events and not _alive(pid)  # SIGTERM to its PID was enough
+    assert "dockerd stopping" in events
+    assert not _alive(pid)
     shim_exit = [i for i, e in enumerate(events) if re.fullmatch(r"shim \d+ exited", e)]
     assert shim_exit and shim_exit[0] < events.index("setup exited"), events  # waited for, not left behind
     assert not [e for e in events if " got " in e], events  # no shim, no decoy got any signal
@@ -331,9 +395,11 @@ def test_a_dockerd_that_ignores_sigterm_gets_sigkill_on_its_pid_only(host):
     done = host.run("DOCKERD_STOP_GRACE=1\nensure_dockerd")
     pid = host.fake_pid("dockerd")
     assert done.returncode == 0, done.stderr
-    assert "dockerd ignored TERM" in host.events() and not _alive(pid)
+    assert "dockerd ignored TERM" in host.events()
+    assert not _alive(pid)
     assert f"dockerd (pid {pid}) ignored SIGTERM for 1 s; sending SIGKILL to that pid" in done.stderr
-    assert laptop.poll() is None and not [e for e in host.events() if e.startswith("decoy")]
+    assert laptop.poll() is None
+    assert not [e for e in host.events() if e.startswith("decoy")]
 
 
 def test_an_engine_that_now_runs_someone_elses_containers_is_left_running(host):
@@ -341,14 +407,17 @@ def test_an_engine_that_now_runs_someone_elses_containers_is_left_running(host):
     done = host.run("ensure_dockerd")
     pid = host.fake_pid("dockerd")
     assert done.returncode == 0, done.stderr
-    assert _alive(pid) and "dockerd stopping" not in host.events()
-    assert f"leaving the dockerd this run started running (pid {pid})" in done.stderr and f"kill {pid}" in done.stderr
+    assert _alive(pid)
+    assert "dockerd stopping" not in host.events()
+    assert f"leaving the dockerd this run started running (pid {pid})" in done.stderr
+    assert f"kill {pid}" in done.stderr
     assert host.containers() == [FOREIGN]
 
 
 def test_a_dead_docker_host_is_reported_not_replaced_by_a_local_engine(host):
     done = host.run("ensure_dockerd", DOCKER_HOST="unix:///nonexistent/docker.sock")
-    assert done.returncode == 1 and host.calls("dockerd") == []
+    assert done.returncode == 1
+    assert host.calls("dockerd") == []
     assert "DOCKER_HOST=unix:///nonexistent/docker.sock does not answer; not starting a local engine" in done.stderr
 
 
@@ -356,9 +425,11 @@ def test_a_dockerd_that_holds_the_pidfile_is_not_doubled(host):
     laptop = host.decoy("dockerd")
     (host.fake / "docker.pid").write_text(f"{laptop.pid}\n")
     done = host.run("ensure_dockerd")
-    assert done.returncode == 1 and host.calls("dockerd") == []
+    assert done.returncode == 1
+    assert host.calls("dockerd") == []
     assert f"a dockerd runs already (pid {laptop.pid}" in done.stderr
-    assert laptop.poll() is None and (host.fake / "docker.pid").exists()
+    assert laptop.poll() is None
+    assert (host.fake / "docker.pid").exists()
 
 
 def test_a_stale_pidfile_stays_while_any_dockerd_lives(host):
@@ -366,7 +437,8 @@ def test_a_stale_pidfile_stays_while_any_dockerd_lives(host):
     (host.fake / "docker.pid").write_text("999999999\n")
     done = host.run("ensure_dockerd")
     assert done.returncode == 0, done.stderr
-    assert (host.fake / "docker.pid").read_text() == "999999999\n" and laptop.poll() is None
+    assert (host.fake / "docker.pid").read_text() == "999999999\n"
+    assert laptop.poll() is None
 
 
 def _missing(host: Host, *installed: str) -> None:
@@ -382,7 +454,9 @@ def test_as_root_apt_adds_only_the_missing_packages_and_never_removes(host):
     done = host.run("ensure_packages")
     assert done.returncode == 0, done.stderr
     assert host.calls("apt-get") == [
-        "apt-get update -qq (uid 0)", "apt-get install -y -qq --no-remove debootstrap skopeo (uid 0)"]
+        "apt-get update -qq (uid 0)",
+        "apt-get install -y -qq --no-remove debootstrap skopeo (uid 0)",
+    ]
     said = done.stderr.index("installing Debian packages with apt-get as root: debootstrap skopeo")
     assert said < done.stderr.index("apt-get was called")  # said what, before doing it
 
@@ -392,8 +466,7 @@ def test_without_any_engine_docker_io_is_added(host):
     (host.fake / "bin" / "dockerd").unlink()
     done = host.run("ensure_packages")
     assert done.returncode == 0, done.stderr
-    assert host.calls("apt-get install") == [
-        "apt-get install -y -qq --no-remove debootstrap skopeo docker.io (uid 0)"]
+    assert host.calls("apt-get install") == ["apt-get install -y -qq --no-remove debootstrap skopeo docker.io (uid 0)"]
 
 
 def test_an_installed_dockerd_means_no_docker_io(host):
@@ -408,7 +481,8 @@ def test_docker_io_is_never_installed_over_a_conflicting_engine(host, other):
     _missing(host, *ALL_BUT_TWO, other)
     (host.fake / "bin" / "dockerd").unlink()
     done = host.run("ensure_packages")
-    assert done.returncode == 1 and host.calls("apt-get") == []
+    assert done.returncode == 1
+    assert host.calls("apt-get") == []
     assert f"no dockerd found, but {other} is installed; Debian's docker.io conflicts with it" in done.stderr
 
 
@@ -418,9 +492,10 @@ def test_not_root_goes_through_sudo_after_saying_so(host):
     done = host.run("ensure_packages", user=65534)
     assert done.returncode == 0, done.stderr
     assert "installing Debian packages with apt-get through sudo: debootstrap skopeo" in done.stderr
-    assert host.calls("sudo") == ["sudo apt-get update -qq",
-                                  "sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-remove "
-                                  "debootstrap skopeo"]
+    assert host.calls("sudo") == [
+        "sudo apt-get update -qq",
+        "sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-remove debootstrap skopeo",
+    ]
 
 
 def test_not_root_without_sudo_stops_before_apt_and_says_what_to_run(host):
@@ -428,7 +503,8 @@ def test_not_root_without_sudo_stops_before_apt_and_says_what_to_run(host):
     _missing(host, *ALL_BUT_TWO)
     (host.fake / "bin" / "sudo").unlink()
     done = host.run("ensure_packages", user=65534)
-    assert done.returncode == 1 and host.calls("apt-get") == []
+    assert done.returncode == 1
+    assert host.calls("apt-get") == []
     assert "missing Debian packages: debootstrap skopeo. Installing them needs root" in done.stderr
     assert "apt-get install --no-remove debootstrap skopeo" in done.stderr
 
@@ -440,19 +516,32 @@ def test_root_run_in_someone_elses_clone_hands_its_files_back(host):
     outside = host.root / "outside-file"
     outside.write_text("root's own\n")
     os.chown(clone, 1000, 1000)
-    for rel in (".venv/bin/python", ".run/dockerd.log", "imgforge.egg-info/PKG-INFO", "tests/__pycache__/x.pyc",
-                ".git/objects/ab"):
+    for rel in (
+        ".venv/bin/python",
+        ".run/dockerd.log",
+        "imgforge.egg-info/PKG-INFO",
+        "tests/__pycache__/x.pyc",
+        ".git/objects/ab",
+    ):
         (clone / rel).parent.mkdir(parents=True, exist_ok=True)
         (clone / rel).write_text("made by root\n")
     (clone / ".venv" / "lib64").symlink_to(outside)
     (clone / "notes.txt").write_text("a third user's file\n")
     os.chown(clone / "notes.txt", 1001, 1001)
-    done = subprocess.run(["bash", "-c", f'source "{clone}/scripts/env.sh"; restore_clone_owner'],
-                          capture_output=True, text=True, env=host.env())
+    done = subprocess.run(
+        ["bash", "-c", f'source "{clone}/scripts/env.sh"; restore_clone_owner'],
+        capture_output=True,
+        text=True,
+        env=host.env(),
+    )
     assert done.returncode == 0, done.stderr
     owners = {str(p.relative_to(clone)): (p.lstat().st_uid, p.lstat().st_gid) for p in clone.rglob("*")}
     assert {rel: owner for rel, owner in owners.items() if owner != (1000, 1000)} == {
-        ".git": (0, 0), ".git/objects": (0, 0), ".git/objects/ab": (0, 0), "notes.txt": (1001, 1001)}
+        ".git": (0, 0),
+        ".git/objects": (0, 0),
+        ".git/objects/ab": (0, 0),
+        "notes.txt": (1001, 1001),
+    }
     assert outside.stat().st_uid == 0  # the link was handed over, not what it points to
 
 
@@ -462,17 +551,18 @@ def test_root_run_in_roots_own_clone_changes_no_owner(host):
     shutil.copy(ENV_SH, clone / "scripts" / "env.sh")
     (clone / ".venv").mkdir()
     os.chown(clone / ".venv", 1000, 1000)
-    subprocess.run(["bash", "-c", f'source "{clone}/scripts/env.sh"; restore_clone_owner'], check=True,
-                   env=host.env())
-    assert (clone / ".venv").stat().st_uid == 1000 and (clone / "scripts").stat().st_uid == 0
+    subprocess.run(["bash", "-c", f'source "{clone}/scripts/env.sh"; restore_clone_owner'], check=True, env=host.env())
+    assert (clone / ".venv").stat().st_uid == 1000
+    assert (clone / "scripts").stat().st_uid == 0
 
 
 def _sleep_rootfs(dest: Path) -> Path:
     """A tar with /bin/sleep and the libraries it links: the smallest image that runs a process."""
     import tarfile
 
-    libs = re.findall(r"(/\S+\.so[.\d]*)", subprocess.run(["ldd", "/bin/sleep"], capture_output=True, text=True,
-                                                          check=True).stdout)
+    libs = re.findall(
+        r"(/\S+\.so[.\d]*)", subprocess.run(["ldd", "/bin/sleep"], capture_output=True, text=True, check=True).stdout
+    )
     with tarfile.open(dest, "w") as tar:
         for path in ["/bin/sleep", *libs]:
             tar.add(os.path.realpath(path), arcname=path.lstrip("/"))
@@ -498,7 +588,9 @@ def test_a_real_dockerd_of_our_own_stops_by_pid_with_its_containerd_and_shims(ho
             (real / "bin" / tool).symlink_to(shutil.which(tool))
     # Its own network namespace: a dockerd with --bridge=none deletes the host's docker0 (moby's
     # removeDefaultBridgeInterface), which would cut the shared engine's containers off.
-    _write_exe(real / "bin" / "dockerd", f'#!/bin/bash\nexec {shutil.which("unshare")} --net {shutil.which("dockerd")} "$@"\n')
+    _write_exe(
+        real / "bin" / "dockerd", f'#!/bin/bash\nexec {shutil.which("unshare")} --net {shutil.which("dockerd")} "$@"\n'
+    )
     bridge = Path("/sys/class/net/docker0").exists()
     (real / "daemon.json").write_text("{}\n")
     rootfs = _sleep_rootfs(real / "sleep.tar")
@@ -516,15 +608,22 @@ def test_a_real_dockerd_of_our_own_stops_by_pid_with_its_containerd_and_shims(ho
         stop_started_dockerd
         """
     try:
-        done = subprocess.run([shutil.which("bash"), "-c", f'source "{ENV_SH}"\n{textwrap.dedent(body)}'],
-                              env={**host.env(DOCKER_HOST=own), "PATH": f"{real / 'bin'}:{host.root / 'tools'}"},
-                              capture_output=True, text=True, timeout=180)
+        done = subprocess.run(
+            [shutil.which("bash"), "-c", f'source "{ENV_SH}"\n{textwrap.dedent(body)}'],
+            env={**host.env(DOCKER_HOST=own), "PATH": f"{real / 'bin'}:{host.root / 'tools'}"},
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
         assert done.returncode == 0, done.stderr + (host.root / "run" / "dockerd.log").read_text()[-2000:]
         pid = int(re.search(r"^dockerd (\d+)$", done.stderr, re.M)[1])
         shims = [int(line.split()[0]) for line in (real / "shims").read_text().splitlines()]
-        assert shims and f"stopping the dockerd this run started (pid {pid})" in done.stderr
-        assert "SIGKILL" not in done.stderr and "still runs" not in done.stderr
-        assert not _alive(pid) and not any(_alive(shim) for shim in shims)
+        assert shims
+        assert f"stopping the dockerd this run started (pid {pid})" in done.stderr
+        assert "SIGKILL" not in done.stderr
+        assert "still runs" not in done.stderr
+        assert not _alive(pid)
+        assert not any(_alive(shim) for shim in shims)
         assert not [d for d in Path("/proc").glob("[0-9]*") if _cmdline(d).startswith(f"containerd --config {real}")]
     finally:  # should the script have failed to: our dockerd by the PID it wrote, then its mount
         left = (real / "docker.pid").read_text().strip() if (real / "docker.pid").exists() else ""
@@ -535,7 +634,8 @@ def test_a_real_dockerd_of_our_own_stops_by_pid_with_its_containerd_and_shims(ho
                     break
                 time.sleep(0.1)
         subprocess.run(["umount", "-R", str(real / "data")], capture_output=True)
-    assert docker_client.ping() and docker_client.info()["ID"] == shared_id
+    assert docker_client.ping()
+    assert docker_client.info()["ID"] == shared_id
     assert Path("/sys/class/net/docker0").exists() == bridge
 
 

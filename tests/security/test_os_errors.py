@@ -25,8 +25,14 @@ from imgforge.gitops import branch
 
 
 def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "imgforge", *args], check=False, capture_output=True, text=True,
-                          timeout=120, env={**os.environ, "IMGFORGE_DEBUG": "", **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "imgforge", *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "IMGFORGE_DEBUG": "", **(env or {})},
+    )
 
 
 def _one_error_line(proc: subprocess.CompletedProcess[str], code: int, *needles: str) -> None:
@@ -36,11 +42,14 @@ def _one_error_line(proc: subprocess.CompletedProcess[str], code: int, *needles:
         assert needle in proc.stderr, proc.stderr
 
 
-def _catalog(make_catalog, build_file_tree, tmp_path: Path, files: dict[str, str | bytes] | None = None
-             ) -> tuple[Path, Path]:
+def _catalog(
+    make_catalog, build_file_tree, tmp_path: Path, files: dict[str, str | bytes] | None = None
+) -> tuple[Path, Path]:
     """A catalog root and its site's content folder."""
-    repo = build_file_tree(tmp_path / "repo", {"www-data/index.html": "<h1>hi</h1>\n",
-                                               **{f"www-data/{k}": v for k, v in (files or {}).items()}})
+    repo = build_file_tree(
+        tmp_path / "repo",
+        {"www-data/index.html": "<h1>hi</h1>\n", **{f"www-data/{k}": v for k, v in (files or {}).items()}},
+    )
     return make_catalog({"s": {"source": {"path": str(repo)}}}), repo / "www-data"
 
 
@@ -101,12 +110,14 @@ def test_file_name_with_a_newline_keeps_the_error_on_one_line(make_catalog, buil
     catalog = config.load_catalog(root)  # the library's message itself is one line, not only the CLI's
     with pytest.raises(ContentMissing) as err:
         render.prepare(catalog, catalog.site("s"))
-    assert "\n" not in str(err.value) and "x\\nerror: forged second line.html" in str(err.value)
+    assert "\n" not in str(err.value)
+    assert "x\\nerror: forged second line.html" in str(err.value)
 
 
 @pytest.mark.parametrize("change", ["vanishes", "grows", "becomes-a-fifo"])
-def test_content_file_that_changes_between_listing_and_tarring_is_an_error(make_catalog, build_file_tree,
-                                                                           tmp_path, change):
+def test_content_file_that_changes_between_listing_and_tarring_is_an_error(
+    make_catalog, build_file_tree, tmp_path, change
+):
     root, content = _catalog(make_catalog, build_file_tree, tmp_path, {"news.html": "<p>old</p>\n"})
     catalog = config.load_catalog(root)
     rendered = render.prepare(catalog, catalog.site("s"))
@@ -148,8 +159,9 @@ def _released_if_blocked(fifo: Path, seconds: float = 10) -> Iterator[None]:
     assert not released.is_set(), "reading the content blocked on a FIFO"
 
 
-def test_content_file_swapped_for_a_link_out_after_listing_sends_none_of_its_bytes(make_catalog, build_file_tree,
-                                                                                  tmp_path):
+def test_content_file_swapped_for_a_link_out_after_listing_sends_none_of_its_bytes(
+    make_catalog, build_file_tree, tmp_path
+):
     """The engine may be remote: bytes of a file that was not listed must never reach the stream."""
     root, content = _catalog(make_catalog, build_file_tree, tmp_path, {"news.html": "<p>old</p>\n"})
     host_file = build_file_tree(tmp_path, {"host-secret.txt": b"TOPSECRET!\n"}) / "host-secret.txt"  # same size
@@ -226,7 +238,8 @@ def test_out_path_with_markup_and_emoji_codes_is_printed_exactly(make_catalog, b
     assert str(out) in proc.stdout
     assert ".notes [/] :cd: [red]x" in proc.stderr  # the left-out list
     refused = _run("render", "s", "--root", str(root), "--out", str(out.parent))  # the folder holds files
-    assert str(out.parent) in refused.stderr and refused.returncode == 10
+    assert str(out.parent) in refused.stderr
+    assert refused.returncode == 10
 
 
 def test_error_line_holds_a_path_with_a_newline_on_one_line(tmp_path):
@@ -242,12 +255,14 @@ def test_debug_adds_the_traceback_and_keeps_the_exit_code(make_catalog, build_fi
     args = ["render", "s", "--root", str(root), "--out", str(tmp_path / "ctx")]
     proc = _run("--debug", *args) if how == "flag" else _run(*args, env={"IMGFORGE_DEBUG": "1"})
     assert proc.returncode == EXIT_NOT_FOUND, proc.stderr
-    assert "Traceback (most recent call last)" in proc.stderr and "ContentMissing" in proc.stderr
+    assert "Traceback (most recent call last)" in proc.stderr
+    assert "ContentMissing" in proc.stderr
     assert proc.stderr.rstrip("\n").splitlines()[-1].startswith("error: ")
 
 
 def test_dirty_work_tree_message_names_each_file_whole(tmp_path):
     """``git status --porcelain`` starts with a space for an unstaged change: no character may be lost."""
+
     def git(*args: str) -> None:
         subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
 

@@ -19,7 +19,8 @@ PASSWORD = b"correct horse battery staple"
 
 def _load_reference() -> ModuleType:
     spec = importlib.util.spec_from_file_location("imgforge_tests_signing_reference", HERE / "reference.py")
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
@@ -49,6 +50,10 @@ def keypair() -> SimpleNamespace:
     from imgforge.signing import keys
 
     private_pem, public_pem = keys.generate(PASSWORD)
-    return SimpleNamespace(private_pem=private_pem, public_pem=public_pem, password=PASSWORD,
-                           private=keys.load_private_key(private_pem, PASSWORD),
-                           public=keys.load_public_key(public_pem))
+    return SimpleNamespace(
+        private_pem=private_pem,
+        public_pem=public_pem,
+        password=PASSWORD,
+        private=keys.load_private_key(private_pem, PASSWORD),
+        public=keys.load_public_key(public_pem),
+    )

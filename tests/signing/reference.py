@@ -38,12 +38,21 @@ def decrypt_cosign_key(pem: bytes, password: bytes) -> ec.EllipticCurvePrivateKe
     """cosign's LoadPrivateKey: PEM label, then go-securesystemslib ``encrypted.Decrypt``, then PKCS#8."""
     label = next(lb for lb in COSIGN_PEM_LABELS if f"-----BEGIN {lb}-----".encode() in pem)
     doc = json.loads(pem_body(pem, label))
-    assert doc["kdf"]["name"] == "scrypt" and doc["cipher"]["name"] == "nacl/secretbox"
+    assert doc["kdf"]["name"] == "scrypt"
+    assert doc["cipher"]["name"] == "nacl/secretbox"
     params = doc["kdf"]["params"]
-    key = hashlib.scrypt(password, salt=base64.b64decode(doc["kdf"]["salt"]), n=params["N"], r=params["r"],
-                         p=params["p"], dklen=32, maxmem=256 * 1024 * 1024)
-    der = nacl.secret.SecretBox(key).decrypt(base64.b64decode(doc["ciphertext"]),
-                                             base64.b64decode(doc["cipher"]["nonce"]))
+    key = hashlib.scrypt(
+        password,
+        salt=base64.b64decode(doc["kdf"]["salt"]),
+        n=params["N"],
+        r=params["r"],
+        p=params["p"],
+        dklen=32,
+        maxmem=256 * 1024 * 1024,
+    )
+    der = nacl.secret.SecretBox(key).decrypt(
+        base64.b64decode(doc["ciphertext"]), base64.b64decode(doc["cipher"]["nonce"])
+    )
     private = serialization.load_der_private_key(der, password=None)
     assert isinstance(private, ec.EllipticCurvePrivateKey)
     return private

@@ -14,8 +14,14 @@ from imgforge.signing import keys
 
 def run(tmp_path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items() if k not in ("IMGFORGE_SIGNING_PASSWORD", "COSIGN_PASSWORD")}
-    return subprocess.run([sys.executable, "-m", "imgforge", "keys", "generate", *args], cwd=tmp_path,
-                          env={**base, **env}, capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "imgforge", "keys", "generate", *args],
+        cwd=tmp_path,
+        env={**base, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_generate_writes_a_pair_cosign_can_open_and_prints_only_the_fingerprint(tmp_path, ref):
@@ -29,7 +35,9 @@ def test_generate_writes_a_pair_cosign_can_open_and_prints_only_the_fingerprint(
     assert f"public key fingerprint: sha256:{fp}" in proc.stdout
     body = "".join(private_pem.decode().splitlines()[1:-1])
     output = proc.stdout + proc.stderr
-    assert "s3cret-pw" not in output and body[:24] not in output and "PRIVATE KEY-----" not in output
+    assert "s3cret-pw" not in output
+    assert body[:24] not in output
+    assert "PRIVATE KEY-----" not in output
     assert keys.fingerprint(keys.load_public_key(public_pem)) == fp
 
 
@@ -42,14 +50,16 @@ def test_cosign_password_is_used_when_imgforges_is_unset(tmp_path, ref):
 def test_no_password_variable_is_a_usage_error(tmp_path):
     proc = run(tmp_path)
     assert proc.returncode == 2
-    assert proc.stderr.strip() == ("error: set IMGFORGE_SIGNING_PASSWORD (or COSIGN_PASSWORD) to the password "
-                                   "that will encrypt cosign.key")
+    assert proc.stderr.strip() == (
+        "error: set IMGFORGE_SIGNING_PASSWORD (or COSIGN_PASSWORD) to the password that will encrypt cosign.key"
+    )
     assert list(tmp_path.iterdir()) == []
 
 
 def test_empty_password_is_refused_unless_asked_for(tmp_path, ref):
     proc = run(tmp_path, COSIGN_PASSWORD="")
-    assert proc.returncode == 2 and "COSIGN_PASSWORD is empty" in proc.stderr
+    assert proc.returncode == 2
+    assert "COSIGN_PASSWORD is empty" in proc.stderr
     assert list(tmp_path.iterdir()) == []
     proc = run(tmp_path, "--allow-empty-password", COSIGN_PASSWORD="")
     assert proc.returncode == 0, proc.stderr
@@ -61,7 +71,8 @@ def test_existing_pair_is_refused_with_exit_10_and_left_alone(tmp_path):
     before = (tmp_path / "cosign.key").read_bytes(), (tmp_path / "cosign.pub").read_bytes()
     proc = run(tmp_path, IMGFORGE_SIGNING_PASSWORD="b")
     assert proc.returncode == 10
-    assert proc.stderr.startswith("error: ") and "already exist" in proc.stderr
+    assert proc.stderr.startswith("error: ")
+    assert "already exist" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
     assert ((tmp_path / "cosign.key").read_bytes(), (tmp_path / "cosign.pub").read_bytes()) == before
 

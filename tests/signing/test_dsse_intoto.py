@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -19,10 +19,17 @@ from imgforge.signing.errors import FormatError, SignatureInvalid
 DIGEST = "sha256:" + "ab" * 32
 OTHER = "sha256:" + "cd" * 32
 REPO = "registry.example.invalid/sites/example"
-T0 = datetime(2025, 3, 4, 5, 6, 7, tzinfo=timezone.utc)
-REPORT = {"site": "example", "image": f"{REPO}:v1.2.3", "image_id": "sha256:" + "12" * 32, "ok": True,
-          "checks": [{"name": "image config", "ok": True, "detail": "USER 100:101, port 8080"},
-                     {"name": "hidden files", "ok": True, "detail": "6 probes answered 404"}]}
+T0 = datetime(2025, 3, 4, 5, 6, 7, tzinfo=UTC)
+REPORT = {
+    "site": "example",
+    "image": f"{REPO}:v1.2.3",
+    "image_id": "sha256:" + "12" * 32,
+    "ok": True,
+    "checks": [
+        {"name": "image config", "ok": True, "detail": "USER 100:101, port 8080"},
+        {"name": "hidden files", "ok": True, "detail": "6 probes answered 404"},
+    ],
+}
 
 
 # --- PAE: the DSSE specification's vectors --------------------------------------------------------
@@ -32,8 +39,11 @@ def test_pae_matches_the_spec_vectors_and_their_signatures_verify_over_it(data):
     vectors = data.json("dsse-testvectors.json")
     key_a = Ed25519PublicKey.from_public_bytes(bytes.fromhex(vectors["key_A_ed25519_public"]))
     for v in vectors["vectors"]:
-        body = base64.urlsafe_b64decode(v["payload"]) if "-" in v["payload"] or "_" in v["payload"] \
+        body = (
+            base64.urlsafe_b64decode(v["payload"])
+            if "-" in v["payload"] or "_" in v["payload"]
             else base64.b64decode(v["payload"])
+        )
         encoded = dsse.pae(v["payloadType"], body)
         assert encoded == bytes.fromhex(v["pae"]), v["id"]
         sig = v["sig"].replace("-", "+").replace("_", "/")
@@ -57,7 +67,8 @@ def test_envelope_json_is_cosigns_shape(keypair):
     envelope = dsse.dsse_envelope(dsse.INTOTO_PAYLOAD_TYPE, b"{}", keypair.private)
     doc = json.loads(envelope)
     assert list(doc) == ["payloadType", "payload", "signatures"]
-    assert doc["payload"] == "e30=" and list(doc["signatures"][0]) == ["keyid", "sig"]
+    assert doc["payload"] == "e30="
+    assert list(doc["signatures"][0]) == ["keyid", "sig"]
     assert doc["signatures"][0]["keyid"] == ""  # cosign's key-pair attestations carry no keyid
 
 
@@ -107,9 +118,16 @@ def test_wrong_key_fails_both(keypair, ref):
         ref.verify_dsse(envelope, keypair.public_pem)
 
 
-@pytest.mark.parametrize("bad", [b"nope", b"[]", b'{"payloadType":"t","payload":"e30=","signatures":{}}',
-                                 b'{"payloadType":"t","payload":"!!","signatures":[]}',
-                                 b'{"payloadType":"t","payload":"e30=","signatures":[{"sig":5}]}'])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        b"nope",
+        b"[]",
+        b'{"payloadType":"t","payload":"e30=","signatures":{}}',
+        b'{"payloadType":"t","payload":"!!","signatures":[]}',
+        b'{"payloadType":"t","payload":"e30=","signatures":[{"sig":5}]}',
+    ],
+)
 def test_malformed_envelopes_are_format_errors(bad, keypair):
     with pytest.raises(FormatError):
         dsse.verify_envelope(bad, keypair.public, "t")
@@ -125,36 +143,46 @@ def test_envelope_without_signatures_fails(keypair):
 
 def provenance() -> dict:
     return intoto.provenance_predicate(
-        builder_id=intoto.BUILDER_ID, builder_version={"imgforge": "0.1.0"},
+        builder_id=intoto.BUILDER_ID,
+        builder_version={"imgforge": "0.1.0"},
         external_parameters={"site": "example", "catalog_commit": "a" * 40, "templates_digest": DIGEST},
         internal_parameters={"profile": "prebuilt"},
         resolved_dependencies=[
             intoto.resource_descriptor(uri="pkg:docker/imgforge/nginx-debian@bookworm", digest={"sha256": "ef" * 32}),
             intoto.resource_descriptor(uri="git+https://git.example.invalid/site.git", digest={"gitCommit": "b" * 40}),
         ],
-        invocation_id="https://ci.example.invalid/jobs/42", started_on=T0, finished_on=T0 + timedelta(minutes=2))
+        invocation_id="https://ci.example.invalid/jobs/42",
+        started_on=T0,
+        finished_on=T0 + timedelta(minutes=2),
+    )
 
 
-@pytest.mark.parametrize("predicate_type, predicate", [
-    (intoto.SLSA_PROVENANCE_PREDICATE_TYPE, provenance()),
-    (intoto.TEST_REPORT_PREDICATE_TYPE, intoto.test_report_predicate(REPORT, tool_version="0.1.0", tested_on=T0)),
-])
+@pytest.mark.parametrize(
+    ("predicate_type", "predicate"),
+    [
+        (intoto.SLSA_PROVENANCE_PREDICATE_TYPE, provenance()),
+        (intoto.TEST_REPORT_PREDICATE_TYPE, intoto.test_report_predicate(REPORT, tool_version="0.1.0", tested_on=T0)),
+    ],
+)
 def test_statements_in_envelopes_pass_the_reference_checks(predicate_type, predicate, keypair, ref):
     stmt = intoto.statement([intoto.subject(REPO, DIGEST)], predicate_type, predicate)
     envelope = intoto.attestation_envelope(stmt, keypair.private)
     payload = ref.verify_dsse(envelope, keypair.public_pem)
     doc = ref.validate_statement(payload)
     assert doc["subject"] == [{"name": REPO, "digest": {"sha256": "ab" * 32}}]
-    assert doc["_type"] == "https://in-toto.io/Statement/v1" and doc["predicateType"] == predicate_type
+    assert doc["_type"] == "https://in-toto.io/Statement/v1"
+    assert doc["predicateType"] == predicate_type
     assert intoto.parse_statement(dsse.verify_envelope(envelope, keypair.public), predicate_type, DIGEST) == doc
 
 
 def test_provenance_is_slsa_v1(ref):
     predicate = provenance()
     ref.validate_slsa_provenance(predicate)
-    assert predicate["runDetails"]["metadata"] == {"invocationId": "https://ci.example.invalid/jobs/42",
-                                                   "startedOn": "2025-03-04T05:06:07Z",
-                                                   "finishedOn": "2025-03-04T05:08:07Z"}
+    assert predicate["runDetails"]["metadata"] == {
+        "invocationId": "https://ci.example.invalid/jobs/42",
+        "startedOn": "2025-03-04T05:06:07Z",
+        "finishedOn": "2025-03-04T05:08:07Z",
+    }
     assert predicate["buildDefinition"]["buildType"] == intoto.BUILD_TYPE
 
 
@@ -167,22 +195,37 @@ def test_reference_provenance_check_can_fail(ref):
 
 def test_minimal_provenance_leaves_optional_fields_out(ref):
     predicate = intoto.provenance_predicate(builder_id="https://b.example/", external_parameters={"site": "s"})
-    assert predicate == {"buildDefinition": {"buildType": intoto.BUILD_TYPE, "externalParameters": {"site": "s"}},
-                         "runDetails": {"builder": {"id": "https://b.example/"}}}
+    assert predicate == {
+        "buildDefinition": {"buildType": intoto.BUILD_TYPE, "externalParameters": {"site": "s"}},
+        "runDetails": {"builder": {"id": "https://b.example/"}},
+    }
     ref.validate_slsa_provenance(predicate)
 
 
 def test_test_report_predicate_keeps_every_check_and_recomputes_passed():
-    predicate = intoto.test_report_predicate({**REPORT, "ok": True, "checks": [
-        *REPORT["checks"], {"name": "stop", "ok": False, "detail": "no exit after SIGQUIT"}]})
+    predicate = intoto.test_report_predicate(
+        {
+            **REPORT,
+            "ok": True,
+            "checks": [*REPORT["checks"], {"name": "stop", "ok": False, "detail": "no exit after SIGQUIT"}],
+        }
+    )
     assert predicate["passed"] is False  # the input said ok: true; the checks say otherwise
     assert [c["name"] for c in predicate["checks"]] == ["image config", "hidden files", "stop"]
     assert predicate["checks"][2] == {"name": "stop", "ok": False, "detail": "no exit after SIGQUIT"}
-    assert predicate["imageId"] == REPORT["image_id"] and predicate["site"] == "example"
+    assert predicate["imageId"] == REPORT["image_id"]
+    assert predicate["site"] == "example"
 
 
-@pytest.mark.parametrize("report", [{"checks": []}, {"checks": [{"name": "x", "ok": "yes", "detail": ""}]},
-                                    {"checks": [{"name": "", "ok": True, "detail": ""}]}, {}])
+@pytest.mark.parametrize(
+    "report",
+    [
+        {"checks": []},
+        {"checks": [{"name": "x", "ok": "yes", "detail": ""}]},
+        {"checks": [{"name": "", "ok": True, "detail": ""}]},
+        {},
+    ],
+)
 def test_test_report_without_proper_checks_is_refused(report):
     with pytest.raises(FormatError):
         intoto.test_report_predicate(report)

@@ -31,16 +31,20 @@ def test_generated_key_file_is_cosigns_format_field_for_field(keypair):
     lines = keypair.private_pem.decode().splitlines()
     assert lines[0] == "-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----"
     assert lines[-1] == "-----END ENCRYPTED SIGSTORE PRIVATE KEY-----"
-    assert all(len(line) == 64 for line in lines[1:-2]) and 0 < len(lines[-2]) <= 64  # Go's pem line width
+    assert all(len(line) == 64 for line in lines[1:-2])
+    assert 0 < len(lines[-2]) <= 64
     doc = pem_json(keypair.private_pem)
     assert list(doc) == ["kdf", "cipher", "ciphertext"]
-    assert doc["kdf"]["name"] == "scrypt" and doc["kdf"]["params"] == {"N": 32768, "r": 8, "p": 1}
+    assert doc["kdf"]["name"] == "scrypt"
+    assert doc["kdf"]["params"] == {"N": 32768, "r": 8, "p": 1}
     assert list(doc["kdf"]["params"]) == ["N", "r", "p"]
     assert len(base64.b64decode(doc["kdf"]["salt"], validate=True)) == 32
     assert doc["cipher"]["name"] == "nacl/secretbox"
     assert len(base64.b64decode(doc["cipher"]["nonce"], validate=True)) == 24
     # standard alphabet with padding, as Go's json.Marshal writes []byte
-    assert "-" not in doc["ciphertext"] and "_" not in doc["ciphertext"] and len(doc["ciphertext"]) % 4 == 0
+    assert "-" not in doc["ciphertext"]
+    assert "_" not in doc["ciphertext"]
+    assert len(doc["ciphertext"]) % 4 == 0
 
 
 def test_reference_reader_opens_imgforge_key_and_finds_the_public_key(keypair, ref):
@@ -52,7 +56,8 @@ def test_reference_reader_opens_imgforge_key_and_finds_the_public_key(keypair, r
 
 def test_public_key_file_is_spki_pem(keypair):
     text = keypair.public_pem.decode()
-    assert text.startswith("-----BEGIN PUBLIC KEY-----\n") and text.endswith("-----END PUBLIC KEY-----\n")
+    assert text.startswith("-----BEGIN PUBLIC KEY-----\n")
+    assert text.endswith("-----END PUBLIC KEY-----\n")
     assert isinstance(serialization.load_pem_public_key(keypair.public_pem), ec.EllipticCurvePublicKey)
 
 
@@ -60,7 +65,8 @@ def test_fingerprint_is_sha256_of_der_spki(keypair):
     import hashlib
 
     der = serialization.load_pem_public_key(keypair.public_pem).public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     assert keys.fingerprint(keypair.public) == hashlib.sha256(der).hexdigest()
     assert keys.fingerprint(keypair.private) == keys.fingerprint(keypair.public)
 
@@ -109,7 +115,7 @@ def test_unsupported_scrypt_parameters_are_refused_before_any_work(data):
 
 def test_huge_scrypt_cost_is_refused(keypair):
     doc = pem_json(keypair.private_pem)
-    doc["kdf"]["params"]["N"] = 2 ** 30  # a hostile file asking for 1 TiB of memory
+    doc["kdf"]["params"]["N"] = 2**30  # a hostile file asking for 1 TiB of memory
     pem = keys.pem_encode(keys.SIGSTORE_PEM_TYPE, json.dumps(doc).encode())
     with pytest.raises(KeyFileError, match="unsupported scrypt parameters"):
         keys.load_private_key(pem, keypair.password)
@@ -137,25 +143,35 @@ def test_tampered_ciphertext_is_refused(keypair):
         keys.load_private_key(keys.pem_encode(keys.SIGSTORE_PEM_TYPE, json.dumps(doc).encode()), keypair.password)
 
 
-@pytest.mark.parametrize("pem, message", [
-    (b"", "no BEGIN line"),
-    (b"\xff\xfe", "non-ASCII"),
-    (b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n", "PEM type 'PRIVATE KEY'"),
-    (b"-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----\nAAAA\n", "no '-----END"),
-    (b"-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----\n!!!!\n-----END ENCRYPTED SIGSTORE PRIVATE KEY-----\n",
-     "not base64"),
-    (b"-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----\nbm90IGpzb24=\n-----END ENCRYPTED SIGSTORE PRIVATE KEY-----\n",
-     "not JSON"),
-    (b"-" * 70000, "too large"),
-])
+@pytest.mark.parametrize(
+    ("pem", "message"),
+    [
+        (b"", "no BEGIN line"),
+        (b"\xff\xfe", "non-ASCII"),
+        (b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n", "PEM type 'PRIVATE KEY'"),
+        (b"-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----\nAAAA\n", "no '-----END"),
+        (
+            b"-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----\n!!!!\n-----END ENCRYPTED SIGSTORE PRIVATE KEY-----\n",
+            "not base64",
+        ),
+        (
+            b"-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----\nbm90IGpzb24=\n-----END ENCRYPTED SIGSTORE PRIVATE KEY-----\n",
+            "not JSON",
+        ),
+        (b"-" * 70000, "too large"),
+    ],
+)
 def test_unreadable_key_files_are_one_line_errors(pem, message):
     with pytest.raises(KeyFileError, match=message):
         keys.load_private_key(pem, "pw", "cosign.key")
 
 
 def test_field_errors_name_the_field(keypair):
-    for path, value, message in [(("cipher", "name"), "aes", "cipher.name"), (("kdf", "salt"), "%%", "kdf.salt"),
-                                 (("cipher", "nonce"), "AAAA", "cipher.nonce: expected 24 bytes")]:
+    for path, value, message in [
+        (("cipher", "name"), "aes", "cipher.name"),
+        (("kdf", "salt"), "%%", "kdf.salt"),
+        (("cipher", "nonce"), "AAAA", "cipher.nonce: expected 24 bytes"),
+    ]:
         doc = pem_json(keypair.private_pem)
         doc[path[0]][path[1]] = value
         with pytest.raises(KeyFileError, match=message):
@@ -188,7 +204,8 @@ def test_older_cosign_pem_type_is_read(keypair):
 
 def test_key_objects_do_not_show_material_in_repr(keypair):
     d = format(keypair.private.private_numbers().private_value, "x")
-    assert d not in repr(keypair.private) and d[:12] not in repr(keys.password_from_env({"COSIGN_PASSWORD": d}))
+    assert d not in repr(keypair.private)
+    assert d[:12] not in repr(keys.password_from_env({"COSIGN_PASSWORD": d}))
 
 
 # --- password from the environment ---------------------------------------------------------------
@@ -196,11 +213,15 @@ def test_key_objects_do_not_show_material_in_repr(keypair):
 
 def test_password_prefers_imgforge_variable_then_cosigns():
     both = keys.password_from_env({"IMGFORGE_SIGNING_PASSWORD": "a", "COSIGN_PASSWORD": "b"})
-    assert both is not None and (both.value, both.variable) == (b"a", "IMGFORGE_SIGNING_PASSWORD")
+    assert both is not None
+    assert (both.value, both.variable) == (b"a", "IMGFORGE_SIGNING_PASSWORD")
     only = keys.password_from_env({"COSIGN_PASSWORD": "b"})
-    assert only is not None and (only.value, only.variable) == (b"b", "COSIGN_PASSWORD")
+    assert only is not None
+    assert (only.value, only.variable) == (b"b", "COSIGN_PASSWORD")
     empty = keys.password_from_env({"IMGFORGE_SIGNING_PASSWORD": "", "COSIGN_PASSWORD": "b"})
-    assert empty is not None and empty.value == b"" and empty.variable == "IMGFORGE_SIGNING_PASSWORD"
+    assert empty is not None
+    assert empty.value == b""
+    assert empty.variable == "IMGFORGE_SIGNING_PASSWORD"
     assert keys.password_from_env({}) is None
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import copy
 import json
 import textwrap
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -19,7 +19,7 @@ from imgforge.signing.errors import FormatError
 DIGEST = "sha256:" + "ab" * 32
 NEW_DIGEST = "sha256:" + "cd" * 32
 NAME = "registry.example.invalid/sites/example"
-CREATED = datetime(2025, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+CREATED = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
 
 # The shape dpkg writes (fields as in a bookworm /var/lib/dpkg/status), including entries that are
 # not installed and must not be listed.
@@ -102,14 +102,22 @@ def packages() -> list[ospkg.OsPackage]:
 
 
 def files() -> list[sbom.ContentFile]:
-    return [sbom.ContentFile.from_bytes("usr/share/nginx/html/index.html", b"<h1>hi</h1>\n"),
-            sbom.ContentFile.from_bytes("usr/share/nginx/html/css/site style.css", b"body{}\n")]
+    return [
+        sbom.ContentFile.from_bytes("usr/share/nginx/html/index.html", b"<h1>hi</h1>\n"),
+        sbom.ContentFile.from_bytes("usr/share/nginx/html/css/site style.css", b"body{}\n"),
+    ]
 
 
 def document(pkgs=None, content=None, digest=DIGEST) -> dict:
-    return sbom.spdx_document(name=NAME, image_digest=digest, packages=packages() if pkgs is None else pkgs,
-                              files=files() if content is None else content, created=CREATED, tool_version="0.1.0",
-                              repository=NAME)
+    return sbom.spdx_document(
+        name=NAME,
+        image_digest=digest,
+        packages=packages() if pkgs is None else pkgs,
+        files=files() if content is None else content,
+        created=CREATED,
+        tool_version="0.1.0",
+        repository=NAME,
+    )
 
 
 def spdx_errors(doc: dict, tmp_path: Path) -> list[str]:
@@ -126,12 +134,14 @@ def test_dpkg_status_lists_installed_packages_with_purls():
     assert sorted(got) == ["libc6", "libstdc++6", "tzdata"]  # config-files and half-installed left out
     assert got["libc6"].purl == "pkg:deb/debian/libc6@2.36-9%2Bdeb12u7?arch=amd64&distro=debian-12"
     assert got["libstdc++6"].purl == "pkg:deb/debian/libstdc%2B%2B6@12.2.0-14?arch=amd64&distro=debian-12"
-    assert got["libstdc++6"].source == "gcc-12" and got["tzdata"].arch == "all"
+    assert got["libstdc++6"].source == "gcc-12"
+    assert got["tzdata"].arch == "all"
 
 
 def test_dpkg_epoch_is_kept_in_version_and_purl():
     (pkg,) = ospkg.dpkg_packages("Package: x\nStatus: install ok installed\nArchitecture: all\nVersion: 1:2.3-4\n")
-    assert pkg.version == "1:2.3-4" and pkg.purl == "pkg:deb/debian/x@1:2.3-4?arch=all"
+    assert pkg.version == "1:2.3-4"
+    assert pkg.purl == "pkg:deb/debian/x@1:2.3-4?arch=all"
 
 
 def test_dpkg_paragraph_without_version_is_an_error_naming_it():
@@ -141,8 +151,10 @@ def test_dpkg_paragraph_without_version_is_an_error_naming_it():
 
 def test_apk_installed_lists_packages_with_purls():
     got = ospkg.apk_packages(APK_INSTALLED, "alpine", "alpine-3.21.2")
-    assert [(p.name, p.version, p.arch, p.source) for p in got] == [("musl", "1.2.5-r8", "x86_64", "musl"),
-                                                                   ("nginx", "1.26.2-r4", "x86_64", "nginx")]
+    assert [(p.name, p.version, p.arch, p.source) for p in got] == [
+        ("musl", "1.2.5-r8", "x86_64", "musl"),
+        ("nginx", "1.26.2-r4", "x86_64", "nginx"),
+    ]
     assert got[1].purl == "pkg:apk/alpine/nginx@1.26.2-r4?arch=x86_64&distro=alpine-3.21.2"
 
 
@@ -152,8 +164,10 @@ def test_apk_block_without_arch_is_an_error():
 
 
 def test_os_release_gives_namespace_and_distro():
-    release = ospkg.os_release('PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nNAME="Debian GNU/Linux"\n'
-                               'VERSION_ID="12"\nID=debian\n# comment\nBROKEN="unbalanced\n')
+    release = ospkg.os_release(
+        'PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nNAME="Debian GNU/Linux"\n'
+        'VERSION_ID="12"\nID=debian\n# comment\nBROKEN="unbalanced\n'
+    )
     assert ospkg.distro_of(release) == ("debian", "debian-12")
     assert ospkg.distro_of(ospkg.os_release("ID=alpine\nVERSION_ID=3.21.2\n")) == ("alpine", "alpine-3.21.2")
     with pytest.raises(FormatError):
@@ -177,23 +191,33 @@ def test_spdx_tools_catches_a_broken_document(tmp_path):
 
 def test_document_describes_the_image_with_every_package_and_file():
     doc = document()
-    assert doc["spdxVersion"] == "SPDX-2.3" and doc["dataLicense"] == "CC0-1.0"
-    assert doc["documentNamespace"] == ("https://imgforge.io/spdx/registry.example.invalid%2Fsites%2Fexample/"
-                                        f"sha256-{'ab' * 32}")
+    assert doc["spdxVersion"] == "SPDX-2.3"
+    assert doc["dataLicense"] == "CC0-1.0"
+    assert doc["documentNamespace"] == (
+        f"https://imgforge.io/spdx/registry.example.invalid%2Fsites%2Fexample/sha256-{'ab' * 32}"
+    )
     assert doc["creationInfo"] == {"created": "2025-01-02T03:04:05Z", "creators": ["Tool: imgforge-0.1.0"]}
     image = doc["packages"][0]
-    assert image["primaryPackagePurpose"] == "CONTAINER" and image["checksums"][0]["checksumValue"] == "ab" * 32
+    assert image["primaryPackagePurpose"] == "CONTAINER"
+    assert image["checksums"][0]["checksumValue"] == "ab" * 32
     assert image["externalRefs"][0]["referenceLocator"] == (
-        f"pkg:oci/example@sha256:{'ab' * 32}?repository_url=registry.example.invalid/sites/example")
+        f"pkg:oci/example@sha256:{'ab' * 32}?repository_url=registry.example.invalid/sites/example"
+    )
     purls = [p["externalRefs"][0]["referenceLocator"] for p in doc["packages"][2:]]
     assert purls == sorted(p.purl for p in packages())
     names = {f["fileName"]: f for f in doc["files"]}
     assert sorted(names) == ["./usr/share/nginx/html/css/site style.css", "./usr/share/nginx/html/index.html"]
     import hashlib
+
     assert {c["algorithm"]: c["checksumValue"] for c in names["./usr/share/nginx/html/index.html"]["checksums"]} == {
-        "SHA1": hashlib.sha1(b"<h1>hi</h1>\n").hexdigest(), "SHA256": hashlib.sha256(b"<h1>hi</h1>\n").hexdigest()}
-    contains = {(r["spdxElementId"], r["relatedSpdxElement"]) for r in doc["relationships"]
-                if r["relationshipType"] == "CONTAINS"}
+        "SHA1": hashlib.sha1(b"<h1>hi</h1>\n").hexdigest(),
+        "SHA256": hashlib.sha256(b"<h1>hi</h1>\n").hexdigest(),
+    }
+    contains = {
+        (r["spdxElementId"], r["relatedSpdxElement"])
+        for r in doc["relationships"]
+        if r["relationshipType"] == "CONTAINS"
+    }
     assert len(contains) == 1 + len(packages()) + len(files())
 
 
@@ -204,8 +228,10 @@ def test_document_is_deterministic_whatever_the_input_order():
 
 
 def test_element_ids_are_unique_even_when_names_sanitize_alike(tmp_path):
-    pkgs = [ospkg.OsPackage("deb", "debian", "libfoo+", "1", "amd64"),
-            ospkg.OsPackage("deb", "debian", "libfoo-", "1", "amd64")]
+    pkgs = [
+        ospkg.OsPackage("deb", "debian", "libfoo+", "1", "amd64"),
+        ospkg.OsPackage("deb", "debian", "libfoo-", "1", "amd64"),
+    ]
     doc = document(pkgs=pkgs)
     ids = [p["SPDXID"] for p in doc["packages"]]
     assert len(ids) == len(set(ids))
@@ -240,20 +266,34 @@ def test_sbom_travels_as_an_spdx_statement(keypair, ref):
 def test_diff_reports_packages_and_files():
     old = document()
     new_pkgs = [p for p in packages() if p.name != "tzdata"]
-    new_pkgs = [ospkg.OsPackage(p.kind, p.namespace, p.name, "2.36-9+deb12u9" if p.name == "libc6" else p.version,
-                                p.arch, p.distro, p.source) for p in new_pkgs]
+    new_pkgs = [
+        ospkg.OsPackage(
+            p.kind,
+            p.namespace,
+            p.name,
+            "2.36-9+deb12u9" if p.name == "libc6" else p.version,
+            p.arch,
+            p.distro,
+            p.source,
+        )
+        for p in new_pkgs
+    ]
     new_pkgs.append(ospkg.OsPackage("deb", "debian", "nginx-light", "1.22.1-9", "amd64", "debian-12"))
-    new_files = [sbom.ContentFile.from_bytes("usr/share/nginx/html/index.html", b"<h1>hello</h1>\n"),
-                 sbom.ContentFile.from_bytes("usr/share/nginx/html/about.html", b"about\n")]
+    new_files = [
+        sbom.ContentFile.from_bytes("usr/share/nginx/html/index.html", b"<h1>hello</h1>\n"),
+        sbom.ContentFile.from_bytes("usr/share/nginx/html/about.html", b"about\n"),
+    ]
     diff = sbom.sbom_diff(old, document(pkgs=new_pkgs, content=new_files, digest=NEW_DIGEST))
     assert diff.packages_added == ["pkg:deb/debian/nginx-light@1.22.1-9?arch=amd64&distro=debian-12"]
     assert diff.packages_removed == ["pkg:deb/debian/tzdata@2024a-0%2Bdeb12u1?arch=all&distro=debian-12"]
     assert [(c.name, c.old, c.new, c.direction) for c in diff.packages_changed] == [
-        ("libc6", "2.36-9+deb12u7", "2.36-9+deb12u9", "upgrade")]
+        ("libc6", "2.36-9+deb12u7", "2.36-9+deb12u9", "upgrade")
+    ]
     assert diff.files_added == ["usr/share/nginx/html/about.html"]
     assert diff.files_removed == ["usr/share/nginx/html/css/site style.css"]
     assert diff.files_changed == ["usr/share/nginx/html/index.html"]
-    assert not diff.empty and json.dumps(diff.to_dict())
+    assert not diff.empty
+    assert json.dumps(diff.to_dict())
 
 
 def test_diff_of_a_document_with_itself_is_empty():

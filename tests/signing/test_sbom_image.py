@@ -7,7 +7,7 @@ import io
 import json
 import tarfile
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.docker
 
 LABEL = "io.imgforge.test.signing"
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "example-site" / "www-data"
-CREATED = datetime(2025, 6, 1, tzinfo=timezone.utc)
+CREATED = datetime(2025, 6, 1, tzinfo=UTC)
 
 
 def read_files(client, image: str, paths: list[str]) -> dict[str, bytes]:
@@ -45,10 +45,19 @@ def image_sbom(client, image: str, digest: str) -> dict:
     found = read_files(client, image, [ospkg.DPKG_STATUS_PATH, "usr/lib/os-release"])
     namespace, distro = ospkg.distro_of(ospkg.os_release(found["usr/lib/os-release"].decode()))
     pkgs = ospkg.dpkg_packages(found[ospkg.DPKG_STATUS_PATH].decode(), namespace, distro)
-    content = [sbom.ContentFile.from_bytes(f"usr/share/nginx/html/{p.relative_to(EXAMPLE).as_posix()}", p.read_bytes())
-               for p in sorted(EXAMPLE.rglob("*")) if p.is_file() and not p.name.startswith(".")]
-    return sbom.spdx_document(name=f"127.0.0.1:5000/test/{image.split('/')[-1].split(':')[0]}", image_digest=digest,
-                              packages=pkgs, files=content, created=CREATED, tool_version="0.1.0")
+    content = [
+        sbom.ContentFile.from_bytes(f"usr/share/nginx/html/{p.relative_to(EXAMPLE).as_posix()}", p.read_bytes())
+        for p in sorted(EXAMPLE.rglob("*"))
+        if p.is_file() and not p.name.startswith(".")
+    ]
+    return sbom.spdx_document(
+        name=f"127.0.0.1:5000/test/{image.split('/')[-1].split(':')[0]}",
+        image_digest=digest,
+        packages=pkgs,
+        files=content,
+        created=CREATED,
+        tool_version="0.1.0",
+    )
 
 
 def test_sbom_of_the_debian_bases_is_valid_and_lists_their_packages(docker_client, debian_base, nginx_base, tmp_path):

@@ -31,8 +31,12 @@ def test_payload_matches_sigstores_own_expected_bytes(data):
 def test_payload_matches_one_cosign_signed(data):
     real = data.read("containers-image-rekor-payload")  # written by /usr/bin/cosign sign
     doc = json.loads(real)
-    assert simplesign.simple_signing_payload(doc["critical"]["identity"]["docker-reference"],
-                                             doc["critical"]["image"]["docker-manifest-digest"]) == real
+    assert (
+        simplesign.simple_signing_payload(
+            doc["critical"]["identity"]["docker-reference"], doc["critical"]["image"]["docker-manifest-digest"]
+        )
+        == real
+    )
 
 
 def test_payload_escapes_like_go():
@@ -67,7 +71,8 @@ def test_reference_verifier_accepts_imgforge_signature(keypair, ref):
 def test_signature_is_std_base64_der(keypair):
     sig = simplesign.sign(keypair.private, b"x")
     raw = base64.b64decode(sig, validate=True)
-    assert raw[0] == 0x30 and base64.b64encode(raw).decode() == sig  # ASN.1 SEQUENCE, canonical base64
+    assert raw[0] == 0x30
+    assert base64.b64encode(raw).decode() == sig
 
 
 def test_signatures_made_with_a_cosign_key_verify(data):
@@ -82,16 +87,21 @@ def test_cosign_signed_payload_verifies_with_the_signing_certificate_key(data):
     cert = x509.load_pem_x509_certificate(base64.b64decode(body["spec"]["signature"]["publicKey"]["content"]))
     public = keys.load_public_key(keys.public_key_pem(cert.public_key()))  # type: ignore[arg-type]
     payload = data.read("containers-image-rekor-payload")
-    claims = simplesign.verify_simple_signing(public, payload, data.read("containers-image-rekor-sig").decode(),
-                                              "sha256:fa93b01658e3a5a1686dc3ae55f170d8de487006fb53a28efcd12ab0710a2e5f")
+    claims = simplesign.verify_simple_signing(
+        public,
+        payload,
+        data.read("containers-image-rekor-sig").decode(),
+        "sha256:fa93b01658e3a5a1686dc3ae55f170d8de487006fb53a28efcd12ab0710a2e5f",
+    )
     assert claims.docker_reference == "192.168.64.2:5000/test-repo-2100826901021538654/alpine"
     assert claims.optional is None
 
 
 def test_verify_simple_signing_round_trip(keypair):
     payload = simplesign.simple_signing_payload(REPO, DIGEST, {"site": "example"})
-    claims = simplesign.verify_simple_signing(keypair.public, payload, simplesign.sign(keypair.private, payload),
-                                              DIGEST, REPO)
+    claims = simplesign.verify_simple_signing(
+        keypair.public, payload, simplesign.sign(keypair.private, payload), DIGEST, REPO
+    )
     assert (claims.manifest_digest, claims.optional) == (DIGEST, {"site": "example"})
 
 
@@ -130,8 +140,9 @@ def test_valid_signature_for_another_repository_fails_when_asked(keypair):
         simplesign.verify_simple_signing(keypair.public, payload, sig, DIGEST, REPO)
 
 
-@pytest.mark.parametrize("mangle", [lambda s: s + "=", lambda s: s[:-1], lambda s: "&" + s,
-                                    lambda s: s.replace("+", "-").replace("/", "_")])
+@pytest.mark.parametrize(
+    "mangle", [lambda s: s + "=", lambda s: s[:-1], lambda s: "&" + s, lambda s: s.replace("+", "-").replace("/", "_")]
+)
 def test_non_canonical_signature_encodings_fail(keypair, mangle):
     payload = b"{}"
     sig = next(s for s in (simplesign.sign(keypair.private, payload) for _ in range(64)) if "+" in s or "/" in s)
@@ -159,7 +170,8 @@ def test_tags_are_cosigns():
 def test_signature_image_is_byte_identical_to_one_cosign_pushed(data):
     real = data.json("cosign-v1.13.1-sig-manifest.json")
     payload = simplesign.simple_signing_payload(real["docker_reference"], real["signed_digest"])
-    assert len(payload) == real["payload_size"] and oci.sha256_digest(payload) == real["payload_digest"]
+    assert len(payload) == real["payload_size"]
+    assert oci.sha256_digest(payload) == real["payload_digest"]
     artifact = oci.cosign_artifact([oci.signature_layer(payload, real["signature"])], created=real["config_created"])
     assert artifact.config == real["config"].encode()
     assert artifact.manifest == real["manifest"].encode()
@@ -172,17 +184,24 @@ def test_signature_image_defaults_to_the_zero_creation_time_and_is_deterministic
     payload = simplesign.simple_signing_payload(REPO, DIGEST)
     layer = oci.signature_layer(payload, simplesign.sign(keypair.private, payload))
     first, second = oci.cosign_artifact([layer]), oci.cosign_artifact([layer])
-    assert first.manifest == second.manifest and first.config == second.config
+    assert first.manifest == second.manifest
+    assert first.config == second.config
     assert json.loads(first.config)["created"] == "0001-01-01T00:00:00Z"
 
 
 def test_attestation_layer_annotations_are_cosign_attests():
-    artifact = oci.cosign_artifact([oci.attestation_layer(b'{"payloadType":"x"}', "https://slsa.dev/provenance/v1"),
-                                    oci.attestation_layer(b'{"payloadType":"y"}', "https://spdx.dev/Document")])
+    artifact = oci.cosign_artifact(
+        [
+            oci.attestation_layer(b'{"payloadType":"x"}', "https://slsa.dev/provenance/v1"),
+            oci.attestation_layer(b'{"payloadType":"y"}', "https://spdx.dev/Document"),
+        ]
+    )
     manifest = json.loads(artifact.manifest)
     assert [layer["mediaType"] for layer in manifest["layers"]] == ["application/vnd.dsse.envelope.v1+json"] * 2
-    assert manifest["layers"][0]["annotations"] == {"dev.cosignproject.cosign/signature": "",
-                                                   "predicateType": "https://slsa.dev/provenance/v1"}
+    assert manifest["layers"][0]["annotations"] == {
+        "dev.cosignproject.cosign/signature": "",
+        "predicateType": "https://slsa.dev/provenance/v1",
+    }
     # Go's key order (sorted map keys)
     assert b'"annotations":{"dev.cosignproject.cosign/signature":"","predicateType"' in artifact.manifest
     config = json.loads(artifact.config)
@@ -200,14 +219,21 @@ def test_read_layers_round_trip_and_refuses_hostile_manifests(keypair):
     sig = simplesign.sign(keypair.private, payload)
     artifact = oci.cosign_artifact([oci.signature_layer(payload, sig)])
     (layer,) = oci.read_layers(artifact.manifest)
-    assert (layer.media_type, layer.digest, layer.size) == (oci.SIMPLE_SIGNING_MEDIA_TYPE, oci.sha256_digest(payload),
-                                                             len(payload))
+    assert (layer.media_type, layer.digest, layer.size) == (
+        oci.SIMPLE_SIGNING_MEDIA_TYPE,
+        oci.sha256_digest(payload),
+        len(payload),
+    )
     assert layer.annotations[oci.SIGNATURE_ANNOTATION] == sig
-    for bad, message in [(b"[]", "layers"), (b'{"layers":[{"mediaType":"x","size":-1,"digest":"' + DIGEST.encode()
-                                                         + b'"}]}', "size"),
-                         (b'{"layers":[{"mediaType":"x","size":1,"digest":"sha256:../../etc"}]}', "digest"),
-                         (b'{"layers":[{"mediaType":"x","size":1,"digest":"' + DIGEST.encode()
-                          + b'","annotations":{"a":1}}]}', "annotations")]:
+    for bad, message in [
+        (b"[]", "layers"),
+        (b'{"layers":[{"mediaType":"x","size":-1,"digest":"' + DIGEST.encode() + b'"}]}', "size"),
+        (b'{"layers":[{"mediaType":"x","size":1,"digest":"sha256:../../etc"}]}', "digest"),
+        (
+            b'{"layers":[{"mediaType":"x","size":1,"digest":"' + DIGEST.encode() + b'","annotations":{"a":1}}]}',
+            "annotations",
+        ),
+    ]:
         with pytest.raises(FormatError, match=message):
             oci.read_layers(bad)
 

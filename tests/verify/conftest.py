@@ -62,7 +62,8 @@ def good(docker_client, nginx_base, tmp_path_factory) -> Good:
         (content / rel).write_text(text, encoding="utf-8")
     (base / "catalog" / "sites").mkdir(parents=True)
     (base / "catalog" / "imgforge.toml").write_text("[defaults]\n", encoding="utf-8")
-    (base / "catalog" / "sites" / "web.toml").write_text(textwrap.dedent(f"""\
+    (base / "catalog" / "sites" / "web.toml").write_text(
+        textwrap.dedent(f"""\
         image = "127.0.0.1:5000/imgforge-verify-test/web"
         tag = "t{TOKEN}"
         profile = "prebuilt"
@@ -72,10 +73,12 @@ def good(docker_client, nginx_base, tmp_path_factory) -> Good:
         port = 8081
         fallback = "spa"
         [source]
-        path = "{base / 'site'}"
+        path = "{base / "site"}"
         [headers]
         Permissions-Policy = "camera=()"
-        """), encoding="utf-8")
+        """),
+        encoding="utf-8",
+    )
     catalog = config.load_catalog(base / "catalog")
     site = catalog.site("web")
     result = build.build_site(catalog, site, out_dir=base / "context")

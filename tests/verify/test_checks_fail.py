@@ -46,43 +46,121 @@ def _without_block(good, name: str, starts: str) -> str:
 # name -> (the check that must fail, how to break the image, a word its detail must contain)
 VARIANTS = {
     "user-name": ("image_config", lambda g: (["USER www-data"], {}), "not numeric"),
-    "root-group": ("processes", lambda g: ([
-        # A passwd entry for the UID makes the engine (like the kubelet) add the groups that list it.
-        f"RUN echo 'web:x:{g.site.uid}:{g.site.gid}::/nonexistent:/usr/sbin/nologin' >> /etc/passwd"
-        " && sed -i 's/^root:x:0:$/root:x:0:web/' /etc/group && grep -q '^root:x:0:web$' /etc/group"], {}),
-        "supplementary groups ['0']"),
+    "root-group": (
+        "processes",
+        lambda g: (
+            [
+                # A passwd entry for the UID makes the engine (like the kubelet) add the groups that list it.
+                f"RUN echo 'web:x:{g.site.uid}:{g.site.gid}::/nonexistent:/usr/sbin/nologin' >> /etc/passwd"
+                " && sed -i 's/^root:x:0:$/root:x:0:web/' /etc/group && grep -q '^root:x:0:web$' /etc/group"
+            ],
+            {},
+        ),
+        "supplementary groups ['0']",
+    ),
     "file-missing": ("content_served", lambda g: ([f"RUN rm {CONTENT_ROOT}/about.html"], {}), "/about.html"),
-    "no-mime-types": ("content_types", lambda g: ([], {"/etc/nginx/nginx.conf": (g.edited(
-        "nginx.conf", "include /etc/nginx/mime.types;", "# mime.types forgotten"), 0o644)}),
-        "application/octet-stream"),
-    "no-spa-fallback": ("missing_path", lambda g: ([], _site_conf(
-        g, "try_files $uri $uri/ /index.html;", "try_files $uri $uri/ =404;")), "expected 200"),
+    "no-mime-types": (
+        "content_types",
+        lambda g: (
+            [],
+            {
+                "/etc/nginx/nginx.conf": (
+                    g.edited("nginx.conf", "include /etc/nginx/mime.types;", "# mime.types forgotten"),
+                    0o644,
+                )
+            },
+        ),
+        "application/octet-stream",
+    ),
+    "no-spa-fallback": (
+        "missing_path",
+        lambda g: ([], _site_conf(g, "try_files $uri $uri/ /index.html;", "try_files $uri $uri/ =404;")),
+        "expected 200",
+    ),
     # The hand-made way: the whole web root copied in, and no deny rule for server-side source.
-    "php-as-text": ("hidden_files", lambda g: ([], {
-        "/etc/nginx/imgforge/site.conf": (_without_block(g, "imgforge/site.conf", HIDDEN_LOCATION), 0o644),
-        f"{CONTENT_ROOT}/contact.php": ((g.source / "contact.php").read_text(), 0o644)}), "/contact.php"),
+    "php-as-text": (
+        "hidden_files",
+        lambda g: (
+            [],
+            {
+                "/etc/nginx/imgforge/site.conf": (_without_block(g, "imgforge/site.conf", HIDDEN_LOCATION), 0o644),
+                f"{CONTENT_ROOT}/contact.php": ((g.source / "contact.php").read_text(), 0o644),
+            },
+        ),
+        "/contact.php",
+    ),
     "symlink-to-etc": ("path_traversal", lambda g: ([f"RUN ln -s /etc {CONTENT_ROOT}/etc"], {}), "root:x:0:0"),
-    "no-healthz": ("healthz", lambda g: ([], {"/etc/nginx/imgforge/site.conf": (
-        _without_block(g, "imgforge/site.conf", "    location = /healthz {"), 0o644)}), "/healthz"),
-    "server-tokens": ("server_header", lambda g: ([], {"/etc/nginx/nginx.conf": (g.edited(
-        "nginx.conf", "server_tokens off;", "server_tokens on;"), 0o644)}), "nginx/"),
-    "asset-headers-lost": ("security_headers", lambda g: ([], _site_conf(
-        g, ASSET_HEADERS, "        add_header Cache-Control")), "(missing)"),
-    "ignores-listen-port": ("listen_port", lambda g: ([], {"/usr/local/bin/imgforge-entrypoint": (g.edited(
-        "imgforge-entrypoint", 'port="${LISTEN_PORT:-}"', f'port="{g.site.port}"'), 0o755)}),
-        "no HTTP answer on 9090"),
-    "owner-only-content": ("arbitrary_uid", lambda g: ([
-        f"RUN chown -R {g.site.uid}:{g.site.gid} {CONTENT_ROOT} && chmod -R o-rwx {CONTENT_ROOT}"], {}),
-        "not the content file"),
-    "setuid-helper": ("no_setuid", lambda g: ([
-        "RUN cp /bin/true /usr/local/bin/helper && chmod 4755 /usr/local/bin/helper"], {}),
-        "/usr/local/bin/helper"),
+    "no-healthz": (
+        "healthz",
+        lambda g: (
+            [],
+            {
+                "/etc/nginx/imgforge/site.conf": (
+                    _without_block(g, "imgforge/site.conf", "    location = /healthz {"),
+                    0o644,
+                )
+            },
+        ),
+        "/healthz",
+    ),
+    "server-tokens": (
+        "server_header",
+        lambda g: (
+            [],
+            {"/etc/nginx/nginx.conf": (g.edited("nginx.conf", "server_tokens off;", "server_tokens on;"), 0o644)},
+        ),
+        "nginx/",
+    ),
+    "asset-headers-lost": (
+        "security_headers",
+        lambda g: ([], _site_conf(g, ASSET_HEADERS, "        add_header Cache-Control")),
+        "(missing)",
+    ),
+    "ignores-listen-port": (
+        "listen_port",
+        lambda g: (
+            [],
+            {
+                "/usr/local/bin/imgforge-entrypoint": (
+                    g.edited("imgforge-entrypoint", 'port="${LISTEN_PORT:-}"', f'port="{g.site.port}"'),
+                    0o755,
+                )
+            },
+        ),
+        "no HTTP answer on 9090",
+    ),
+    "owner-only-content": (
+        "arbitrary_uid",
+        lambda g: ([f"RUN chown -R {g.site.uid}:{g.site.gid} {CONTENT_ROOT} && chmod -R o-rwx {CONTENT_ROOT}"], {}),
+        "not the content file",
+    ),
+    "setuid-helper": (
+        "no_setuid",
+        lambda g: (["RUN cp /bin/true /usr/local/bin/helper && chmod 4755 /usr/local/bin/helper"], {}),
+        "/usr/local/bin/helper",
+    ),
     # A copied tuning line: workers cannot renice without CAP_SYS_NICE, log [alert] and go on serving.
-    "worker-priority": ("startup_logs", lambda g: ([], {"/etc/nginx/nginx.conf": (g.edited(
-        "nginx.conf", "worker_processes auto;", "worker_processes auto;\nworker_priority -5;"), 0o644)}),
-        "setpriority(-5) failed"),
-    "entrypoint-without-exec": ("stop", lambda g: ([], {"/usr/local/bin/imgforge-entrypoint": (g.edited(
-        "imgforge-entrypoint", 'exec "$@"', '"$@"'), 0o755)}), "after SIGQUIT"),
+    "worker-priority": (
+        "startup_logs",
+        lambda g: (
+            [],
+            {
+                "/etc/nginx/nginx.conf": (
+                    g.edited("nginx.conf", "worker_processes auto;", "worker_processes auto;\nworker_priority -5;"),
+                    0o644,
+                )
+            },
+        ),
+        "setpriority(-5) failed",
+    ),
+    "entrypoint-without-exec": (
+        "stop",
+        lambda g: (
+            [],
+            {"/usr/local/bin/imgforge-entrypoint": (g.edited("imgforge-entrypoint", 'exec "$@"', '"$@"'), 0o755)},
+        ),
+        "after SIGQUIT",
+    ),
 }
 
 
@@ -112,8 +190,9 @@ def test_good_image_passes_every_check(good):
 
 def test_a_404_site_passes_with_its_own_fallback(good, variant):
     """The same content with `=404`, tested against a catalog site that says fallback = "404"."""
-    image = variant("fallback-404", [], _site_conf(good, "try_files $uri $uri/ /index.html;",
-                                                   "try_files $uri $uri/ =404;"))
+    image = variant(
+        "fallback-404", [], _site_conf(good, "try_files $uri $uri/ /index.html;", "try_files $uri $uri/ =404;")
+    )
     site = good.site.model_copy(update={"fallback": "404"})
     report = verify.run_site(good.catalog, site, image=image)
     assert report.ok, [c for c in report.checks if not c.ok]
@@ -141,14 +220,20 @@ def test_image_without_find_is_scanned_from_its_export(good, variant, docker_cli
     Every container the run creates, the export's included, carries this session's owner label
     (read from the engine's own create events, so one created without it cannot hide).
     """
-    image = variant("no-find-setuid", ["RUN cp /bin/true /usr/local/bin/helper && chmod 4755 /usr/local/bin/helper"
-                                       " && rm /usr/bin/find"])
+    image = variant(
+        "no-find-setuid",
+        ["RUN cp /bin/true /usr/local/bin/helper && chmod 4755 /usr/local/bin/helper && rm /usr/bin/find"],
+    )
     began = int(time.time()) - 1
     report = verify.run_site(good.catalog, good.site, image=image)
     assert _failing(report) == {"no_setuid"}, report.to_dict()
     assert "/usr/local/bin/helper" in _detail(report, "no_setuid")
-    created = [e["Actor"]["Attributes"] for e in docker_client.events(
-        since=began, until=int(time.time()) + 1, filters={"type": "container", "event": "create"}, decode=True)]
+    created = [
+        e["Actor"]["Attributes"]
+        for e in docker_client.events(
+            since=began, until=int(time.time()) + 1, filters={"type": "container", "event": "create"}, decode=True
+        )
+    ]
     owner = os.environ["IMGFORGE_OWNER"]
     [run] = {a[RUN_LABEL] for a in created if a.get(OWNER_LABEL) == owner and a.get("image") == image}
     of_run = [a for a in created if a.get(RUN_LABEL) == run]
@@ -157,9 +242,16 @@ def test_image_without_find_is_scanned_from_its_export(good, variant, docker_cli
 
 def test_user_root_directive_is_judged_by_what_runs(good, variant):
     """`user root;` in nginx.conf is ignored by a non-root master: processes judges the real IDs."""
-    image = variant("user-root-directive", [], {"/etc/nginx/nginx.conf": (good.edited(
-        "nginx.conf", "worker_processes auto;", "user root;\nworker_processes auto;"), 0o644)})
+    image = variant(
+        "user-root-directive",
+        [],
+        {
+            "/etc/nginx/nginx.conf": (
+                good.edited("nginx.conf", "worker_processes auto;", "user root;\nworker_processes auto;"),
+                0o644,
+            )
+        },
+    )
     report = verify.run_site(good.catalog, good.site, image=image)
     assert report.ok, report.failed
     assert f"all {good.site.uid}:{good.site.gid}" in _detail(report, "processes")
-

@@ -11,22 +11,45 @@ from imgforge.verify.checks import CheckResult, Expect, Response, VerifyReport
 
 @pytest.fixture
 def expect(tmp_path, build_file_tree) -> Expect:
-    root = build_file_tree(tmp_path / "www", {"index.html": "<h1>hi</h1>\n", "css/a.css": "a{}\n",
-                                              "mail.PHP": "<?php ?>", ".git-keep": "", "img/x.png": b"\x89PNG"})
-    site = Site(name="s", file="sites/s.toml", image="x/s", tag="v1", uid=10000, gid=10001, port=8081,
-                fallback="spa", headers={"Permissions-Policy": "camera=()"})
+    root = build_file_tree(
+        tmp_path / "www",
+        {
+            "index.html": "<h1>hi</h1>\n",
+            "css/a.css": "a{}\n",
+            "mail.PHP": "<?php ?>",
+            ".git-keep": "",
+            "img/x.png": b"\x89PNG",
+        },
+    )
+    site = Site(
+        name="s",
+        file="sites/s.toml",
+        image="x/s",
+        tag="v1",
+        uid=10000,
+        gid=10001,
+        port=8081,
+        fallback="spa",
+        headers={"Permissions-Policy": "camera=()"},
+    )
     return Expect.for_site(site, root, ["index.html", "css/a.css", "img/x.png"], ["mail.PHP", ".git-keep"])
 
 
 def test_hidden_follows_the_template_rule(expect):
     assert expect.hidden == ("mail.PHP", ".git-keep")
-    assert checks.is_hidden("a/.well-known/x") and checks.is_hidden("backup.sql")
-    assert not checks.is_hidden("php/index.html") and not checks.is_hidden("a.phpx")
+    assert checks.is_hidden("a/.well-known/x")
+    assert checks.is_hidden("backup.sql")
+    assert not checks.is_hidden("php/index.html")
+    assert not checks.is_hidden("a.phpx")
 
 
 def test_image_config_names_every_problem(expect):
-    good = {"User": "10000:10001", "ExposedPorts": {"8081/tcp": {}}, "Env": ["LISTEN_PORT=8081"],
-            "StopSignal": "SIGQUIT"}
+    good = {
+        "User": "10000:10001",
+        "ExposedPorts": {"8081/tcp": {}},
+        "Env": ["LISTEN_PORT=8081"],
+        "StopSignal": "SIGQUIT",
+    }
     assert checks.image_config(good, expect).ok
     bad = checks.image_config({"User": "nginx", "ExposedPorts": {"80/tcp": {}}, "Env": []}, expect)
     assert not bad.ok
@@ -36,8 +59,11 @@ def test_image_config_names_every_problem(expect):
 
 
 def test_processes_reject_root_and_extra_groups(expect):
-    row = dict(zip(("RUID", "EUID", "SUID", "FSUID"), ["10000"] * 4)) | \
-        dict(zip(("RGID", "EGID", "SGID", "FSGID"), ["10001"] * 4)) | {"PID": "1", "COMMAND": "nginx", "SUPGID": "10001"}
+    row = (
+        dict(zip(("RUID", "EUID", "SUID", "FSUID"), ["10000"] * 4))
+        | dict(zip(("RGID", "EGID", "SGID", "FSGID"), ["10001"] * 4))
+        | {"PID": "1", "COMMAND": "nginx", "SUPGID": "10001"}
+    )
     assert checks.processes([row], expect).ok
     assert not checks.processes([row | {"EUID": "0"}], expect).ok
     assert "supplementary groups ['0']" in checks.processes([row | {"SUPGID": "0,10001"}], expect).detail
@@ -53,12 +79,16 @@ def test_implicit_groups_come_from_the_user_name_of_the_uid():
 
 
 def test_content_and_types(expect):
-    got = {"/index.html": Response(200, {"content-type": "text/html; charset=utf-8"}, b"<h1>hi</h1>\n"),
-           "/css/a.css": Response(200, {"content-type": "application/octet-stream"}, b"a{}\n"),
-           "/img/x.png": Response(200, {"content-type": "image/png"}, b"\x89PNG")}
+    got = {
+        "/index.html": Response(200, {"content-type": "text/html; charset=utf-8"}, b"<h1>hi</h1>\n"),
+        "/css/a.css": Response(200, {"content-type": "application/octet-stream"}, b"a{}\n"),
+        "/img/x.png": Response(200, {"content-type": "image/png"}, b"\x89PNG"),
+    }
     assert checks.content_served(got, expect).ok
     types = checks.content_types(got, expect)
-    assert not types.ok and "/css/a.css" in types.detail and "text/css" in types.detail
+    assert not types.ok
+    assert "/css/a.css" in types.detail
+    assert "text/css" in types.detail
     got["/img/x.png"] = Response(200, {"content-type": "image/png"}, b"other")
     assert "/img/x.png: served bytes differ" in checks.content_served(got, expect).detail
     got["/img/x.png"] = ConnectionResetError("reset")
@@ -66,8 +96,13 @@ def test_content_and_types(expect):
 
 
 def test_headers_server_and_stop(expect):
-    headers = {"x-content-type-options": "nosniff", "referrer-policy": "strict-origin-when-cross-origin",
-               "x-frame-options": "SAMEORIGIN", "permissions-policy": "camera=()", "server": "nginx"}
+    headers = {
+        "x-content-type-options": "nosniff",
+        "referrer-policy": "strict-origin-when-cross-origin",
+        "x-frame-options": "SAMEORIGIN",
+        "permissions-policy": "camera=()",
+        "server": "nginx",
+    }
     assert checks.security_headers({"/": Response(200, headers, b"")}, expect).ok
     lost = checks.security_headers({"/a.css": Response(200, {**headers, "permissions-policy": ""}, b"")}, expect)
     assert "Permissions-Policy: (missing)" in lost.detail
@@ -88,8 +123,12 @@ def test_logs_and_listen_port():
 
 def test_report_shape():
     report = VerifyReport("s", "x/s:v1", "sha256:1", [CheckResult("a", True, "fine"), CheckResult("b", False, "no")])
-    assert report.to_dict() == {"site": "s", "image": "x/s:v1", "image_id": "sha256:1", "ok": False,
-                                "checks": [{"name": "a", "ok": True, "detail": "fine"},
-                                           {"name": "b", "ok": False, "detail": "no"}]}
+    assert report.to_dict() == {
+        "site": "s",
+        "image": "x/s:v1",
+        "image_id": "sha256:1",
+        "ok": False,
+        "checks": [{"name": "a", "ok": True, "detail": "fine"}, {"name": "b", "ok": False, "detail": "no"}],
+    }
     assert [c.name for c in report.failed] == ["b"]
     assert not VerifyReport("s", "i", "id").ok  # no check run is never a pass

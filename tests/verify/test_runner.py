@@ -48,7 +48,11 @@ def test_containers_run_restricted_on_loopback_and_start_concurrently(good, dock
     assert set(seen) == {"main", "port", "uid", "scan"}
     site_user = f"{good.site.uid}:{good.site.gid}"
     assert {role: host["User"] for role, host in seen.items()} == {
-        "main": site_user, "port": site_user, "uid": checks.OPENSHIFT_USER, "scan": "0:0"}
+        "main": site_user,
+        "port": site_user,
+        "uid": checks.OPENSHIFT_USER,
+        "scan": "0:0",
+    }
     for role, host in seen.items():
         assert host["ReadonlyRootfs"] is True, role
         assert host["CapDrop"] == ["ALL"], role
@@ -103,41 +107,63 @@ def test_cli_json_exit_codes_and_recorded_state(good, variant, capsys):
     root = str(good.catalog.root)
     code, out, _ = _run_cli(capsys, "test", "web", "--root", root, "--json")
     data = json.loads(out)
-    assert code == 0 and data["ok"] is True
+    assert code == 0
+    assert data["ok"] is True
     assert set(data) == {"site", "image", "image_id", "checks", "ok"}
-    assert data["image"] == good.site.reference and data["image_id"] == good.image_id
+    assert data["image"] == good.site.reference
+    assert data["image_id"] == good.image_id
     assert all(set(c) == {"name", "ok", "detail"} for c in data["checks"])
     assert verify.last_result(good.image_id)["ok"] is True
 
-    broken = variant("server-tokens", [], {"/etc/nginx/nginx.conf": (good.edited(
-        "nginx.conf", "server_tokens off;", "server_tokens on;"), 0o644)})
+    broken = variant(
+        "server-tokens",
+        [],
+        {"/etc/nginx/nginx.conf": (good.edited("nginx.conf", "server_tokens off;", "server_tokens on;"), 0o644)},
+    )
     code, out, err = _run_cli(capsys, "test", "web", "--root", root, "--image", broken)
-    assert code == 1 and err == ""  # failed checks are a result, not an error line
-    results = {cells[0]: cells[1] for line in out.splitlines() if line.startswith("│")
-               and (cells := [c.strip() for c in line.strip("│").split("│")])[0]}
+    assert code == 1
+    assert err == ""
+    results = {
+        cells[0]: cells[1]
+        for line in out.splitlines()
+        if line.startswith("│") and (cells := [c.strip() for c in line.strip("│").split("│")])[0]
+    }
     assert set(results) == set(runner.ORDER)  # every check has its row
     assert {name for name, result in results.items() if result != "pass"} == {"server_header"}
-    assert results["server_header"] == "FAIL" and out.rstrip().endswith("1 of 15 checks failed")
+    assert results["server_header"] == "FAIL"
+    assert out.rstrip().endswith("1 of 15 checks failed")
     assert verify.last_result(broken)["ok"] is False
 
     code, _, err = _run_cli(capsys, "test", "nope", "--root", root)
-    assert code == EXIT_NOT_FOUND and err.startswith("error: unknown site 'nope'")
+    assert code == EXIT_NOT_FOUND
+    assert err.startswith("error: unknown site 'nope'")
     code, _, err = _run_cli(capsys, "test", "web", "--root", root, "--image", "127.0.0.1:9/no/such:image")
-    assert code == EXIT_NOT_FOUND and "not found in the Docker engine" in err
+    assert code == EXIT_NOT_FOUND
+    assert "not found in the Docker engine" in err
 
 
 def test_build_with_test_records_the_result(good, capsys):
     """The contract `imgforge build SITE --test` relies on (cli/core.py calls verify.run_site)."""
     code, out, _ = _run_cli(capsys, "build", "web", "--root", str(good.catalog.root), "--test", "--json")
     row = json.loads(out)
-    assert code == 0 and row["test"]["ok"] is True and row["test"]["image_id"] == row["id"]
+    assert code == 0
+    assert row["test"]["ok"] is True
+    assert row["test"]["image_id"] == row["id"]
     assert verify.last_result(row["id"])["ok"] is True
 
 
 def test_several_sites_in_one_call(good, variant, docker_client, capsys):
     """Two sites with different fallbacks, tested at once; `test --all` does the same from the CLI."""
-    image = variant("fallback-404", [], {"/etc/nginx/imgforge/site.conf": (good.edited(
-        "imgforge/site.conf", "try_files $uri $uri/ /index.html;", "try_files $uri $uri/ =404;"), 0o644)})
+    image = variant(
+        "fallback-404",
+        [],
+        {
+            "/etc/nginx/imgforge/site.conf": (
+                good.edited("imgforge/site.conf", "try_files $uri $uri/ /index.html;", "try_files $uri $uri/ =404;"),
+                0o644,
+            )
+        },
+    )
     site_file = good.catalog.root / "sites" / "web404.toml"
     data = tomlkit.parse((good.catalog.root / "sites" / "web.toml").read_text())
     data["fallback"], data["image"] = "404", "127.0.0.1:5000/imgforge-verify-test/web404"
@@ -149,7 +175,8 @@ def test_several_sites_in_one_call(good, variant, docker_client, capsys):
         assert [r.site for r in reports] == ["web", "web404"]
         assert all(r.ok for r in reports), [r.failed for r in reports]
         code, out, _ = _run_cli(capsys, "test", "--all", "--root", str(catalog.root), "--json")
-        assert code == 0 and sorted(r["site"] for r in json.loads(out)) == ["web", "web404"]
+        assert code == 0
+        assert sorted(r["site"] for r in json.loads(out)) == ["web", "web404"]
     finally:
         site_file.unlink()
         docker_client.images.remove(f"{data['image']}:{data['tag']}")
@@ -164,7 +191,8 @@ def test_engine_unreachable_is_exit_5(good, capsys, monkeypatch, tmp_path):
         code, _, err = _run_cli(capsys, "test", "web", "--root", str(good.catalog.root))
     finally:
         docker_client.cache_clear()
-    assert code == 5 and err.startswith("error: cannot reach the Docker engine")
+    assert code == 5
+    assert err.startswith("error: cannot reach the Docker engine")
 
 
 def test_threads_do_not_outlive_the_run(good):
@@ -181,8 +209,11 @@ def test_ctrl_c_on_the_command_exits_130_and_leaves_no_container(good, docker_cl
 
     proc = subprocess.Popen(
         [sys.executable, "-m", "imgforge", "test", "web", "--root", str(good.catalog.root)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline and not _our_containers(docker_client):
         time.sleep(0.02)  # interrupt once its containers are up (they inherit IMGFORGE_OWNER)
