@@ -29,6 +29,7 @@ from imgforge.evidence import Evidence, collect_evidence
 from imgforge.forge import Forge, OpenRequest, RequestSpec
 from imgforge.forge.base import ForgeUnauthorized
 from imgforge.gitops import branch as gitbranch
+from imgforge.gitops.policy import check_level
 from imgforge.pr_body import branch_name, commit_message, request_body, site_marker, title
 
 
@@ -255,10 +256,11 @@ def update_sites(
     to date needs no token. One site's failure is reported in its row and the loop goes on; a
     rejected token stops the loop, as it would fail every remaining site the same way.
     """
+    check_level(level)  # before any network call: a typo must not wait for the remote
+    sites = [catalog.site(n) for n in names]
     git = gitbranch.open_repo(repo)
     gitbranch.require_clean(git)
     default, base = gitbranch.fetch_default(git, remote, base_branch)
-    sites = [catalog.site(n) for n in names]
     connected: list[Forge] = []
 
     def the_forge() -> Forge:

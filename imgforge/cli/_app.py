@@ -37,6 +37,11 @@ RootOpt = Annotated[
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
 SiteArg = Annotated[str, typer.Argument(help="Site name (a file in sites/, without .toml).")]
 RepoOpt = Annotated[Path, typer.Option("--repo", help="Path to the GitOps repository work tree.")]
+TagOpt = Annotated[str | None, typer.Option("--tag", help="Image tag to deploy.", show_default="the catalog's tag")]
+LevelOpt = Annotated[
+    str, typer.Option("--level", help="securityContext level: minimal or restricted (see docs/gitops.md).")
+]
+AllOpt = Annotated[bool, typer.Option("--all", help="Every site in the catalog.")]
 
 
 @app.callback()

@@ -13,8 +13,6 @@ import typer
 from imgforge.cli._app import JsonOpt, RepoOpt, RootOpt, app, console, print_json
 from imgforge.errors import EXIT_FAILED, EXIT_OK
 
-DEFAULT_OVERLAY_ROOT = "fluxcd/apps/overlays/production"  # imgforge.config.DEFAULT_OVERLAY_ROOT
-
 PathArg = Annotated[Path, typer.Argument(help="The site repo (holds its Dockerfile and nginx configs).")]
 
 
@@ -88,8 +86,11 @@ def fleet_cmd(
     repo: RepoOpt,
     fmt: Annotated[Format, typer.Option("--format", help="md: the audit table; json: for tools.")] = Format.md,
     overlays: Annotated[
-        str, typer.Option("--overlays", help="App overlays folder inside the repo.")
-    ] = DEFAULT_OVERLAY_ROOT,
+        str | None,
+        typer.Option(
+            "--overlays", help="App overlays folder inside the repo.", show_default="fluxcd/apps/overlays/production"
+        ),
+    ] = None,
     jobs: Annotated[int | None, typer.Option("--jobs", min=1, help="Renders at once.", show_default="2 × CPUs")] = None,
 ) -> None:
     """Render every app overlay with kustomize and report each container's non-root status.
@@ -97,8 +98,9 @@ def fleet_cmd(
     Exit 1 when an app failed to render (it is listed with kustomize's error), else 0.
     """
     from imgforge.audit import fleet
+    from imgforge.config import DEFAULT_OVERLAY_ROOT
 
-    report = fleet.fleet_report(repo, overlays, jobs=jobs)
+    report = fleet.fleet_report(repo, overlays or DEFAULT_OVERLAY_ROOT, jobs=jobs)
     if fmt is Format.json:
         print_json(report.as_dict())
     else:

@@ -9,9 +9,7 @@ from typing import Annotated
 
 import typer
 
-from imgforge.cli._app import RootOpt, app, err_console, lazy
-
-config = lazy("imgforge.config")
+from imgforge.cli._app import RootOpt, app, err_console
 
 
 class MatrixFormat(str, Enum):
@@ -39,7 +37,7 @@ def matrix_cmd(
     root: RootOpt = None,
 ) -> None:
     """List the sites CI must build; sites that cannot be built are reported, never dropped."""
-    from imgforge import matrix  # imported here: the other commands need none of it
+    from imgforge import config, matrix
 
     catalog = config.load_catalog(root)
     result = matrix.sites_to_build(catalog, changed_since, catalog.root)

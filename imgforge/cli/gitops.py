@@ -2,30 +2,30 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
-from imgforge.cli._app import JsonOpt, RepoOpt, RootOpt, SiteArg, app, console, lazy, print_json
+from imgforge.cli._app import JsonOpt, LevelOpt, RepoOpt, RootOpt, SiteArg, TagOpt, app, console, print_json
 
-config = lazy("imgforge.config")
-gitops = lazy("imgforge.gitops")
+if TYPE_CHECKING:
+    from imgforge.gitops import GitopsPlan
 
 gitops_app = typer.Typer(
     help="Patch a site's app in the GitOps repo: tag, securityContext, port.", no_args_is_help=True
 )
 app.add_typer(gitops_app, name="gitops")
 
-TagOpt = Annotated[str | None, typer.Option("--tag", help="Tag to deploy.", show_default="the catalog's tag")]
-LevelOpt = Annotated[str, typer.Option("--level", help="securityContext level: minimal | restricted.")]
 
+def _plan(site: str, repo: Path, root: Path | None, tag: str | None, level: str) -> GitopsPlan:
+    from imgforge import config, gitops
 
-def _plan(site: str, repo, root, tag, level) -> gitops.GitopsPlan:
     catalog = config.load_catalog(root)
     return gitops.plan(catalog, catalog.site(site), repo, tag=tag, level=level)
 
 
-def _summary(plan: gitops.GitopsPlan) -> None:
+def _summary(plan: GitopsPlan) -> None:
     console.print(
         f"{plan.site} ({plan.app}): {plan.image} {plan.old_tag or '?'} → {plan.new_tag}",
         markup=False,
@@ -76,6 +76,8 @@ def apply_cmd(
 ) -> None:
     """Write the planned change into the GitOps work tree (all files or none)."""
     plan = _plan(site, repo, root, tag, level)
+    from imgforge import gitops
+
     written = gitops.apply(plan)
     if json_out:
         print_json({**plan.to_dict(), "written": [str(p) for p in written]})

@@ -10,10 +10,19 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from imgforge.cli._app import JsonOpt, RepoOpt, RootOpt, SiteArg, app, console, lazy, print_json
+from imgforge.cli._app import (
+    AllOpt,
+    JsonOpt,
+    LevelOpt,
+    RepoOpt,
+    RootOpt,
+    SiteArg,
+    TagOpt,
+    app,
+    console,
+    print_json,
+)
 from imgforge.errors import ImgforgeError, UsageError
-
-config = lazy("imgforge.config")
 
 ForgeOpt = Annotated[
     str | None,
@@ -33,16 +42,13 @@ ProjectOpt = Annotated[
     ),
 ]
 BranchOpt = Annotated[str | None, typer.Option("--branch", help="Branch name (default imgforge/<site>-<tag>).")]
-TagOpt = Annotated[str | None, typer.Option("--tag", help="Tag to move to (default: the catalog's).")]
 DryRunOpt = Annotated[
     bool, typer.Option("--dry-run", help="Show branch, commit, diff and request body; change nothing.")
 ]
 SitesArg = Annotated[list[str] | None, typer.Argument(help="Sites (or --all).")]
-AllOpt = Annotated[bool, typer.Option("--all", help="Every site in the catalog.")]
-MajorOpt = Annotated[bool, typer.Option("--allow-major", help="Also open requests for major bumps.")]
+AllowMajorOpt = Annotated[bool, typer.Option("--allow-major", help="Also open requests for major bumps.")]
 RemoteOpt = Annotated[str, typer.Option("--remote", help="Git remote to push to.")]
 BaseOpt = Annotated[str | None, typer.Option("--base", help="Target branch (default: the remote's HEAD branch).")]
-LevelOpt = Annotated[str, typer.Option("--level", help="securityContext level: minimal or restricted.")]
 RunCiOpt = Annotated[
     bool,
     typer.Option(
@@ -54,12 +60,6 @@ RunCiOpt = Annotated[
 def _say(text: str) -> None:
     """Plain text, never wrapped or marked up: diffs and commit messages must print verbatim."""
     console.print(text, markup=False, highlight=False, soft_wrap=True)
-
-
-def _level(level: str) -> str:
-    if level not in ("minimal", "restricted"):
-        raise UsageError(f"--level: expected minimal or restricted, got {level!r}")
-    return level
 
 
 def _remote_url(repo: Path, remote: str) -> str:
@@ -86,6 +86,7 @@ def pr_cmd(
     json_out: JsonOpt = False,
 ) -> None:
     """Patch SITE on a branch, push it and open (or refresh) its merge/pull request."""
+    from imgforge import config
     from imgforge import forge as forges
     from imgforge.update import open_or_update_pr
 
@@ -107,7 +108,7 @@ def pr_cmd(
         forge=target,
         forge_class=cls,
         tag=tag,
-        level=_level(level),
+        level=level,
         branch=branch,
         remote=remote,
         base_branch=base,
@@ -143,7 +144,7 @@ def update_cmd(
     repo: RepoOpt,
     sites: SitesArg = None,
     all_sites: AllOpt = False,
-    allow_major: MajorOpt = False,
+    allow_major: AllowMajorOpt = False,
     forge: ForgeOpt = None,
     forge_url: ForgeUrlOpt = None,
     project: ProjectOpt = None,
@@ -155,6 +156,7 @@ def update_cmd(
     json_out: JsonOpt = False,
 ) -> None:
     """Open or refresh a request for every site whose registry release is ahead of GitOps."""
+    from imgforge import config
     from imgforge import forge as forges
     from imgforge.update import UpdateFailed, update_sites
 
@@ -162,7 +164,6 @@ def update_cmd(
     if all_sites == bool(sites):
         raise UsageError("name sites or pass --all (not both)")
     names = sorted(catalog.sites) if all_sites else list(sites or [])
-    url = _remote_url(repo, remote)
     rows = update_sites(
         catalog,
         names,
@@ -170,9 +171,9 @@ def update_cmd(
         allow_major=allow_major,
         remote=remote,
         base_branch=base,
-        level=_level(level),
+        level=level,
         skip_ci=not run_ci,
-        forge=lambda: forges.connect(forge, url=forge_url, project=project, remote_url=url),
+        forge=lambda: forges.connect(forge, url=forge_url, project=project, remote_url=_remote_url(repo, remote)),
     )
     if json_out:
         print_json([r.to_dict() for r in rows])

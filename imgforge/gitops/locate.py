@@ -28,7 +28,6 @@ from imgforge.image_ref import ImageRef
 
 _REMOTE = re.compile(r"^(?:[a-z][a-z0-9+.-]*://|git@|github\.com/|gitlab\.com/)")
 _DEPLOYMENT = re.compile(r"^kind:\s*['\"]?Deployment\b", re.M)
-TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 _CONTAINER_PATH = re.compile(r"^/spec/template/spec/containers/(\d+)/(image|ports/(\d+)/containerPort)$")
 
 
@@ -336,12 +335,10 @@ def tag_site(stack: list[Layer]) -> TagSite | None:
     untagged_renamed_by: Layer | None = None
     for layer in stack:
         if layer.kind in ("resource", "smp") and layer.node is not None and "image" in layer.node:
-            ref = ImageRef.parse(str(layer.node["image"]))
-            name, tag = ref.name, ref.tag
+            name = ImageRef.parse(str(layer.node["image"])).name
             site, untagged_renamed_by = TagSite(layer, "image", name), None
         elif layer.kind == "json6902" and _op_image(layer.node):
-            ref = ImageRef.parse(str(layer.node.get("value")))
-            name, tag = ref.name, ref.tag
+            name = ImageRef.parse(str(layer.node.get("value"))).name
             site, untagged_renamed_by = TagSite(layer, "value", name), None
         elif layer.kind == "images" and name is not None and layer.node.get("name") == name:
             if layer.node.get("digest"):

@@ -14,15 +14,15 @@ from pathlib import Path
 from typing import Any
 
 from imgforge._fs import atomic_write_text
-from imgforge.config import Catalog, Site
-from imgforge.errors import GitopsError, UsageError
+from imgforge.config import Catalog, Site, check_tag
+from imgforge.errors import GitopsError
 from imgforge.gitops import kustomize, locate, policy
 from imgforge.gitops.patch import Editor, Keyed, YamlFile, new_file_text
+from imgforge.gitops.policy import LEVELS
 from imgforge.image_ref import ImageRef
 
 __all__ = ["LEVELS", "FileChange", "GitopsPlan", "apply", "current_tag", "plan", "plan_many"]
 
-LEVELS = ("minimal", "restricted")
 SECURITY_PATCH = ("deployment-patch.yaml", "deployment-security-patch.yaml")
 PORT_PATCH = "deployment-port-patch.yaml"
 
@@ -141,11 +141,8 @@ def _prepare(
 ) -> _Work:
     """Check the inputs, find the overlay, parse its graph (``started`` receives a background render)."""
     site = _site(catalog, site)
-    if level not in LEVELS:
-        raise UsageError(f"--level: expected one of {', '.join(LEVELS)}, got {level!r}")
-    new_tag = tag or site.tag
-    if not locate.TAG.match(new_tag):
-        raise UsageError(f"--tag: expected an image tag like v1.2.3, got {new_tag!r}")
+    policy.check_level(level)
+    new_tag = check_tag(tag or site.tag)
     repo = Path(repo).resolve()
     overlay = _overlay(catalog, site, repo)
     where = locate.rel(repo, overlay)

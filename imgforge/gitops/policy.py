@@ -12,10 +12,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from imgforge.errors import GitopsError
+from imgforge.errors import GitopsError, UsageError
 from imgforge.gitops.patch import Keyed
 
 TMP_SIZE = "16Mi"
+LEVELS = ("minimal", "restricted")
+
+
+def check_level(level: str) -> str:
+    """The one check of a securityContext level (``--level``): UsageError naming the choices."""
+    if level not in LEVELS:
+        raise UsageError(f"--level: expected one of {', '.join(LEVELS)}, got {level!r}")
+    return level
 
 
 class ProofFailed(GitopsError):

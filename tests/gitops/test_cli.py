@@ -54,3 +54,35 @@ def test_errors_are_one_line_with_exit_codes(gitops_repo, catalog, capsys):
     code, _, err = run(capsys, "gitops", "apply", "twin", "--repo", str(gitops_repo), "--root", str(catalog.root))
     assert code == EXIT_GITOPS
     assert "2 containers could match" in err
+
+
+@pytest.mark.parametrize("tag", ["v0.0.9\n", "v0.0.9\nRUN x", "-v1", "v 1"])
+def test_a_tag_option_that_is_not_a_tag_is_refused_and_nothing_is_written(gitops_repo, catalog, capsys, fx, tag):
+    """``--tag`` is checked with the catalog's fully anchored rule: a trailing newline is not a tag."""
+    tree = fx.snapshot(gitops_repo.parent)
+    code, out, err = run(
+        capsys, "gitops", "apply", "gamma", "--repo", str(gitops_repo), "--root", str(catalog.root), "--tag", tag
+    )
+    assert code == 2
+    assert err.startswith("error: tag: expected an image tag") and err.count("\n") == 1
+    assert out == ""
+    assert fx.snapshot(gitops_repo.parent) == tree
+
+
+def test_update_refuses_a_bad_level_before_touching_the_remote(gitops_repo, catalog, capsys):
+    """One check of ``--level`` (gitops.policy), before git or the forge is asked anything."""
+    code, _, err = run(
+        capsys,
+        "update",
+        "--all",
+        "--repo",
+        str(gitops_repo),
+        "--root",
+        str(catalog.root),
+        "--level",
+        "strict",
+        "--remote",
+        "no-such-remote",
+    )
+    assert code == 2
+    assert err == "error: --level: expected one of minimal, restricted, got 'strict'\n"
