@@ -221,17 +221,11 @@ _WATCH: ContextVar[_Watchdog | None] = ContextVar("imgforge_http_watchdog", defa
 
 
 class _Watched:
-    """Connection mix-in: the current request's watchdog learns the socket as soon as it exists
-    (before a TLS handshake) and again when a reused connection is about to read an answer."""
+    """Connection mix-in: the current request's watchdog learns the socket when the connection is
+    about to read an answer. (Connecting and the TLS handshake are bounded by the connect timeout,
+    which is never above the deadline: CPython applies a socket's timeout to a whole handshake.)"""
 
     sock: socket.socket | None
-
-    def _new_conn(self) -> socket.socket:
-        sock: socket.socket = super()._new_conn()  # type: ignore[misc]
-        watch = _WATCH.get()
-        if watch is not None:
-            watch.watch(sock)
-        return sock
 
     def getresponse(self) -> Any:
         watch = _WATCH.get()
@@ -287,7 +281,7 @@ class Retry:
         after = answer.headers.get("Retry-After", "").strip()
         if after.isdigit():
             return min(float(after), self.max_after)
-        return self.backoff * 2 ** (attempt - 1)
+        return float(self.backoff * 2 ** (attempt - 1))
 
 
 def _ca_bundle() -> str | bool:

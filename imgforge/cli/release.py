@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any, Iterator, Optional
 
 import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
-from rich.table import Table
+from rich.segment import Segment
+from rich.style import Style
 
 from imgforge.cli._app import JsonOpt, RootOpt, SiteArg, app, console, err_console, lazy, print_json
 from imgforge.errors import UsageError
@@ -34,17 +35,36 @@ def tags_cmd(site: SiteArg, root: RootOpt = None, json_out: JsonOpt = False) -> 
     if json_out:
         print_json(listing.to_dict())
         return
-    table = Table("version", "", title=listing.repository, caption=f"{len(listing.versions)} versions")
-    for v in reversed(listing.versions):
-        mark = "← catalog" if v.tag == listing.current else ("pre-release" if v.prerelease else "")
-        table.add_row(v.tag, mark, style="bold green" if v.tag == listing.current else None)
-    console.print(table)
+    console.print(_VersionsTable(listing), soft_wrap=True, end="")
     if listing.current in listing.other:
         console.print(f"catalog tag {listing.current} is not a semver version", markup=False, soft_wrap=True)
     elif listing.current not in {v.tag for v in listing.versions}:
         console.print(f"catalog tag {listing.current} is not in the registry yet", markup=False, soft_wrap=True)
     if listing.other:
         console.print(f"ignored (not semver): {', '.join(listing.other)}", markup=False, highlight=False, soft_wrap=True)
+
+
+class _VersionsTable:
+    """Newest first, one line per version, yielded as rich Segments: rich's Table renders about
+    1 ms per row and a Text about 75 µs per line, 20 s and 1.5 s for a repository with 20,000
+    tags (bench/bench_tags.py); segments are written as they are. Tags here are semver, so they
+    hold no control characters."""
+
+    def __init__(self, listing: Any):
+        self.listing = listing
+
+    def __rich_console__(self, console: Any, options: Any) -> Iterator[Segment]:
+        listing = self.listing
+        width = max((len(v.tag) for v in listing.versions), default=0)
+        yield from (Segment(listing.repository, Style(bold=True)), Segment.line())
+        yield from (Segment("  version", Style(dim=True)), Segment.line())
+        current = Style(bold=True, color="green")
+        for v in reversed(listing.versions):
+            is_current = v.tag == listing.current
+            mark = "← catalog" if is_current else ("pre-release" if v.prerelease else "")
+            yield Segment(f"  {v.tag:<{width}}  {mark}".rstrip(), current if is_current else None)
+            yield Segment.line()
+        yield from (Segment(f"{len(listing.versions)} versions", Style(dim=True)), Segment.line())
 
 
 @app.command("bump")

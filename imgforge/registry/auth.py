@@ -153,7 +153,7 @@ class RegistryAuth:
             if e.kind == "timeout":
                 raise AuthFailed(f"token realm {origin} timed out (limit {e.limit:g}s)") from None
             if e.kind == "too_large":
-                raise AuthFailed(f"token realm {origin} sent an answer larger than {_http.size_text(e.limit)}") from None
+                raise AuthFailed(f"token realm {origin} sent more than {_http.size_text(e.limit)}") from None
             raise AuthFailed(f"token realm {origin} unreachable ({e.reason})") from None
         if r.status in (401, 403):
             raise AuthFailed(f"token realm {parts.netloc} refused the credentials", r.status)

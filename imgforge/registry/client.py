@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
@@ -36,6 +37,7 @@ MANIFEST_TYPES = (
     "application/vnd.docker.distribution.manifest.v2+json",
 )
 MAX_PAGES = 10_000  # a registry that pages forever must not hang us
+_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")  # the OCI distribution spec's tag grammar
 DEFAULT_TIMEOUT = (5.0, 30.0)  # seconds to connect, seconds for a whole request (headers and body)
 _REDIRECTS = 5
 
@@ -276,6 +278,9 @@ class RegistryClient:
             return []  # distribution answers {"tags": null} for a repository without tags
         if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
             raise RegistryError(f"tag list of {repo}: 'tags' is not a list of strings")
+        bad = next((t for t in tags if not _TAG.fullmatch(t)), None)
+        if bad is not None:  # no registry accepts such a push: this answer is broken or hostile
+            raise RegistryError(f"tag list of {repo}: {_http.sanitize(repr(bad), limit=60)} is not a valid tag name")
         return tags
 
 

@@ -10,7 +10,8 @@ to push fails.
 
 Two hostile modes: ``echo`` makes every error answer repeat the request's token header (``json``:
 in the message, as ``Name: value``; ``bare``: the token alone in the message; ``text``: a plain-text
-body listing every request header, as debugging proxies do), and :meth:`FakeForge.redirect_elsewhere`
+body listing every request header, as debugging proxies do; ``cut``: text padded so that the
+client's 64 KiB cap on error bodies cuts the token in half), and :meth:`FakeForge.redirect_elsewhere`
 answers every request with a 302 to a second server on another port that records what arrives.
 """
 
@@ -46,7 +47,7 @@ class FakeForge:
         self.fail: dict[str, int] = {}  # method -> status to answer once (e.g. {"POST": 500})
         self.race = False  # answer the next POST as a duplicate after creating the request "elsewhere"
         self.link_host: str | None = None  # serve next-page links on this host instead (a hostile forge)
-        self.echo: str | None = None  # "json", "bare" or "text": error answers repeat the token
+        self.echo: str | None = None  # "json", "bare", "text" or "cut": error answers repeat the token
         self.elsewhere: Recorder | None = None  # set by redirect_elsewhere()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
@@ -113,7 +114,25 @@ class FakeForge:
                                f"refs/heads/{branch}"], capture_output=True).returncode == 0
 
 
-class Recorder:
+class _Loopback:
+    """A threaded HTTP server on a free 127.0.0.1 port; ``stop`` ends it."""
+
+    _server: ThreadingHTTPServer
+
+    def _serve(self, handler: type[BaseHTTPRequestHandler]) -> None:
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self._server.server_port}"
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+class Recorder(_Loopback):
     """Another host (another port on 127.0.0.1) that records every request: (method, path, headers)."""
 
     def __init__(self):
@@ -134,16 +153,11 @@ class Recorder:
 
             do_GET = do_POST = do_PUT = do_PATCH = _record
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
+        self._serve(Handler)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_port}"
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        return f"http://{self.host}"
 
 
 def _echo(mode: str, data, headers) -> tuple[str, bytes]:
@@ -151,6 +165,9 @@ def _echo(mode: str, data, headers) -> tuple[str, bytes]:
     sent = {k: v for k, v in headers.items() if k.lower() in ("authorization", "private-token")}
     if mode == "text":
         return "text/plain", "".join(f"{k}: {v}\r\n" for k, v in headers.items()).encode()
+    if mode == "cut":
+        token = next(iter(sent.values())).split(" ", 1)[-1]
+        return "text/plain", (" " * (64 * 1024 - 10) + f"{token} was refused").encode()
     if mode == "bare":
         bare = [v.split(" ", 1)[-1] for v in sent.values()]
         return "application/json", json.dumps({**data, "message": f"invalid token {' '.join(bare)}"}).encode()
@@ -434,7 +451,7 @@ def git_in():
 
 # ---- a fake registry: tags and manifest digests, the two calls `update` and the evidence make ----
 
-class FakeRegistry:
+class FakeRegistry(_Loopback):
     def __init__(self):
         self.tags: dict[str, list[str]] = {}
         self.digests: dict[tuple[str, str], str] = {}
@@ -469,16 +486,7 @@ class FakeRegistry:
 
             do_HEAD = do_GET
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
-
-    @property
-    def host(self) -> str:
-        return f"127.0.0.1:{self._server.server_port}"
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._serve(Handler)
 
 
 @pytest.fixture

@@ -225,16 +225,13 @@ class TokenServer:
         return Handler
 
 
-@pytest.fixture(scope="session")
-def token_registry(tmp_path_factory) -> RunningRegistry:
-    """distribution with ``auth.token`` trusting the certificate of a test token server."""
-    tmp = tmp_path_factory.mktemp("token-registry")
-    user, password = "robot$ci", "tk-" + secrets.token_hex(12)
+def _token_registry(tmp: Path, user: str, password: str, tls: bool = False):
+    """distribution with ``auth.token`` trusting a test token server (plain HTTP) as its realm."""
     tokens = TokenServer(tmp, user, password)
     auth = {"token": {"realm": tokens.url, "service": SERVICE, "issuer": ISSUER,
                       "rootcertbundle": str(tokens.cert_pem)}}
     try:
-        reg = _start_registry(tmp, auth, user, password)
+        reg = _start_registry(tmp, auth, user, password, tls=make_tls(tmp) if tls else None)
     except Exception:
         tokens.stop()
         raise
@@ -242,6 +239,12 @@ def token_registry(tmp_path_factory) -> RunningRegistry:
     yield reg
     _stop(reg.proc)
     tokens.stop()
+
+
+@pytest.fixture(scope="session")
+def token_registry(tmp_path_factory) -> RunningRegistry:
+    """distribution with ``auth.token`` trusting the certificate of a test token server."""
+    yield from _token_registry(tmp_path_factory.mktemp("token-registry"), "robot$ci", "tk-" + secrets.token_hex(12))
 
 
 @pytest.fixture
@@ -295,20 +298,8 @@ def make_tls(folder: Path) -> tuple[Path, Path, Path]:
 def tls_token_registry(tmp_path_factory) -> RunningRegistry:
     """distribution served over TLS (a CA made here signs its certificate, ``ca`` on the result)
     whose token realm is a plain-HTTP token server: credentials must never be sent there."""
-    tmp = tmp_path_factory.mktemp("tls-registry")
-    user, password = "robot$tls", "tls-" + secrets.token_hex(12)
-    tokens = TokenServer(tmp, user, password)
-    auth = {"token": {"realm": tokens.url, "service": SERVICE, "issuer": ISSUER,
-                      "rootcertbundle": str(tokens.cert_pem)}}
-    try:
-        reg = _start_registry(tmp, auth, user, password, tls=make_tls(tmp))
-    except Exception:
-        tokens.stop()
-        raise
-    reg.tokens = tokens
-    yield reg
-    _stop(reg.proc)
-    tokens.stop()
+    yield from _token_registry(tmp_path_factory.mktemp("tls-registry"), "robot$tls", "tls-" + secrets.token_hex(12),
+                               tls=True)
 
 
 @pytest.fixture
@@ -457,7 +448,9 @@ class BrokenServer:
     """A deliberately broken HTTP server on 127.0.0.1 for the funnel's limits (registry and forge).
 
     Modes (``mode``): ``drip_body`` (headers, then one body byte every ``interval`` seconds,
-    forever), ``drip_headers`` (the status line, then one header byte every ``interval``),
+    forever), ``drip_unsized`` (the same without a length: the body ends when the connection
+    does), ``drip_headers`` (the status line, then one header byte every ``interval``),
+    ``drip_raw`` (reads nothing, drips the start of a TLS record: a handshake that never ends),
     ``endless`` (a chunked body that never ends), ``huge_length`` (declares a terabyte, sends a
     little, then waits), ``gzip_bomb`` (a small gzip body that inflates to 64 MiB), ``ok``
     (answers ``{}``). ``status`` is the status line's code. ``heads`` records each request's
@@ -494,6 +487,8 @@ class BrokenServer:
 
     def _serve(self, conn: socket.socket) -> None:
         with conn:
+            if self.mode == "drip_raw":
+                return self._drip_raw(conn)
             head = b""
             while b"\r\n\r\n" not in head:
                 data = conn.recv(65536)
@@ -518,6 +513,17 @@ class BrokenServer:
     def _drip_body(self, conn: socket.socket, status: bytes) -> None:
         conn.sendall(status + b"Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n")
         self._drip(conn)
+
+    def _drip_unsized(self, conn: socket.socket, status: bytes) -> None:
+        conn.sendall(status + b"Content-Type: application/json\r\nConnection: close\r\n\r\n")
+        self._drip(conn)
+
+    def _drip_raw(self, conn: socket.socket) -> None:
+        try:
+            conn.sendall(b"\x16\x03\x03\x40\x00")  # a TLS handshake record of 16 KiB is coming...
+            self._drip(conn)  # ...one byte at a time
+        except OSError:
+            pass
 
     def _drip_headers(self, conn: socket.socket, status: bytes) -> None:
         conn.sendall(status + b"X-Slow: ")

@@ -121,7 +121,8 @@ def test_unreachable_token_realm_names_the_realm(fake_registry):
                                                                     'service="reg"'}, {})
     with _client(fake_registry) as c, pytest.raises(RegistryError) as e:
         c.list_tags(REPO)
-    assert str(e.value) == f"registry {fake_registry.host}: token realm http://127.0.0.1:9 unreachable (connection refused)"
+    assert str(e.value) == (f"registry {fake_registry.host}: token realm http://127.0.0.1:9 unreachable "
+                            "(connection refused)")
     assert len(fake_registry.calls) == 1
 
 
@@ -168,10 +169,23 @@ def test_paging_stops_at_the_page_cap(fake_registry):
     """A registry that pages forever (a new full page each time) is stopped at ``max_pages``."""
     def respond(call):
         n = len(fake_registry.calls)
-        return 200, {"Link": f'</v2/{REPO}/tags/list?n=2&page={n + 1}>; rel="next"'}, {"tags": [f"a{n}", f"b{n}"]}
+        link = {"Link": f'</v2/{REPO}/tags/list?n=2&page={n + 1}>; rel="next"'} if n < 20 else {}
+        return 200, link, {"tags": [f"a{n}", f"b{n}"]}  # (ends after 20, so a missing cap fails, not hangs)
 
     fake_registry.respond = respond
     with _client(fake_registry, max_pages=3) as c, pytest.raises(RegistryError) as e:
         c.list_tags(REPO)
     assert str(e.value) == f"registry {fake_registry.host}: tag list of {REPO} did not end after 3 pages"
     assert len(fake_registry.calls) == 3
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "soon", "nan", "inf"])
+def test_http_timeout_setting_must_be_a_positive_number(monkeypatch, value):
+    from imgforge.errors import UsageError
+
+    monkeypatch.setenv("IMGFORGE_HTTP_TIMEOUT", value)
+    with pytest.raises(UsageError) as e:
+        RegistryClient("127.0.0.1:9", credentials=None)
+    assert str(e.value) == f"IMGFORGE_HTTP_TIMEOUT: expected a number of seconds above 0, got {value!r}"
+    monkeypatch.setenv("IMGFORGE_HTTP_TIMEOUT", "2.5")
+    assert RegistryClient("127.0.0.1:9", credentials=None).timeout == (5.0, 2.5)

@@ -75,6 +75,17 @@ def test_plain_text_error_echoing_request_headers_is_scrubbed(kind, fake_forge, 
     _assert_no_token(str(err) + caplog.text)
 
 
+def test_token_cut_in_half_by_the_error_body_cap_is_scrubbed(fake_forge, caplog):
+    """Only the first 64 KiB of an error answer are read: a token straddling the cut is no longer
+    the whole token, yet its first half must not show."""
+    caplog.set_level(logging.DEBUG)
+    fake = fake_forge("gitlab")
+    fake.echo, fake.fail["GET"] = "cut", 500
+    err = _fail(_forge("gitlab", fake.url), lambda f: f.find_open_request("x"))
+    assert str(err).endswith("answered 500 to GET /projects/ops%2Fgitops/merge_requests: ***")
+    _assert_no_token(str(err) + caplog.text)
+
+
 def test_redirect_to_another_host_is_not_followed(kind, fake_forge, caplog):
     caplog.set_level(logging.DEBUG)
     fake = fake_forge(kind)

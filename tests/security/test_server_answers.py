@@ -20,9 +20,18 @@ import pytest
 from imgforge._http import sanitize
 from imgforge.cli import main
 from imgforge.errors import RegistryError
-from imgforge.registry import AuthRejected, Credentials, RegistryClient, RegistryUnavailable
-from tests.registry.conftest import (broken_server, fake_registry, tls_token_registry,  # noqa: F401 (fixtures)
-                                     trust_tls_registry)
+from imgforge.registry import (
+    AuthRejected,
+    Credentials,
+    RegistryClient,
+    RegistryUnavailable,
+)
+from tests.registry.conftest import (  # noqa: F401 (fixtures)
+    broken_server,
+    fake_registry,
+    tls_token_registry,
+    trust_tls_registry,
+)
 
 REPO = "team/site"
 USER, PASSWORD = "ci-bot", "pw-Secr3t-Value-0451"
@@ -80,6 +89,22 @@ def test_slow_drip_headers_end_at_the_total_deadline(broken_server):
     assert time.monotonic() - started < 4.0 and server.sent >= 2
 
 
+def test_slow_drip_without_a_length_is_not_taken_for_a_whole_answer(broken_server):
+    """A body that ends when the connection does looks complete when the deadline cuts it."""
+    server = broken_server("drip_unsized")
+    with _client(server.host, timeout=(1.0, 1.5)) as c, pytest.raises(RegistryUnavailable, match=r"timed out"):
+        c.list_tags(REPO)
+
+
+def test_slow_drip_during_the_tls_handshake_ends_at_the_total_deadline(broken_server):
+    server = broken_server("drip_raw")
+    started = time.monotonic()
+    with _client(server.host, timeout=(1.0, 1.5), scheme="https") as c, \
+            pytest.raises(RegistryUnavailable, match=r"timed out \(limit 1.5s\)"):
+        c.list_tags(REPO)
+    assert time.monotonic() - started < 4.0 and server.sent >= 2
+
+
 def test_slow_drip_through_the_cli_is_one_error_line_exit_7(broken_server, make_catalog, capsys, monkeypatch):
     server = broken_server("drip_body")
     root = make_catalog(sites={"web": {"image": f"{server.host}/{REPO}", "tag": "v0.0.1"}})
@@ -94,7 +119,8 @@ def test_endless_body_stops_at_the_cap_in_constant_memory(broken_server):
     with _client(server.host, max_json=256 * KiB) as c:
         peak, raised = _peak(lambda: c.list_tags(REPO))
     assert isinstance(raised, RegistryError) and raised.exit_code == 7
-    assert str(raised) == f"registry {server.host} (repository {REPO}) sent an answer larger than 256 KiB; not reading it"
+    assert str(raised) == (f"registry {server.host} (repository {REPO}) sent an answer larger than 256 KiB; "
+                           "not reading it")
     assert peak < 1024 * KiB  # the cap and a chunk, not the 64 MiB the server would send
 
 
@@ -103,7 +129,36 @@ def test_endless_tag_list_through_the_cli_stops_at_the_default_cap(broken_server
     root = make_catalog(sites={"web": {"image": f"{server.host}/{REPO}", "tag": "v0.0.1"}})
     code, out, err = _run(capsys, monkeypatch, "tags", "web", "--json", "--root", str(root))
     assert (code, out) == (7, "")
-    assert err == f"error: registry {server.host} (repository {REPO}) sent an answer larger than 8 MiB; not reading it\n"
+    assert err == (f"error: registry {server.host} (repository {REPO}) sent an answer larger than 8 MiB; "
+                   "not reading it\n")
+
+
+def test_endless_error_answer_is_cut_for_its_reason(broken_server):
+    """An error answer only serves a short reason: 64 KiB of it are read, not the 8 MiB cap."""
+    server = broken_server("endless", status=500)
+    with _client(server.host) as c:
+        peak, raised = _peak(lambda: c.list_tags(REPO))
+    assert isinstance(raised, RegistryUnavailable)
+    assert str(raised) == f"registry {server.host} (repository {REPO}) answered HTTP 500 1 times; giving up"
+    assert peak < 1024 * KiB
+
+
+def test_deeply_nested_json_is_not_json(fake_registry):
+    fake_registry.respond = lambda call: (200, {}, b'{"tags": ' + b"[" * 100_000)
+    with _client(fake_registry.host) as c, pytest.raises(RegistryError, match="the registry did not answer JSON"):
+        c.list_tags(REPO)
+    fake_registry.respond = lambda call: (200, {}, b'{"tags": ' + b"[" * 100_000 + b"]" * 100_000 + b"}")
+    with _client(fake_registry.host) as c, pytest.raises(RegistryError, match="the registry did not answer JSON"):
+        c.list_tags(REPO)
+
+
+def test_tag_names_with_terminal_escapes_are_refused(fake_registry):
+    """Tag names are printed by ``imgforge tags``; the spec's grammar leaves no room for control
+    characters, so a list holding one is not shown, nor half-shown."""
+    fake_registry.respond = lambda call: (200, {}, {"tags": ["v1.0.0", "x\x1b]0;pwned\x07\x1b[2J"]})
+    with _client(fake_registry.host) as c, pytest.raises(RegistryError) as e:
+        c.list_tags(REPO)
+    assert str(e.value) == f"tag list of {REPO}: 'x\\x1b]0;pwned\\x07\\x1b[2J' is not a valid tag name"
 
 
 def test_declared_terabyte_is_refused_without_reading(broken_server):
@@ -150,14 +205,19 @@ def _assert_clean(text: str, *secrets: str) -> None:
 
 def test_echoed_authorization_header_is_not_shown(fake_registry, caplog):
     caplog.set_level(logging.DEBUG)
-    fake_registry.respond = _basic_then(lambda call: (500, {}, {"errors": [
-        {"code": "UNKNOWN", "message": f"backend failed; request had Authorization: {call.headers['Authorization']}"}]}))
+    def echo(call):
+        sent = call.headers["Authorization"]
+        return 500, {}, {"errors": [{"code": "UNKNOWN", "message": f"backend failed; request had Authorization: "
+                                                                   f"{sent}; credentials {sent.split()[-1]} unknown"}]}
+
+    fake_registry.respond = _basic_then(echo)
     with _client(fake_registry.host, credentials=Credentials(USER, PASSWORD, "test")) as c, \
             pytest.raises(RegistryUnavailable) as e:
         c.list_tags(REPO)
     assert fake_registry.calls[-1].headers["Authorization"] == f"Basic {BASIC}"  # it was sent, and echoed
     assert str(e.value).startswith(f"registry {fake_registry.host} (repository {REPO}) answered HTTP 500 1 times; "
-                                   "giving up (backend failed; request had Authorization: ***")
+                                   "giving up (backend failed; request had Authorization: ***; credentials *** "
+                                   "unknown)")
     _assert_clean(str(e.value) + caplog.text, BASIC, PASSWORD)
 
 
@@ -208,7 +268,8 @@ def test_header_lookalikes_are_scrubbed_without_knowing_the_secret():
     """Credentials we do not hold (a proxy's, a cookie) are recognised by their shape."""
     for echoed in ('{"headers": {"Proxy-Authorization": "Basic dXNlcjpwYXNzd29yZA=="}}',
                    "PRIVATE-TOKEN: glpat-unknownvalue1234", "authorization%3A%20Bearer%20abcdefghijkl",
-                   "Cookie: session=0123456789abcdef", "retry with Bearer abcdefghijklmnop"):
+                   "Cookie: session=0123456789abcdef", "retry with Bearer abcdefghijklmnop",
+                   "see /login?access_token=0123456789abcdef&next=/"):
         text = sanitize(echoed)
         for value in ("dXNlcjpwYXNzd29yZA", "glpat-unknown", "abcdefghijkl", "0123456789abcdef"):
             assert value not in text, (echoed, text)
