@@ -18,9 +18,10 @@ the rules in one place:
 - **Bounded retries** of 429 and 5xx answers honouring ``Retry-After``, for callers that want them.
 - **Redirects** only when the caller allows them, and never with credentials to another origin.
 - **Same-origin paging:** :meth:`Answer.next_page` refuses a ``Link: rel="next"`` elsewhere.
-- **Short, sanitized reasons:** :func:`reason` for connection failures, :func:`error_detail`
-  for error bodies (credentials, ``Authorization: ...`` look-alikes and control characters
-  removed, length capped), so an error message can never echo what a server echoed.
+- **Short, sanitized reasons:** :func:`reason` gives a fixed phrase for a connection failure;
+  :mod:`imgforge._scrub` turns an error body into a reason fit to print (credentials,
+  ``Authorization: ...`` look-alikes and control characters removed, length capped), so an
+  error message can never echo what a server echoed.
 
 Failures are raised as :class:`TransportError`; the registry and forge clients translate them
 into their own typed errors (exit 7 and 9) with messages that name the registry or forge.
@@ -28,20 +29,18 @@ into their own typed errors (exit 7 and 9) with messages that name the registry 
 
 from __future__ import annotations
 
-import base64
 import ipaddress
 import json as jsonlib
 import logging
 import math
 import os
-import re
 import socket
 import threading
 import time
 from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Iterable, Mapping
-from urllib.parse import quote, urljoin, urlsplit
+from typing import Any, Callable, Mapping
+from urllib.parse import urljoin, urlsplit
 
 import requests
 import requests.adapters
@@ -57,7 +56,6 @@ MiB = 1024 * 1024
 MAX_MANIFEST = 4 * MiB  # what the OCI distribution spec asks registries to accept
 MAX_JSON = 8 * MiB  # tag lists, forge lists and objects, token answers
 MAX_ERROR_BODY = 64 * 1024  # of an error answer: enough for its reason, the rest is dropped
-REASON_LENGTH = 200  # characters of a server's explanation shown in a message
 ENV_TIMEOUT = "IMGFORGE_HTTP_TIMEOUT"  # seconds one registry or forge request may take in total
 _CHUNK = 64 * 1024
 _REDIRECTS = (301, 302, 303, 307, 308)
@@ -422,69 +420,3 @@ def _translate(e: Exception, watch: _Watchdog) -> TransportError:
     if isinstance(e, requests.ConnectionError):
         return TransportError("unreachable", reason(e))
     return TransportError("broken", reason(e))
-
-
-# --------------------------------------------------------------------------- sanitized reasons
-
-
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]")
-_HEADER_LIKE = re.compile(
-    r"(?i)\b(proxy-authorization|authorization|private-token|job-token|x-registry-auth|x-api-key|set-cookie|cookie)"
-    r"""["']?\s*(?::|=|%3a)(?:\s|%20|\+)*["']?(?:(?:bearer|basic|token|negotiate|digest)(?:\s|%20|\+)+)?"""
-    r"""[^\s"',;&]+""")
-_SCHEME_VALUE = re.compile(r"(?i)\b(bearer|basic)(\s+)[A-Za-z0-9._~+/=-]{8,}")
-_QUERY_SECRET = re.compile(r"(?i)\b(access_token|private_token|refresh_token|password|passwd|secret)=[^\s&\"',;]+")
-
-
-def basic_value(username: str, password: str) -> str:
-    """The base64 value of an HTTP basic ``Authorization`` header: a credential in its own right."""
-    return base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
-
-
-def sanitize(text: str, secrets: Iterable[str] = (), limit: int = REASON_LENGTH) -> str:
-    """``text`` as it may appear in a message: one line, every secret and anything shaped like
-    a credential header replaced by ``***``, control characters gone, at most ``limit`` chars."""
-    text = _CONTROL.sub(" ", text).strip()
-    for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
-        for form in {secret, quote(secret, safe=""), jsonlib.dumps(secret)[1:-1], secret.replace("/", "\\/")}:
-            text = text.replace(form, "***")
-        for n in range(len(secret) - 1, 3, -1):  # a body cut short may end in part of a secret
-            if text.endswith(secret[:n]):
-                text = text[:-n] + "***"
-                break
-    text = _HEADER_LIKE.sub(lambda m: f"{m.group(1)}: ***", text)
-    text = _SCHEME_VALUE.sub(r"\1\2***", text)
-    text = _QUERY_SECRET.sub(r"\1=***", text)
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
-
-
-def error_detail(answer: Answer, secrets: Iterable[str] = (), *, text_fallback: bool = False) -> tuple[str, str]:
-    """(code, reason) of an error answer, sanitized.
-
-    ``code`` is the first entry's ``code`` of a Docker Registry v2 ``{"errors": [...]}`` body.
-    ``reason`` joins ``message``/``error`` and each ``errors`` entry's ``message`` (or ``code``),
-    the shapes of the v2 API, GitLab, GitHub and Gitea. A body that is not JSON gives its text
-    when ``text_fallback`` is set, else nothing.
-    """
-    try:
-        data = answer.json()
-    except ValueError:
-        return "", sanitize(answer.text, secrets) if text_fallback else ""
-    if not isinstance(data, dict):
-        return "", sanitize(str(data), secrets)
-    parts: list[str] = []
-    message = data.get("message") or data.get("error")
-    if isinstance(message, list):
-        message = "; ".join(map(str, message))
-    if message:
-        parts.append(str(message))
-    code = ""
-    errors = data.get("errors")
-    for err in errors if isinstance(errors, list) else []:
-        if isinstance(err, dict):
-            code = code or str(err.get("code") or "")
-            parts.append(str(err.get("message") or err.get("code") or err))
-        else:
-            parts.append(str(err))
-    return sanitize(code, secrets, 60), sanitize("; ".join(parts), secrets)

@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterator
 import requests
 import requests.auth
 
-from imgforge import _http
+from imgforge import _http, _scrub
 from imgforge._http import MAX_JSON, Answer, TransportError
 from imgforge.errors import ForgeError
 
@@ -196,7 +196,7 @@ class Forge(abc.ABC):
 
     def _status_error(self, method: str, path: str, response: Answer) -> ForgeError:
         status = response.status
-        detail = _http.error_detail(response, (self._token,), text_fallback=True)[1]
+        detail = _scrub.error_detail(response, (self._token,), text_fallback=True)[1]
         where = f"{method} {self._show(path)}"
         if status == 401:
             return ForgeUnauthorized(f"token rejected by {self.name} at {self.base_url} (401 on {where}); "
@@ -248,7 +248,7 @@ class Forge(abc.ABC):
         return None, None
 
     def _show(self, path: str) -> str:
-        return _http.sanitize(path.split("?", 1)[0], (self._token,), limit=300)
+        return _scrub.sanitize(path.split("?", 1)[0], (self._token,), limit=300)
 
 
 class _HeaderAuth(requests.auth.AuthBase):

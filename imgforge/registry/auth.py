@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Callable
 from urllib.parse import urlsplit
 
-from imgforge import _http
+from imgforge import _http, _scrub
 from imgforge._http import Answer, TransportError
 from imgforge.registry.credentials import Credentials
 
@@ -93,13 +93,14 @@ class RegistryAuth:
         """Every credential this object holds or sent: password, basic value, tokens."""
         held = tuple(self._issued)
         if self.credentials:
-            held += (self.credentials.password, _http.basic_value(self.credentials.username, self.credentials.password))
+            user, password = self.credentials.username, self.credentials.password
+            held += (password, _scrub.basic_value(user, password))
         return held
 
     def header(self, scope: str) -> str | None:
         """The Authorization value to send for a request needing ``scope`` (None: send none)."""
         if self.scheme == "basic" and self.credentials:
-            return "Basic " + _http.basic_value(self.credentials.username, self.credentials.password)
+            return "Basic " + _scrub.basic_value(self.credentials.username, self.credentials.password)
         if self.scheme == "bearer":
             token = self._tokens.get(scope)
             if token and token.expires_at > self._clock():

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 from urllib.parse import urlsplit
 
-from imgforge import _http
+from imgforge import _http, _scrub
 from imgforge._http import MAX_JSON, MAX_MANIFEST, Answer, TransportError
 from imgforge.errors import RegistryError
 from imgforge.registry import credentials as creds
@@ -243,7 +243,7 @@ class RegistryClient:
 
     def _error(self, r: Answer, repo: str | None) -> RegistryError:
         where = self._where(repo)
-        code, detail = _http.error_detail(r, self.auth.secrets())
+        code, detail = _scrub.error_detail(r, self.auth.secrets())
         if r.status in (401, 403):
             return AuthRejected(self._rejected(repo) + (f" ({detail})" if r.status == 403 and detail else ""))
         if r.status == 404 and repo is not None and code in ("NAME_UNKNOWN", "NOT_FOUND", ""):
@@ -280,7 +280,7 @@ class RegistryClient:
             raise RegistryError(f"tag list of {repo}: 'tags' is not a list of strings")
         bad = next((t for t in tags if not _TAG.fullmatch(t)), None)
         if bad is not None:  # no registry accepts such a push: this answer is broken or hostile
-            raise RegistryError(f"tag list of {repo}: {_http.sanitize(repr(bad), limit=60)} is not a valid tag name")
+            raise RegistryError(f"tag list of {repo}: {_scrub.sanitize(repr(bad), limit=60)} is not a valid tag name")
         return tags
 
 

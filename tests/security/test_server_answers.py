@@ -17,7 +17,7 @@ import tracemalloc
 
 import pytest
 
-from imgforge._http import sanitize
+from imgforge._scrub import sanitize
 from imgforge.cli import main
 from imgforge.errors import RegistryError
 from imgforge.registry import (
