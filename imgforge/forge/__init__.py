@@ -15,7 +15,7 @@ from typing import Mapping
 from urllib.parse import urlsplit
 
 from imgforge.errors import ForgeError
-from imgforge.forge.base import DEFAULT_TIMEOUT, DuplicateRequest, Forge, ForgeUnauthorized, OpenRequest, RequestSpec
+from imgforge.forge.base import DuplicateRequest, Forge, ForgeUnauthorized, OpenRequest, RequestSpec
 from imgforge.forge.gitea import Gitea
 from imgforge.forge.github import GitHub
 from imgforge.forge.gitlab import GitLab
@@ -98,8 +98,9 @@ def resolve(kind: str | None = None, *, url: str | None = None, project: str | N
 
 def connect(kind: str | None = None, *, url: str | None = None, project: str | None = None,
             remote_url: str | None = None, env: Mapping[str, str] | None = None,
-            timeout: float = DEFAULT_TIMEOUT) -> Forge:
-    """The forge to talk to, with its token from the environment variables it names."""
+            timeout: float | None = None) -> Forge:
+    """The forge to talk to, with its token from the environment variables it names (``timeout``:
+    seconds a whole request may take; default ``IMGFORGE_HTTP_TIMEOUT`` or 15)."""
     env = os.environ if env is None else env
     cls, url, project = resolve(kind, url=url, project=project, remote_url=remote_url, env=env)
     token = next((env[name] for name in cls.token_envs if env.get(name)), "")

@@ -4,28 +4,34 @@ Shaped after Renovate's *platform* modules: a forge is an object with ``find_ope
 ``create_request`` and ``update_request``; its URL, project and token live on the instance, never
 in module globals, so two forges can be used in one process (and in one test).
 
-Every HTTP call passes through ``Forge._call``: one place sets timeouts and headers, translates
-``requests`` failures and status codes into ``ForgeError`` with a finished message, and scrubs the
-token from anything it reports. Duplicate-request answers (GitHub 422, Gitea 409, GitLab 409) raise
+Every HTTP call passes through ``Forge._call``, which sends through the shared HTTP funnel
+(:mod:`imgforge._http`: a total deadline per request, a bounded body, no redirects, same-origin
+paging) with the token set per request, and translates failures and status codes into
+``ForgeError`` with a finished message. A forge's own explanation is shown only sanitized: the
+token, anything shaped like an ``Authorization``/``PRIVATE-TOKEN`` header and control characters
+are removed, because a forge (or a proxy before it) may echo request headers in an error body.
+Duplicate-request answers (GitHub 422, Gitea 409, GitLab 409) raise
 ``DuplicateRequest`` so ``open_or_update`` can fall back to finding and updating the existing one.
 """
 
 from __future__ import annotations
 
 import abc
-import re
+import logging
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Iterator
-from urllib.parse import urljoin, urlsplit
 
 import requests
 import requests.auth
 
+from imgforge import _http, _scrub
+from imgforge._http import MAX_JSON, Answer, TransportError
 from imgforge.errors import ForgeError
 
-DEFAULT_TIMEOUT = 15.0  # seconds per request (connect and read): a hung forge must not hang CI
-_MAX_PAGES = 50  # 50 pages x 100 requests: far beyond any real number of open bot requests
-_LINK_NEXT = re.compile(r'<([^>]+)>\s*;\s*rel="?next"?')
+DEFAULT_TIMEOUT = 15.0  # seconds a whole request may take: a hung or dripping forge must not hang CI
+MAX_PAGES = 50  # 50 pages x 100 requests: far beyond any real number of open bot requests
+
+log = logging.getLogger("imgforge.forge")
 
 
 class ForgeUnauthorized(ForgeError):
@@ -68,16 +74,18 @@ class Forge(abc.ABC):
     noun: str = "pull request"  # what the forge calls a request, for messages
     token_envs: tuple[str, ...] = ()  # environment variables the token is read from, in order
 
-    def __init__(self, base_url: str, project: str, token: str, *, timeout: float = DEFAULT_TIMEOUT,
-                 session: requests.Session | None = None):
+    def __init__(self, base_url: str, project: str, token: str, *, timeout: float | None = None,
+                 max_body: int = MAX_JSON, max_pages: int = MAX_PAGES):
+        """``timeout``: seconds a whole request may take (default ``IMGFORGE_HTTP_TIMEOUT`` or 15);
+        ``max_body``: bytes of one JSON answer; ``max_pages``: pages of one listing."""
         if not token:
             raise ForgeError(f"no {self.name} token: set {' or '.join(self.token_envs)}")
         self.base_url = base_url.rstrip("/")
         self.project = project.strip("/")
-        self.timeout = timeout
+        self.timeout = _http.deadline_from_env(DEFAULT_TIMEOUT) if timeout is None else timeout
+        self.max_body, self.max_pages = max_body, max_pages
         self._token = token
-        self._session = session or requests.Session()
-        self._session.headers.update({"User-Agent": "imgforge", "Accept": "application/json"})
+        self._http = _http.Client(connect=self.timeout, deadline=self.timeout, logger=log)
 
     def __repr__(self) -> str:  # never the token
         return f"{type(self).__name__}({self.base_url!r}, {self.project!r})"
@@ -165,52 +173,57 @@ class Forge(abc.ABC):
     def _url(self, path: str) -> str:
         return path if path.startswith(("http://", "https://")) else f"{self.api_root}{path}"
 
-    def _call(self, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None
-              ) -> requests.Response:
-        """Every request to the forge: timeouts, auth, and one translation of every failure."""
-        url = self._url(path)
+    def _call(self, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None) -> Answer:
+        """Every request to the forge: deadline, size cap, auth, and one translation of every failure."""
         try:
-            response = self._session.request(method, url, json=json, params=params, timeout=self.timeout,
-                                             auth=_HeaderAuth(self._auth_headers), allow_redirects=False)
-        except requests.Timeout as e:
-            raise ForgeError(f"{self.name} at {self.base_url} did not answer within {self.timeout:g}s "
-                             f"({method} {self._show(path)})") from e
-        except requests.RequestException as e:
-            raise ForgeError(f"cannot reach {self.name} at {self.base_url}: {self._scrub(_reason(e))}") from e
-        if response.status_code < 300:
-            return response
-        self._raise_for_status(method, path, response)
-        raise AssertionError("unreachable")  # _raise_for_status always raises
+            answer = self._http.request(method, self._url(path), json=json, params=params,
+                                        headers={"Accept": "application/json"},
+                                        auth=_HeaderAuth(self._auth_headers), max_body=self.max_body)
+        except TransportError as e:
+            raise self._unreachable(e, method, path) from e
+        if answer.status < 300:
+            return answer
+        raise self._status_error(method, path, answer)
 
-    def _raise_for_status(self, method: str, path: str, response: requests.Response) -> None:
-        status = response.status_code
-        detail = self._scrub(_error_detail(response))
+    def _unreachable(self, e: TransportError, method: str, path: str) -> ForgeError:
+        where = f"{method} {self._show(path)}"
+        if e.kind == "timeout":
+            return ForgeError(f"{self.name} at {self.base_url} did not answer within {self.timeout:g}s ({where})")
+        if e.kind == "too_large":
+            return ForgeError(f"{self.name} at {self.base_url} answered {where} with more than "
+                              f"{_http.size_text(e.limit)}; not reading it")
+        return ForgeError(f"cannot reach {self.name} at {self.base_url}: {e.reason}")
+
+    def _status_error(self, method: str, path: str, response: Answer) -> ForgeError:
+        status = response.status
+        detail = _scrub.error_detail(response, (self._token,), text_fallback=True)[1]
         where = f"{method} {self._show(path)}"
         if status == 401:
-            raise ForgeUnauthorized(f"token rejected by {self.name} at {self.base_url} (401 on {where}); "
-                                    f"check {' / '.join(self.token_envs)}")
+            return ForgeUnauthorized(f"token rejected by {self.name} at {self.base_url} (401 on {where}); "
+                                     f"check {' / '.join(self.token_envs)}")
         if status == 403:
-            raise ForgeError(f"{self.name} refused {where} (403): the token lacks the permission"
-                             f"{': ' + detail if detail else ''}")
+            return ForgeError(f"{self.name} refused {where} (403): the token lacks the permission"
+                              f"{': ' + detail if detail else ''}")
         if status == 404:
-            raise ForgeError(f"{self.name} project {self.project!r} not found at {self.base_url}, or not "
-                             f"visible to the token (404 on {where}); check the project path and the token's access")
+            return ForgeError(f"{self.name} project {self.project!r} not found at {self.base_url}, or not "
+                              f"visible to the token (404 on {where}); check the project path and the token's access")
         if status in (409, 422) and method == "POST" and self._is_duplicate(status, detail):
-            raise DuplicateRequest(f"{self.name}: a {self.noun} already exists ({status}: {detail})")
+            return DuplicateRequest(f"{self.name}: a {self.noun} already exists ({status}: {detail})")
         if 300 <= status < 400:
-            raise ForgeError(f"{self.name} redirected {where} ({status}); is {self.base_url} the API host?")
-        raise ForgeError(f"{self.name} at {self.base_url} answered {status} to {where}"
-                         + (f": {detail}" if detail else ""))
+            return ForgeError(f"{self.name} redirected {where} ({status}); is {self.base_url} the API host?")
+        return ForgeError(f"{self.name} at {self.base_url} answered {status} to {where}"
+                          + (f": {detail}" if detail else ""))
 
     def _is_duplicate(self, status: int, detail: str) -> bool:
         """Whether a 409/422 answer to a create means "exists already" (each forge says it its way)."""
         return True
 
     def _pages(self, path: str, params: dict[str, Any]) -> Iterator[dict[str, Any]]:
-        """Items of every page: follows ``Link: rel="next"`` or GitLab's ``X-Next-Page``."""
+        """Items of every page: follows ``Link: rel="next"`` (same origin only) or GitLab's ``X-Next-Page``."""
         url: str | None = path
         query: dict[str, Any] | None = params
-        for _ in range(_MAX_PAGES):
+        for _ in range(self.max_pages):
+            assert url is not None
             response = self._call("GET", url, params=query)
             items = _json(response, self.name)
             if not isinstance(items, list):
@@ -219,15 +232,15 @@ class Forge(abc.ABC):
             url, query = self._next_page(response, url, query)
             if url is None:
                 return
-        raise ForgeError(f"{self.name}: more than {_MAX_PAGES} pages of open {self.noun}s; giving up")
+        raise ForgeError(f"{self.name}: more than {self.max_pages} pages of open {self.noun}s; giving up")
 
-    def _next_page(self, response: requests.Response, url: str, query: dict[str, Any] | None
+    def _next_page(self, response: Answer, url: str, query: dict[str, Any] | None
                    ) -> tuple[str | None, dict[str, Any] | None]:
-        match = _LINK_NEXT.search(response.headers.get("Link", ""))
-        if match:
-            target = urljoin(response.url or self._url(url), match.group(1))
-            if urlsplit(target).netloc != urlsplit(self.api_root).netloc:  # the token goes with it
-                raise ForgeError(f"{self.name} sent a next-page link to another host; not following it")
+        try:
+            target = response.next_page(self.api_root)  # the token goes with it: same origin only
+        except TransportError as e:
+            raise ForgeError(f"{self.name} {e.reason}") from None
+        if target:
             return target, None
         next_page = response.headers.get("X-Next-Page", "").strip()
         if next_page and query is not None:
@@ -235,11 +248,7 @@ class Forge(abc.ABC):
         return None, None
 
     def _show(self, path: str) -> str:
-        return self._scrub(path.split("?", 1)[0])
-
-    def _scrub(self, text: str) -> str:
-        """Remove the token from any text that may end up in a message (forges echo headers)."""
-        return text.replace(self._token, "***") if self._token else text
+        return _scrub.sanitize(path.split("?", 1)[0], (self._token,), limit=300)
 
 
 class _HeaderAuth(requests.auth.AuthBase):
@@ -260,37 +269,8 @@ def _text(body: str) -> str:
     return body.replace("\r\n", "\n").strip()
 
 
-def _reason(e: requests.RequestException) -> str:
-    """The innermost cause of a connection failure, short (no URL: the caller names the forge)."""
-    text = str(e.__context__ or e)
-    for needle in ("Connection refused", "Name or service not known", "No route to host",
-                   "Temporary failure in name resolution", "certificate verify failed", "timed out"):
-        if needle in text:
-            return needle.lower()
-    return type(e).__name__
-
-
-def _error_detail(response: requests.Response) -> str:
-    """The forge's own explanation: GitLab ``message``, GitHub ``message``+``errors``, Gitea ``message``."""
-    try:
-        data = response.json()
-    except ValueError:
-        return response.text.strip()[:200]
-    if not isinstance(data, dict):
-        return str(data)[:200]
-    parts = []
-    message = data.get("message") or data.get("error")
-    if isinstance(message, list):
-        message = "; ".join(map(str, message))
-    if message:
-        parts.append(str(message))
-    for err in data.get("errors") or []:
-        parts.append(str(err.get("message") or err.get("code") or err) if isinstance(err, dict) else str(err))
-    return "; ".join(parts)[:300]
-
-
-def _json(response: requests.Response, forge: str) -> Any:
+def _json(response: Answer, forge: str) -> Any:
     try:
         return response.json()
     except ValueError as e:
-        raise ForgeError(f"{forge} answered {response.status_code} with something that is not JSON") from e
+        raise ForgeError(f"{forge} answered {response.status} with something that is not JSON") from e

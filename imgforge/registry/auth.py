@@ -8,12 +8,13 @@ them, anonymously if not) and send it. Tokens are cached per scope and dropped w
 
 The funnel in :mod:`imgforge.registry.client` owns the retry loop; this module only says which
 ``Authorization`` header to send and learns from challenges. Secrets stay on this object: its
-repr shows none, and no message built here contains a token or password.
+repr shows none, no message built here contains a token or password, and :meth:`RegistryAuth.secrets`
+lists every credential it holds so error reasons can be scrubbed of them. Credentials are never
+sent to a token realm over plain HTTP unless the registry itself is spoken to over plain HTTP.
 """
 
 from __future__ import annotations
 
-import base64
 import logging
 import re
 import time
@@ -21,8 +22,8 @@ from dataclasses import dataclass
 from typing import Callable
 from urllib.parse import urlsplit
 
-import requests
-
+from imgforge import _http, _scrub
+from imgforge._http import Answer, TransportError
 from imgforge.registry.credentials import Credentials
 
 log = logging.getLogger("imgforge.registry")
@@ -80,6 +81,7 @@ class RegistryAuth:
         self.credentials = credentials
         self.scheme: str | None = None  # learned from the first challenge
         self._tokens: dict[str, _Token] = {}
+        self._issued: set[str] = set()  # every token value received, for scrubbing messages
         self._allow_plain = allow_plain_http_realm
         self._clock = clock
 
@@ -87,11 +89,18 @@ class RegistryAuth:
         user = self.credentials.username if self.credentials else None
         return f"RegistryAuth(user={user!r}, scheme={self.scheme!r}, tokens={len(self._tokens)})"
 
+    def secrets(self) -> tuple[str, ...]:
+        """Every credential this object holds or sent: password, basic value, tokens."""
+        held = tuple(self._issued)
+        if self.credentials:
+            user, password = self.credentials.username, self.credentials.password
+            held += (password, _scrub.basic_value(user, password))
+        return held
+
     def header(self, scope: str) -> str | None:
         """The Authorization value to send for a request needing ``scope`` (None: send none)."""
         if self.scheme == "basic" and self.credentials:
-            raw = f"{self.credentials.username}:{self.credentials.password}".encode()
-            return "Basic " + base64.b64encode(raw).decode("ascii")
+            return "Basic " + _scrub.basic_value(self.credentials.username, self.credentials.password)
         if self.scheme == "bearer":
             token = self._tokens.get(scope)
             if token and token.expires_at > self._clock():
@@ -99,13 +108,12 @@ class RegistryAuth:
             self._tokens.pop(scope, None)
         return None
 
-    def answer(self, response: requests.Response, scope: str, session: requests.Session,
-               timeout: tuple[float, float]) -> bool:
+    def answer(self, response: Answer, scope: str, http: _http.Client) -> bool:
         """Learn from a 401. True when a retry now has a better chance (new scheme or new token)."""
         challenge = parse_challenge(response.headers.get("WWW-Authenticate", ""))
         if challenge is None:
             return False
-        sent = response.request.headers.get("Authorization", "") if response.request is not None else ""
+        sent = response.request_headers.get("Authorization", "")
         if challenge.scheme == "basic":
             first = self.scheme != "basic"
             self.scheme = "basic"
@@ -118,11 +126,10 @@ class RegistryAuth:
         had = self._tokens.pop(scope, None)
         if had is not None and sent == f"Bearer {had.value}":
             log.debug("token for %s rejected or expired; fetching a new one", scope)
-        self._tokens[scope] = self._fetch_token(challenge, scope, session, timeout)
+        self._tokens[scope] = self._fetch_token(challenge, scope, http)
         return True
 
-    def _fetch_token(self, challenge: Challenge, scope: str, session: requests.Session,
-                     timeout: tuple[float, float]) -> _Token:
+    def _fetch_token(self, challenge: Challenge, scope: str, http: _http.Client) -> _Token:
         realm = challenge.params["realm"]
         parts = urlsplit(realm)
         if parts.scheme not in ("http", "https") or not parts.netloc:
@@ -140,14 +147,19 @@ class RegistryAuth:
             auth = (self.credentials.username, self.credentials.password)
             params["account"] = self.credentials.username
         log.debug("fetching token from %s for scope %r", realm, wanted)
+        origin = f"{parts.scheme}://{parts.netloc}"
         try:
-            r = session.get(realm, params=params, auth=auth, timeout=timeout)
-        except requests.RequestException as e:
-            raise AuthFailed(f"token realm {parts.scheme}://{parts.netloc} unreachable ({type(e).__name__})") from None
-        if r.status_code in (401, 403):
-            raise AuthFailed(f"token realm {parts.netloc} refused the credentials", r.status_code)
-        if r.status_code != 200:
-            raise AuthFailed(f"token realm {parts.netloc} answered HTTP {r.status_code}", r.status_code)
+            r = http.request("GET", realm, params=params, auth=auth)
+        except TransportError as e:
+            if e.kind == "timeout":
+                raise AuthFailed(f"token realm {origin} timed out (limit {e.limit:g}s)") from None
+            if e.kind == "too_large":
+                raise AuthFailed(f"token realm {origin} sent more than {_http.size_text(e.limit)}") from None
+            raise AuthFailed(f"token realm {origin} unreachable ({e.reason})") from None
+        if r.status in (401, 403):
+            raise AuthFailed(f"token realm {parts.netloc} refused the credentials", r.status)
+        if r.status != 200:
+            raise AuthFailed(f"token realm {parts.netloc} answered HTTP {r.status}", r.status)
         try:
             data = r.json()
         except ValueError:
@@ -155,6 +167,7 @@ class RegistryAuth:
         value = (data.get("token") or data.get("access_token")) if isinstance(data, dict) else None
         if not isinstance(value, str) or not value:
             raise AuthFailed(f"token realm {parts.netloc} answered without 'token' or 'access_token'")
+        self._issued.add(value)
         lifetime = data.get("expires_in")
         if not isinstance(lifetime, (int, float)) or isinstance(lifetime, bool) or lifetime <= 0:
             lifetime = _DEFAULT_LIFETIME

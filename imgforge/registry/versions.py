@@ -43,6 +43,20 @@ class Version:
     def __hash__(self) -> int:
         return hash(self.tag)
 
+    @property
+    def key(self) -> tuple[int, int, int, tuple[object, ...], str]:
+        """A sort key with the order of ``<`` (semver precedence, then spelling). ``sorted`` computes
+        it once per tag: sorting 20,000 tags with semver's own comparisons takes seconds."""
+        v = self.semver
+        pre: tuple[object, ...] = (1,)  # a release sorts after every pre-release of the same version
+        if v.prerelease is not None:
+            pre = (0, *((0, int(part), "") if part.isdigit() else (1, 0, part) for part in v.prerelease.split(".")))
+        return v.major, v.minor, v.patch, pre, self.tag
+
+
+def _key(version: Version) -> tuple[int, int, int, tuple[object, ...], str]:
+    return version.key
+
 
 def parse(tag: str) -> Version | None:
     """``v1.2.3``, ``1.2.3`` and ``v1.2.3-rc.1`` parse; ``latest``, ``dev-1a2b3c4d``, ``v1.2`` do not."""
@@ -62,13 +76,13 @@ def split(tags: Iterable[str]) -> tuple[list[Version], list[str]]:
             other.append(tag)
         else:
             versions.append(v)
-    return sorted(versions), sorted(other)
+    return sorted(versions, key=_key), sorted(other)
 
 
 def highest_release(versions: Iterable[Version]) -> Version | None:
     """The highest version that is not a pre-release (pre-releases never become the base of a bump)."""
     releases = [v for v in versions if not v.prerelease]
-    return max(releases) if releases else None
+    return max(releases, key=_key) if releases else None
 
 
 def bump(base: Version | None, part: str, prefix: str = "v") -> str:

@@ -7,6 +7,12 @@ Bearer token, ``Link`` pages, 422 "Validation Failed" on a duplicate) and Gitea
 (``/api/v1/repos/:owner/:repo/pulls``, ``Authorization: token``, ``Link`` pages, 409). Like the
 real ones, it refuses a request whose source branch is not on the remote, so a test that forgets
 to push fails.
+
+Two hostile modes: ``echo`` makes every error answer repeat the request's token header (``json``:
+in the message, as ``Name: value``; ``bare``: the token alone in the message; ``text``: a plain-text
+body listing every request header, as debugging proxies do; ``cut``: text padded so that the
+client's 64 KiB cap on error bodies cuts the token in half), and :meth:`FakeForge.redirect_elsewhere`
+answers every request with a 302 to a second server on another port that records what arrives.
 """
 
 from __future__ import annotations
@@ -41,6 +47,8 @@ class FakeForge:
         self.fail: dict[str, int] = {}  # method -> status to answer once (e.g. {"POST": 500})
         self.race = False  # answer the next POST as a duplicate after creating the request "elsewhere"
         self.link_host: str | None = None  # serve next-page links on this host instead (a hostile forge)
+        self.echo: str | None = None  # "json", "bare", "text" or "cut": error answers repeat the token
+        self.elsewhere: Recorder | None = None  # set by redirect_elsewhere()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
 
@@ -55,6 +63,13 @@ class FakeForge:
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+        if self.elsewhere is not None:
+            self.elsewhere.stop()
+
+    def redirect_elsewhere(self) -> "Recorder":
+        """From now on, answer everything with a 302 to the same path on another loopback port."""
+        self.elsewhere = Recorder()
+        return self.elsewhere
 
     def open_items(self) -> list[dict]:
         return [i for i in self.items.values() if self._is_open(i)]
@@ -99,15 +114,79 @@ class FakeForge:
                                f"refs/heads/{branch}"], capture_output=True).returncode == 0
 
 
+class _Loopback:
+    """A threaded HTTP server on a free 127.0.0.1 port; ``stop`` ends it."""
+
+    _server: ThreadingHTTPServer
+
+    def _serve(self, handler: type[BaseHTTPRequestHandler]) -> None:
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self._server.server_port}"
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+class Recorder(_Loopback):
+    """Another host (another port on 127.0.0.1) that records every request: (method, path, headers)."""
+
+    def __init__(self):
+        self.calls: list[tuple[str, str, dict]] = []
+        recorder = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _record(self):
+                recorder.calls.append((self.command, self.path, dict(self.headers)))
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"[]")
+
+            do_GET = do_POST = do_PUT = do_PATCH = _record
+
+        self._serve(Handler)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}"
+
+
+def _echo(mode: str, data, headers) -> tuple[str, bytes]:
+    """An error body that repeats the request's credentials the way ``mode`` says."""
+    sent = {k: v for k, v in headers.items() if k.lower() in ("authorization", "private-token")}
+    if mode == "text":
+        return "text/plain", "".join(f"{k}: {v}\r\n" for k, v in headers.items()).encode()
+    if mode == "cut":
+        token = next(iter(sent.values())).split(" ", 1)[-1]
+        return "text/plain", (" " * (64 * 1024 - 10) + f"{token} was refused").encode()
+    if mode == "bare":
+        bare = [v.split(" ", 1)[-1] for v in sent.values()]
+        return "application/json", json.dumps({**data, "message": f"invalid token {' '.join(bare)}"}).encode()
+    echoed = ", ".join(f"{k}: {v}" for k, v in sent.items())
+    return "application/json", json.dumps({**data, "message": f"{data.get('message')} (request had {echoed})",
+                                           "request_headers": sent}).encode()
+
+
 def _handler(forge: FakeForge):
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, *args):  # keep pytest output clean
             pass
 
         def _send(self, status: int, data, headers: dict | None = None) -> None:
-            raw = json.dumps(data).encode()
+            ctype, raw = "application/json", json.dumps(data).encode()
+            if status >= 400 and forge.echo:
+                ctype, raw = _echo(forge.echo, data, self.headers)
             self.send_response(status)
-            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Type", ctype)
             self.send_header("Content-Length", str(len(raw)))
             for k, v in (headers or {}).items():
                 self.send_header(k, v)
@@ -119,6 +198,12 @@ def _handler(forge: FakeForge):
             length = int(self.headers.get("Content-Length") or 0)
             payload = json.loads(self.rfile.read(length)) if length else None
             forge.calls.append((method, self.path, dict(self.headers), payload))
+            if forge.elsewhere is not None:
+                self.send_response(302)
+                self.send_header("Location", f"{forge.elsewhere.url}{self.path}")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
             match = ROUTES[forge.kind].match(parts.path)
             if not forge.authorized(self.headers):
                 msg = {"gitlab": {"message": "401 Unauthorized"},
@@ -366,7 +451,7 @@ def git_in():
 
 # ---- a fake registry: tags and manifest digests, the two calls `update` and the evidence make ----
 
-class FakeRegistry:
+class FakeRegistry(_Loopback):
     def __init__(self):
         self.tags: dict[str, list[str]] = {}
         self.digests: dict[tuple[str, str], str] = {}
@@ -401,16 +486,7 @@ class FakeRegistry:
 
             do_HEAD = do_GET
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
-
-    @property
-    def host(self) -> str:
-        return f"127.0.0.1:{self._server.server_port}"
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._serve(Handler)
 
 
 @pytest.fixture

@@ -46,15 +46,17 @@ class RunningRegistry:
     proc: subprocess.Popen = field(repr=False)
     log: Path
     tokens: "TokenServer | None" = None
+    ca: Path | None = None  # the CA that signed its certificate when it serves TLS
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}"
+        return f"{'https' if self.ca else 'http'}://{self.host}"
 
     def admin(self, repo: str) -> requests.Session:
         """A session allowed to push to ``repo`` (basic auth, or a token fetched directly)."""
         s = requests.Session()
         s.trust_env = False
+        s.verify = str(self.ca) if self.ca else True
         if self.tokens is None:
             s.auth = (self.user, self.password)
         else:
@@ -65,7 +67,9 @@ class RunningRegistry:
         return s
 
 
-def _start_registry(tmp: Path, auth: dict, user: str, password: str) -> RunningRegistry:
+def _start_registry(tmp: Path, auth: dict, user: str, password: str,
+                    tls: "tuple[Path, Path, Path] | None" = None) -> RunningRegistry:
+    """``tls``: (CA certificate, server certificate, server key) to serve HTTPS instead of HTTP."""
     port = free_port()
     config = {
         "version": 0.1,
@@ -74,6 +78,8 @@ def _start_registry(tmp: Path, auth: dict, user: str, password: str) -> RunningR
         "http": {"addr": f"127.0.0.1:{port}", "secret": secrets.token_hex(8)},
         "auth": auth,
     }
+    if tls:
+        config["http"]["tls"] = {"certificate": str(tls[1]), "key": str(tls[2])}
     (tmp / "config.yml").write_text(json.dumps(config))  # JSON is YAML
     log = tmp / "registry.log"
     proc = subprocess.Popen([REGISTRY_BIN, "serve", str(tmp / "config.yml")], stdout=log.open("wb"),
@@ -83,8 +89,9 @@ def _start_registry(tmp: Path, auth: dict, user: str, password: str) -> RunningR
         if proc.poll() is not None:
             raise RuntimeError(f"docker-registry exited: {log.read_text()[-2000:]}")
         try:
-            requests.get(f"http://127.0.0.1:{port}/v2/", timeout=1)
-            return RunningRegistry(f"127.0.0.1:{port}", user, password, proc, log)
+            requests.get(f"{'https' if tls else 'http'}://127.0.0.1:{port}/v2/", timeout=1,
+                         verify=str(tls[0]) if tls else True)
+            return RunningRegistry(f"127.0.0.1:{port}", user, password, proc, log, ca=tls[0] if tls else None)
         except requests.ConnectionError:
             time.sleep(0.05)
     proc.kill()
@@ -148,7 +155,8 @@ class TokenServer:
         self.expired_next = 0
         self.anonymous_pull = False
         self.issued: list[str] = []
-        self.requests: list[dict] = []
+        self.requests: list[dict] = []  # granted requests: authorized or not, and the query
+        self.arrived: list[dict] = []  # every request that reached the server, with its headers
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/token"
         self._server = ThreadingHTTPServer(("127.0.0.1", self.port), self._handler())
@@ -162,6 +170,7 @@ class TokenServer:
     def reset(self) -> None:
         self.key_name, self.expires_in, self.expired_next, self.anonymous_pull = "token", 300, 0, False
         self.requests.clear()
+        self.arrived.clear()
 
     def sign(self, scope: str, authorized: bool) -> str:
         import jwt
@@ -192,6 +201,7 @@ class TokenServer:
                 pass
 
             def do_GET(self) -> None:
+                server.arrived.append(dict(self.headers))
                 query = {k: v[0] for k, v in parse_qs(urlsplit(self.path).query).items()}
                 header = self.headers.get("Authorization", "")
                 authorized = False
@@ -215,16 +225,13 @@ class TokenServer:
         return Handler
 
 
-@pytest.fixture(scope="session")
-def token_registry(tmp_path_factory) -> RunningRegistry:
-    """distribution with ``auth.token`` trusting the certificate of a test token server."""
-    tmp = tmp_path_factory.mktemp("token-registry")
-    user, password = "robot$ci", "tk-" + secrets.token_hex(12)
+def _token_registry(tmp: Path, user: str, password: str, tls: bool = False):
+    """distribution with ``auth.token`` trusting a test token server (plain HTTP) as its realm."""
     tokens = TokenServer(tmp, user, password)
     auth = {"token": {"realm": tokens.url, "service": SERVICE, "issuer": ISSUER,
                       "rootcertbundle": str(tokens.cert_pem)}}
     try:
-        reg = _start_registry(tmp, auth, user, password)
+        reg = _start_registry(tmp, auth, user, password, tls=make_tls(tmp) if tls else None)
     except Exception:
         tokens.stop()
         raise
@@ -234,12 +241,76 @@ def token_registry(tmp_path_factory) -> RunningRegistry:
     tokens.stop()
 
 
+@pytest.fixture(scope="session")
+def token_registry(tmp_path_factory) -> RunningRegistry:
+    """distribution with ``auth.token`` trusting the certificate of a test token server."""
+    yield from _token_registry(tmp_path_factory.mktemp("token-registry"), "robot$ci", "tk-" + secrets.token_hex(12))
+
+
 @pytest.fixture
 def tokens(token_registry) -> TokenServer:
     """The token server of ``token_registry``, its knobs reset for this test."""
     token_registry.tokens.reset()
     yield token_registry.tokens
     token_registry.tokens.reset()
+
+
+def make_tls(folder: Path) -> tuple[Path, Path, Path]:
+    """A throwaway CA and a certificate it signs for 127.0.0.1 and localhost: (ca, cert, key)."""
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    now = dt.datetime.now(dt.timezone.utc)
+
+    def build(subject: str, issuer: x509.Name | None, key, signer, *, ca: bool) -> x509.Certificate:
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
+        builder = (x509.CertificateBuilder().subject_name(name).issuer_name(issuer or name)
+                   .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                   .not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=2))
+                   .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+        if ca:
+            builder = builder.add_extension(x509.KeyUsage(
+                digital_signature=True, content_commitment=False, key_encipherment=False, data_encipherment=False,
+                key_agreement=False, key_cert_sign=True, crl_sign=True, encipher_only=False, decipher_only=False),
+                critical=True)
+        else:
+            builder = (builder.add_extension(x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]), critical=False)
+                .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False))
+        return builder.sign(signer, hashes.SHA256())
+
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_cert = build("imgforge test CA", None, ca_key, ca_key, ca=True)
+    cert = build("127.0.0.1", ca_cert.subject, key, ca_key, ca=False)
+    paths = folder / "ca.pem", folder / "server.pem", folder / "server-key.pem"
+    paths[0].write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return paths
+
+
+@pytest.fixture(scope="session")
+def tls_token_registry(tmp_path_factory) -> RunningRegistry:
+    """distribution served over TLS (a CA made here signs its certificate, ``ca`` on the result)
+    whose token realm is a plain-HTTP token server: credentials must never be sent there."""
+    yield from _token_registry(tmp_path_factory.mktemp("tls-registry"), "robot$tls", "tls-" + secrets.token_hex(12),
+                               tls=True)
+
+
+@pytest.fixture
+def trust_tls_registry(monkeypatch, tls_token_registry) -> RunningRegistry:
+    """The TLS registry, trusted the documented way: its host in IMGFORGE_TLS_REGISTRIES (it is on
+    loopback, plain HTTP otherwise) and its CA in REQUESTS_CA_BUNDLE. Token server knobs reset."""
+    monkeypatch.setenv("IMGFORGE_TLS_REGISTRIES", tls_token_registry.host)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tls_token_registry.ca))
+    tls_token_registry.tokens.reset()
+    yield tls_token_registry
+    tls_token_registry.tokens.reset()
 
 
 # --------------------------------------------------------------------------- seeding tags
@@ -306,6 +377,16 @@ class Call:
     headers: dict = field(repr=False)
 
 
+class _QuietServer(ThreadingHTTPServer):
+    """A client that hangs up mid-answer (a cap doing its job) is not an error worth a traceback."""
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        import sys
+
+        if not isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
+            super().handle_error(request, client_address)
+
+
 class FakeRegistry:
     """A tiny HTTP server whose answers a test scripts: ``respond(call) -> (status, headers, body)``.
 
@@ -318,7 +399,7 @@ class FakeRegistry:
         self.respond: Callable[[Call], tuple[int, dict, object]] = lambda call: (404, {}, {})
         self.port = free_port()
         self.host = f"127.0.0.1:{self.port}"
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), self._handler())
+        self._server = _QuietServer(("127.0.0.1", self.port), self._handler())
         self._server.daemon_threads = True
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
 
@@ -361,6 +442,131 @@ def fake_registry() -> FakeRegistry:
     fake = FakeRegistry()
     yield fake
     fake.stop()
+
+
+class BrokenServer:
+    """A deliberately broken HTTP server on 127.0.0.1 for the funnel's limits (registry and forge).
+
+    Modes (``mode``): ``drip_body`` (headers, then one body byte every ``interval`` seconds,
+    forever), ``drip_unsized`` (the same without a length: the body ends when the connection
+    does), ``drip_headers`` (the status line, then one header byte every ``interval``),
+    ``drip_raw`` (reads nothing, drips the start of a TLS record: a handshake that never ends),
+    ``endless`` (a chunked body that never ends), ``huge_length`` (declares a terabyte, sends a
+    little, then waits), ``gzip_bomb`` (a small gzip body that inflates to 64 MiB), ``ok``
+    (answers ``{}``). ``status`` is the status line's code. ``heads`` records each request's
+    head (request line and headers, decoded); ``sent`` counts body bytes written.
+
+    So that a client without a working guard fails its test instead of hanging it or filling the
+    machine's memory, a drip ends after ``give_up`` seconds and an endless body after 64 MiB.
+    """
+
+    GIVE_UP_BYTES = 64 << 20
+
+    def __init__(self, mode: str, status: int = 200, interval: float = 0.5, give_up: float = 10.0):
+        self.mode, self.status, self.interval, self.give_up = mode, status, interval, give_up
+        self.heads: list[str] = []
+        self.sent = 0
+        self._stop = threading.Event()
+        self._sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self._sock.getsockname()[1]
+        self.host = f"127.0.0.1:{self.port}"
+        self.url = f"http://{self.host}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._sock.close()
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        with conn:
+            if self.mode == "drip_raw":
+                return self._drip_raw(conn)
+            head = b""
+            while b"\r\n\r\n" not in head:
+                data = conn.recv(65536)
+                if not data:
+                    return
+                head += data
+            self.heads.append(head.split(b"\r\n\r\n", 1)[0].decode("latin-1"))
+            try:
+                getattr(self, f"_{self.mode}")(conn, f"HTTP/1.1 {self.status} X\r\n".encode())
+            except OSError:  # the client hung up: what a working deadline or cap does
+                pass
+
+    def _write(self, conn: socket.socket, data: bytes) -> None:
+        conn.sendall(data)
+        self.sent += len(data)
+
+    def _drip(self, conn: socket.socket) -> None:
+        ends = time.monotonic() + self.give_up
+        while not self._stop.wait(self.interval) and time.monotonic() < ends:
+            self._write(conn, b" ")
+
+    def _drip_body(self, conn: socket.socket, status: bytes) -> None:
+        conn.sendall(status + b"Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n")
+        self._drip(conn)
+
+    def _drip_unsized(self, conn: socket.socket, status: bytes) -> None:
+        conn.sendall(status + b"Content-Type: application/json\r\nConnection: close\r\n\r\n")
+        self._drip(conn)
+
+    def _drip_raw(self, conn: socket.socket) -> None:
+        try:
+            conn.sendall(b"\x16\x03\x03\x40\x00")  # a TLS handshake record of 16 KiB is coming...
+            self._drip(conn)  # ...one byte at a time
+        except OSError:
+            pass
+
+    def _drip_headers(self, conn: socket.socket, status: bytes) -> None:
+        conn.sendall(status + b"X-Slow: ")
+        self._drip(conn)
+
+    def _endless(self, conn: socket.socket, status: bytes) -> None:
+        conn.sendall(status + b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
+        chunk = b"10000\r\n" + b"x" * 0x10000 + b"\r\n"
+        while not self._stop.is_set() and self.sent < self.GIVE_UP_BYTES:
+            self._write(conn, chunk)
+        conn.sendall(b"0\r\n\r\n")
+
+    def _huge_length(self, conn: socket.socket, status: bytes) -> None:
+        conn.sendall(status + b"Content-Type: application/json\r\nContent-Length: 1099511627776\r\n\r\n")
+        self._write(conn, b"[" * 1024)
+        self._stop.wait(30)
+
+    def _gzip_bomb(self, conn: socket.socket, status: bytes) -> None:
+        import zlib
+
+        packer, blank = zlib.compressobj(9, wbits=31), b" " * (1 << 20)  # gzip, built 1 MiB at a time
+        body = b"".join(packer.compress(blank) for _ in range(64)) + packer.flush()
+        conn.sendall(status + b"Content-Type: application/json\r\nContent-Encoding: gzip\r\n"
+                     + f"Content-Length: {len(body)}\r\n\r\n".encode())
+        self._write(conn, body)
+        self._stop.wait(30)
+
+    def _ok(self, conn: socket.socket, status: bytes) -> None:
+        conn.sendall(status + b"Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{}")
+
+
+@pytest.fixture
+def broken_server():
+    """``broken_server(mode, status=200, interval=0.5)`` starts a :class:`BrokenServer`; all stop after the test."""
+    started: list[BrokenServer] = []
+
+    def start(mode: str, status: int = 200, interval: float = 0.5) -> BrokenServer:
+        started.append(BrokenServer(mode, status, interval))
+        return started[-1]
+
+    yield start
+    for server in started:
+        server.stop()
 
 
 def paging_front(upstream: RunningRegistry) -> FakeRegistry:
