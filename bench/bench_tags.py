@@ -43,7 +43,7 @@ sys.path.insert(0, str(REPO_ROOT))
 from imgforge.registry import (  # noqa: E402
     Credentials,
     RegistryClient,
-    versions,  # noqa: E402
+    versions,
 )
 from imgforge.release import TagListing  # noqa: E402
 from tests.registry.conftest import _start_registry, _stop, paging_front, seed_tags  # noqa: E402
@@ -62,12 +62,15 @@ def curl_loop(base: str, repo: str, user: str, password: str, page: int) -> int:
     """What a shell script does: curl pages, read the Link header, ask for the next one."""
     url, count = f"{base}/v2/{repo}/tags/list?n={page}", 0
     while url:
-        out = subprocess.run(["curl", "-s", "-D", "-", "-u", f"{user}:{password}", url],
-                             capture_output=True, text=True, check=True).stdout
+        out = subprocess.run(
+            ["curl", "-s", "-D", "-", "-u", f"{user}:{password}", url], capture_output=True, text=True, check=True
+        ).stdout
         head, _, body = out.partition("\r\n\r\n")
         count += body.count('"v')
-        link = next((line.split("<", 1)[1].split(">", 1)[0] for line in head.splitlines()
-                     if line.lower().startswith("link:")), None)
+        link = next(
+            (line.split("<", 1)[1].split(">", 1)[0] for line in head.splitlines() if line.lower().startswith("link:")),
+            None,
+        )
         url = base + link if link else None
     return count
 
@@ -75,7 +78,7 @@ def curl_loop(base: str, repo: str, user: str, password: str, page: int) -> int:
 def big_tags(n: int) -> list[str]:
     """``n`` distinct tags: releases, some pre-releases, and a few that are not semver."""
     tags = [f"v{i // 400}.{(i // 20) % 20}.{i % 20}" + ("-rc.1" if i % 7 == 0 else "") for i in range(n - 2)]
-    return tags + ["latest", "dev-0badc0de"]
+    return [*tags, "latest", "dev-0badc0de"]
 
 
 def fill_on_disk(reg, tmp: Path, repo: str, tags: list[str]) -> None:
@@ -102,19 +105,28 @@ def big_repositories(reg, tmp: Path, catalog: Path, env: dict, imgforge_bin: str
     print(f"\nfilled bench/big with {n} and bench/half with {n // 2} tags in {time.perf_counter() - start:.2f} s")
 
     def cli(site: str, *extra: str) -> float:
-        t, _ = median_time(lambda: subprocess.run([imgforge_bin, "tags", site, *extra, "--root", str(catalog)],
-                                                  env=env, check=True, capture_output=True), runs)
+        t, _ = median_time(
+            lambda: subprocess.run(
+                [imgforge_bin, "tags", site, *extra, "--root", str(catalog)], env=env, check=True, capture_output=True
+            ),
+            runs,
+        )
         return t
 
-    start_up, _ = median_time(lambda: subprocess.run([imgforge_bin, "sites", "--root", str(catalog)], env=env,
-                                                     check=True, capture_output=True), runs)
-    print(f"median of {runs} runs, whole processes ({start_up * 1000:.1f} ms of which are start-up, "
-          "`imgforge sites`):")
+    start_up, _ = median_time(
+        lambda: subprocess.run(
+            [imgforge_bin, "sites", "--root", str(catalog)], env=env, check=True, capture_output=True
+        ),
+        runs,
+    )
+    print(f"median of {runs} runs, whole processes ({start_up * 1000:.1f} ms of which are start-up, `imgforge sites`):")
     for label, extra in (("table", ()), ("--json", ("--json",))):
         full, half = cli("big", *extra), cli("half", *extra)
         ratio = (full - start_up) / max(half - start_up, 1e-9)
-        print(f"  {full * 1000:8.1f} ms  `imgforge tags` {label}, {n} tags   "
-              f"({half * 1000:.1f} ms for {n // 2}; ratio past start-up {ratio:.2f}, 2 is linear)")
+        print(
+            f"  {full * 1000:8.1f} ms  `imgforge tags` {label}, {n} tags   "
+            f"({half * 1000:.1f} ms for {n // 2}; ratio past start-up {ratio:.2f}, 2 is linear)"
+        )
 
     with RegistryClient(reg.host, credentials=creds) as c:
         t_list, raw = median_time(lambda: c.list_tags("bench/big"), runs)
@@ -134,11 +146,14 @@ def big_repositories(reg, tmp: Path, catalog: Path, env: dict, imgforge_bin: str
     parsed = [v for v in map(versions.parse, raw) if v is not None]
     t_cmp, _ = median_time(lambda: sorted(parsed), 1)
     print(f"in-process parts, {n} tags (the registry's order is lexical, not semver):")
-    for seconds, name in ((t_list, "list_tags (one request: distribution 2.8 does not page)"),
-                          (t_split, "versions.split: parse and order by precomputed key"),
-                          (t_table, "tags table as rich Segments"), (t_json, "--json document (to_dict + dumps)"),
-                          (t_rich, "  before: rich Table of the same rows (one run)"),
-                          (t_cmp, "  before: ordering by semver's comparisons (one run)")):
+    for seconds, name in (
+        (t_list, "list_tags (one request: distribution 2.8 does not page)"),
+        (t_split, "versions.split: parse and order by precomputed key"),
+        (t_table, "tags table as rich Segments"),
+        (t_json, "--json document (to_dict + dumps)"),
+        (t_rich, "  before: rich Table of the same rows (one run)"),
+        (t_cmp, "  before: ordering by semver's comparisons (one run)"),
+    ):
         print(f"  {seconds * 1000:8.1f} ms  {name}")
     print(f"ratio rich Table / Segments:           {t_rich / t_table:.1f}")
     print(f"ratio semver comparisons / sort key:   {t_cmp / max(t_split, 1e-9):.1f} (split includes parsing)")
@@ -154,8 +169,9 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="imgforge-bench-"))
     user, password = "bench", "bench-" + os.urandom(6).hex()
-    hashed = subprocess.run(["htpasswd", "-nbB", "-C", "5", user, password], check=True,
-                            capture_output=True, text=True).stdout.strip()
+    hashed = subprocess.run(
+        ["htpasswd", "-nbB", "-C", "5", user, password], check=True, capture_output=True, text=True
+    ).stdout.strip()
     (tmp / "htpasswd").write_text(hashed + "\n")
     reg = _start_registry(tmp, {"htpasswd": {"realm": "bench", "path": str(tmp / "htpasswd")}}, user, password)
     front = paging_front(reg)
@@ -181,12 +197,27 @@ def main() -> None:
         imgforge_bin = str(Path(sys.executable).with_name("imgforge"))
 
         def imgforge_cli():
-            subprocess.run([imgforge_bin, "tags", "site", "--json", "--root", str(catalog)], env=env,
-                           check=True, capture_output=True)
+            subprocess.run(
+                [imgforge_bin, "tags", "site", "--json", "--root", str(catalog)],
+                env=env,
+                check=True,
+                capture_output=True,
+            )
 
         def skopeo(host: str):
-            out = subprocess.run(["skopeo", "list-tags", "--tls-verify=false", "--creds", f"{user}:{password}",
-                                  f"docker://{host}/{repo}"], check=True, capture_output=True, text=True).stdout
+            out = subprocess.run(
+                [
+                    "skopeo",
+                    "list-tags",
+                    "--tls-verify=false",
+                    "--creds",
+                    f"{user}:{password}",
+                    f"docker://{host}/{repo}",
+                ],
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout
             assert out.count('"v') == args.tags
             return out
 

@@ -37,9 +37,10 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Mapping
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import requests
@@ -311,10 +312,19 @@ class Client:
     def close(self) -> None:
         self._session.close()
 
-    def request(self, method: str, url: str, *, params: Mapping[str, Any] | None = None,
-                headers: Mapping[str, str] | None = None, json: Any = None,
-                auth: requests.auth.AuthBase | tuple[str, str] | None = None, max_body: int = MAX_JSON,
-                retry: Retry | None = None, redirects: int = 0) -> Answer:
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+        json: Any = None,
+        auth: requests.auth.AuthBase | tuple[str, str] | None = None,
+        max_body: int = MAX_JSON,
+        retry: Retry | None = None,
+        redirects: int = 0,
+    ) -> Answer:
         """One request, its answer read whole within the deadline and ``max_body`` bytes.
 
         ``redirects`` > 0 follows that many redirects; ``headers`` and ``auth`` only go along to
@@ -329,9 +339,17 @@ class Client:
                 return replace(answer, attempts=attempt)
             retry.sleep(retry.delay(answer, attempt))
 
-    def _follow(self, method: str, url: str, params: Mapping[str, Any] | None, headers: dict[str, str],
-                json: Any, auth: requests.auth.AuthBase | tuple[str, str] | None, max_body: int,
-                redirects: int) -> Answer:
+    def _follow(
+        self,
+        method: str,
+        url: str,
+        params: Mapping[str, Any] | None,
+        headers: dict[str, str],
+        json: Any,
+        auth: requests.auth.AuthBase | tuple[str, str] | None,
+        max_body: int,
+        redirects: int,
+    ) -> Answer:
         for _ in range(redirects + 1):
             answer = self._exchange(method, url, params, headers, json, auth, max_body)
             location = answer.headers.get("Location")
@@ -346,17 +364,33 @@ class Client:
             url, params = target, None
         return answer
 
-    def _exchange(self, method: str, url: str, params: Mapping[str, Any] | None, headers: Mapping[str, str],
-                  json: Any, auth: requests.auth.AuthBase | tuple[str, str] | None, max_body: int) -> Answer:
+    def _exchange(
+        self,
+        method: str,
+        url: str,
+        params: Mapping[str, Any] | None,
+        headers: Mapping[str, str],
+        json: Any,
+        auth: requests.auth.AuthBase | tuple[str, str] | None,
+        max_body: int,
+    ) -> Answer:
         watch = _Watchdog(self.deadline)
         token = _WATCH.set(watch)
         response: requests.Response | None = None
         try:
             proxies = {} if is_loopback(urlsplit(url).hostname or "") else requests.utils.get_environ_proxies(url)
             response = self._session.request(
-                method, url, params=params, headers=headers, json=json, auth=auth, proxies=proxies,
-                timeout=(min(self.connect, watch.remaining()), watch.remaining()), allow_redirects=False,
-                stream=True)
+                method,
+                url,
+                params=params,
+                headers=headers,
+                json=json,
+                auth=auth,
+                proxies=proxies,
+                timeout=(min(self.connect, watch.remaining()), watch.remaining()),
+                allow_redirects=False,
+                stream=True,
+            )
             body, truncated = _read_body(response, max_body)
         except TransportError:
             raise
@@ -369,8 +403,14 @@ class Client:
             watch.stop()
         if watch.fired:  # a close-delimited body cut by the watchdog looks complete: it is not
             raise TransportError("timeout", "the deadline passed", self.deadline)
-        return Answer(response.status_code, CaseInsensitiveDict(response.headers), response.url, body,
-                      dict(response.request.headers), truncated=truncated)
+        return Answer(
+            response.status_code,
+            CaseInsensitiveDict(response.headers),
+            response.url,
+            body,
+            dict(response.request.headers),
+            truncated=truncated,
+        )
 
 
 def _read_body(response: requests.Response, limit: int) -> tuple[bytes, bool]:
@@ -394,9 +434,19 @@ def _read_body(response: requests.Response, limit: int) -> tuple[bytes, bool]:
     raise TransportError("too_large", f"more than {cap} bytes", cap)
 
 
-_MARKERS = ("CERTIFICATE_VERIFY_FAILED", "certificate verify failed", "hostname mismatch", "WRONG_VERSION_NUMBER",
-            "Connection refused", "Connection reset", "No route to host", "Name or service not known",
-            "Temporary failure in name resolution", "Network is unreachable", "timed out")
+_MARKERS = (
+    "CERTIFICATE_VERIFY_FAILED",
+    "certificate verify failed",
+    "hostname mismatch",
+    "WRONG_VERSION_NUMBER",
+    "Connection refused",
+    "Connection reset",
+    "No route to host",
+    "Name or service not known",
+    "Temporary failure in name resolution",
+    "Network is unreachable",
+    "timed out",
+)
 
 
 def reason(e: BaseException) -> str:

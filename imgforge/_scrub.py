@@ -14,7 +14,7 @@ from __future__ import annotations
 import base64
 import json
 import re
-from typing import Iterable
+from collections.abc import Iterable
 from urllib.parse import quote
 
 from imgforge._http import Answer
@@ -26,7 +26,8 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u20
 _HEADER_LIKE = re.compile(
     r"(?i)\b(proxy-authorization|authorization|private-token|job-token|x-registry-auth|x-api-key|set-cookie|cookie)"
     r"""["']?\s*(?::|=|%3a)(?:\s|%20|\+)*["']?(?:(?:bearer|basic|token|negotiate|digest)(?:\s|%20|\+)+)?"""
-    r"""[^\s"',;&]+""")
+    r"""[^\s"',;&]+"""
+)
 _SCHEME_VALUE = re.compile(r"(?i)\b(bearer|basic)(\s+)[A-Za-z0-9._~+/=-]{8,}")
 _QUERY_SECRET = re.compile(r"(?i)\b(access_token|private_token|refresh_token|password|passwd|secret)=[^\s&\"',;]+")
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Mapping
+from collections.abc import Mapping
 from urllib.parse import urlsplit
 
 from imgforge.errors import ForgeError
@@ -20,8 +20,19 @@ from imgforge.forge.gitea import Gitea
 from imgforge.forge.github import GitHub
 from imgforge.forge.gitlab import GitLab
 
-__all__ = ["FORGES", "Forge", "ForgeUnauthorized", "DuplicateRequest", "OpenRequest", "RequestSpec",
-           "connect", "forge_class", "parse_remote", "redact_url", "resolve"]
+__all__ = [
+    "FORGES",
+    "DuplicateRequest",
+    "Forge",
+    "ForgeUnauthorized",
+    "OpenRequest",
+    "RequestSpec",
+    "connect",
+    "forge_class",
+    "parse_remote",
+    "redact_url",
+    "resolve",
+]
 
 FORGES: dict[str, type[Forge]] = {"gitlab": GitLab, "github": GitHub, "gitea": Gitea}
 ENV_KIND = "IMGFORGE_FORGE"
@@ -29,8 +40,13 @@ ENV_URL = "IMGFORGE_FORGE_URL"
 ENV_PROJECT = "IMGFORGE_FORGE_PROJECT"
 
 _SCP_LIKE = re.compile(r"^(?:[^@/]+@)?(?P<host>[^:/]+):(?P<path>(?!/).+)$")  # git@host:group/proj.git
-_HOST_HINTS = (("gitlab", "gitlab"), ("github", "github"), ("gitea", "gitea"), ("forgejo", "gitea"),
-               ("codeberg", "gitea"))
+_HOST_HINTS = (
+    ("gitlab", "gitlab"),
+    ("github", "github"),
+    ("gitea", "gitea"),
+    ("forgejo", "gitea"),
+    ("codeberg", "gitea"),
+)
 
 
 def forge_class(kind: str) -> type[Forge]:
@@ -71,8 +87,14 @@ def _project(path: str) -> str:
     return path[:-4] if path.endswith(".git") else path
 
 
-def resolve(kind: str | None = None, *, url: str | None = None, project: str | None = None,
-            remote_url: str | None = None, env: Mapping[str, str] | None = None) -> tuple[type[Forge], str, str]:
+def resolve(
+    kind: str | None = None,
+    *,
+    url: str | None = None,
+    project: str | None = None,
+    remote_url: str | None = None,
+    env: Mapping[str, str] | None = None,
+) -> tuple[type[Forge], str, str]:
     """(forge class, base URL, project) from arguments, then ``IMGFORGE_FORGE*`` variables, then
     the remote URL; no token needed (``--dry-run`` uses this to show the exact request body)."""
     env = os.environ if env is None else env
@@ -85,20 +107,28 @@ def resolve(kind: str | None = None, *, url: str | None = None, project: str | N
         prefix = urlsplit(url).path.strip("/")
         remote_path = urlsplit(redact_url(remote_url)).path.strip("/") if "://" in remote_url else derived[1]
         if prefix and remote_path.startswith(prefix + "/"):
-            project = _project(remote_path[len(prefix) + 1:])
+            project = _project(remote_path[len(prefix) + 1 :])
     if derived:
         url = url or derived[0]
         project = project or derived[1]
     if not url or not project:
         where = f"the remote {redact_url(remote_url)!r}" if remote_url else "no remote URL"
-        raise ForgeError(f"cannot tell the forge URL and project from {where}; pass --forge-url and "
-                         f"--project (or set {ENV_URL} and {ENV_PROJECT})")
+        raise ForgeError(
+            f"cannot tell the forge URL and project from {where}; pass --forge-url and "
+            f"--project (or set {ENV_URL} and {ENV_PROJECT})"
+        )
     return forge_class(kind or _guess_kind(url)), redact_url(url), project
 
 
-def connect(kind: str | None = None, *, url: str | None = None, project: str | None = None,
-            remote_url: str | None = None, env: Mapping[str, str] | None = None,
-            timeout: float | None = None) -> Forge:
+def connect(
+    kind: str | None = None,
+    *,
+    url: str | None = None,
+    project: str | None = None,
+    remote_url: str | None = None,
+    env: Mapping[str, str] | None = None,
+    timeout: float | None = None,
+) -> Forge:
     """The forge to talk to, with its token from the environment variables it names (``timeout``:
     seconds a whole request may take; default ``IMGFORGE_HTTP_TIMEOUT`` or 15)."""
     env = os.environ if env is None else env
@@ -114,5 +144,6 @@ def _guess_kind(url: str) -> str:
     for needle, kind in _HOST_HINTS:
         if needle in host:
             return kind
-    raise ForgeError(f"cannot tell which forge serves {host or url!r}; pass --forge gitlab|github|gitea "
-                     f"(or set {ENV_KIND})")
+    raise ForgeError(
+        f"cannot tell which forge serves {host or url!r}; pass --forge gitlab|github|gitea (or set {ENV_KIND})"
+    )

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import abc
 import logging
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import requests
 import requests.auth
@@ -74,8 +75,16 @@ class Forge(abc.ABC):
     noun: str = "pull request"  # what the forge calls a request, for messages
     token_envs: tuple[str, ...] = ()  # environment variables the token is read from, in order
 
-    def __init__(self, base_url: str, project: str, token: str, *, timeout: float | None = None,
-                 max_body: int = MAX_JSON, max_pages: int = MAX_PAGES):
+    def __init__(
+        self,
+        base_url: str,
+        project: str,
+        token: str,
+        *,
+        timeout: float | None = None,
+        max_body: int = MAX_JSON,
+        max_pages: int = MAX_PAGES,
+    ):
         """``timeout``: seconds a whole request may take (default ``IMGFORGE_HTTP_TIMEOUT`` or 15);
         ``max_body``: bytes of one JSON answer; ``max_pages``: pages of one listing."""
         if not token:
@@ -163,7 +172,8 @@ class Forge(abc.ABC):
                 if existing is None:
                     raise ForgeError(
                         f"{self.name} says a {self.noun} for branch {spec.source_branch!r} exists, "
-                        "but none is open; close or reopen it by hand") from None
+                        "but none is open; close or reopen it by hand"
+                    ) from None
         if existing.title == spec.title and _text(existing.body) == _text(spec.body):
             return existing, "unchanged"
         return self.update_request(existing, spec), "updated"
@@ -176,9 +186,15 @@ class Forge(abc.ABC):
     def _call(self, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None) -> Answer:
         """Every request to the forge: deadline, size cap, auth, and one translation of every failure."""
         try:
-            answer = self._http.request(method, self._url(path), json=json, params=params,
-                                        headers={"Accept": "application/json"},
-                                        auth=_HeaderAuth(self._auth_headers), max_body=self.max_body)
+            answer = self._http.request(
+                method,
+                self._url(path),
+                json=json,
+                params=params,
+                headers={"Accept": "application/json"},
+                auth=_HeaderAuth(self._auth_headers),
+                max_body=self.max_body,
+            )
         except TransportError as e:
             raise self._unreachable(e, method, path) from e
         if answer.status < 300:
@@ -190,8 +206,10 @@ class Forge(abc.ABC):
         if e.kind == "timeout":
             return ForgeError(f"{self.name} at {self.base_url} did not answer within {self.timeout:g}s ({where})")
         if e.kind == "too_large":
-            return ForgeError(f"{self.name} at {self.base_url} answered {where} with more than "
-                              f"{_http.size_text(e.limit)}; not reading it")
+            return ForgeError(
+                f"{self.name} at {self.base_url} answered {where} with more than "
+                f"{_http.size_text(e.limit)}; not reading it"
+            )
         return ForgeError(f"cannot reach {self.name} at {self.base_url}: {e.reason}")
 
     def _status_error(self, method: str, path: str, response: Answer) -> ForgeError:
@@ -199,20 +217,26 @@ class Forge(abc.ABC):
         detail = _scrub.error_detail(response, (self._token,), text_fallback=True)[1]
         where = f"{method} {self._show(path)}"
         if status == 401:
-            return ForgeUnauthorized(f"token rejected by {self.name} at {self.base_url} (401 on {where}); "
-                                     f"check {' / '.join(self.token_envs)}")
+            return ForgeUnauthorized(
+                f"token rejected by {self.name} at {self.base_url} (401 on {where}); "
+                f"check {' / '.join(self.token_envs)}"
+            )
         if status == 403:
-            return ForgeError(f"{self.name} refused {where} (403): the token lacks the permission"
-                              f"{': ' + detail if detail else ''}")
+            return ForgeError(
+                f"{self.name} refused {where} (403): the token lacks the permission{': ' + detail if detail else ''}"
+            )
         if status == 404:
-            return ForgeError(f"{self.name} project {self.project!r} not found at {self.base_url}, or not "
-                              f"visible to the token (404 on {where}); check the project path and the token's access")
+            return ForgeError(
+                f"{self.name} project {self.project!r} not found at {self.base_url}, or not "
+                f"visible to the token (404 on {where}); check the project path and the token's access"
+            )
         if status in (409, 422) and method == "POST" and self._is_duplicate(status, detail):
             return DuplicateRequest(f"{self.name}: a {self.noun} already exists ({status}: {detail})")
         if 300 <= status < 400:
             return ForgeError(f"{self.name} redirected {where} ({status}); is {self.base_url} the API host?")
-        return ForgeError(f"{self.name} at {self.base_url} answered {status} to {where}"
-                          + (f": {detail}" if detail else ""))
+        return ForgeError(
+            f"{self.name} at {self.base_url} answered {status} to {where}" + (f": {detail}" if detail else "")
+        )
 
     def _is_duplicate(self, status: int, detail: str) -> bool:
         """Whether a 409/422 answer to a create means "exists already" (each forge says it its way)."""
@@ -234,8 +258,9 @@ class Forge(abc.ABC):
                 return
         raise ForgeError(f"{self.name}: more than {self.max_pages} pages of open {self.noun}s; giving up")
 
-    def _next_page(self, response: Answer, url: str, query: dict[str, Any] | None
-                   ) -> tuple[str | None, dict[str, Any] | None]:
+    def _next_page(
+        self, response: Answer, url: str, query: dict[str, Any] | None
+    ) -> tuple[str | None, dict[str, Any] | None]:
         try:
             target = response.next_page(self.api_root)  # the token goes with it: same origin only
         except TransportError as e:

@@ -6,7 +6,8 @@ already exists for these targets" on a duplicate, and takes ``Authorization: tok
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from imgforge.forge.base import Forge, OpenRequest, RequestSpec, _json
 from imgforge.forge.github import parse_pull

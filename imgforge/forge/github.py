@@ -7,7 +7,8 @@ Failed" (with "A pull request already exists") on a duplicate, and takes a Beare
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 from urllib.parse import urlsplit
 
 from imgforge.forge.base import Forge, OpenRequest, RequestSpec, _json
@@ -32,8 +33,11 @@ class GitHub(Forge):
         return f"/repos/{self.project}/pulls"
 
     def _auth_headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self._token}", "Accept": "application/vnd.github+json",
-                "X-GitHub-Api-Version": "2022-11-28"}
+        return {
+            "Authorization": f"Bearer {self._token}",
+            "Accept": "application/vnd.github+json",
+            "X-GitHub-Api-Version": "2022-11-28",
+        }
 
     def _list_open(self) -> Iterator[dict[str, Any]]:
         return self._pages(self._pulls, {"state": "open", "per_page": 100})
@@ -43,8 +47,13 @@ class GitHub(Forge):
 
     @classmethod
     def create_payload(cls, spec: RequestSpec) -> dict[str, Any]:
-        return {"title": spec.title, "head": spec.source_branch, "base": spec.target_branch, "body": spec.body,
-                "maintainer_can_modify": True}
+        return {
+            "title": spec.title,
+            "head": spec.source_branch,
+            "base": spec.target_branch,
+            "body": spec.body,
+            "maintainer_can_modify": True,
+        }
 
     def _create(self, payload: dict[str, Any]) -> dict[str, Any]:
         return _json(self._call("POST", self._pulls, json=payload), self.name)
@@ -59,6 +68,11 @@ class GitHub(Forge):
 
 def parse_pull(item: dict[str, Any]) -> OpenRequest:
     """A pull request as GitHub returns it; Gitea (and Forgejo) copied the shape field for field."""
-    return OpenRequest(number=int(item["number"]), url=item.get("html_url") or "", title=item.get("title") or "",
-                       body=item.get("body") or "", source_branch=(item.get("head") or {}).get("ref", ""),
-                       target_branch=(item.get("base") or {}).get("ref", ""))
+    return OpenRequest(
+        number=int(item["number"]),
+        url=item.get("html_url") or "",
+        title=item.get("title") or "",
+        body=item.get("body") or "",
+        source_branch=(item.get("head") or {}).get("ref", ""),
+        target_branch=(item.get("base") or {}).get("ref", ""),
+    )

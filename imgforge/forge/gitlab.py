@@ -7,7 +7,8 @@ source branch, and takes the token in the ``PRIVATE-TOKEN`` header.
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 from urllib.parse import quote
 
 from imgforge.forge.base import Forge, OpenRequest, RequestSpec, _json
@@ -33,15 +34,25 @@ class GitLab(Forge):
         return self._pages(self._mrs, {"state": "opened", "per_page": 100})
 
     def _parse(self, item: dict[str, Any]) -> OpenRequest:
-        return OpenRequest(number=int(item["iid"]), url=item.get("web_url") or "", title=item.get("title") or "",
-                           body=item.get("description") or "", source_branch=item.get("source_branch") or "",
-                           target_branch=item.get("target_branch") or "")
+        return OpenRequest(
+            number=int(item["iid"]),
+            url=item.get("web_url") or "",
+            title=item.get("title") or "",
+            body=item.get("description") or "",
+            source_branch=item.get("source_branch") or "",
+            target_branch=item.get("target_branch") or "",
+        )
 
     @classmethod
     def create_payload(cls, spec: RequestSpec) -> dict[str, Any]:
         # remove_source_branch: the bot branch is deleted on merge, as Renovate's are
-        return {"source_branch": spec.source_branch, "target_branch": spec.target_branch, "title": spec.title,
-                "description": spec.body, "remove_source_branch": True}
+        return {
+            "source_branch": spec.source_branch,
+            "target_branch": spec.target_branch,
+            "title": spec.title,
+            "description": spec.body,
+            "remove_source_branch": True,
+        }
 
     def update_payload(self, spec: RequestSpec) -> dict[str, Any]:
         return {"title": spec.title, "description": spec.body}

@@ -18,8 +18,8 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 from urllib.parse import urlsplit
 
 from imgforge import _http, _scrub
@@ -76,8 +76,13 @@ class _Token:
 class RegistryAuth:
     """Authorization state for one registry: credentials, the scheme it wants, cached tokens."""
 
-    def __init__(self, credentials: Credentials | None, *, allow_plain_http_realm: bool = False,
-                 clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        credentials: Credentials | None,
+        *,
+        allow_plain_http_realm: bool = False,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.credentials = credentials
         self.scheme: str | None = None  # learned from the first challenge
         self._tokens: dict[str, _Token] = {}

@@ -16,8 +16,9 @@ import logging
 import os
 import re
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any
 from urllib.parse import urlsplit
 
 from imgforge import _http, _scrub
@@ -66,7 +67,7 @@ class Repository:
     name: str  # prplanit/sofmeright.com
 
     @classmethod
-    def parse(cls, image: str) -> "Repository":
+    def parse(cls, image: str) -> Repository:
         """``cr.pcfae.com/prplanit/x.com`` → (cr.pcfae.com, prplanit/x.com); ``nginx`` → Docker Hub."""
         image = image.split("@", 1)[0]
         first, sep, rest = image.partition("/")
@@ -106,11 +107,21 @@ class RegistryClient:
     distribution spec asks registries to accept), ``max_pages`` the pages of one tag listing.
     """
 
-    def __init__(self, registry: str, *, credentials: creds.Credentials | None | str = "lookup",
-                 timeout: float | tuple[float, float] | None = None, attempts: int = 4,
-                 backoff: float = 0.5, page_size: int = 100, scheme: str | None = None,
-                 sleep: Callable[[float], None] = time.sleep, max_json: int = MAX_JSON,
-                 max_manifest: int = MAX_MANIFEST, max_pages: int = MAX_PAGES):
+    def __init__(
+        self,
+        registry: str,
+        *,
+        credentials: creds.Credentials | str | None = "lookup",
+        timeout: float | tuple[float, float] | None = None,
+        attempts: int = 4,
+        backoff: float = 0.5,
+        page_size: int = 100,
+        scheme: str | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        max_json: int = MAX_JSON,
+        max_manifest: int = MAX_MANIFEST,
+        max_pages: int = MAX_PAGES,
+    ):
         self.registry = registry
         api_host = Repository(registry, "x").api_host
         self.scheme = scheme or default_scheme(api_host)
@@ -128,7 +139,7 @@ class RegistryClient:
     def __repr__(self) -> str:
         return f"RegistryClient({self.base!r}, auth={self.auth!r})"
 
-    def __enter__(self) -> "RegistryClient":
+    def __enter__(self) -> RegistryClient:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -198,9 +209,18 @@ class RegistryClient:
 
     # ----------------------------------------------------------------- the funnel
 
-    def _request(self, method: str, target: str, *, repo: str | None, scope: str,
-                 params: dict[str, Any] | None = None, headers: dict[str, str] | None = None,
-                 allow: Iterable[int] = (200,), max_body: int | None = None) -> Answer:
+    def _request(
+        self,
+        method: str,
+        target: str,
+        *,
+        repo: str | None,
+        scope: str,
+        params: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+        allow: Iterable[int] = (200,),
+        max_body: int | None = None,
+    ) -> Answer:
         """Send one API call: auth challenges, then the funnel's deadline, caps and retries."""
         url = target if "://" in target else self.base + target
         allow = tuple(allow)
@@ -211,9 +231,15 @@ class RegistryClient:
             if value:
                 hdrs["Authorization"] = value
             try:
-                r = self._http.request(method, url, params=params, headers=hdrs, retry=self._retry,
-                                       max_body=self.max_json if max_body is None else max_body,
-                                       redirects=_REDIRECTS)
+                r = self._http.request(
+                    method,
+                    url,
+                    params=params,
+                    headers=hdrs,
+                    retry=self._retry,
+                    max_body=self.max_json if max_body is None else max_body,
+                    redirects=_REDIRECTS,
+                )
             except TransportError as e:
                 raise self._unavailable(e, repo) from None
             if r.status == 401 and auth_answers < 2:
@@ -252,16 +278,18 @@ class RegistryClient:
             return BadRequest(f"{where} rejected the request: {detail or 'HTTP 400'}")
         if r.status == 429 or r.status >= 500:
             return RegistryUnavailable(
-                f"{where} answered HTTP {r.status} {r.attempts} times; giving up"
-                + (f" ({detail})" if detail else ""))
+                f"{where} answered HTTP {r.status} {r.attempts} times; giving up" + (f" ({detail})" if detail else "")
+            )
         return RegistryError(f"{where} answered HTTP {r.status}" + (f": {detail}" if detail else ""))
 
     def _rejected(self, repo: str | None) -> str:
         what = f"repository {repo} on registry {self.registry}" if repo else f"registry {self.registry}"
         if self.credentials is None:
             hint = creds.unsupported_reason(self.registry)
-            return (f"{what} needs credentials and none were found: set {creds.ENV_USER} and "
-                    f"{creds.ENV_PASSWORD} or `docker login {self.registry}`" + (f" ({hint})" if hint else ""))
+            return (
+                f"{what} needs credentials and none were found: set {creds.ENV_USER} and "
+                f"{creds.ENV_PASSWORD} or `docker login {self.registry}`" + (f" ({hint})" if hint else "")
+            )
         return f"credentials rejected for {what} (user '{self.credentials.username}' from {self.credentials.source})"
 
     def _where(self, repo: str | None) -> str:

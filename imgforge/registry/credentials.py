@@ -135,7 +135,7 @@ def _strip(name: str) -> str:
     name = name.strip().lower()
     for prefix in ("https://", "http://"):
         if name.startswith(prefix):
-            name = name[len(prefix):]
+            name = name[len(prefix) :]
     name = name.split("/", 1)[0] if not name.startswith("index.docker.io/v1") else "index.docker.io"
     return name
 

@@ -8,8 +8,8 @@ not guessed at, so a stray ``2024-01`` tag can never become "the highest version
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 import semver
 
@@ -32,7 +32,7 @@ class Version:
     def prefixed(self) -> bool:
         return self.tag[:1] in ("v", "V")
 
-    def __lt__(self, other: "Version") -> bool:
+    def __lt__(self, other: Version) -> bool:
         if self.semver != other.semver:
             return self.semver < other.semver
         return self.tag < other.tag

@@ -56,7 +56,7 @@ class FakeForge:
     def url(self) -> str:
         return f"http://127.0.0.1:{self._server.server_port}"
 
-    def start(self) -> "FakeForge":
+    def start(self) -> FakeForge:
         self._thread.start()
         return self
 
@@ -66,7 +66,7 @@ class FakeForge:
         if self.elsewhere is not None:
             self.elsewhere.stop()
 
-    def redirect_elsewhere(self) -> "Recorder":
+    def redirect_elsewhere(self) -> Recorder:
         """From now on, answer everything with a 302 to the same path on another loopback port."""
         self.elsewhere = Recorder()
         return self.elsewhere
@@ -87,12 +87,28 @@ class FakeForge:
         n = len(self.items) + 1
         web = f"{self.url}/{PROJECT}/{'-/merge_requests' if self.kind == 'gitlab' else 'pulls'}/{n}"
         if self.kind == "gitlab":
-            item = {"id": 1000 + n, "iid": n, "project_id": 7, "title": title, "description": body,
-                    "state": "opened", "source_branch": branch, "target_branch": target, "web_url": web}
+            item = {
+                "id": 1000 + n,
+                "iid": n,
+                "project_id": 7,
+                "title": title,
+                "description": body,
+                "state": "opened",
+                "source_branch": branch,
+                "target_branch": target,
+                "web_url": web,
+            }
         else:
-            item = {"id": 1000 + n, "number": n, "title": title, "body": body, "state": "open", "html_url": web,
-                    "head": {"ref": branch, "label": f"ops:{branch}"},
-                    "base": {"ref": target, "label": f"ops:{target}"}}
+            item = {
+                "id": 1000 + n,
+                "number": n,
+                "title": title,
+                "body": body,
+                "state": "open",
+                "html_url": web,
+                "head": {"ref": branch, "label": f"ops:{branch}"},
+                "base": {"ref": target, "label": f"ops:{target}"},
+            }
         self.items[n] = item
         return item
 
@@ -103,15 +119,23 @@ class FakeForge:
         return item["description"] if self.kind == "gitlab" else item["body"]
 
     def authorized(self, headers) -> bool:
-        expected = {"gitlab": ("PRIVATE-TOKEN", TOKEN), "github": ("Authorization", f"Bearer {TOKEN}"),
-                    "gitea": ("Authorization", f"token {TOKEN}")}[self.kind]
+        expected = {
+            "gitlab": ("PRIVATE-TOKEN", TOKEN),
+            "github": ("Authorization", f"Bearer {TOKEN}"),
+            "gitea": ("Authorization", f"token {TOKEN}"),
+        }[self.kind]
         return headers.get(expected[0]) == expected[1]
 
     def branch_pushed(self, branch: str) -> bool:
         if self.remote is None:
             return True
-        return subprocess.run(["git", "-C", str(self.remote), "rev-parse", "--verify", "--quiet",
-                               f"refs/heads/{branch}"], capture_output=True).returncode == 0
+        return (
+            subprocess.run(
+                ["git", "-C", str(self.remote), "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}"],
+                capture_output=True,
+            ).returncode
+            == 0
+        )
 
 
 class _Loopback:
@@ -172,8 +196,9 @@ def _echo(mode: str, data, headers) -> tuple[str, bytes]:
         bare = [v.split(" ", 1)[-1] for v in sent.values()]
         return "application/json", json.dumps({**data, "message": f"invalid token {' '.join(bare)}"}).encode()
     echoed = ", ".join(f"{k}: {v}" for k, v in sent.items())
-    return "application/json", json.dumps({**data, "message": f"{data.get('message')} (request had {echoed})",
-                                           "request_headers": sent}).encode()
+    return "application/json", json.dumps(
+        {**data, "message": f"{data.get('message')} (request had {echoed})", "request_headers": sent}
+    ).encode()
 
 
 def _handler(forge: FakeForge):
@@ -206,9 +231,11 @@ def _handler(forge: FakeForge):
                 return
             match = ROUTES[forge.kind].match(parts.path)
             if not forge.authorized(self.headers):
-                msg = {"gitlab": {"message": "401 Unauthorized"},
-                       "github": {"message": "Bad credentials", "documentation_url": "https://docs.github.com/rest"},
-                       "gitea": {"message": "token is required", "url": f"{forge.url}/api/swagger"}}[forge.kind]
+                msg = {
+                    "gitlab": {"message": "401 Unauthorized"},
+                    "github": {"message": "Bad credentials", "documentation_url": "https://docs.github.com/rest"},
+                    "gitea": {"message": "token is required", "url": f"{forge.url}/api/swagger"},
+                }[forge.kind]
                 return self._send(401, msg)
             wanted = quote(PROJECT, safe="") if forge.kind == "gitlab" else PROJECT
             if not match or match["project"] != wanted:
@@ -240,7 +267,7 @@ def _handler(forge: FakeForge):
             page = int(query.get("page", ["1"])[0])
             state = query.get("state", [""])[0]
             items = [i for i in forge.items.values() if not state or i["state"] == state]
-            chunk = items[(page - 1) * size: page * size]
+            chunk = items[(page - 1) * size : page * size]
             headers = {"X-Total-Count" if forge.kind == "gitea" else "X-Total": str(len(items))}
             if page * size < len(items):
                 nxt = f"{urlsplit(self.path).path}?state={state}&{size_key}={size}&page={page + 1}"
@@ -258,8 +285,13 @@ def _handler(forge: FakeForge):
             else:
                 branch, target, body = payload["head"], payload["base"], payload.get("body", "")
             if not forge.branch_pushed(branch):
-                return self._send(422, {"message": "Validation Failed", "errors": [
-                    {"resource": "PullRequest", "field": "head", "code": "invalid"}]})
+                return self._send(
+                    422,
+                    {
+                        "message": "Validation Failed",
+                        "errors": [{"resource": "PullRequest", "field": "head", "code": "invalid"}],
+                    },
+                )
             if forge.race:
                 forge.race = False
                 forge._new(branch, target, "created by a concurrent run", "old body")
@@ -267,15 +299,32 @@ def _handler(forge: FakeForge):
             if dup:
                 n = dup[0].get("iid") or dup[0]["number"]
                 if forge.kind == "gitlab":
-                    return self._send(409, {"message": [
-                        f"Another open merge request already exists for this source branch: !{n}"]})
+                    return self._send(
+                        409, {"message": [f"Another open merge request already exists for this source branch: !{n}"]}
+                    )
                 if forge.kind == "github":
-                    return self._send(422, {"message": "Validation Failed", "errors": [
-                        {"resource": "PullRequest", "code": "custom",
-                         "message": f"A pull request already exists for ops:{branch}."}],
-                        "documentation_url": "https://docs.github.com/rest/pulls/pulls#create-a-pull-request"})
-                return self._send(409, {"message": f"pull request already exists for these targets [id: {n}, "
-                                                   f"head_branch: {branch}, base_branch: {target}]", "url": forge.url})
+                    return self._send(
+                        422,
+                        {
+                            "message": "Validation Failed",
+                            "errors": [
+                                {
+                                    "resource": "PullRequest",
+                                    "code": "custom",
+                                    "message": f"A pull request already exists for ops:{branch}.",
+                                }
+                            ],
+                            "documentation_url": "https://docs.github.com/rest/pulls/pulls#create-a-pull-request",
+                        },
+                    )
+                return self._send(
+                    409,
+                    {
+                        "message": f"pull request already exists for these targets [id: {n}, "
+                        f"head_branch: {branch}, base_branch: {target}]",
+                        "url": forge.url,
+                    },
+                )
             return self._send(201, forge._new(branch, target, payload["title"], body))
 
         def do_GET(self):
@@ -315,9 +364,17 @@ def fake_forge():
 @pytest.fixture
 def forge_env(monkeypatch):
     """Every token variable set to TOKEN; forge selection variables cleared."""
-    for name in ("IMGFORGE_GITLAB_TOKEN", "GITLAB_TOKEN", "IMGFORGE_GITHUB_TOKEN", "GITHUB_TOKEN",
-                 "IMGFORGE_GITEA_TOKEN", "GITEA_TOKEN", "IMGFORGE_FORGE", "IMGFORGE_FORGE_URL",
-                 "IMGFORGE_FORGE_PROJECT"):
+    for name in (
+        "IMGFORGE_GITLAB_TOKEN",
+        "GITLAB_TOKEN",
+        "IMGFORGE_GITHUB_TOKEN",
+        "GITHUB_TOKEN",
+        "IMGFORGE_GITEA_TOKEN",
+        "GITEA_TOKEN",
+        "IMGFORGE_FORGE",
+        "IMGFORGE_FORGE_URL",
+        "IMGFORGE_FORGE_PROJECT",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("GITLAB_TOKEN", TOKEN)
     monkeypatch.setenv("GITHUB_TOKEN", TOKEN)
@@ -326,6 +383,7 @@ def forge_env(monkeypatch):
 
 
 # ---- real git repos: a GitOps work tree cloned from a bare remote on disk --------------------------
+
 
 def git(cwd: Path, *args: str) -> str:
     proc = subprocess.run(["git", "-C", str(cwd), *args], capture_output=True, text=True)
@@ -433,10 +491,14 @@ def gitops_repo(tmp_path, build_file_tree, monkeypatch):
 
 def snapshot(work: Path, bare: Path) -> dict:
     """Everything imgforge must leave alone on failure: HEAD, index, work tree, local and remote refs."""
-    return {"head": git(work, "symbolic-ref", "-q", "HEAD"), "sha": git(work, "rev-parse", "HEAD"),
-            "status": git(work, "status", "--porcelain", "--untracked-files=all"),
-            "diff": git(work, "diff", "HEAD"), "local": git(work, "for-each-ref", "refs/heads"),
-            "remote": git(bare, "for-each-ref")}
+    return {
+        "head": git(work, "symbolic-ref", "-q", "HEAD"),
+        "sha": git(work, "rev-parse", "HEAD"),
+        "status": git(work, "status", "--porcelain", "--untracked-files=all"),
+        "diff": git(work, "diff", "HEAD"),
+        "local": git(work, "for-each-ref", "refs/heads"),
+        "remote": git(bare, "for-each-ref"),
+    }
 
 
 @pytest.fixture
@@ -450,6 +512,7 @@ def git_in():
 
 
 # ---- a fake registry: tags and manifest digests, the two calls `update` and the evidence make ----
+
 
 class FakeRegistry(_Loopback):
     def __init__(self):

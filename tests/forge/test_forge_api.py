@@ -29,27 +29,40 @@ def test_create_then_find_then_update(kind, fake_forge):
     fake = fake_forge(kind)
     forge = _client(kind, fake.url)
     created, action = forge.open_or_update(_spec())
-    assert action == "created" and created.number == 1 and created.source_branch == "imgforge/web-v1.0.0"
+    assert action == "created"
+    assert created.number == 1
+    assert created.source_branch == "imgforge/web-v1.0.0"
     method, path, headers, payload = fake.calls[-1]
     assert method == "POST"
     if kind == "gitlab":
         assert path == "/api/v4/projects/ops%2Fgitops/merge_requests"
-        assert headers["PRIVATE-TOKEN"] == TOKEN and "Authorization" not in headers
-        assert payload == {"source_branch": "imgforge/web-v1.0.0", "target_branch": "main", "title": created.title,
-                           "description": "first body", "remove_source_branch": True}
+        assert headers["PRIVATE-TOKEN"] == TOKEN
+        assert "Authorization" not in headers
+        assert payload == {
+            "source_branch": "imgforge/web-v1.0.0",
+            "target_branch": "main",
+            "title": created.title,
+            "description": "first body",
+            "remove_source_branch": True,
+        }
     elif kind == "github":
-        assert path == "/api/v3/repos/ops/gitops/pulls" and headers["Authorization"] == f"Bearer {TOKEN}"
+        assert path == "/api/v3/repos/ops/gitops/pulls"
+        assert headers["Authorization"] == f"Bearer {TOKEN}"
         assert (payload["head"], payload["base"], payload["body"]) == ("imgforge/web-v1.0.0", "main", "first body")
     else:
-        assert path == "/api/v1/repos/ops/gitops/pulls" and headers["Authorization"] == f"token {TOKEN}"
+        assert path == "/api/v1/repos/ops/gitops/pulls"
+        assert headers["Authorization"] == f"token {TOKEN}"
         assert payload == {"title": created.title, "head": "imgforge/web-v1.0.0", "base": "main", "body": "first body"}
 
     found = forge.find_open_request("imgforge/web-v1.0.0")
     assert found == created
     again, action = forge.open_or_update(_spec(body="first body"), found)
-    assert action == "unchanged" and again == found
+    assert action == "unchanged"
+    assert again == found
     updated, action = forge.open_or_update(_spec(body="second body"), found)
-    assert action == "updated" and updated.number == 1 and updated.body == "second body"
+    assert action == "updated"
+    assert updated.number == 1
+    assert updated.body == "second body"
     assert fake.calls[-1][0] == ("PUT" if kind == "gitlab" else "PATCH")
     assert len(fake.items) == 1
 
@@ -60,7 +73,9 @@ def test_duplicate_on_create_updates_the_existing_one(kind, fake_forge):
     fake.race = True
     forge = _client(kind, fake.url)
     request, action = forge.open_or_update(_spec(body="ours"))
-    assert action == "updated" and request.number == 1 and request.body == "ours"
+    assert action == "updated"
+    assert request.number == 1
+    assert request.body == "ours"
     statuses = [c[0] for c in fake.calls]
     assert statuses == ["POST", "GET", "PUT" if kind == "gitlab" else "PATCH"]
     assert len(fake.items) == 1
@@ -74,7 +89,9 @@ def test_pagination_reads_every_page(kind, fake_forge):
     fake.seed("imgforge/web-v2.0.0", body="mine")
     forge = _client(kind, fake.url)
     found = forge.find_open_request("imgforge/web-v2.0.0")
-    assert found is not None and found.number == 6 and found.body == "mine"
+    assert found is not None
+    assert found.number == 6
+    assert found.body == "mine"
     gets = [c for c in fake.calls if c[0] == "GET"]
     assert len(gets) == 3
     assert len(forge.open_requests("feature-")) == 5
@@ -96,9 +113,12 @@ def test_rejected_token_is_named_but_never_shown(kind, fake_forge):
     with pytest.raises(ForgeUnauthorized) as err:
         forge.find_open_request("x")
     message = str(err.value)
-    assert f"token rejected by {kind}" in message and fake.url in message
+    assert f"token rejected by {kind}" in message
+    assert fake.url in message
     assert CLASSES[kind].token_envs[0] in message
-    assert wrong not in message and wrong not in repr(forge) and err.value.exit_code == EXIT_FORGE
+    assert wrong not in message
+    assert wrong not in repr(forge)
+    assert err.value.exit_code == EXIT_FORGE
 
 
 def test_unknown_project_and_server_errors_are_explained(kind, fake_forge):
@@ -142,27 +162,35 @@ def test_timeout_is_a_clear_error():
             forge.find_open_request("x")
 
 
-@pytest.mark.parametrize("remote, expected", [
-    ("git@gitlab.example.com:ops/gitops.git", ("https://gitlab.example.com", "ops/gitops")),
-    ("ssh://git@gitlab.example.com:2222/ops/sub/gitops.git", ("https://gitlab.example.com", "ops/sub/gitops")),
-    ("https://oauth2:glpat-xyz@gitlab.example.com/ops/gitops.git", ("https://gitlab.example.com", "ops/gitops")),
-    ("http://127.0.0.1:3000/ops/gitops", ("http://127.0.0.1:3000", "ops/gitops")),
-    ("/srv/git/gitops.git", None),
-    ("file:///srv/git/gitops.git", None),
-])
+@pytest.mark.parametrize(
+    ("remote", "expected"),
+    [
+        ("git@gitlab.example.com:ops/gitops.git", ("https://gitlab.example.com", "ops/gitops")),
+        ("ssh://git@gitlab.example.com:2222/ops/sub/gitops.git", ("https://gitlab.example.com", "ops/sub/gitops")),
+        ("https://oauth2:glpat-xyz@gitlab.example.com/ops/gitops.git", ("https://gitlab.example.com", "ops/gitops")),
+        ("http://127.0.0.1:3000/ops/gitops", ("http://127.0.0.1:3000", "ops/gitops")),
+        ("/srv/git/gitops.git", None),
+        ("file:///srv/git/gitops.git", None),
+    ],
+)
 def test_parse_remote(remote, expected):
     assert parse_remote(remote) == expected
 
 
 def test_connect_derives_forge_from_the_remote_and_reads_the_token(forge_env):
     forge = connect(remote_url="git@github.com:ops/gitops.git")
-    assert isinstance(forge, GitHub) and forge.api_root == "https://api.github.com" and forge.project == "ops/gitops"
+    assert isinstance(forge, GitHub)
+    assert forge.api_root == "https://api.github.com"
+    assert forge.project == "ops/gitops"
     forge = connect(remote_url="https://user:glpat-xyz@gitlab.example.com/ops/gitops.git")
-    assert isinstance(forge, GitLab) and forge.base_url == "https://gitlab.example.com"
+    assert isinstance(forge, GitLab)
+    assert forge.base_url == "https://gitlab.example.com"
     assert "glpat-xyz" not in repr(forge)
-    forge = connect("gitea", url="https://git.example.com/forge",
-                    remote_url="https://git.example.com/forge/ops/gitops.git")
-    assert forge.api_root == "https://git.example.com/forge/api/v1" and forge.project == "ops/gitops"
+    forge = connect(
+        "gitea", url="https://git.example.com/forge", remote_url="https://git.example.com/forge/ops/gitops.git"
+    )
+    assert forge.api_root == "https://git.example.com/forge/api/v1"
+    assert forge.project == "ops/gitops"
     ghe = connect("github", remote_url="https://git.corp.example/ops/gitops.git")
     assert ghe.api_root == "https://git.corp.example/api/v3"
 

@@ -6,11 +6,11 @@ import json
 
 import pytest
 
+from imgforge import update
 from imgforge.cli import main
 from imgforge.config import load_catalog
 from imgforge.errors import EXIT_FORGE, EXIT_REFUSED
 from imgforge.forge.gitlab import GitLab
-from imgforge import evidence, update
 
 TOKEN = "glpat-s3cr3t-TOKEN-value-42"  # conftest.TOKEN
 IMAGE = "127.0.0.1:9/prplanit/web.example"
@@ -30,8 +30,18 @@ def cli(gitops_repo, make_catalog, fake_forge, forge_env):
         work, bare = gitops_repo(image)
         root = make_catalog(sites={"web": {"image": image, "tag": tag}})
         fake = fake_forge(kind, remote=bare)
-        args = ["--repo", str(work), "--root", str(root), "--forge", kind, "--forge-url", fake.url,
-                "--project", "ops/gitops"]
+        args = [
+            "--repo",
+            str(work),
+            "--root",
+            str(root),
+            "--forge",
+            kind,
+            "--forge-url",
+            fake.url,
+            "--project",
+            "ops/gitops",
+        ]
         return work, bare, fake, args
 
     return make
@@ -43,21 +53,29 @@ def test_dry_run_shows_everything_and_changes_nothing(capsys, cli, snap):
     code, out, err = run(capsys, "pr", "web", *args, "--dry-run")
     assert code == 0, err
     assert "branch: imgforge/web-v0.0.3 (from main at " in out
-    assert f"chore(image): update {IMAGE} to v0.0.3" in out and "Generated-By: imgforge" in out
+    assert f"chore(image): update {IMAGE} to v0.0.3" in out
+    assert "Generated-By: imgforge" in out
     assert f"+          image: {IMAGE}:v0.0.3  # pinned by hand" in out
-    assert "-            - containerPort: 80" in out and "+            - containerPort: 8080" in out
-    body = json.loads(out[out.index("request body (gitlab):") + len("request body (gitlab):"):])
-    assert body["source_branch"] == "imgforge/web-v0.0.3" and body["target_branch"] == "main"
+    assert "-            - containerPort: 80" in out
+    assert "+            - containerPort: 8080" in out
+    body = json.loads(out[out.index("request body (gitlab):") + len("request body (gitlab):") :])
+    assert body["source_branch"] == "imgforge/web-v0.0.3"
+    assert body["target_branch"] == "main"
     assert "| web (`web-site`)" in body["description"]
-    assert snap(work, bare) == before and fake.calls == [] and TOKEN not in out + err
+    assert snap(work, bare) == before
+    assert fake.calls == []
+    assert TOKEN not in out + err
 
 
 def test_dry_run_json(capsys, cli):
     work, bare, fake, args = cli("github")
     code, out, _ = run(capsys, "pr", "web", *args, "--dry-run", "--json")
     data = json.loads(out)
-    assert code == 0 and data["action"] == "dry-run" and data["payload"]["head"] == "imgforge/web-v0.0.3"
-    assert data["evidence"]["verified"] is False and data["diff"].startswith("--- a/")
+    assert code == 0
+    assert data["action"] == "dry-run"
+    assert data["payload"]["head"] == "imgforge/web-v0.0.3"
+    assert data["evidence"]["verified"] is False
+    assert data["diff"].startswith("--- a/")
 
 
 def test_pr_prints_the_request_and_never_the_token(capsys, cli, git_in):
@@ -66,7 +84,9 @@ def test_pr_prints_the_request_and_never_the_token(capsys, cli, git_in):
     assert code == 0, err
     assert f"web: created pull request {fake.url}/ops/gitops/pulls/1 (imgforge/web-v0.0.3 -> main, pushed" in out
     code, out2, err2 = run(capsys, "pr", "web", *args, "--run-ci")
-    assert code == 0 and "web: updated pull request" in out2 and len(fake.items) == 1
+    assert code == 0
+    assert "web: updated pull request" in out2
+    assert len(fake.items) == 1
     assert "[skip ci]" not in git_in(bare, "log", "-1", "--format=%B", "imgforge/web-v0.0.3")
     history = git_in(bare, "log", "--all", "--format=%B")
     assert TOKEN not in out + err + out2 + err2 + history + json.dumps(fake.items)
@@ -78,25 +98,30 @@ def test_rejected_token_exit_code_and_message(capsys, cli, monkeypatch, snap):
     before = snap(work, bare)
     code, out, err = run(capsys, "pr", "web", *args)
     assert code == EXIT_FORGE
-    assert err.startswith("error: token rejected by gitlab at http://127.0.0.1:") and "GITLAB_TOKEN" in err
-    assert "glpat-WRONG" not in out + err and snap(work, bare) == before
+    assert err.startswith("error: token rejected by gitlab at http://127.0.0.1:")
+    assert "GITLAB_TOKEN" in err
+    assert "glpat-WRONG" not in out + err
+    assert snap(work, bare) == before
 
 
 def test_missing_token_names_the_variables(capsys, cli, monkeypatch):
     work, bare, fake, args = cli("github")
     monkeypatch.delenv("GITHUB_TOKEN")
     code, _, err = run(capsys, "pr", "web", *args)
-    assert code == EXIT_FORGE and "no github token: set IMGFORGE_GITHUB_TOKEN or GITHUB_TOKEN" in err
+    assert code == EXIT_FORGE
+    assert "no github token: set IMGFORGE_GITHUB_TOKEN or GITHUB_TOKEN" in err
 
 
 def test_dirty_tree_exit_code(capsys, cli):
     work, bare, fake, args = cli("gitlab")
     (work / "fluxcd/apps/base/web-site/service.yaml").write_text("oops\n")
     code, _, err = run(capsys, "pr", "web", *args)
-    assert code == EXIT_REFUSED and "uncommitted changes" in err
+    assert code == EXIT_REFUSED
+    assert "uncommitted changes" in err
 
 
 # ---- update: GitOps tag vs the registry's highest release --------------------------------------
+
 
 @pytest.fixture
 def loop(gitops_repo, make_catalog, fake_forge, fake_registry):
@@ -118,47 +143,87 @@ def test_update_proposes_the_highest_release_of_the_same_major(loop):
     registry.tags[REPO] = ["latest", "dev-1a2b3c4d", "v0.0.1", "v0.0.2", "v0.0.9", "v0.0.10-rc.1", "v1.0.0"]
     [row] = update.update_sites(catalog, ["web"], work, forge=forge)
     assert (row.current, row.latest, row.target, row.status) == ("v0.0.2", "v1.0.0", "v0.0.9", "created")
-    assert "v0.0.9; major v1.0.0 needs --allow-major" in row.detail and row.url.endswith("/merge_requests/1")
+    assert "v0.0.9; major v1.0.0 needs --allow-major" in row.detail
+    assert row.url.endswith("/merge_requests/1")
     assert fake.branch(fake.items[1]) == "imgforge/web-v0.0.9"
 
     [row] = update.update_sites(catalog, ["web"], work, forge=forge, allow_major=True)
-    assert (row.target, row.status) == ("v1.0.0", "created") and "closed 1 superseded request(s)" in row.detail
+    assert (row.target, row.status) == ("v1.0.0", "created")
+    assert "closed 1 superseded request(s)" in row.detail
     assert [fake.branch(i) for i in fake.open_items()] == ["imgforge/web-v1.0.0"]
     [row] = update.update_sites(catalog, ["web"], work, forge=forge, allow_major=True)
-    assert row.status == "unchanged" and len(fake.items) == 2
+    assert row.status == "unchanged"
+    assert len(fake.items) == 2
 
 
-@pytest.mark.parametrize("tags, status", [
-    (["v0.0.2", "latest"], "up to date"),
-    (["v0.0.1"], "ahead"),
-    (["v1.0.0"], "major"),
-    (["latest", "dev-1a2b3c4d"], "no release"),
-])
+@pytest.mark.parametrize(
+    ("tags", "status"),
+    [
+        (["v0.0.2", "latest"], "up to date"),
+        (["v0.0.1"], "ahead"),
+        (["v1.0.0"], "major"),
+        (["latest", "dev-1a2b3c4d"], "no release"),
+    ],
+)
 def test_update_says_why_nothing_is_opened(loop, tags, status):
     catalog, work, registry, fake, forge, made = loop
     registry.tags[REPO] = tags
     [row] = update.update_sites(catalog, ["web"], work, forge=forge)
-    assert row.status == status and row.target is None and row.detail
-    assert made == [] and fake.calls == []  # no request needed: the forge is never even connected
+    assert row.status == status
+    assert row.target is None
+    assert row.detail
+    assert made == []
+    assert fake.calls == []
 
 
 def test_update_cli_summary_and_json(capsys, loop, forge_env, monkeypatch):
     catalog, work, registry, fake, forge, made = loop
     registry.tags[REPO] = ["v0.0.2", "v0.0.3"]
-    args = ["update", "--all", "--repo", str(work), "--root", str(catalog.root), "--forge", "gitlab",
-            "--forge-url", fake.url, "--project", "ops/gitops"]
+    args = [
+        "update",
+        "--all",
+        "--repo",
+        str(work),
+        "--root",
+        str(catalog.root),
+        "--forge",
+        "gitlab",
+        "--forge-url",
+        fake.url,
+        "--project",
+        "ops/gitops",
+    ]
     code, out, err = run(capsys, *args, "--json")
     assert code == 0, err
     [row] = json.loads(out)
-    assert row["site"] == "web" and row["current"] == "v0.0.2" and row["latest"] == "v0.0.3"
+    assert row["site"] == "web"
+    assert row["current"] == "v0.0.2"
+    assert row["latest"] == "v0.0.3"
     assert row["status"] == "created"
     code, out, err = run(capsys, *args)
-    assert code == 0 and "unchanged" in out and "v0.0.3" in out and TOKEN not in out + err
+    assert code == 0
+    assert "unchanged" in out
+    assert "v0.0.3" in out
+    assert TOKEN not in out + err
 
 
 def test_update_reports_a_failing_site_and_exits_with_its_code(capsys, loop, forge_env):
     catalog, work, registry, fake, forge, made = loop  # no tags listed: the registry answers 404
-    args = ["update", "web", "--repo", str(work), "--root", str(catalog.root), "--forge", "gitlab",
-            "--forge-url", fake.url, "--project", "ops/gitops"]
+    args = [
+        "update",
+        "web",
+        "--repo",
+        str(work),
+        "--root",
+        str(catalog.root),
+        "--forge",
+        "gitlab",
+        "--forge-url",
+        fake.url,
+        "--project",
+        "ops/gitops",
+    ]
     code, out, err = run(capsys, *args)
-    assert code == 7 and "error" in out and f"update failed for 1 site(s): web: repository {REPO} not found" in err
+    assert code == 7
+    assert "error" in out
+    assert f"update failed for 1 site(s): web: repository {REPO} not found" in err

@@ -10,12 +10,12 @@ import subprocess
 
 import pytest
 
+from imgforge import evidence, update
 from imgforge.config import load_catalog
 from imgforge.errors import ForgeError, GitopsError
 from imgforge.forge.gitea import Gitea
 from imgforge.forge.github import GitHub
 from imgforge.forge.gitlab import GitLab
-from imgforge import evidence, update
 from imgforge.gitops.branch import DirtyWorkTree, ForeignCommits
 
 TOKEN = "glpat-s3cr3t-TOKEN-value-42"  # conftest.TOKEN
@@ -48,9 +48,15 @@ def test_pr_is_created_with_commit_table_and_evidence(kind, setup, git_in, snap)
     """
     image = IMAGE
     digest, image_id = "sha256:" + "ab" * 32, "sha256:" + "cd" * 32
-    report = {"site": "web", "image": f"{image}:v0.0.3", "ok": True, "checks": [
-        {"name": "runs-as-uid", "ok": True, "detail": "uid 100"},
-        {"name": "http-200", "ok": True, "detail": "GET / -> 200"}]}
+    report = {
+        "site": "web",
+        "image": f"{image}:v0.0.3",
+        "ok": True,
+        "checks": [
+            {"name": "runs-as-uid", "ok": True, "detail": "uid 100"},
+            {"name": "http-200", "ok": True, "detail": "GET / -> 200"},
+        ],
+    }
 
     def given_evidence(site, tag):
         return evidence.Evidence(f"{site.image}:{tag}", digest=digest, image_id=image_id, report=report)
@@ -60,50 +66,67 @@ def test_pr_is_created_with_commit_table_and_evidence(kind, setup, git_in, snap)
 
     result = update.open_or_update_pr(catalog, catalog.site("web"), work, forge=forge, evidence=given_evidence)
 
-    assert result.action == "created" and result.pushed and result.branch == "imgforge/web-v0.0.3"
+    assert result.action == "created"
+    assert result.pushed
+    assert result.branch == "imgforge/web-v0.0.3"
     branch = "refs/heads/imgforge/web-v0.0.3"
     assert git_in(bare, "rev-parse", branch) == result.commit
     assert git_in(bare, "rev-parse", f"{branch}~1") == git_in(bare, "rev-parse", "refs/heads/main")
     message = git_in(bare, "log", "-1", "--format=%B", branch)
     assert message.splitlines()[0] == f"chore(image): update {image} to v0.0.3"
-    assert "[skip ci]" in message and message.rstrip().endswith("Generated-By: imgforge")
+    assert "[skip ci]" in message
+    assert message.rstrip().endswith("Generated-By: imgforge")
     assert git_in(bare, "log", "-1", "--format=%(trailers:key=Generated-By,valueonly)", branch).strip() == "imgforge"
     assert git_in(bare, "log", "-1", "--format=%an <%ae>", branch) == "Dev Eloper <dev@example.com>"
     patch = _show(git_in, bare, branch, f"{OVERLAY}/deployment-patch.yaml")
-    assert f"image: {image}:v0.0.3  # pinned by hand" in patch and "runAsUser: 100" in patch
+    assert f"image: {image}:v0.0.3  # pinned by hand" in patch
+    assert "runAsUser: 100" in patch
     assert "containerPort: 8080" in _show(git_in, bare, branch, "fluxcd/apps/base/web-site/deployment.yaml")
     assert sorted(git_in(bare, "diff", "--name-only", f"{branch}~1", branch).split()) == [
-        "fluxcd/apps/base/web-site/deployment.yaml", f"{OVERLAY}/deployment-patch.yaml"]
+        "fluxcd/apps/base/web-site/deployment.yaml",
+        f"{OVERLAY}/deployment-patch.yaml",
+    ]
 
     rendered = _render_branch(bare, branch, work.parent / "check")
-    assert f"image: {image}:v0.0.3" in rendered and rendered.count("containerPort:") == 1
-    assert "containerPort: 8080" in rendered and "runAsNonRoot: true" in rendered
+    assert f"image: {image}:v0.0.3" in rendered
+    assert rendered.count("containerPort:") == 1
+    assert "containerPort: 8080" in rendered
+    assert "runAsNonRoot: true" in rendered
 
     assert len(fake.items) == 1
     item = fake.items[1]
     body = fake.body(item)
-    assert fake.branch(item) == "imgforge/web-v0.0.3" and item["title"] == message.splitlines()[0]
+    assert fake.branch(item) == "imgforge/web-v0.0.3"
+    assert item["title"] == message.splitlines()[0]
     assert f"| web (`web-site`) | `{image}` | `v0.0.2` → `v0.0.3` |" in body
-    assert "80 → 8080" in body and "`pod runAsNonRoot: true`" in body
-    assert f"Image digest: `{digest}`" in body and f"of image `{image_id}`: **passed** (2/2 checks)" in body
-    assert "| http-200 | ok | GET / -> 200 |" in body and "Not verified" not in body
-    assert "<!-- imgforge:site=web -->" in body and "```diff" in body
+    assert "80 → 8080" in body
+    assert "`pod runAsNonRoot: true`" in body
+    assert f"Image digest: `{digest}`" in body
+    assert f"of image `{image_id}`: **passed** (2/2 checks)" in body
+    assert "| http-200 | ok | GET / -> 200 |" in body
+    assert "Not verified" not in body
+    assert "<!-- imgforge:site=web -->" in body
+    assert "```diff" in body
     after = snap(work, bare)
     assert {k: v for k, v in after.items() if k != "remote"} == {k: v for k, v in before.items() if k != "remote"}
 
 
 def _render_branch(bare, branch: str, dest) -> str:
-    subprocess.run(["git", "clone", "-q", "--branch", branch.removeprefix("refs/heads/"), str(bare), str(dest)],
-                   check=True)
-    return subprocess.run(["kubectl", "kustomize", str(dest / OVERLAY)], check=True, capture_output=True,
-                          text=True).stdout
+    subprocess.run(
+        ["git", "clone", "-q", "--branch", branch.removeprefix("refs/heads/"), str(bare), str(dest)], check=True
+    )
+    return subprocess.run(
+        ["kubectl", "kustomize", str(dest / OVERLAY)], check=True, capture_output=True, text=True
+    ).stdout
 
 
 def test_unverified_image_is_said_clearly(setup):
     catalog, work, bare, fake, forge = setup("gitea")
     update.open_or_update_pr(catalog, catalog.site("web"), work, forge=forge)
     body = fake.body(fake.items[1])
-    assert "**Not verified**" in body and "registry digest unknown" in body and "Image digest: unknown" in body
+    assert "**Not verified**" in body
+    assert "registry digest unknown" in body
+    assert "Image digest: unknown" in body
 
 
 def test_second_run_refreshes_instead_of_duplicating(kind, setup, git_in, make_catalog):
@@ -112,16 +135,22 @@ def test_second_run_refreshes_instead_of_duplicating(kind, setup, git_in, make_c
     posts = [c for c in fake.calls if c[0] == "POST"]
 
     again = update.open_or_update_pr(catalog, catalog.site("web"), work, forge=forge)
-    assert again.action == "unchanged" and not again.pushed and again.commit == first.commit
-    assert len(fake.items) == 1 and [c for c in fake.calls if c[0] == "POST"] == posts
+    assert again.action == "unchanged"
+    assert not again.pushed
+    assert again.commit == first.commit
+    assert len(fake.items) == 1
+    assert [c for c in fake.calls if c[0] == "POST"] == posts
 
     # the catalog changes (another UID): the same branch is rebuilt, force-pushed, the request updated
     catalog = load_catalog(make_catalog(sites={"web": {"image": IMAGE, "tag": "v0.0.3", "uid": 10000}}))
     third = update.open_or_update_pr(catalog, catalog.site("web"), work, forge=forge)
-    assert third.action == "updated" and third.pushed and third.request.number == 1
+    assert third.action == "updated"
+    assert third.pushed
+    assert third.request.number == 1
     assert git_in(bare, "rev-parse", "refs/heads/imgforge/web-v0.0.3") == third.commit != first.commit
     assert "runAsUser: 10000" in _show(git_in, bare, third.commit, f"{OVERLAY}/deployment-patch.yaml")
-    assert len(fake.items) == 1 and "runAsUser: 10000" in fake.body(fake.items[1])
+    assert len(fake.items) == 1
+    assert "runAsUser: 10000" in fake.body(fake.items[1])
 
 
 def test_new_tag_supersedes_the_sites_older_request(setup, make_catalog):
@@ -129,7 +158,8 @@ def test_new_tag_supersedes_the_sites_older_request(setup, make_catalog):
     fake.seed("feature/unrelated", body="not ours")
     old = update.open_or_update_pr(catalog, catalog.site("web"), work, forge=forge)
     newer = update.open_or_update_pr(catalog, catalog.site("web"), work, forge=forge, tag="v0.0.4")
-    assert newer.action == "created" and newer.branch == "imgforge/web-v0.0.4"
+    assert newer.action == "created"
+    assert newer.branch == "imgforge/web-v0.0.4"
     assert [r.number for r in newer.superseded] == [old.request.number]
     assert [fake.branch(i) for i in fake.open_items()] == ["feature/unrelated", "imgforge/web-v0.0.4"]
 
@@ -145,8 +175,11 @@ def test_branch_with_foreign_commits_stops(setup, git_in, snap, tmp_path):
     git_in(human, "push", "-q", "origin", "imgforge/web-v0.0.3")
     before, calls = snap(work, bare), len(fake.calls)
 
-    with pytest.raises(ForeignCommits, match=r"1 commit\(s\) not made by imgforge \([0-9a-f]{8} Dev Eloper: "
-                                             r"docs: note the review\).*will not overwrite"):
+    with pytest.raises(
+        ForeignCommits,
+        match=r"1 commit\(s\) not made by imgforge \([0-9a-f]{8} Dev Eloper: "
+        r"docs: note the review\).*will not overwrite",
+    ):
         update.open_or_update_pr(catalog, catalog.site("web"), work, forge=forge)
     assert snap(work, bare) == before
     assert [c[0] for c in fake.calls[calls:]] == ["GET"]  # only the lookup: nothing created or edited
@@ -158,7 +191,8 @@ def test_dirty_work_tree_is_refused(setup, snap):
     before = snap(work, bare)
     with pytest.raises(DirtyWorkTree, match=r"uncommitted changes \(.*deployment-patch.yaml\); commit or stash"):
         update.open_or_update_pr(catalog, catalog.site("web"), work, forge=forge)
-    assert snap(work, bare) == before and fake.calls == []
+    assert snap(work, bare) == before
+    assert fake.calls == []
 
 
 def test_push_rejected_by_the_remote(setup, snap):
@@ -167,11 +201,15 @@ def test_push_rejected_by_the_remote(setup, snap):
     hook.write_text("#!/bin/sh\necho 'policy: bot branches need approval' >&2\nexit 1\n")
     hook.chmod(0o755)
     before = snap(work, bare)
-    with pytest.raises(GitopsError, match=r"push of 'imgforge/web-v0.0.3' to 'origin' .* was rejected: "
-                                          r".*policy: bot branches need approval"):
+    with pytest.raises(
+        GitopsError,
+        match=r"push of 'imgforge/web-v0.0.3' to 'origin' .* was rejected: "
+        r".*policy: bot branches need approval",
+    ):
         update.open_or_update_pr(catalog, catalog.site("web"), work, forge=forge)
     assert snap(work, bare) == before
-    assert [c[0] for c in fake.calls] == ["GET"] and fake.items == {}
+    assert [c[0] for c in fake.calls] == ["GET"]
+    assert fake.items == {}
 
 
 def test_forge_down_changes_nothing(setup, snap):
@@ -189,7 +227,8 @@ def test_forge_failing_after_the_push_takes_the_push_back(kind, setup, snap):
     before = snap(work, bare)
     with pytest.raises(ForgeError, match=r"answered 500 to POST"):
         update.open_or_update_pr(catalog, catalog.site("web"), work, forge=forge)
-    assert snap(work, bare) == before and fake.items == {}
+    assert snap(work, bare) == before
+    assert fake.items == {}
 
 
 def test_already_deployed_tag_needs_no_request(setup, make_catalog, git_in):
@@ -197,7 +236,9 @@ def test_already_deployed_tag_needs_no_request(setup, make_catalog, git_in):
     first = update.open_or_update_pr(catalog, catalog.site("web"), work, forge=forge)
     git_in(bare, "update-ref", "refs/heads/main", first.commit)  # "merged"
     again = update.open_or_update_pr(catalog, catalog.site("web"), work, forge=forge)
-    assert again.action == "up-to-date" and again.request is None and len(fake.items) == 1
+    assert again.action == "up-to-date"
+    assert again.request is None
+    assert len(fake.items) == 1
 
 
 def test_failed_update_puts_the_previous_branch_back(setup, make_catalog, git_in, snap):
@@ -211,7 +252,8 @@ def test_failed_update_puts_the_previous_branch_back(setup, make_catalog, git_in
     with pytest.raises(ForgeError, match=patch):
         update.open_or_update_pr(catalog, catalog.site("web"), work, forge=forge)
     assert git_in(bare, "rev-parse", "refs/heads/imgforge/web-v0.0.3") == first.commit
-    assert snap(work, bare) == before and fake.body(fake.items[1]) == first.body
+    assert snap(work, bare) == before
+    assert fake.body(fake.items[1]) == first.body
 
 
 def test_branch_is_rebuilt_when_the_default_branch_moves(setup, git_in, tmp_path):
@@ -225,7 +267,9 @@ def test_branch_is_rebuilt_when_the_default_branch_moves(setup, git_in, tmp_path
     git_in(other, "push", "-q", "origin", "main")
 
     again = update.open_or_update_pr(catalog, catalog.site("web"), work, forge=forge)
-    assert again.pushed and again.action == "updated" and again.commit != first.commit
+    assert again.pushed
+    assert again.action == "updated"
+    assert again.commit != first.commit
     assert git_in(bare, "rev-parse", f"{again.commit}~1") == git_in(bare, "rev-parse", "refs/heads/main")
     assert git_in(bare, "rev-list", "--count", "refs/heads/main..refs/heads/imgforge/web-v0.0.3") == "1"
     assert len(fake.items) == 1
@@ -237,4 +281,6 @@ def test_commit_falls_back_to_imgforge_identity(setup, git_in, monkeypatch):
     for var in ("GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_COMMITTER_NAME", "GIT_COMMITTER_EMAIL", "EMAIL"):
         monkeypatch.delenv(var, raising=False)
     result = update.open_or_update_pr(catalog, catalog.site("web"), work, forge=forge)
-    assert git_in(bare, "log", "-1", "--format=%an <%ae>|%cn", result.commit) == "imgforge <imgforge@localhost>|imgforge"
+    assert (
+        git_in(bare, "log", "-1", "--format=%an <%ae>|%cn", result.commit) == "imgforge <imgforge@localhost>|imgforge"
+    )

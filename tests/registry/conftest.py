@@ -17,11 +17,11 @@ import subprocess
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Callable
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -45,7 +45,7 @@ class RunningRegistry:
     password: str = field(repr=False)
     proc: subprocess.Popen = field(repr=False)
     log: Path
-    tokens: "TokenServer | None" = None
+    tokens: TokenServer | None = None
     ca: Path | None = None  # the CA that signed its certificate when it serves TLS
 
     @property
@@ -60,15 +60,20 @@ class RunningRegistry:
         if self.tokens is None:
             s.auth = (self.user, self.password)
         else:
-            r = requests.get(self.tokens.url, params={"service": SERVICE, "scope": f"repository:{repo}:pull,push"},
-                             auth=(self.user, self.password), timeout=5)
+            r = requests.get(
+                self.tokens.url,
+                params={"service": SERVICE, "scope": f"repository:{repo}:pull,push"},
+                auth=(self.user, self.password),
+                timeout=5,
+            )
             r.raise_for_status()
             s.headers["Authorization"] = "Bearer " + r.json()["token"]
         return s
 
 
-def _start_registry(tmp: Path, auth: dict, user: str, password: str,
-                    tls: "tuple[Path, Path, Path] | None" = None) -> RunningRegistry:
+def _start_registry(
+    tmp: Path, auth: dict, user: str, password: str, tls: tuple[Path, Path, Path] | None = None
+) -> RunningRegistry:
     """``tls``: (CA certificate, server certificate, server key) to serve HTTPS instead of HTTP."""
     port = free_port()
     config = {
@@ -82,15 +87,17 @@ def _start_registry(tmp: Path, auth: dict, user: str, password: str,
         config["http"]["tls"] = {"certificate": str(tls[1]), "key": str(tls[2])}
     (tmp / "config.yml").write_text(json.dumps(config))  # JSON is YAML
     log = tmp / "registry.log"
-    proc = subprocess.Popen([REGISTRY_BIN, "serve", str(tmp / "config.yml")], stdout=log.open("wb"),
-                            stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [REGISTRY_BIN, "serve", str(tmp / "config.yml")], stdout=log.open("wb"), stderr=subprocess.STDOUT
+    )
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"docker-registry exited: {log.read_text()[-2000:]}")
         try:
-            requests.get(f"{'https' if tls else 'http'}://127.0.0.1:{port}/v2/", timeout=1,
-                         verify=str(tls[0]) if tls else True)
+            requests.get(
+                f"{'https' if tls else 'http'}://127.0.0.1:{port}/v2/", timeout=1, verify=str(tls[0]) if tls else True
+            )
             return RunningRegistry(f"127.0.0.1:{port}", user, password, proc, log, ca=tls[0] if tls else None)
         except requests.ConnectionError:
             time.sleep(0.05)
@@ -112,11 +119,11 @@ def basic_registry(tmp_path_factory) -> RunningRegistry:
     """distribution with htpasswd (bcrypt) basic auth."""
     tmp = tmp_path_factory.mktemp("basic-registry")
     user, password = "ci-bot", "pw-" + secrets.token_hex(12)
-    hashed = subprocess.run(["htpasswd", "-nbB", "-C", "5", user, password], check=True,
-                            capture_output=True, text=True).stdout.strip()
+    hashed = subprocess.run(
+        ["htpasswd", "-nbB", "-C", "5", user, password], check=True, capture_output=True, text=True
+    ).stdout.strip()
     (tmp / "htpasswd").write_text(hashed + "\n")
-    reg = _start_registry(tmp, {"htpasswd": {"realm": "imgforge-test", "path": str(tmp / "htpasswd")}},
-                          user, password)
+    reg = _start_registry(tmp, {"htpasswd": {"realm": "imgforge-test", "path": str(tmp / "htpasswd")}}, user, password)
     yield reg
     _stop(reg.proc)
 
@@ -141,12 +148,18 @@ class TokenServer:
         self.user, self.password = user, password
         self.key = ec.generate_private_key(ec.SECP256R1())
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "imgforge-test-token-signer")])
-        now = dt.datetime.now(dt.timezone.utc)
-        cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(self.key.public_key())
-                .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(days=1))
-                .not_valid_after(now + dt.timedelta(days=1))
-                .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-                .sign(self.key, hashes.SHA256()))
+        now = dt.datetime.now(dt.UTC)
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(self.key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(days=1))
+            .not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(self.key, hashes.SHA256())
+        )
         self.cert_pem = tmp / "token-signer.pem"
         self.cert_pem.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
         self.x5c = [base64.b64encode(cert.public_bytes(serialization.Encoding.DER)).decode()]
@@ -187,8 +200,16 @@ class TokenServer:
         if self.expired_next > 0:
             self.expired_next -= 1
             exp = now - 600  # past the registry's 60 s leeway: it must answer 401
-        claims = {"iss": ISSUER, "sub": self.user if authorized else "", "aud": SERVICE, "exp": exp,
-                  "nbf": now - 10, "iat": now - 10, "jti": uuid.uuid4().hex, "access": access}
+        claims = {
+            "iss": ISSUER,
+            "sub": self.user if authorized else "",
+            "aud": SERVICE,
+            "exp": exp,
+            "nbf": now - 10,
+            "iat": now - 10,
+            "jti": uuid.uuid4().hex,
+            "access": access,
+        }
         token = jwt.encode(claims, self.key, algorithm="ES256", headers={"x5c": self.x5c})
         self.issued.append(token)
         return token
@@ -228,8 +249,9 @@ class TokenServer:
 def _token_registry(tmp: Path, user: str, password: str, tls: bool = False):
     """distribution with ``auth.token`` trusting a test token server (plain HTTP) as its realm."""
     tokens = TokenServer(tmp, user, password)
-    auth = {"token": {"realm": tokens.url, "service": SERVICE, "issuer": ISSUER,
-                      "rootcertbundle": str(tokens.cert_pem)}}
+    auth = {
+        "token": {"realm": tokens.url, "service": SERVICE, "issuer": ISSUER, "rootcertbundle": str(tokens.cert_pem)}
+    }
     try:
         reg = _start_registry(tmp, auth, user, password, tls=make_tls(tmp) if tls else None)
     except Exception:
@@ -264,23 +286,42 @@ def make_tls(folder: Path) -> tuple[Path, Path, Path]:
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
 
     def build(subject: str, issuer: x509.Name | None, key, signer, *, ca: bool) -> x509.Certificate:
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
-        builder = (x509.CertificateBuilder().subject_name(name).issuer_name(issuer or name)
-                   .public_key(key.public_key()).serial_number(x509.random_serial_number())
-                   .not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=2))
-                   .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(issuer or name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(days=1))
+            .not_valid_after(now + dt.timedelta(days=2))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )
         if ca:
-            builder = builder.add_extension(x509.KeyUsage(
-                digital_signature=True, content_commitment=False, key_encipherment=False, data_encipherment=False,
-                key_agreement=False, key_cert_sign=True, crl_sign=True, encipher_only=False, decipher_only=False),
-                critical=True)
+            builder = builder.add_extension(
+                x509.KeyUsage(
+                    digital_signature=True,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    key_cert_sign=True,
+                    crl_sign=True,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
+                critical=True,
+            )
         else:
-            builder = (builder.add_extension(x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]), critical=False)
-                .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False))
+            builder = builder.add_extension(
+                x509.SubjectAlternativeName(
+                    [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
+                ),
+                critical=False,
+            ).add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         return builder.sign(signer, hashes.SHA256())
 
     ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
@@ -289,8 +330,9 @@ def make_tls(folder: Path) -> tuple[Path, Path, Path]:
     paths = folder / "ca.pem", folder / "server.pem", folder / "server-key.pem"
     paths[0].write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
     paths[1].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    paths[2].write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    paths[2].write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     return paths
 
 
@@ -298,8 +340,9 @@ def make_tls(folder: Path) -> tuple[Path, Path, Path]:
 def tls_token_registry(tmp_path_factory) -> RunningRegistry:
     """distribution served over TLS (a CA made here signs its certificate, ``ca`` on the result)
     whose token realm is a plain-HTTP token server: credentials must never be sent there."""
-    yield from _token_registry(tmp_path_factory.mktemp("tls-registry"), "robot$tls", "tls-" + secrets.token_hex(12),
-                               tls=True)
+    yield from _token_registry(
+        tmp_path_factory.mktemp("tls-registry"), "robot$tls", "tls-" + secrets.token_hex(12), tls=True
+    )
 
 
 @pytest.fixture
@@ -323,8 +366,9 @@ def _blob(s: requests.Session, base: str, repo: str, data: bytes) -> str:
     location = r.headers["Location"]
     location = location if "://" in location else base + location
     sep = "&" if "?" in location else "?"
-    r = s.put(f"{location}{sep}digest={digest}", data=data,
-              headers={"Content-Type": "application/octet-stream"}, timeout=10)
+    r = s.put(
+        f"{location}{sep}digest={digest}", data=data, headers={"Content-Type": "application/octet-stream"}, timeout=10
+    )
     assert r.status_code == 201, r.text
     return digest
 
@@ -333,20 +377,37 @@ def seed_tags(reg: RunningRegistry, repo: str, tags: list[str]) -> str:
     """Upload one tiny image through the API, then PUT its manifest under every tag. Returns its digest."""
     s = reg.admin(repo)
     layer = b"imgforge test layer"  # content does not matter to the registry for a manifest PUT
-    config = json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": []},
-                         "config": {}}).encode()
+    config = json.dumps(
+        {"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": []}, "config": {}}
+    ).encode()
     config_digest = _blob(s, reg.url, repo, config)
     layer_digest = _blob(s, reg.url, repo, layer)
-    manifest = json.dumps({
-        "schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
-        "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "size": len(config),
-                   "digest": config_digest},
-        "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "size": len(layer),
-                    "digest": layer_digest}],
-    }).encode()
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+            "config": {
+                "mediaType": "application/vnd.docker.container.image.v1+json",
+                "size": len(config),
+                "digest": config_digest,
+            },
+            "layers": [
+                {
+                    "mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
+                    "size": len(layer),
+                    "digest": layer_digest,
+                }
+            ],
+        }
+    ).encode()
+
     def put(tag: str) -> None:
-        r = s.put(f"{reg.url}/v2/{repo}/manifests/{tag}", data=manifest, timeout=10,
-                  headers={"Content-Type": "application/vnd.docker.distribution.manifest.v2+json"})
+        r = s.put(
+            f"{reg.url}/v2/{repo}/manifests/{tag}",
+            data=manifest,
+            timeout=10,
+            headers={"Content-Type": "application/vnd.docker.distribution.manifest.v2+json"},
+        )
         assert r.status_code == 201, r.text
 
     with ThreadPoolExecutor(4) as pool:  # the registry checks a bcrypt hash per request: overlap them
@@ -419,8 +480,9 @@ class FakeRegistry:
 
             def _answer(self) -> None:
                 parts = urlsplit(self.path)
-                call = Call(self.command, parts.path, {k: v[0] for k, v in parse_qs(parts.query).items()},
-                            dict(self.headers))
+                call = Call(
+                    self.command, parts.path, {k: v[0] for k, v in parse_qs(parts.query).items()}, dict(self.headers)
+                )
                 fake.calls.append(call)
                 status, headers, body = fake.respond(call)
                 data = body if isinstance(body, bytes) else json.dumps(body).encode()
@@ -546,8 +608,11 @@ class BrokenServer:
 
         packer, blank = zlib.compressobj(9, wbits=31), b" " * (1 << 20)  # gzip, built 1 MiB at a time
         body = b"".join(packer.compress(blank) for _ in range(64)) + packer.flush()
-        conn.sendall(status + b"Content-Type: application/json\r\nContent-Encoding: gzip\r\n"
-                     + f"Content-Length: {len(body)}\r\n\r\n".encode())
+        conn.sendall(
+            status
+            + b"Content-Type: application/json\r\nContent-Encoding: gzip\r\n"
+            + f"Content-Length: {len(body)}\r\n\r\n".encode()
+        )
         self._write(conn, body)
         self._stop.wait(30)
 
@@ -612,8 +677,10 @@ def tiny_image(docker_client):
     def build(reference: str):
         buf = io.BytesIO()
         with tarfile.open(fileobj=buf, mode="w") as tar:
-            for name, data in (("Dockerfile", b"FROM scratch\nCOPY hello /hello\n"),
-                               ("hello", f"hello {uuid.uuid4()}\n".encode())):
+            for name, data in (
+                ("Dockerfile", b"FROM scratch\nCOPY hello /hello\n"),
+                ("hello", f"hello {uuid.uuid4()}\n".encode()),
+            ):
                 info = tarfile.TarInfo(name)
                 info.size = len(data)
                 tar.addfile(info, io.BytesIO(data))

@@ -31,11 +31,15 @@ def catalog_for(basic_registry, build_file_tree, tmp_path, registry_env, seed, u
         repo = unique_repo("bump")
         if registry_tags:
             seed(basic_registry, repo, registry_tags)
-        root = build_file_tree(tmp_path / "catalog", {
-            "imgforge.toml": "[defaults]\n",
-            "sites/web.toml": SITE_TOML.format(image=f"{basic_registry.host}/{repo}", tag=tag,
-                                               content=EXAMPLE_CONTENT.parent),
-        })
+        root = build_file_tree(
+            tmp_path / "catalog",
+            {
+                "imgforge.toml": "[defaults]\n",
+                "sites/web.toml": SITE_TOML.format(
+                    image=f"{basic_registry.host}/{repo}", tag=tag, content=EXAMPLE_CONTENT.parent
+                ),
+            },
+        )
         return config.load_catalog(root)
 
     return make
@@ -69,10 +73,13 @@ def test_dry_run_changes_nothing(catalog_for):
     assert (catalog.root / "sites/web.toml").read_text() == before
 
 
-@pytest.mark.parametrize("to, message", [
-    ("v0.0.4", "tag v0.0.4 already exists in"),
-    ("0.0.4", "tag 0.0.4 already exists in .* \\(as v0.0.4\\)"),
-])
+@pytest.mark.parametrize(
+    ("to", "message"),
+    [
+        ("v0.0.4", "tag v0.0.4 already exists in"),
+        ("0.0.4", "tag 0.0.4 already exists in .* \\(as v0.0.4\\)"),
+    ],
+)
 def test_to_refuses_a_tag_the_registry_has(catalog_for, to, message):
     catalog = catalog_for("v0.0.2", ["v0.0.2", "v0.0.4"])
     before = (catalog.root / "sites/web.toml").read_text()
@@ -107,7 +114,10 @@ def test_list_versions_marks_the_current_tag(catalog_for):
     catalog = catalog_for("v0.0.2", ["v0.0.10", "v0.0.2", "v0.0.9", "latest"])
     listing = release.list_versions(catalog, "web").to_dict()
     assert [(v["tag"], v["current"]) for v in listing["versions"]] == [
-        ("v0.0.2", True), ("v0.0.9", False), ("v0.0.10", False)]
+        ("v0.0.2", True),
+        ("v0.0.9", False),
+        ("v0.0.10", False),
+    ]
     assert listing["other"] == ["latest"]
 
 

@@ -38,7 +38,8 @@ def test_real_registry_ignoring_n_is_listed_in_one_request(basic_registry, paged
     caplog.set_level(logging.DEBUG, logger="imgforge.registry")
     with _client(basic_registry, page_size=100) as c:
         listed = c.list_tags(repo)
-    assert sorted(listed) == sorted(tags) and len(listed) == 259
+    assert sorted(listed) == sorted(tags)
+    assert len(listed) == 259
     assert _pages(caplog, repo) == 1  # 2.8 sends all 259 at once: a longer page than n ends the listing
     assert c.auth.scheme == "basic"
 
@@ -66,8 +67,9 @@ def test_paging_follows_relative_link_across_pages(which, request, seed):
 def test_basic_auth_wrong_password_names_registry_and_repository(basic_registry, paged_repo):
     with _client(basic_registry, password="wrong-password") as c, pytest.raises(AuthRejected) as e:
         c.list_tags(paged_repo[0])
-    assert str(e.value) == (f"credentials rejected for repository paging/site on registry {basic_registry.host} "
-                            "(user 'ci-bot' from test)")
+    assert str(e.value) == (
+        f"credentials rejected for repository paging/site on registry {basic_registry.host} (user 'ci-bot' from test)"
+    )
     assert e.value.exit_code == 7
 
 
@@ -98,8 +100,14 @@ def test_token_auth_with_basic_credentials(token_registry, tokens, seed, unique_
         assert sorted(c.list_tags(repo)) == ["latest", "v0.0.1", "v0.0.2"]
         assert c.list_tags(repo)  # second call reuses the cached token
     assert c.auth.scheme == "bearer"
-    assert tokens.requests == [{"authorized": True, "service": "imgforge-test-registry",
-                                "scope": f"repository:{repo}:pull", "account": "robot$ci"}]
+    assert tokens.requests == [
+        {
+            "authorized": True,
+            "service": "imgforge-test-registry",
+            "scope": f"repository:{repo}:pull",
+            "account": "robot$ci",
+        }
+    ]
 
 
 def test_token_auth_accepts_access_token_key(token_registry, tokens, seed, unique_repo):
@@ -117,7 +125,8 @@ def test_anonymous_token_when_realm_allows_pull(token_registry, tokens, seed, un
     tokens.anonymous_pull = True
     with _client(token_registry, password="") as c:
         assert c.list_tags(repo) == ["v1.0.0"]
-    assert tokens.requests[0]["authorized"] is False and "account" not in tokens.requests[0]
+    assert tokens.requests[0]["authorized"] is False
+    assert "account" not in tokens.requests[0]
 
 
 def test_anonymous_token_without_access_is_rejected(token_registry, tokens, seed, unique_repo):

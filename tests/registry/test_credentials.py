@@ -61,7 +61,8 @@ def test_bad_auth_value_is_one_line_without_the_value(docker_config):
     docker_config({"auths": {"cr.example.com": {"auth": "not-base64-pw!!"}}})
     with pytest.raises(UsageError) as e:
         credentials.lookup("cr.example.com")
-    assert "not valid base64" in str(e.value) and "pw!!" not in str(e.value)
+    assert "not valid base64" in str(e.value)
+    assert "pw!!" not in str(e.value)
 
 
 def test_credential_helpers_are_reported_as_unsupported(docker_config):
@@ -78,22 +79,30 @@ def test_repr_never_shows_the_password():
 
 
 def test_bearer_challenge_with_commas_in_scope():
-    c = parse_challenge('Bearer realm="https://auth.example.com/token",service="registry.example.com",'
-                        'scope="repository:team/site:pull,push"')
+    c = parse_challenge(
+        'Bearer realm="https://auth.example.com/token",service="registry.example.com",'
+        'scope="repository:team/site:pull,push"'
+    )
     assert c.scheme == "bearer"
-    assert c.params == {"realm": "https://auth.example.com/token", "service": "registry.example.com",
-                        "scope": "repository:team/site:pull,push"}
+    assert c.params == {
+        "realm": "https://auth.example.com/token",
+        "service": "registry.example.com",
+        "scope": "repository:team/site:pull,push",
+    }
     assert parse_challenge('Basic realm="Registry Realm"').scheme == "basic"
     assert parse_challenge("") is None
 
 
-@pytest.mark.parametrize("image, registry, name", [
-    ("cr.pcfae.com/prplanit/sofmeright.com", "cr.pcfae.com", "prplanit/sofmeright.com"),
-    ("127.0.0.1:5000/test/site", "127.0.0.1:5000", "test/site"),
-    ("prplanit/fairer-pages", "docker.io", "prplanit/fairer-pages"),
-    ("nginx", "docker.io", "library/nginx"),
-    ("localhost/x", "localhost", "x"),
-])
+@pytest.mark.parametrize(
+    ("image", "registry", "name"),
+    [
+        ("cr.pcfae.com/prplanit/sofmeright.com", "cr.pcfae.com", "prplanit/sofmeright.com"),
+        ("127.0.0.1:5000/test/site", "127.0.0.1:5000", "test/site"),
+        ("prplanit/fairer-pages", "docker.io", "prplanit/fairer-pages"),
+        ("nginx", "docker.io", "library/nginx"),
+        ("localhost/x", "localhost", "x"),
+    ],
+)
 def test_repository_parse(image, registry, name):
     assert Repository.parse(image) == Repository(registry, name)
 

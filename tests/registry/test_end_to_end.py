@@ -48,8 +48,17 @@ def our_refs(docker_client):
 
 
 def test_release_then_pr_carries_the_tested_digest_into_the_gitops_repo(
-        basic_registry, registry_env, unique_repo, make_catalog, nginx_base, docker_client, capsys, tmp_path,
-        monkeypatch, our_refs):
+    basic_registry,
+    registry_env,
+    unique_repo,
+    make_catalog,
+    nginx_base,
+    docker_client,
+    capsys,
+    tmp_path,
+    monkeypatch,
+    our_refs,
+):
     registry_env(basic_registry)
     image = f"{basic_registry.host}/{unique_repo('e2e')}"
     root = make_catalog({"shop": {"image": image, "tag": "v0.0.1", "gitops": {"app": "shop-site"}}})
@@ -79,11 +88,14 @@ def test_release_then_pr_carries_the_tested_digest_into_the_gitops_repo(
     assert done.value.code == 0
     result = json.loads(out)
     evidence = result["evidence"]
-    assert evidence["digest"] == released.digest and evidence["verified"] is True
+    assert evidence["digest"] == released.digest
+    assert evidence["verified"] is True
     assert evidence["image_id"] == released.image_id
     body = json.dumps(result["payload"])
-    assert released.digest in body and "**passed**" in body
-    assert f"{image}:v0.0.2" in result["diff"] and "containerPort: 8080" in result["diff"]
+    assert released.digest in body
+    assert "**passed**" in body
+    assert f"{image}:v0.0.2" in result["diff"]
+    assert "containerPort: 8080" in result["diff"]
 
     # The dry run changed nothing.
     assert subprocess.run(["git", "status", "--porcelain"], cwd=repo, capture_output=True, text=True).stdout == ""
@@ -95,28 +107,54 @@ def test_release_then_pr_carries_the_tested_digest_into_the_gitops_repo(
     monkeypatch.setenv("GITLAB_TOKEN", forge_mod.TOKEN)
     try:
         with pytest.raises(SystemExit) as done:
-            main(["update", "--all", "--repo", str(repo), "--forge", "gitlab", "--forge-url", gitlab.url,
-                  "--project", "ops/gitops", "--json", "--root", str(root)])
+            main(
+                [
+                    "update",
+                    "--all",
+                    "--repo",
+                    str(repo),
+                    "--forge",
+                    "gitlab",
+                    "--forge-url",
+                    gitlab.url,
+                    "--project",
+                    "ops/gitops",
+                    "--json",
+                    "--root",
+                    str(root),
+                ]
+            )
         rows = {r["site"]: r for r in json.loads(capsys.readouterr().out)}
         assert done.value.code == 0
-        assert (rows["shop"]["current"], rows["shop"]["latest"], rows["shop"]["status"]) == ("v0.0.1", "v0.0.2", "created")
+        assert (rows["shop"]["current"], rows["shop"]["latest"], rows["shop"]["status"]) == (
+            "v0.0.1",
+            "v0.0.2",
+            "created",
+        )
         [mr] = gitlab.open_items()
-        assert gitlab.branch(mr) == "imgforge/shop-v0.0.2" and gitlab.branch_pushed("imgforge/shop-v0.0.2")
-        assert released.digest in gitlab.body(mr) and "**passed**" in gitlab.body(mr)
+        assert gitlab.branch(mr) == "imgforge/shop-v0.0.2"
+        assert gitlab.branch_pushed("imgforge/shop-v0.0.2")
+        assert released.digest in gitlab.body(mr)
+        assert "**passed**" in gitlab.body(mr)
         assert forge_mod.TOKEN not in json.dumps(rows)
     finally:
         gitlab.stop()
 
     # Applying the same plan in the work tree yields an overlay kustomize still builds.
     gitops.apply(gitops.plan(catalog, catalog.site("shop"), repo))
-    rendered = subprocess.run(["kubectl", "kustomize", str(repo / "fluxcd/apps/overlays/production/shop-site")],
-                              capture_output=True, text=True, check=True).stdout
-    assert f"image: {image}:v0.0.2" in rendered and "runAsUser: 100" in rendered
+    rendered = subprocess.run(
+        ["kubectl", "kustomize", str(repo / "fluxcd/apps/overlays/production/shop-site")],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert f"image: {image}:v0.0.2" in rendered
+    assert "runAsUser: 100" in rendered
 
 
 def test_build_test_push_then_the_dry_run_says_verified_with_the_digest(
-        basic_registry, registry_env, unique_repo, make_catalog, nginx_base, docker_client, capsys, tmp_path,
-        our_refs):
+    basic_registry, registry_env, unique_repo, make_catalog, nginx_base, docker_client, capsys, tmp_path, our_refs
+):
     """Each step through the CLI, with nothing replaced: the dry run's evidence is found for real.
 
     The registry's digest of the tag leads to the local image (its RepoDigests), the image id to
@@ -134,7 +172,8 @@ def test_build_test_push_then_the_dry_run_says_verified_with_the_digest(
     with RegistryClient(basic_registry.host) as registry:
         digest = registry.manifest_digest(image.split("/", 1)[1], "v0.1.0")
     our_refs.append(f"{image}@{digest}")
-    assert digest and f"{image}@{digest}" in docker_client.images.get(image_id).attrs["RepoDigests"]
+    assert digest
+    assert f"{image}@{digest}" in docker_client.images.get(image_id).attrs["RepoDigests"]
     dry_run = ["pr", "shop", "--repo", str(_gitops_repo(tmp_path, image)), "--dry-run", "--root", root]
 
     body = _dry_run_body(capsys, dry_run)
@@ -146,13 +185,17 @@ def test_build_test_push_then_the_dry_run_says_verified_with_the_digest(
     rebuilt, _ = _build_and_test(capsys, str(make_catalog(sites)))
     assert rebuilt != image_id
     body = _dry_run_body(capsys, dry_run)
-    assert "**Not verified**" in body and "the local image with this tag is not the registry's digest" in body
-    assert "**passed**" not in body and rebuilt not in body
+    assert "**Not verified**" in body
+    assert "the local image with this tag is not the registry's digest" in body
+    assert "**passed**" not in body
+    assert rebuilt not in body
 
     docker_client.images.remove(f"{image}:v0.1.0")  # the tags this test made; the registry keeps the image
     docker_client.images.remove(f"{image}@{digest}")
     body = _dry_run_body(capsys, dry_run)
-    assert f"- Image digest: `{digest}`" in body and "**Not verified**" in body and "**passed**" not in body
+    assert f"- Image digest: `{digest}`" in body
+    assert "**Not verified**" in body
+    assert "**passed**" not in body
     assert "the image is not present locally" in body
 
 
@@ -190,4 +233,4 @@ def _dry_run_body(capsys, argv: list[str]) -> str:
     """The request description out of `pr --dry-run`'s human output (no forge named: forge-neutral)."""
     code, out, err = _cli(capsys, *argv)
     assert code == 0, err
-    return json.loads(out[out.index("{", out.index("\nrequest body (forge unknown):")):])["body"]
+    return json.loads(out[out.index("{", out.index("\nrequest body (forge unknown):")) :])["body"]

@@ -15,8 +15,14 @@ REPO = "team/site"
 
 
 def _client(fake, sleeps=None, **kw) -> RegistryClient:
-    return RegistryClient(fake.host, credentials=kw.pop("credentials", None), page_size=100, backoff=0.25,
-                          sleep=(sleeps.append if sleeps is not None else (lambda s: None)), **kw)
+    return RegistryClient(
+        fake.host,
+        credentials=kw.pop("credentials", None),
+        page_size=100,
+        backoff=0.25,
+        sleep=(sleeps.append if sleeps is not None else (lambda s: None)),
+        **kw,
+    )
 
 
 def _page(query: dict) -> list[str]:
@@ -29,7 +35,10 @@ def test_no_link_header_pages_by_last_tag(fake_registry):
     with _client(fake_registry) as c:
         assert c.list_tags(REPO) == TAGS
     assert [call.query for call in fake_registry.calls] == [
-        {"n": "100"}, {"n": "100", "last": TAGS[99]}, {"n": "100", "last": TAGS[199]}]
+        {"n": "100"},
+        {"n": "100", "last": TAGS[99]},
+        {"n": "100", "last": TAGS[199]},
+    ]
 
 
 def test_harbor_400_on_last_falls_back_to_one_unpaged_listing(fake_registry):
@@ -45,12 +54,16 @@ def test_harbor_400_on_last_falls_back_to_one_unpaged_listing(fake_registry):
 
 
 def test_400_without_last_is_reported(fake_registry):
-    fake_registry.respond = lambda call: (400, {}, {"errors": [{"code": "PAGINATION_NUMBER_INVALID",
-                                                                "message": "invalid number of results requested"}]})
+    fake_registry.respond = lambda call: (
+        400,
+        {},
+        {"errors": [{"code": "PAGINATION_NUMBER_INVALID", "message": "invalid number of results requested"}]},
+    )
     with _client(fake_registry) as c, pytest.raises(BadRequest) as e:
         c.list_tags(REPO)
-    assert str(e.value) == (f"registry {fake_registry.host} (repository {REPO}) rejected the request: "
-                            "invalid number of results requested")
+    assert str(e.value) == (
+        f"registry {fake_registry.host} (repository {REPO}) rejected the request: invalid number of results requested"
+    )
     assert len(fake_registry.calls) == 1  # a 400 is an answer, not a fault: never retried
 
 
@@ -64,7 +77,8 @@ def test_429_then_success_waits_as_told(fake_registry):
     sleeps: list[float] = []
     with _client(fake_registry, sleeps) as c:
         assert c.list_tags(REPO) == ["v1.0.0"]
-    assert len(fake_registry.calls) == 3 and sleeps == [1.0, 1.0]
+    assert len(fake_registry.calls) == 3
+    assert sleeps == [1.0, 1.0]
 
 
 def test_500s_past_the_retry_budget(fake_registry):
@@ -72,9 +86,11 @@ def test_500s_past_the_retry_budget(fake_registry):
     sleeps: list[float] = []
     with _client(fake_registry, sleeps, attempts=3) as c, pytest.raises(RegistryUnavailable) as e:
         c.list_tags(REPO)
-    assert str(e.value) == (f"registry {fake_registry.host} (repository {REPO}) answered HTTP 503 3 times; "
-                            "giving up (backend down)")
-    assert len(fake_registry.calls) == 3 and sleeps == [0.25, 0.5]  # exponential backoff between attempts
+    assert str(e.value) == (
+        f"registry {fake_registry.host} (repository {REPO}) answered HTTP 503 3 times; giving up (backend down)"
+    )
+    assert len(fake_registry.calls) == 3
+    assert sleeps == [0.25, 0.5]
 
 
 def test_read_timeout_is_bounded_and_named(fake_registry):
@@ -92,12 +108,16 @@ def test_read_timeout_is_bounded_and_named(fake_registry):
 
 
 def test_next_link_to_another_host_is_not_followed(fake_registry):
-    fake_registry.respond = lambda call: (200, {"Link": '<http://127.0.0.2:9/v2/x/tags/list?n=1>; rel="next"'},
-                                          {"tags": ["v1.0.0"]})
+    fake_registry.respond = lambda call: (
+        200,
+        {"Link": '<http://127.0.0.2:9/v2/x/tags/list?n=1>; rel="next"'},
+        {"tags": ["v1.0.0"]},
+    )
     with _client(fake_registry) as c, pytest.raises(RegistryError) as e:
         c.list_tags(REPO)
-    assert str(e.value) == (f"registry {fake_registry.host} (repository {REPO}) sent a next-page link to another "
-                            "host; not following it")
+    assert str(e.value) == (
+        f"registry {fake_registry.host} (repository {REPO}) sent a next-page link to another host; not following it"
+    )
     assert len(fake_registry.calls) == 1
 
 
@@ -117,12 +137,16 @@ def test_digest_is_hashed_when_head_omits_the_header(fake_registry):
 
 
 def test_unreachable_token_realm_names_the_realm(fake_registry):
-    fake_registry.respond = lambda call: (401, {"WWW-Authenticate": 'Bearer realm="http://127.0.0.1:9/token",'
-                                                                    'service="reg"'}, {})
+    fake_registry.respond = lambda call: (
+        401,
+        {"WWW-Authenticate": 'Bearer realm="http://127.0.0.1:9/token",service="reg"'},
+        {},
+    )
     with _client(fake_registry) as c, pytest.raises(RegistryError) as e:
         c.list_tags(REPO)
-    assert str(e.value) == (f"registry {fake_registry.host}: token realm http://127.0.0.1:9 unreachable "
-                            "(connection refused)")
+    assert str(e.value) == (
+        f"registry {fake_registry.host}: token realm http://127.0.0.1:9 unreachable (connection refused)"
+    )
     assert len(fake_registry.calls) == 1
 
 
@@ -138,25 +162,35 @@ def test_retry_after_is_capped(fake_registry):
     sleeps: list[float] = []
     with _client(fake_registry, sleeps, attempts=2) as c, pytest.raises(RegistryUnavailable):
         c.list_tags(REPO)
-    assert len(fake_registry.calls) == 2 and sleeps == [30.0]
+    assert len(fake_registry.calls) == 2
+    assert sleeps == [30.0]
 
 
 def test_403_is_rejected_at_once_with_the_registrys_reason(fake_registry):
-    fake_registry.respond = lambda call: (403, {}, {"errors": [
-        {"code": "DENIED", "message": "requested access to the resource is denied"}]})
-    with _client(fake_registry, credentials=Credentials("ci-bot", "pw-0123456789", "test")) as c, \
-            pytest.raises(AuthRejected) as e:
+    fake_registry.respond = lambda call: (
+        403,
+        {},
+        {"errors": [{"code": "DENIED", "message": "requested access to the resource is denied"}]},
+    )
+    with (
+        _client(fake_registry, credentials=Credentials("ci-bot", "pw-0123456789", "test")) as c,
+        pytest.raises(AuthRejected) as e,
+    ):
         c.list_tags(REPO)
-    assert str(e.value) == (f"credentials rejected for repository {REPO} on registry {fake_registry.host} "
-                            "(user 'ci-bot' from test) (requested access to the resource is denied)")
-    assert e.value.exit_code == 7 and len(fake_registry.calls) == 1  # not retried
+    assert str(e.value) == (
+        f"credentials rejected for repository {REPO} on registry {fake_registry.host} "
+        "(user 'ci-bot' from test) (requested access to the resource is denied)"
+    )
+    assert e.value.exit_code == 7
+    assert len(fake_registry.calls) == 1
 
 
 def test_tag_list_that_is_not_json(fake_registry):
     fake_registry.respond = lambda call: (200, {"Content-Type": "text/html"}, b"<html><body>Sign in</body></html>")
     with _client(fake_registry) as c, pytest.raises(RegistryError) as e:
         c.list_tags(REPO)
-    assert str(e.value) == f"tag list of {REPO}: the registry did not answer JSON" and e.value.exit_code == 7
+    assert str(e.value) == f"tag list of {REPO}: the registry did not answer JSON"
+    assert e.value.exit_code == 7
 
 
 def test_tag_list_that_is_not_a_list_of_strings(fake_registry):
@@ -167,6 +201,7 @@ def test_tag_list_that_is_not_a_list_of_strings(fake_registry):
 
 def test_paging_stops_at_the_page_cap(fake_registry):
     """A registry that pages forever (a new full page each time) is stopped at ``max_pages``."""
+
     def respond(call):
         n = len(fake_registry.calls)
         link = {"Link": f'</v2/{REPO}/tags/list?n=2&page={n + 1}>; rel="next"'} if n < 20 else {}

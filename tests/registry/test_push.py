@@ -36,17 +36,24 @@ def test_push_reads_the_digest_back_and_matches_the_local_repo_digest(site, tiny
     result = release.push(catalog, "web", also_latest=True, on_event=events.append)
     remote = _remote_digest(basic_registry, repo, "v0.1.0")
     local = docker_client.images.get(image.id).attrs["RepoDigests"]
-    assert result.digest == remote and f"{web.image}@{remote}" in local
+    assert result.digest == remote
+    assert f"{web.image}@{remote}" in local
     assert _remote_digest(basic_registry, repo, "latest") == remote
-    assert result.also == [f"{web.image}:latest"] and result.verified
+    assert result.also == [f"{web.image}:latest"]
+    assert result.verified
     assert any(e.kind == "layer" for e in events)
-    assert [e.text for e in events if e.kind == "digest"] == [f"{web.reference}@{remote}", f"{web.image}:latest@{remote}"]
+    assert [e.text for e in events if e.kind == "digest"] == [
+        f"{web.reference}@{remote}",
+        f"{web.image}:latest@{remote}",
+    ]
 
 
 def test_push_refuses_an_image_never_tested(site, tiny_image, basic_registry):
     catalog, web, repo = site
     tiny_image(web.reference)
-    with pytest.raises(Refused, match=r"was never tested: run `imgforge test web` first \(or push with --skip-verify\)"):
+    with pytest.raises(
+        Refused, match=r"was never tested: run `imgforge test web` first \(or push with --skip-verify\)"
+    ):
         release.push(catalog, "web")
     with RegistryClient(basic_registry.host) as c, pytest.raises(RepositoryNotFound):
         c.list_tags(repo)
@@ -65,9 +72,11 @@ def test_skip_verify_pushes_with_a_warning(site, tiny_image, basic_registry):
     tiny_image(web.reference)
     events = []
     result = release.push(catalog, "web", skip_verify=True, on_event=events.append)
-    assert result.verified is False and result.digest == _remote_digest(basic_registry, repo, "v0.1.0")
+    assert result.verified is False
+    assert result.digest == _remote_digest(basic_registry, repo, "v0.1.0")
     assert [e.text for e in events if e.kind == "warning"] == [
-        f"--skip-verify: pushing {web.reference} without checking its tests (never tested)"]
+        f"--skip-verify: pushing {web.reference} without checking its tests (never tested)"
+    ]
 
 
 def test_missing_local_image_says_how_to_build_it(site):
@@ -83,8 +92,9 @@ def test_push_with_rejected_credentials_fails_without_the_password(site, tiny_im
     # The release-tag guard asks the registry first, so the rejection comes before any upload.
     with pytest.raises(AuthRejected) as e:
         release.push(catalog, "web")
-    assert str(e.value).startswith(f"credentials rejected for repository {web.image.split('/', 1)[1]} "
-                                   f"on registry {web.image.split('/')[0]}")
+    assert str(e.value).startswith(
+        f"credentials rejected for repository {web.image.split('/', 1)[1]} on registry {web.image.split('/')[0]}"
+    )
     assert "wrong-Pa55word-xyz" not in str(e.value)
     with pytest.raises(release.PushFailed) as e:  # past the guard, the engine's push is rejected too
         release.push(catalog, "web", force=True)
@@ -102,7 +112,9 @@ def test_digest_mismatch_is_an_error(site, tiny_image, monkeypatch):
 
     monkeypatch.setattr(release, "RegistryClient", Tampered)
     # --force: past the release-tag guard (which would refuse the tampered tag), to the read-back.
-    with pytest.raises(release.DigestMismatch, match=rf"digest mismatch for {web.reference}: registry has sha256:0+, local"):
+    with pytest.raises(
+        release.DigestMismatch, match=rf"digest mismatch for {web.reference}: registry has sha256:0+, local"
+    ):
         release.push(catalog, "web", force=True)
 
 
@@ -132,7 +144,8 @@ def test_push_refuses_to_overwrite_a_release_tag_with_other_bytes(site, tiny_ima
         release.push(catalog, "web")
     assert _remote_digest(basic_registry, repo, "v0.1.0") == pushed
     forced = release.push(catalog, "web", force=True)
-    assert forced.digest != pushed and _remote_digest(basic_registry, repo, "v0.1.0") == forced.digest
+    assert forced.digest != pushed
+    assert _remote_digest(basic_registry, repo, "v0.1.0") == forced.digest
 
 
 def test_push_rejects_a_malformed_tag(site, tiny_image):
@@ -140,5 +153,5 @@ def test_push_rejects_a_malformed_tag(site, tiny_image):
     record_result(tiny_image(web.reference).id, {"ok": True, "checks": []})
     from imgforge.errors import UsageError
 
-    with pytest.raises(UsageError, match='tag: expected an image tag'):
+    with pytest.raises(UsageError, match="tag: expected an image tag"):
         release.push(catalog, "web", tag="dev 1")

@@ -16,6 +16,7 @@ def _basic(fake):
         if "Authorization" not in call.headers:
             return 401, {"WWW-Authenticate": 'Basic realm="test"'}, {}
         return 200, {}, {"tags": ["v1.0.0"]}
+
     fake.respond = respond
 
 
@@ -45,7 +46,8 @@ def test_proxy_variables_are_not_used_for_loopback(fake_registry, monkeypatch):
         fake_registry.respond = lambda call: (200, {}, {"tags": ["v1.0.0"]})
         with RegistryClient(fake_registry.host, credentials=None) as c:
             assert c.list_tags("team/site") == ["v1.0.0"]
-        assert proxy.heads == [] and len(fake_registry.calls) == 1
+        assert proxy.heads == []
+        assert len(fake_registry.calls) == 1
     finally:
         proxy.stop()
 

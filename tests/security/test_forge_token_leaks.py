@@ -34,7 +34,7 @@ def _forge(kind: str, url: str, **kw):
 def _assert_no_token(text: str) -> None:
     """Nothing of the token: not whole, and no 8 characters of it in a row."""
     assert TOKEN not in text
-    leaked = [TOKEN[i:i + 8] for i in range(len(TOKEN) - 7) if TOKEN[i:i + 8] in text]
+    leaked = [TOKEN[i : i + 8] for i in range(len(TOKEN) - 7) if TOKEN[i : i + 8] in text]
     assert not leaked, f"part of the token leaked: {leaked}"
 
 
@@ -50,7 +50,9 @@ def test_error_body_echoing_the_token_header_is_scrubbed(kind, fake_forge, caplo
     fake.echo, fake.fail["GET"] = "json", 500
     err = _fail(_forge(kind, fake.url), lambda f: f.find_open_request("x"))
     assert TOKEN in json_text(fake)  # the forge did echo it
-    assert "answered 500 to GET " in str(err) and "(request had " in str(err) and err.exit_code == 9
+    assert "answered 500 to GET " in str(err)
+    assert "(request had " in str(err)
+    assert err.exit_code == 9
     _assert_no_token(str(err) + caplog.text)
 
 
@@ -71,7 +73,8 @@ def test_plain_text_error_echoing_request_headers_is_scrubbed(kind, fake_forge, 
     fake.echo, fake.fail["POST"] = "text", 502
     forge = _forge(kind, fake.url)
     err = _fail(forge, lambda f: f.open_or_update(_spec()))
-    assert "answered 502 to POST" in str(err) and "\n" not in str(err)
+    assert "answered 502 to POST" in str(err)
+    assert "\n" not in str(err)
     _assert_no_token(str(err) + caplog.text)
 
 
@@ -91,7 +94,8 @@ def test_redirect_to_another_host_is_not_followed(kind, fake_forge, caplog):
     fake = fake_forge(kind)
     elsewhere = fake.redirect_elsewhere()
     err = _fail(_forge(kind, fake.url), lambda f: f.find_open_request("x"))
-    assert f"{kind} redirected GET " in str(err) and "(302)" in str(err)
+    assert f"{kind} redirected GET " in str(err)
+    assert "(302)" in str(err)
     assert elsewhere.calls == []  # nothing arrived there: no token, no request at all
     _assert_no_token(str(err) + caplog.text)
 
@@ -100,9 +104,11 @@ def test_slow_drip_ends_at_the_total_deadline(broken_server):
     server = broken_server("drip_body")
     started = time.monotonic()
     err = _fail(_forge("gitlab", server.url, timeout=1.5), lambda f: f.find_open_request("x"))
-    assert time.monotonic() - started < 4.0 and server.sent >= 2
-    assert str(err) == (f"gitlab at {server.url} did not answer within 1.5s "
-                        "(GET /projects/ops%2Fgitops/merge_requests)")
+    assert time.monotonic() - started < 4.0
+    assert server.sent >= 2
+    assert str(err) == (
+        f"gitlab at {server.url} did not answer within 1.5s (GET /projects/ops%2Fgitops/merge_requests)"
+    )
     assert err.exit_code == 9
 
 
@@ -115,22 +121,39 @@ def test_endless_body_stops_at_the_cap_in_constant_memory(broken_server):
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert str(err) == (f"github at {server.url} answered GET /repos/ops/gitops/pulls with more than "
-                        "256 KiB; not reading it")
+    assert str(err) == (
+        f"github at {server.url} answered GET /repos/ops/gitops/pulls with more than 256 KiB; not reading it"
+    )
     assert peak < 1024 * KiB
 
 
-def test_slow_drip_through_the_cli_is_one_error_line_exit_9(broken_server, gitops_repo, make_catalog, forge_env,
-                                                             capsys, monkeypatch):
+def test_slow_drip_through_the_cli_is_one_error_line_exit_9(
+    broken_server, gitops_repo, make_catalog, forge_env, capsys, monkeypatch
+):
     server = broken_server("drip_headers")
     work, _ = gitops_repo("127.0.0.1:9/prplanit/web.example")
     root = make_catalog(sites={"web": {"image": "127.0.0.1:9/prplanit/web.example", "tag": "v0.0.3"}})
     monkeypatch.setenv("IMGFORGE_HTTP_TIMEOUT", "1")
     with pytest.raises(SystemExit) as done:
-        main(["pr", "web", "--repo", str(work), "--root", str(root), "--forge", "gitea", "--forge-url", server.url,
-              "--project", "ops/gitops"])
+        main(
+            [
+                "pr",
+                "web",
+                "--repo",
+                str(work),
+                "--root",
+                str(root),
+                "--forge",
+                "gitea",
+                "--forge-url",
+                server.url,
+                "--project",
+                "ops/gitops",
+            ]
+        )
     out, err = capsys.readouterr()
-    assert done.value.code == 9 and out == ""
+    assert done.value.code == 9
+    assert out == ""
     assert err == f"error: gitea at {server.url} did not answer within 1s (GET /repos/ops/gitops/pulls)\n"
 
 
