@@ -52,8 +52,6 @@ class _VersionsTable:
     tags (bench/bench_tags.py); segments are written as they are. Tags here are semver, so they
     hold no control characters."""
 
-    from imgforge import config, release
-
     def __init__(self, listing: Any):
         self.listing = listing
 
@@ -158,8 +156,6 @@ def release_cmd(
 
 class _Progress:
     """Live layer bars for pushes and one line per stage; warnings always go to stderr."""
-
-    from imgforge import config, release
 
     def __init__(self, quiet: bool):
         self.quiet = quiet
