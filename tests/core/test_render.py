@@ -290,7 +290,12 @@ def test_the_hash_cache_is_the_callers_never_opened_behind_its_back(make_catalog
     context, _out = render.render_site(catalog, catalog.site("s"), tmp_path / "ctx")
     context.digest()
     b"".join(context.tar_stream())
-    assert not user_cache.exists()
+    assert not user_cache.exists()  # nothing written
+    page = content / "www-data" / "index.html"
+    st = page.stat()
+    user_cache.parent.mkdir(parents=True, exist_ok=True)
+    user_cache.write_text(json.dumps({str(page): [st.st_size, st.st_mtime_ns, st.st_ino, "00" * 32]}))
+    assert render.prepare(catalog, catalog.site("s")).manifest() == context.manifest()  # nor read
     mine = tmp_path / "mine.json"
     cache = HashCache(mine)
     with_cache = render.prepare(catalog, catalog.site("s"), cache)
@@ -301,7 +306,7 @@ def test_the_hash_cache_is_the_callers_never_opened_behind_its_back(make_catalog
         str(content / "www-data" / "index.html"),
         str(content / "www-data" / "a.css"),
     }
-    assert not user_cache.exists()
+    assert json.loads(user_cache.read_text())[str(page)][3] == "00" * 32  # the user's cache untouched
 
 
 def test_the_context_carries_the_content_manifest_the_image_gets(make_catalog, build_file_tree, tmp_path):
