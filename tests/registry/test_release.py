@@ -24,8 +24,9 @@ def web(basic_registry, make_catalog, registry_env, seed, unique_repo, tmp_path,
     seed(basic_registry, repo, ["v0.0.1"])
     site_dir = tmp_path / "site"
     shutil.copytree(EXAMPLE_CONTENT.parent, site_dir)
-    root = make_catalog(sites={"web": {"image": f"{basic_registry.host}/{repo}", "tag": "v0.0.1",
-                                       "source": {"path": str(site_dir)}}})
+    root = make_catalog(
+        sites={"web": {"image": f"{basic_registry.host}/{repo}", "tag": "v0.0.1", "source": {"path": str(site_dir)}}}
+    )
     catalog = config.load_catalog(root)
     yield catalog, repo, site_dir / "www-data"
     for image in docker_client.images.list(name=f"{basic_registry.host}/{repo}"):
@@ -51,7 +52,9 @@ def test_release_stops_at_a_failing_test_with_nothing_pushed(web, basic_registry
 
     with pytest.raises(VerifyFailed) as e:
         release.release(catalog, "web", "patch", on_event=break_the_image_before_its_test)
-    assert str(e.value).startswith(f"release of 'web' stopped: {basic_registry.host}/{repo}:v0.0.2 failed `imgforge test` (")
+    assert str(e.value).startswith(
+        f"release of 'web' stopped: {basic_registry.host}/{repo}:v0.0.2 failed `imgforge test` ("
+    )
     assert str(e.value).endswith("; nothing pushed, catalog unchanged") and e.value.exit_code == 1
     assert _tags(basic_registry, repo) == ["v0.0.1"]
     assert site_file.read_bytes() == before
@@ -60,8 +63,9 @@ def test_release_stops_at_a_failing_test_with_nothing_pushed(web, basic_registry
 def test_release_pushes_then_writes_the_tag(web, basic_registry):
     catalog, repo, _ = web
     stages = []
-    result = release.release(catalog, "web", "patch", on_event=lambda e: stages.append(e.text)
-                             if getattr(e, "kind", "") == "stage" else None)
+    result = release.release(
+        catalog, "web", "patch", on_event=lambda e: stages.append(e.text) if getattr(e, "kind", "") == "stage" else None
+    )
     ref = f"{basic_registry.host}/{repo}:v0.0.2"
     assert (result.previous, result.tag, result.reference) == ("v0.0.1", "v0.0.2", ref)
     assert _tags(basic_registry, repo) == ["v0.0.1", "v0.0.2"]
