@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -13,6 +14,7 @@ import docker.errors
 import pytest
 
 from imgforge import build, config
+from imgforge.content_manifest import LABEL
 from imgforge.errors import EXIT_BUILD, EXIT_DOCKER, BuildFailed
 
 pytestmark = pytest.mark.docker
@@ -23,10 +25,8 @@ def cleanup_images(docker_client):
     refs: list[str] = []
     yield refs
     for ref in refs:
-        try:
+        with contextlib.suppress(docker.errors.APIError):
             docker_client.images.remove(ref, force=True)
-        except docker.errors.APIError:
-            pass
 
 
 def _serve_once(client, image_id: str, port: int, user: str, path: str = "/") -> tuple[int, bytes]:
@@ -52,9 +52,9 @@ def _serve_once(client, image_id: str, port: int, user: str, path: str = "/") ->
                     return resp.status, resp.read()
             except urllib.error.HTTPError as e:
                 return e.code, b""
-            except OSError:
+            except OSError as e:
                 if time.monotonic() > deadline:
-                    raise AssertionError(container.logs().decode())
+                    raise AssertionError(container.logs().decode()) from e
                 time.sleep(0.05)
     finally:
         container.remove(force=True)
@@ -95,6 +95,7 @@ def test_two_sites_with_different_settings_build_and_serve(
         labels = attrs["Labels"]
         assert labels["org.opencontainers.image.version"] == catalog.site(name).tag
         assert labels[build.DIGEST_LABEL] == results[name].inputs_digest
+        assert labels[LABEL] == results[name].manifest_digest == results[name].manifest.digest
         for key in ("source", "revision", "created", "title"):
             assert labels[f"org.opencontainers.image.{key}"] not in ("", "unknown"), key
     index = (catalog.root / catalog.site("spa").source.path / "www-data" / "index.html").read_bytes()
@@ -173,6 +174,7 @@ def test_build_all_reports_unavailable_sites_and_builds_the_rest(make_catalog, n
     rows = {r["site"]: r for r in json.loads(proc.stdout)}
     assert rows["ok"]["status"] in ("built", "skipped")
     assert rows["ok"]["id"].startswith("sha256:")
+    assert rows["ok"]["manifest_digest"].startswith("sha256:")
     assert rows["nosource"]["status"] == "unavailable"
     assert "no path or git URL" in rows["nosource"]["detail"]
     again = json.loads(run_cli("build", "ok", "--json", "--root", str(root)).stdout)

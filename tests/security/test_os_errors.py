@@ -134,7 +134,7 @@ def test_content_file_that_changes_between_listing_and_tarring_is_an_error(
         with pytest.raises(ContentMissing, match="news.html"):
             b"".join(render.context_stream(rendered))
         with pytest.raises(ContentMissing, match="news.html"):
-            render.write_context(rendered, tmp_path / "ctx", catalog.root)
+            rendered.write(tmp_path / "ctx", catalog.root)
     assert not (tmp_path / "ctx").exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
