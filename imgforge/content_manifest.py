@@ -22,8 +22,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
-from imgforge.config import _SITE_NAME as SITE_NAME  # the catalog's own rule for a site name
-from imgforge.config import HEADER_NAME, HEADER_VALUE
+from imgforge.config import HEADER_NAME, HEADER_VALUE, SITE_NAME
 from imgforge.errors import NotFound
 
 SCHEMA = "imgforge.content-manifest"

@@ -20,9 +20,6 @@ from imgforge.errors import ContentMissing
 from imgforge.hashcache import HashCache
 from imgforge.listing import HIDDEN_EXTENSIONS, is_hidden, list_content
 from imgforge.templating import RenderError, render_all, templates_dir
-from imgforge.templating import dockerfile_quoted as _dockerfile_quoted  # noqa: F401  (the injection tests
-from imgforge.templating import nginx_quoted as _nginx_quoted  # noqa: F401  call the quoting rules by these
-from imgforge.templating import shell_quoted as _shell_quoted  # noqa: F401  names)
 
 # Re-exported: render is the face of the build context for build, verify, the CLI and the tests.
 __all__ = [

@@ -12,25 +12,15 @@ import functools
 import re
 import shlex
 from collections.abc import Mapping
-from pathlib import Path
 
 import jinja2
 
+from imgforge._resources import templates_dir
 from imgforge.errors import ImgforgeError
 
 
 class RenderError(ImgforgeError):
     pass
-
-
-def templates_dir() -> Path:
-    """templates/ of a source checkout, else the copy shipped in the wheel."""
-    checkout = Path(__file__).resolve().parent.parent / "templates"
-    if checkout.is_dir():
-        return checkout
-    from importlib.resources import files
-
-    return Path(str(files("imgforge._templates")))
 
 
 # What may stand unquoted in a generated file: a site name in a comment, a header name, a FROM

@@ -199,22 +199,22 @@ def test_symlink_escaping_the_content_folder_is_refused(make_catalog, build_file
         render.prepare(catalog, catalog.site("s"))
 
 
-def test_failed_render_leaves_no_partial_output(make_catalog, build_file_tree, tmp_path, run_cli):
+def test_failed_render_leaves_no_partial_output(make_catalog, build_file_tree, tmp_path, cli_process):
     content = build_file_tree(tmp_path / "src", {"www-data/index.html": "hi\n"})
     root = make_catalog(
         {"s": {"source": {"path": str(content)}}, "gone": {"source": {"path": str(tmp_path / "missing")}}}
     )
     out = tmp_path / "out"
-    proc = run_cli("render", "gone", "--out", str(out), "--root", str(root))
+    proc = cli_process("render", "gone", "--out", str(out), "--root", str(root))
     assert proc.returncode == 4
     assert "content folder" in proc.stderr
     assert "does not exist" in proc.stderr
     assert not out.exists()
     # An existing context is replaced whole or not at all.
-    assert run_cli("render", "s", "--out", str(out), "--root", str(root)).returncode == 0
+    assert cli_process("render", "s", "--out", str(out), "--root", str(root)).returncode == 0
     before = _tree(out)
     (content / "www-data" / "escape").symlink_to("/etc/hostname")
-    proc = run_cli("render", "s", "--out", str(out), "--root", str(root))
+    proc = cli_process("render", "s", "--out", str(out), "--root", str(root))
     assert proc.returncode == 4
     assert _tree(out) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["catalog", "out", "src"]
@@ -245,14 +245,14 @@ def test_build_tar_holds_exactly_what_render_writes(make_catalog, tmp_path):
     assert in_tar == on_disk
 
 
-def test_default_out_dir_replaces_a_context_an_older_imgforge_wrote(make_catalog, run_cli, tmp_path):
+def test_default_out_dir_replaces_a_context_an_older_imgforge_wrote(make_catalog, cli_process, tmp_path):
     """Contexts under imgforge's own cache are its own, marker or not (older versions wrote none)."""
     root = make_catalog({"s": {}})
     env = {"IMGFORGE_CACHE_DIR": str(tmp_path / "cache")}
     old = tmp_path / "cache" / "contexts" / "s"
     (old / "html").mkdir(parents=True)
     (old / "Dockerfile").write_text("FROM old\n")
-    proc = run_cli("render", "s", "--root", str(root), env=env)
+    proc = cli_process("render", "s", "--root", str(root), env=env)
     assert proc.returncode == 0, proc.stderr
     assert (old / render.MARKER).is_file()
     assert (old / "Dockerfile").read_text() != "FROM old\n"

@@ -12,7 +12,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import tarfile
 import uuid
 from pathlib import Path
@@ -26,21 +25,13 @@ from imgforge.errors import EXIT_NOT_FOUND
 from imgforge.render import CONTENT_ROOT
 from imgforge.verify import image_files
 from imgforge.verify.runner import ORDER, OWNER_LABEL, RUN_LABEL
-from tests.conftest import EXAMPLE_CONTENT
+from tests.conftest import EXAMPLE_CONTENT, run_process
 
 pytestmark = pytest.mark.docker
 
 
 def _cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "imgforge", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-        env={**os.environ, "IMGFORGE_DEBUG": "", **(env or {})},
-    )
+    return run_process(*args, cwd=cwd, env=env, timeout=300)
 
 
 def _leftovers(client) -> list[dict]:
