@@ -158,14 +158,19 @@ class Front(Loopback):
         if answer is not None:
             return answer
         r = self.forward(request)
+        headers = self.relayed(request, r)
+        self.passed.append((request, r.status_code, headers))
+        return r.status_code, headers, r.content
+
+    def relayed(self, request: Request, r: requests.Response) -> dict[str, str]:
+        """The registry's answer headers as the front passes them on (Location pointing here)."""
         drop = {"transfer-encoding", "connection", "content-encoding"}
         if request.method != "HEAD":  # a HEAD answer keeps the registry's Content-Length: it is the size
             drop.add("content-length")
         headers = {k: v for k, v in r.headers.items() if k.lower() not in drop}
         if "Location" in headers:
             headers["Location"] = headers["Location"].replace(self.upstream, self.url)
-        self.passed.append((request, r.status_code, headers))
-        return r.status_code, headers, r.content
+        return headers
 
 
 def json_answer(status: int, doc: Any, headers: dict[str, str] | None = None) -> Answer:

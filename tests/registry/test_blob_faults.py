@@ -161,6 +161,65 @@ def test_a_blob_over_max_blob_is_refused_unread():
         server.stop()
 
 
+def test_an_encoded_blob_is_refused_unread():
+    """Blob bytes are hashed as stored: we ask for no transfer encoding and refuse one anyway."""
+    import gzip
+
+    packed = gzip.compress(b"z" * 1000)
+    server = Loopback(lambda r: (200, {"Content-Encoding": "gzip", "Content-Length": str(len(packed))}, packed))
+    try:
+        with _client(server.host) as c, pytest.raises(RegistryError, match="sent an encoded body"):
+            c.open_blob(REPO, digest(b"z" * 1000), 1000)
+    finally:
+        server.stop()
+    assert server.requests[0].headers["Accept-Encoding"] == "identity"
+
+
+@pytest.mark.parametrize("where", ["head-size", "head-digest", "mount-digest", "upload-digest"])
+def test_headers_that_contradict_the_blob_are_errors(where, basic_registry, front, unique_repo):
+    """A registry whose answers name another digest or size than the blob asked about."""
+    source, repo, data = unique_repo("lies"), unique_repo("lies"), os.urandom(2000)
+    _seed(basic_registry, source, data)
+    other = digest(b"another blob")
+
+    def lie(request: Request):
+        if "Authorization" not in request.headers:
+            return None
+        r = front.forward(request)
+        headers = front.relayed(request, r)
+        blob_head = request.method == "HEAD" and "/blobs/sha256:" in request.path
+        if where == "head-size" and blob_head:
+            headers["Content-Length"] = "5"
+        elif (
+            (where == "head-digest" and blob_head)
+            or (where == "mount-digest" and request.method == "POST" and r.status_code == 201)
+            or (where == "upload-digest" and request.method == "PUT" and r.status_code == 201)
+        ):
+            headers["Docker-Content-Digest"] = other
+        return r.status_code, headers, r.content
+
+    calls = {
+        "head-size": lambda c: c.upload_blob(source, digest(data), len(data), data),
+        "head-digest": lambda c: c.upload_blob(source, digest(data), len(data), data),
+        "mount-digest": lambda c: c.mount_blob(repo, digest(data), source),
+        "upload-digest": lambda c: c.upload_blob(repo, digest(data), len(data), data),
+    }
+    front.intercept = lie
+    with (
+        _client(front.host, credentials=Credentials(basic_registry.user, basic_registry.password, "t")) as c,
+        pytest.raises(RegistryError) as e,
+    ):
+        calls[where](c)
+    expected = {
+        "head-size": f"holds blob {digest(data)} with 5 bytes, not 2000",
+        "head-digest": f"the registry answered for {other}",
+        "mount-digest": f"mounted {other} for blob {digest(data)}",
+        "upload-digest": f"stored blob {digest(data)} as {other}",
+    }[where]
+    assert expected in str(e.value)
+    assert e.value.exit_code == 7
+
+
 # --------------------------------------------------------------------------- the scaled deadline
 
 

@@ -302,6 +302,23 @@ def test_the_api_when_the_registry_has_it(which, request, unique_repo):
     assert [r.params.get("page") for r in pages] == [None, "1", None]  # two pages of one, then filtered
 
 
+def test_a_missing_repository_is_not_taken_for_a_missing_api(basic_registry, unique_repo):
+    """A registry with the API answers 404 NAME_UNKNOWN for a repository that does not exist:
+    that says nothing about the API, so the next call still asks it."""
+    repo = unique_repo("api")
+    api = ReferrersApi(basic_registry.url)
+    try:
+        with _client(basic_registry, api.host) as c:
+            assert c.referrers(unique_repo("api"), "sha256:" + "1" * 64) == []
+            assert c.referrers_api is None
+            subject_digest, subject = _subject(c, repo)
+            c.attach_referrer(repo, _artifact(c, repo, subject, b"s", artifact_type=SIG), OCI_MANIFEST)
+            assert [d.artifact_type for d in c.referrers(repo, subject_digest)] == [SIG]
+    finally:
+        api.stop()
+    assert c.referrers_api is True
+
+
 def test_the_api_filter_is_applied_here_when_the_registry_did_not(basic_registry, unique_repo):
     """A registry may ignore artifactType (no OCI-Filters-Applied): the client filters."""
     repo = unique_repo("api")
