@@ -35,7 +35,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from imgforge import _scrub
+from imgforge import _http, _scrub
 from imgforge._deadline import TransportError
 from imgforge._stream import digest_of, is_digest
 from imgforge.errors import RegistryError
@@ -126,6 +126,7 @@ class ReferrerCalls(ManifestCalls):
         manifests: list[Any] = []
         filtered = artifact_type is not None
         where = f"{self._where(name)} referrers of {digest}"
+        total = 0  # all pages together are held to the cap of one JSON answer
         for _ in range(self.max_pages):
             r = self._request(
                 "GET",
@@ -143,6 +144,9 @@ class ReferrerCalls(ManifestCalls):
                 log.debug("%s has no referrers API (404); using the referrers tag schema", self.registry)
                 return None
             self.referrers_api = True
+            total += len(r.body)
+            if total > self.max_json:
+                raise RegistryError(f"{where}: the pages add up to more than {_http.size_text(self.max_json)}")
             page = _json_object(r.body)
             listed = page.get("manifests") if page is not None else None
             if not isinstance(listed, list):

@@ -72,6 +72,7 @@ class ReferrersApi(Front):
         super().__init__(upstream)
         self.page_size = page_size  # 0: one page
         self.subjects: dict[tuple[str, str], list[str]] = {}
+        self.answered: list[bytes] = []  # each referrers page served, in order
         self.intercept = self._serve
 
     def _serve(self, request: Request):
@@ -128,7 +129,9 @@ class ReferrersApi(Front):
         if start + size < len(listed):
             more = f"page={start + size}" + (f"&artifactType={wanted}" if wanted else "")
             headers["Link"] = f'<{request.path}?{more}>; rel="next"'
-        return json_answer(200, {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": page}, headers)
+        answer = json_answer(200, {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": page}, headers)
+        self.answered.append(answer[2])
+        return answer
 
 
 def _client(reg, host: str | None = None) -> RegistryClient:
@@ -317,6 +320,28 @@ def test_a_missing_repository_is_not_taken_for_a_missing_api(basic_registry, uni
     finally:
         api.stop()
     assert c.referrers_api is True
+
+
+def test_referrer_pages_add_up_to_one_json_cap(basic_registry, unique_repo):
+    """A registry paging one descriptor at a time cannot make the listing grow without bound."""
+    repo = unique_repo("api")
+    api = ReferrersApi(basic_registry.url, page_size=1)
+    try:
+        with _client(basic_registry, api.host) as c:
+            subject_digest, subject = _subject(c, repo)
+            for n in range(3):
+                c.attach_referrer(repo, _artifact(c, repo, subject, b"%d" % n, artifact_type=SIG), OCI_MANIFEST)
+            assert len(c.referrers(repo, subject_digest)) == 3
+        pages = [len(r) for r in api.answered]
+        creds = Credentials(basic_registry.user, basic_registry.password, "t")
+        cap = pages[-3] + pages[-2] + pages[-1] // 2  # two pages fit, the third does not
+        with (
+            RegistryClient(api.host, credentials=creds, max_json=cap) as small,
+            pytest.raises(RegistryError, match="the pages add up to more than"),
+        ):
+            small.referrers(repo, subject_digest)
+    finally:
+        api.stop()
 
 
 def test_the_api_filter_is_applied_here_when_the_registry_did_not(basic_registry, unique_repo):
