@@ -18,7 +18,7 @@ import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from imgforge.errors import ImgforgeError
+from imgforge.errors import GitFailed, GitNotFound, GitTimeout, UnsafeGitInput
 
 LOCAL_TIMEOUT = 120.0  # seconds for a command that only reads or writes a local repository
 NETWORK_TIMEOUT = 300.0  # seconds for fetch, push, ls-remote: a hung remote must not hang CI
@@ -46,32 +46,6 @@ _USERINFO = re.compile(r"(?P<scheme>\b[a-z][a-z0-9+.-]*://)(?P<info>[^/@\s]+)@",
 _SCP_USERINFO = re.compile(r"\A(?P<info>[^/@\s:]+(?::[^/@\s]*)?)@(?=[^/:\s]+:)")
 # ``user:password@host:path`` anywhere in a text (after a space, a quote or the start).
 _SCP_PASSWORD = re.compile(r"(?<![^\s\"'(=])[^/@\s:\"']+:[^/@\s\"']*@(?=[^/:\s]+:)")
-
-
-class GitError(ImgforgeError):
-    """git could not do what was asked. Callers translate it into their own error (and exit code)."""
-
-    def __init__(self, command: str, detail: str, returncode: int | None = None):
-        super().__init__(f"git {command}: {detail}")
-        self.command = command
-        self.detail = detail
-        self.returncode = returncode
-
-
-class GitNotFound(GitError):
-    pass
-
-
-class GitTimeout(GitError):
-    pass
-
-
-class GitFailed(GitError):
-    """git exited non-zero; ``detail`` is the last line it wrote to stderr, credentials removed."""
-
-
-class UnsafeGitInput(GitError):
-    """A URL, ref or operand that git could misread; refused before git starts."""
 
 
 class Ref(str):

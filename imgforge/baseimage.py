@@ -22,7 +22,7 @@ import docker
 import docker.errors
 
 from imgforge.engine import docker_client
-from imgforge.errors import DockerError, ImgforgeError, UsageError
+from imgforge.errors import BootstrapFailed, DockerError, UsageError
 
 SUITE = "bookworm"
 DEBIAN = f"imgforge/debian:{SUITE}"
@@ -31,10 +31,6 @@ LOCAL_BASES = {
     DEBIAN: "Debian minbase (profile debian installs nginx-light into it)",
     NGINX_DEBIAN: "Debian minbase with nginx-light (profile prebuilt)",
 }
-
-
-class BootstrapFailed(ImgforgeError):
-    pass
 
 
 @dataclass(frozen=True)

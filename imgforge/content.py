@@ -17,7 +17,7 @@ from pathlib import Path
 from imgforge import _git
 from imgforge._fs import replace_dir, staging_dir
 from imgforge.config import Catalog, Site
-from imgforge.errors import ContentMissing
+from imgforge.errors import ContentMissing, GitError
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,7 @@ def resolve(catalog: Catalog, site: Site) -> Content:
 def _local_revision(folder: Path) -> str | None:
     try:
         return _git.out("log", "-1", "--format=%H", "--", ".", cwd=folder) or None
-    except _git.GitError:
+    except GitError:
         return None
 
 
@@ -87,7 +87,7 @@ def _local_source(folder: Path) -> str | None:
     """The catalog repository's remote URL, for the image's source label (``source`` strips it)."""
     try:
         url = _git.out("config", "--get", "remote.origin.url", cwd=folder)
-    except _git.GitError:
+    except GitError:
         return None
     return url or None
 
@@ -100,7 +100,7 @@ def _export_git(url: str, ref: str, content_dir: str, site: Site) -> tuple[str, 
             _git.run("init", "--bare", "-q", operands=[str(mirror)])
         _git.run("fetch", "-q", "--force", cwd=mirror, operands=[_git.Url(url), _git.Ref(ref)], network=True)
         commit = _git.out("rev-parse", "--verify", "FETCH_HEAD^{commit}", cwd=mirror)
-    except _git.GitError as e:
+    except GitError as e:
         raise ContentMissing(f"{site.file}: source: cannot fetch {ref!r} from {_git.redact(url)}: {e.detail}") from e
     export = mirror.with_suffix("") / commit
     if not export.exists():
@@ -112,8 +112,8 @@ def _export_git(url: str, ref: str, content_dir: str, site: Site) -> tuple[str, 
                 with tarfile.open(fileobj=archive) as tar:
                     tar.extractall(staged, filter="data")
             replace_dir(staged, export)
-        except (_git.GitError, tarfile.TarError, OSError) as e:
-            detail = e.detail if isinstance(e, _git.GitError) else str(e)
+        except (GitError, tarfile.TarError, OSError) as e:
+            detail = e.detail if isinstance(e, GitError) else str(e)
             raise ContentMissing(
                 f"{site.file}: source: cannot export {commit[:12]} of {_git.redact(url)}: {detail}"
             ) from e

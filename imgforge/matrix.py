@@ -24,7 +24,7 @@ from imgforge import _git as _gitrun
 from imgforge._resources import read_template
 from imgforge.config import CATALOG_FILE, Catalog, Site
 from imgforge.content import cache_dir, unavailable_reason
-from imgforge.errors import ImgforgeError, UsageError
+from imgforge.errors import GitError, GitNotFound, ImgforgeError, UsageError
 
 TEMPLATES_DIR = "templates"
 GITLAB_SITE_JOB_TEMPLATE = "gitlab-site-job.yml"
@@ -149,7 +149,7 @@ class _Diff:
         top = Path(_git_local(repo, "rev-parse", "--show-toplevel"))
         try:
             base = _git_local(repo, "merge-base", operands=(ref, "HEAD"))
-        except _gitrun.GitError as e:
+        except GitError as e:
             why = (
                 f"unknown revision in {top} ({e.detail})"
                 if e.returncode != 1
@@ -204,7 +204,7 @@ def _git(
 ) -> str:
     try:
         return _gitrun.out(*args, cwd=cwd, operands=operands, timeout=_GIT_TIMEOUT, strip=strip)
-    except _gitrun.GitNotFound as e:
+    except GitNotFound as e:
         raise ImgforgeError("git is not installed; `imgforge matrix` needs it") from e
 
 
@@ -212,8 +212,8 @@ def _git_local(repo: Path, *args: str, operands: tuple[str, ...] = (), strip: bo
     """git in the catalog's repository, where a failure is the user's to fix (bad ref, no repo)."""
     try:
         return _git(list(args), cwd=repo, operands=operands, strip=strip)
-    except _gitrun.GitError as e:
-        if args[0] == "merge-base" or isinstance(e, _gitrun.GitNotFound):
+    except GitError as e:
+        if args[0] == "merge-base" or isinstance(e, GitNotFound):
             raise
         raise UsageError(f"git {args[0]} in {repo}: {e.detail}") from e
 
@@ -232,7 +232,7 @@ def _ls_remotes(urls: set[str]) -> dict[str, _Remote]:
 def _ls_remote(url: str) -> _Remote:
     try:
         out = _git(["ls-remote"], operands=[_gitrun.Url(url)])
-    except _gitrun.GitError as e:
+    except GitError as e:
         return _Remote({}, f"cannot reach the repository: {e.detail}")
     refs: dict[str, str] = {}
     for line in out.splitlines():
@@ -300,7 +300,7 @@ def _commit_dates(url: str, revisions: list[str]) -> dict[str, int]:
                 operands=["origin", *[f"+{r}:refs/probe/{r}" for r in missing]],
             )
         out = _git(["show", "-s", "--format=%H %ct"], cwd=probe, operands=wanted)
-    except (_gitrun.GitError, OSError):
+    except (GitError, OSError):
         return {}
     return {sha: int(ts) for sha, _, ts in (line.partition(" ") for line in out.splitlines())}
 

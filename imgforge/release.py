@@ -25,20 +25,22 @@ from docker.models.images import Image
 from imgforge import config
 from imgforge.config import Catalog, Site
 from imgforge.engine import docker_client
-from imgforge.errors import DockerError, ImgforgeError, NotFound, Refused, RegistryError, UsageError, VerifyFailed
+from imgforge.errors import (
+    DigestMismatch,
+    DockerError,
+    ImgforgeError,
+    NotFound,
+    PushFailed,
+    Refused,
+    RepositoryNotFound,
+    UsageError,
+    VerifyFailed,
+)
 from imgforge.image_ref import ImageRef
 from imgforge.registry import versions
-from imgforge.registry.client import RegistryClient, Repository, RepositoryNotFound
+from imgforge.registry.client import RegistryClient, Repository
 from imgforge.registry.credentials import lookup
 from imgforge.verify.state import last_result
-
-
-class DigestMismatch(RegistryError):
-    """The registry holds a different manifest than the one the engine just pushed."""
-
-
-class PushFailed(RegistryError):
-    """The engine's push stream reported an error (auth, network, quota...)."""
 
 
 @dataclass(frozen=True)

@@ -12,14 +12,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+from imgforge._resources import templates_dir
 from imgforge.build_context import CONTENT_DIR, EXECUTABLE, MANIFEST_FILE, MARKER, MARKER_TEXT, Context, check_out_dir
 from imgforge.config import Catalog, Site
 from imgforge.content import cache_dir, resolve
 from imgforge.content_manifest import IMAGE_PATH as MANIFEST_PATH
-from imgforge.errors import ContentMissing
+from imgforge.errors import ContentMissing, RenderError
 from imgforge.hashcache import HashCache
 from imgforge.listing import HIDDEN_EXTENSIONS, is_hidden, list_content
-from imgforge.templating import RenderError, render_all, templates_dir
+from imgforge.templating import render_all
 
 # Re-exported: render is the face of the build context for build, verify, the CLI and the tests.
 __all__ = [

@@ -16,12 +16,7 @@ from collections.abc import Mapping
 import jinja2
 
 from imgforge._resources import templates_dir
-from imgforge.errors import ImgforgeError
-
-
-class RenderError(ImgforgeError):
-    pass
-
+from imgforge.errors import RenderError
 
 # What may stand unquoted in a generated file: a site name in a comment, a header name, a FROM
 # reference. Anything else reaching a template goes through the quoting filter of its language.

@@ -24,10 +24,9 @@ from typing import Any
 
 from imgforge import gitops
 from imgforge.config import Catalog, Site
-from imgforge.errors import ForgeError, ImgforgeError
+from imgforge.errors import ForgeError, ForgeUnauthorized, ImgforgeError
 from imgforge.evidence import Evidence, collect_evidence
 from imgforge.forge import Forge, OpenRequest, RequestSpec
-from imgforge.forge.base import ForgeUnauthorized
 from imgforge.gitops import branch as gitbranch
 from imgforge.gitops.policy import check_level
 from imgforge.pr_body import branch_name, commit_message, request_body, site_marker, title
@@ -226,17 +225,6 @@ class UpdateRow:
             "detail": self.detail,
             "url": self.url,
         }
-
-
-class UpdateFailed(ImgforgeError):
-    """Some sites failed in ``update``; exits with the first failure's code after the table."""
-
-    def __init__(self, rows: list[UpdateRow]) -> None:
-        failed = [(r.site, r.error) for r in rows if r.error is not None]
-        super().__init__(
-            f"update failed for {len(failed)} site(s): " + "; ".join(f"{site}: {error}" for site, error in failed)
-        )
-        self.exit_code = failed[0][1].exit_code
 
 
 def update_sites(

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from imgforge.config import DEFAULT_OVERLAY_ROOT
-from imgforge.errors import UsageError
+from imgforge.errors import KustomizeFailed, UsageError
 from imgforge.gitops import kustomize
 
 CLASSES = ("hardened", "partial", "root", "linuxserver", "unknown")
@@ -128,7 +128,7 @@ def fleet_report(
     report = FleetReport(str(repo), overlay_root, [a for a, _ in overlays], [], [], {})
     for app, folder in overlays:
         docs = results[app]
-        if isinstance(docs, kustomize.KustomizeFailed):
+        if isinstance(docs, KustomizeFailed):
             report.failures.append(RenderFailure(app, folder.relative_to(Path(repo)).as_posix(), docs.detail))
             continue
         rows = [row for doc in docs for row in workload_rows(app, doc)]

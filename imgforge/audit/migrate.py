@@ -20,7 +20,7 @@ from imgforge import _git as _gitrun
 from imgforge import config
 from imgforge._fs import atomic_write_text
 from imgforge.audit._repo import Repo, base_name, expand, instructions, read_repo, walk_directives
-from imgforge.errors import CatalogError, Refused, UsageError
+from imgforge.errors import CatalogError, GitError, Refused, UsageError
 
 # Directives the hardened templates replace or that do not change what a visitor gets.
 _REPLACED = {
@@ -240,7 +240,7 @@ def _git(repo: Path, *args: str) -> str:
     """What git says about the old repo, or "" when it cannot say (no git, not a repo, no remote)."""
     try:
         return _gitrun.out(*args, cwd=repo, timeout=30)
-    except _gitrun.GitError:
+    except GitError:
         return ""
 
 

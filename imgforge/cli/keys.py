@@ -36,8 +36,8 @@ def generate_cmd(
     ] = False,
 ) -> None:
     """Write cosign.key (encrypted, mode 0600) and cosign.pub; refuse to overwrite either."""
+    from imgforge.errors import PasswordMissing
     from imgforge.signing import keys
-    from imgforge.signing.errors import PasswordMissing
 
     password = keys.password_from_env()
     if password is None:

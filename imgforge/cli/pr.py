@@ -161,7 +161,8 @@ def update_cmd(
     """Open or refresh a request for every site whose registry release is ahead of GitOps."""
     from imgforge import config
     from imgforge import forge as forges
-    from imgforge.update import UpdateFailed, update_sites
+    from imgforge.errors import UpdateFailed
+    from imgforge.update import update_sites
 
     catalog = config.load_catalog(root)
     if all_sites == bool(sites):
@@ -192,4 +193,4 @@ def update_cmd(
             )
         console.print(table)
     if any(r.error is not None for r in rows):
-        raise UpdateFailed(rows)
+        raise UpdateFailed([(r.site, r.error) for r in rows if r.error is not None])

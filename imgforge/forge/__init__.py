@@ -14,8 +14,8 @@ import re
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
-from imgforge.errors import ForgeError
-from imgforge.forge.base import DuplicateRequest, Forge, ForgeUnauthorized, OpenRequest, RequestSpec
+from imgforge.errors import DuplicateRequest, ForgeError, ForgeUnauthorized
+from imgforge.forge.base import Forge, OpenRequest, RequestSpec
 from imgforge.forge.gitea import Gitea
 from imgforge.forge.github import GitHub
 from imgforge.forge.gitlab import GitLab

@@ -27,20 +27,12 @@ import requests.auth
 
 from imgforge import _http, _scrub
 from imgforge._http import MAX_JSON, Answer, TransportError
-from imgforge.errors import ForgeError
+from imgforge.errors import DuplicateRequest, ForgeError, ForgeUnauthorized
 
 DEFAULT_TIMEOUT = 15.0  # seconds a whole request may take: a hung or dripping forge must not hang CI
 MAX_PAGES = 50  # 50 pages x 100 requests: far beyond any real number of open bot requests
 
 log = logging.getLogger("imgforge.forge")
-
-
-class ForgeUnauthorized(ForgeError):
-    """The forge answered 401: the token is missing, expired or lacks the scope."""
-
-
-class DuplicateRequest(ForgeError):
-    """The forge refused to create a request because one already exists for the branch."""
 
 
 @dataclass(frozen=True)

@@ -26,33 +26,13 @@ from pathlib import Path
 from typing import Any
 
 from imgforge import _git as _gitrun
-from imgforge.errors import GitopsError, Refused
+from imgforge.errors import DirtyWorkTree, ForeignCommits, GitError, GitNotFound, GitopsError, GitTimeout
 
 TRAILER_KEY = "Generated-By"
 TRAILER = f"{TRAILER_KEY}: imgforge"
 # GitLab, GitHub Actions, Gitea/Forgejo Actions and Woodpecker all skip pipelines for a push whose
 # head commit message contains "[skip ci]"; a bot commit must not start a CI run that pushes again.
 SKIP_CI = "[skip ci]"
-
-
-class DirtyWorkTree(Refused):
-    def __init__(self, repo: Path, files: list[str]):
-        shown = ", ".join(files[:5]) + (f" and {len(files) - 5} more" if len(files) > 5 else "")
-        super().__init__(
-            f"{repo} has uncommitted changes ({shown}); commit or stash them first: the "
-            "branch is built from the remote's default branch and would not include them"
-        )
-
-
-class ForeignCommits(Refused):
-    def __init__(self, branch: str, remote: str, commits: list[tuple[str, str, str]]):
-        shown = "; ".join(f"{sha[:8]} {author}: {subject}" for sha, author, subject in commits[:3])
-        more = f" and {len(commits) - 3} more" if len(commits) > 3 else ""
-        super().__init__(
-            f"branch {branch!r} on {remote!r} has {len(commits)} commit(s) not made by imgforge ({shown}{more}); "
-            "imgforge will not overwrite someone's work: merge or close that request and delete the branch, "
-            "or pass --branch with another name"
-        )
 
 
 def scrub(text: str) -> str:
@@ -84,12 +64,12 @@ class Git:
             proc = _gitrun.run(
                 *args, cwd=self.repo, operands=operands, env=env, network=network, input=input, check=False
             )
-        except _gitrun.GitNotFound as e:
+        except GitNotFound as e:
             raise GitopsError("git is not installed (needed for imgforge pr)") from e
-        except _gitrun.GitTimeout as e:
+        except GitTimeout as e:
             limit = _gitrun.NETWORK_TIMEOUT if network else _gitrun.LOCAL_TIMEOUT
             raise GitopsError(f"git {args[0]} in {self.repo} did not finish within {limit:g}s") from e
-        except _gitrun.GitError as e:
+        except GitError as e:
             raise GitopsError(f"git {args[0]} in {self.repo}: {e.detail}") from e
         if check and proc.returncode != 0:
             raise GitopsError(f"git {args[0]} failed in {self.repo}: {self.tail(proc.stderr)}")

@@ -26,7 +26,7 @@ from typing import Any
 
 import yaml
 
-from imgforge.errors import GitopsError
+from imgforge.errors import GitopsError, KustomizeFailed
 
 KUSTOMIZE_TIMEOUT = 120
 KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
@@ -36,12 +36,6 @@ BATCH_MAX = 25  # overlays per kubectl run when many are rendered
 
 Objects = list[dict[str, Any]]
 Job = tuple[Path, list[Path], dict[Path, str]]  # (overlay, its kustomization folders, texts to write over)
-
-
-class KustomizeFailed(GitopsError):
-    def __init__(self, where: str, detail: str):
-        super().__init__(f"kubectl kustomize {where} failed: {detail}")
-        self.detail = detail
 
 
 def kubectl() -> str:

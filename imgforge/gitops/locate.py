@@ -20,7 +20,7 @@ from typing import Any
 
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
-from imgforge.errors import GitopsError, NotFound
+from imgforge.errors import AmbiguousContainer, GitopsError, NotFound, UnknownApp
 from imgforge.gitops.kustomize import GRAVEYARD, KUSTOMIZATION_FILES
 from imgforge.gitops.patch import YamlFile, parse
 from imgforge.gitops.policy import containers_of
@@ -29,14 +29,6 @@ from imgforge.image_ref import ImageRef
 _REMOTE = re.compile(r"^(?:[a-z][a-z0-9+.-]*://|git@|github\.com/|gitlab\.com/)")
 _DEPLOYMENT = re.compile(r"^kind:\s*['\"]?Deployment\b", re.M)
 _CONTAINER_PATH = re.compile(r"^/spec/template/spec/containers/(\d+)/(image|ports/(\d+)/containerPort)$")
-
-
-class UnknownApp(NotFound):
-    pass
-
-
-class AmbiguousContainer(GitopsError):
-    pass
 
 
 @dataclass

@@ -23,16 +23,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import YAMLError
 
-from imgforge.errors import GitopsError
-
-
-class MalformedYaml(GitopsError):
-    def __init__(self, rel: str, detail: str):
-        super().__init__(f"{rel}: malformed YAML: {detail}")
-
-
-class UneditableYaml(GitopsError):
-    """The change is well defined but cannot be written without reformatting the user's file."""
+from imgforge.errors import GitopsError, MalformedYaml, UneditableYaml
 
 
 @dataclass

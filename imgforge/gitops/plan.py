@@ -15,7 +15,7 @@ from typing import Any
 
 from imgforge._fs import atomic_write_text
 from imgforge.config import Catalog, Site, check_tag
-from imgforge.errors import GitopsError
+from imgforge.errors import GitopsError, ProofFailed
 from imgforge.gitops import kustomize, locate, policy
 from imgforge.gitops.patch import Editor, Keyed, YamlFile, new_file_text
 from imgforge.gitops.policy import LEVELS
@@ -201,7 +201,7 @@ def _finish(work: _Work, before: list[dict[str, Any]], after: list[dict[str, Any
         if work.want is None:  # _draft sets texts and want together; texts without a proof never pass
             raise GitopsError(f"{work.site.app}: a change was drafted without its proof")
         if reasons := policy.check(before, after, work.want):
-            raise policy.ProofFailed(work.site.app, reasons)
+            raise ProofFailed(work.site.app, reasons)
     changes = [FileChange(Path(locate.rel(work.repo, p)), b, a) for p, (b, a) in sorted(work.texts.items())]
     image_name, old_tag, security, port_change = work.summary
     return GitopsPlan(

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from imgforge.errors import GitopsError, UsageError
+from imgforge.errors import UsageError
 from imgforge.gitops.patch import Keyed
 
 TMP_SIZE = "16Mi"
@@ -24,14 +24,6 @@ def check_level(level: str) -> str:
     if level not in LEVELS:
         raise UsageError(f"--level: expected one of {', '.join(LEVELS)}, got {level!r}")
     return level
-
-
-class ProofFailed(GitopsError):
-    def __init__(self, app: str, reasons: list[str]):
-        super().__init__(
-            f"{app}: the patched overlay does not render as planned, nothing written: " + "; ".join(reasons)
-        )
-        self.reasons = reasons
 
 
 @dataclass

@@ -17,11 +17,7 @@ Sources (:class:`ImageSource`): :class:`OciLayout` (a folder; ``OciLayout.open_d
 
 from __future__ import annotations
 
-from imgforge.image.apply import read_fs
-from imgforge.image.config import HistoryEntry, ImageConfig
-from imgforge.image.contents import ExtractResult
-from imgforge.image.docker_save import DockerArchive, DockerEngineSource
-from imgforge.image.errors import (
+from imgforge.errors import (
     ImageInvalid,
     ImageNotFound,
     ImageRefused,
@@ -29,6 +25,10 @@ from imgforge.image.errors import (
     LimitExceeded,
     PlatformNotFound,
 )
+from imgforge.image.apply import read_fs
+from imgforge.image.config import HistoryEntry, ImageConfig
+from imgforge.image.contents import ExtractResult
+from imgforge.image.docker_save import DockerArchive, DockerEngineSource
 from imgforge.image.fs import DataRef, Entry, EntryType, ImageFS
 from imgforge.image.layout import OciLayout
 from imgforge.image.limits import DEFAULT_LIMITS, Limits

@@ -19,7 +19,7 @@ import tarfile
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from imgforge.image.errors import ImageInvalid, LimitExceeded
+from imgforge.errors import ImageInvalid, LimitExceeded
 from imgforge.image.fs import DataRef, Entry, EntryType, ImageFS
 from imgforge.image.layers import Budget, LayerReader
 from imgforge.image.paths import join, member_path, parent_of

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pydantic import ConfigDict, Field
 from pydantic.dataclasses import dataclass as pyd_dataclass
 
-from imgforge.image.errors import ImageInvalid
+from imgforge.errors import ImageInvalid
 from imgforge.image.model import Digest, validate_json
 from imgforge.image.platform import Platform
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, cast
 
 from imgforge._fs import replace_dir, staging_dir
-from imgforge.image.errors import ImageInvalid, ImageNotFound, ImageRefused, LimitExceeded
+from imgforge.errors import ImageInvalid, ImageNotFound, ImageRefused, LimitExceeded
 from imgforge.image.fs import Entry
 from imgforge.image.layers import Budget, LayerReader
 from imgforge.image.paths import normalize

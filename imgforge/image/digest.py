@@ -15,7 +15,7 @@ import io
 import re
 from typing import IO
 
-from imgforge.image.errors import ImageInvalid
+from imgforge.errors import ImageInvalid
 
 DIGEST_PATTERN = r"^(sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128})$"
 _DIGEST = re.compile(DIGEST_PATTERN)
@@ -54,7 +54,7 @@ def verify_bytes(data: bytes, digest: str, where: str, size: int | None = None) 
 
 def read_capped(stream: IO[bytes], cap: int, where: str, limit_name: str) -> bytes:
     """Read a whole small document, refusing it as soon as it passes ``cap`` bytes."""
-    from imgforge.image.errors import LimitExceeded
+    from imgforge.errors import LimitExceeded
 
     parts: list[bytes] = []
     total = 0

@@ -31,11 +31,10 @@ from typing import IO, Any, Self
 from pydantic import ConfigDict, Field
 from pydantic.dataclasses import dataclass
 
-from imgforge.errors import DockerError
+from imgforge.errors import DockerError, ImageInvalid, ImageNotFound, LimitExceeded
 from imgforge.image import mediatypes as mt
 from imgforge.image.config import parse_config
 from imgforge.image.digest import check_digest, digest_of, read_capped
-from imgforge.image.errors import ImageInvalid, ImageNotFound, LimitExceeded
 from imgforge.image.layout import OciLayout, TarStore
 from imgforge.image.limits import DEFAULT_LIMITS, Limits
 from imgforge.image.model import validate_json

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, NamedTuple
 
-from imgforge.image.errors import ImageInvalid, ImageNotFound, ImageRefused
+from imgforge.errors import ImageInvalid, ImageNotFound, ImageRefused
 from imgforge.image.paths import is_within, normalize
 
 if TYPE_CHECKING:

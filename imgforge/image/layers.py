@@ -20,8 +20,8 @@ import zlib
 from collections.abc import Callable, Iterator
 from typing import IO, Any, Self, cast
 
+from imgforge.errors import ImageInvalid, ImageUnsupported, LimitExceeded
 from imgforge.image.digest import VerifyingReader
-from imgforge.image.errors import ImageInvalid, ImageUnsupported, LimitExceeded
 from imgforge.image.limits import Limits
 from imgforge.image.model import Descriptor
 from imgforge.image.source import ImageSource

@@ -24,9 +24,9 @@ from typing import IO, Protocol
 from pydantic import ConfigDict
 from pydantic.dataclasses import dataclass
 
+from imgforge.errors import ImageInvalid, ImageNotFound, LimitExceeded
 from imgforge.image import mediatypes as mt
 from imgforge.image.digest import check_digest, is_digest, read_capped
-from imgforge.image.errors import ImageInvalid, ImageNotFound, LimitExceeded
 from imgforge.image.limits import DEFAULT_LIMITS, Limits
 from imgforge.image.model import Descriptor, Index, validate_json
 from imgforge.image.source import FetchedManifest

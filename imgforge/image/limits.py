@@ -2,7 +2,7 @@
 
 An image is hostile input: a registry or a layer can declare a manifest of a gigabyte, a file of
 a terabyte, a gzip stream that inflates a thousandfold, or millions of tar entries. Each of those
-is refused at the first byte past its cap with :class:`~imgforge.image.errors.LimitExceeded`
+is refused at the first byte past its cap with :class:`~imgforge.errors.LimitExceeded`
 naming the field below, instead of exhausting memory or disk. The defaults fit any real site or
 base image (a Debian with nginx is ~7,000 entries and ~140 MiB unpacked) with a wide margin.
 """

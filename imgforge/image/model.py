@@ -1,7 +1,7 @@
 """Typed descriptors, indexes and manifests, parsed strictly from the bytes a source served.
 
 Parsing is pydantic in strict mode straight from JSON: a ``size`` of ``"12"``, a digest that is
-not sha256/sha512 hex, or a missing ``layers`` is an :class:`~imgforge.image.errors.ImageInvalid`
+not sha256/sha512 hex, or a missing ``layers`` is an :class:`~imgforge.errors.ImageInvalid`
 naming the field, never a silent coercion. Unknown fields are ignored, as the OCI spec requires.
 Whether a document is an index or a manifest is decided by its media type: the one the source
 reported (registry Content-Type, or the descriptor that pointed at it) and the ``mediaType``
@@ -18,9 +18,9 @@ from typing import Annotated, Any, TypeVar, cast
 from pydantic import ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
 from pydantic.dataclasses import dataclass
 
+from imgforge.errors import ImageInvalid, ImageUnsupported
 from imgforge.image import mediatypes as mt
 from imgforge.image.digest import DIGEST_PATTERN
-from imgforge.image.errors import ImageInvalid, ImageUnsupported
 from imgforge.image.platform import Platform
 
 _STRICT = ConfigDict(strict=True, populate_by_name=True, extra="ignore")

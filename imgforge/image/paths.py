@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import posixpath
 
-from imgforge.image.errors import ImageInvalid, ImageRefused, LimitExceeded
+from imgforge.errors import ImageInvalid, ImageRefused, LimitExceeded
 from imgforge.image.limits import Limits
 
 NAME_MAX = 255  # bytes in one path component, as on Linux

@@ -13,10 +13,10 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass, field
 
+from imgforge.errors import ImageInvalid, LimitExceeded, PlatformNotFound
 from imgforge.image import mediatypes as mt
 from imgforge.image.config import ImageConfig, parse_config
 from imgforge.image.digest import check_digest, digest_of, is_digest, read_capped, verify_bytes
-from imgforge.image.errors import ImageInvalid, LimitExceeded, PlatformNotFound
 from imgforge.image.limits import DEFAULT_LIMITS, Limits
 from imgforge.image.model import Descriptor, Index, Manifest, parse_manifest_document
 from imgforge.image.platform import Platform, host_platform, matches, pick

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import IO, Protocol, runtime_checkable
 
-from imgforge.image.errors import LimitExceeded
+from imgforge.errors import LimitExceeded
 
 
 @dataclass(frozen=True)

@@ -3,19 +3,16 @@
 (``credentials``) and which tags are versions (``versions``). Nothing here knows the catalog;
 :mod:`imgforge.release` joins the two."""
 
-from imgforge.registry.client import (
-    Attached,
+from imgforge.errors import (
     AuthRejected,
     BadRequest,
     BlobNotFound,
     DigestMismatch,
     ManifestNotFound,
-    RegistryClient,
     RegistryUnavailable,
-    Repository,
     RepositoryNotFound,
-    referrers_tag,
 )
+from imgforge.registry.client import Attached, RegistryClient, Repository, referrers_tag
 from imgforge.registry.credentials import Credentials
 from imgforge.registry.versions import Version
 

@@ -29,7 +29,17 @@ from urllib.parse import urljoin
 from imgforge import _http, _scrub
 from imgforge._http import MAX_JSON, MAX_MANIFEST, Answer, TransportError
 from imgforge._stream import MIN_RATE, is_digest
-from imgforge.errors import RegistryError, UsageError
+from imgforge.errors import (
+    AuthRejected,
+    BadRequest,
+    BlobNotFound,
+    DigestMismatch,
+    ManifestNotFound,
+    RegistryError,
+    RegistryUnavailable,
+    RepositoryNotFound,
+    UsageError,
+)
 from imgforge.registry import credentials as creds
 from imgforge.registry.auth import AuthFailed, RegistryAuth
 
@@ -44,34 +54,6 @@ _REDIRECTS = 5
 # The OCI distribution spec's grammar for repository names and tags.
 _NAME = re.compile(r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*")
 TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
-
-
-class RegistryUnavailable(RegistryError):
-    """Connection refused, timeout, TLS failure, or 429/5xx past the retry budget."""
-
-
-class AuthRejected(RegistryError):
-    """401/403: credentials missing, wrong, or without access to the repository."""
-
-
-class RepositoryNotFound(RegistryError):
-    """404 on a repository-level call: the repository does not exist (yet)."""
-
-
-class BadRequest(RegistryError):
-    """400: the registry rejected the request's parameters (Harbor: ``last`` must be a tag)."""
-
-
-class ManifestNotFound(RegistryError):
-    """404 for a manifest: no such tag or digest in an existing repository."""
-
-
-class BlobNotFound(RegistryError):
-    """404 for a blob: the repository does not hold it."""
-
-
-class DigestMismatch(RegistryError):
-    """The registry served or stored bytes whose digest is not the one that named them."""
 
 
 @dataclass(frozen=True)

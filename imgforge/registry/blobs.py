@@ -21,8 +21,8 @@ from urllib.parse import quote, urljoin
 from imgforge import _scrub
 from imgforge._http import Upload
 from imgforge._stream import CHUNK, deadline_for, is_digest
-from imgforge.errors import RegistryError
-from imgforge.registry.api import DigestMismatch, RegistryApi, path, pull_scope, push_scope
+from imgforge.errors import DigestMismatch, RegistryError
+from imgforge.registry.api import RegistryApi, path, pull_scope, push_scope
 
 log = logging.getLogger("imgforge.registry")
 

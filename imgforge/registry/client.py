@@ -13,7 +13,16 @@ from urllib.parse import urlsplit
 
 from imgforge import _scrub
 from imgforge._http import Answer, TransportError
-from imgforge.errors import RegistryError
+from imgforge.errors import (
+    AuthRejected,
+    BadRequest,
+    BlobNotFound,
+    DigestMismatch,
+    ManifestNotFound,
+    RegistryError,
+    RegistryUnavailable,
+    RepositoryNotFound,
+)
 from imgforge.registry.api import (
     DEFAULT_TIMEOUT,
     ENV_PLAIN_HTTP,
@@ -21,14 +30,7 @@ from imgforge.registry.api import (
     MAX_BLOB,
     MAX_PAGES,
     TAG,
-    AuthRejected,
-    BadRequest,
-    BlobNotFound,
-    DigestMismatch,
-    ManifestNotFound,
-    RegistryUnavailable,
     Repository,
-    RepositoryNotFound,
     default_scheme,
     path,
     pull_scope,

@@ -15,8 +15,8 @@ from collections.abc import Sequence
 from imgforge import _http
 from imgforge._http import Answer
 from imgforge._stream import digest_of, is_digest
-from imgforge.errors import RegistryError
-from imgforge.registry.api import DigestMismatch, RegistryApi, path, pull_scope, push_scope
+from imgforge.errors import DigestMismatch, RegistryError
+from imgforge.registry.api import RegistryApi, path, pull_scope, push_scope
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"

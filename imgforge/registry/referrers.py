@@ -38,8 +38,8 @@ from typing import TYPE_CHECKING, Any, Literal
 from imgforge import _http, _scrub
 from imgforge._deadline import TransportError
 from imgforge._stream import digest_of, is_digest
-from imgforge.errors import RegistryError
-from imgforge.registry.api import TAG, ManifestNotFound, RepositoryNotFound, path, pull_scope
+from imgforge.errors import ManifestNotFound, RegistryError, RepositoryNotFound
+from imgforge.registry.api import TAG, path, pull_scope
 from imgforge.registry.manifests import MANIFEST_TYPES, OCI_INDEX, ManifestCalls
 
 if TYPE_CHECKING:
@@ -207,7 +207,7 @@ class ReferrerCalls(ManifestCalls):
 
     def _read_fallback(self, name: str, subject: str, *, strict: bool) -> _Fallback:
         """The fallback index of ``subject``; an invalid one raises when ``strict``, else is empty."""
-        from imgforge.image.errors import ImageInvalid
+        from imgforge.errors import ImageInvalid
         from imgforge.image.model import Index, validate_json
 
         tag = referrers_tag(subject)

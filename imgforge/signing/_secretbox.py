@@ -26,8 +26,8 @@ import nacl.bindings
 import nacl.exceptions
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
+from imgforge.errors import KeyFileError, WrongPassword
 from imgforge.signing._json import go_json
-from imgforge.signing.errors import KeyFileError, WrongPassword
 
 SALT_SIZE = 32
 NONCE_SIZE = nacl.bindings.crypto_secretbox_NONCEBYTES  # 24

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from imgforge.signing.errors import FormatError
+from imgforge.errors import FormatError
 
 
 def rfc3339(moment: datetime) -> str:

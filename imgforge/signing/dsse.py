@@ -21,8 +21,8 @@ import binascii
 import json
 from dataclasses import dataclass, field
 
+from imgforge.errors import FormatError, SignatureInvalid
 from imgforge.signing._json import go_json
-from imgforge.signing.errors import FormatError, SignatureInvalid
 from imgforge.signing.keys import PrivateKey, PublicKey
 from imgforge.signing.simplesign import sign, verify
 

@@ -28,10 +28,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from imgforge.errors import FormatError
 from imgforge.signing._json import canonical_json
 from imgforge.signing._time import rfc3339
 from imgforge.signing.dsse import INTOTO_PAYLOAD_TYPE, dsse_envelope
-from imgforge.signing.errors import FormatError
 from imgforge.signing.keys import PrivateKey
 from imgforge.signing.oci import digest_hex
 

@@ -26,8 +26,8 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from imgforge.errors import KeyExists, KeyFileError
 from imgforge.signing import _secretbox
-from imgforge.signing.errors import KeyExists, KeyFileError
 
 SIGSTORE_PEM_TYPE = "ENCRYPTED SIGSTORE PRIVATE KEY"  # what cosign writes today
 COSIGN_PEM_TYPE = "ENCRYPTED COSIGN PRIVATE KEY"  # what cosign wrote before; still accepted

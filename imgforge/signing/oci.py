@@ -25,9 +25,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from imgforge.errors import FormatError
 from imgforge.signing._json import go_json, sorted_map
 from imgforge.signing._time import rfc3339
-from imgforge.signing.errors import FormatError
 
 OCI_MANIFEST_MEDIA_TYPE = "application/vnd.oci.image.manifest.v1+json"
 OCI_CONFIG_MEDIA_TYPE = "application/vnd.oci.image.config.v1+json"

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from debian.deb822 import Packages
 from packageurl import PackageURL
 
-from imgforge.signing.errors import FormatError
+from imgforge.errors import FormatError
 
 DPKG_STATUS_PATH = "var/lib/dpkg/status"
 APK_INSTALLED_PATH = "lib/apk/db/installed"

@@ -25,8 +25,8 @@ from urllib.parse import quote
 from debian.debian_support import Version
 from packageurl import PackageURL
 
+from imgforge.errors import FormatError
 from imgforge.signing._time import rfc3339
-from imgforge.signing.errors import FormatError
 from imgforge.signing.oci import digest_hex
 from imgforge.signing.ospkg import OsPackage
 

@@ -31,8 +31,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from imgforge.errors import FormatError, SignatureInvalid
 from imgforge.signing._json import go_json, sorted_map
-from imgforge.signing.errors import FormatError, SignatureInvalid
 from imgforge.signing.keys import PrivateKey, PublicKey
 from imgforge.signing.oci import digest_hex
 

@@ -6,9 +6,8 @@ import socket
 
 import pytest
 
-from imgforge.errors import EXIT_FORGE, ForgeError
+from imgforge.errors import EXIT_FORGE, ForgeError, ForgeUnauthorized
 from imgforge.forge import RequestSpec, connect, parse_remote, redact_url, resolve
-from imgforge.forge.base import ForgeUnauthorized
 from imgforge.forge.gitea import Gitea
 from imgforge.forge.github import GitHub
 from imgforge.forge.gitlab import GitLab

@@ -12,11 +12,10 @@ import pytest
 
 from imgforge import evidence, update
 from imgforge.config import load_catalog
-from imgforge.errors import ForgeError, GitopsError
+from imgforge.errors import DirtyWorkTree, ForeignCommits, ForgeError, GitopsError
 from imgforge.forge.gitea import Gitea
 from imgforge.forge.github import GitHub
 from imgforge.forge.gitlab import GitLab
-from imgforge.gitops.branch import DirtyWorkTree, ForeignCommits
 
 TOKEN = "glpat-s3cr3t-TOKEN-value-42"  # conftest.TOKEN
 CLASSES = {"gitlab": GitLab, "github": GitHub, "gitea": Gitea}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from imgforge import gitops
+from imgforge.errors import KustomizeFailed
 
 pytestmark = pytest.mark.kustomize
 
@@ -256,7 +257,7 @@ def test_plan_many_falls_back_when_overlays_collide(gitops_repo, catalog, make_c
     )
     # The batch itself is refused by kustomize (the same object twice), not by any other error.
     with pytest.raises(
-        kustomize.KustomizeFailed,
+        KustomizeFailed,
         match=r"^kubectl kustomize 2 overlays \(batch\) failed: .*"
         r"already registered id",
     ):

@@ -12,6 +12,7 @@ import os
 import pytest
 from image_fixtures import LayoutWriter, sha, single, tar_of
 
+from imgforge.errors import ImageRefused
 from imgforge.image import (
     ImageInvalid,
     ImageNotFound,
@@ -22,7 +23,6 @@ from imgforge.image import (
     PlatformNotFound,
     resolve,
 )
-from imgforge.image.errors import ImageRefused
 
 LAYER = tar_of(("dir", "etc/"), ("file", "etc/hello", b"hi\n"))
 MANIFEST = "application/vnd.oci.image.manifest.v1+json"

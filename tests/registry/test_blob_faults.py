@@ -13,9 +13,9 @@ import time
 
 import pytest
 
-from imgforge.errors import RegistryError
+from imgforge.errors import DigestMismatch, RegistryError, RegistryUnavailable
 from imgforge.image import RegistrySource, resolve
-from imgforge.registry import Credentials, DigestMismatch, RegistryClient, RegistryUnavailable
+from imgforge.registry import Credentials, RegistryClient
 from tests.registry.artifacts import OCI_CONFIG, OCI_MANIFEST, digest, image_config, manifest
 from tests.registry.fronts import Front, Loopback, Request, drip
 

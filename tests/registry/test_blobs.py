@@ -10,8 +10,8 @@ import tracemalloc
 
 import pytest
 
-from imgforge.errors import RegistryError
-from imgforge.registry import BlobNotFound, Credentials, DigestMismatch, RegistryClient
+from imgforge.errors import BlobNotFound, DigestMismatch, RegistryError
+from imgforge.registry import Credentials, RegistryClient
 from tests.registry.artifacts import digest
 
 pytestmark = pytest.mark.registry

@@ -6,7 +6,8 @@ import logging
 
 import pytest
 
-from imgforge.registry import AuthRejected, Credentials, RegistryClient, RegistryUnavailable, RepositoryNotFound
+from imgforge.errors import AuthRejected, RegistryUnavailable, RepositoryNotFound
+from imgforge.registry import Credentials, RegistryClient
 from imgforge.registry.auth import RegistryAuth
 from tests.registry.conftest import free_port, paging_front
 

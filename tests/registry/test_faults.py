@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from imgforge.errors import RegistryError
-from imgforge.registry import AuthRejected, BadRequest, Credentials, RegistryClient, RegistryUnavailable
+from imgforge.errors import AuthRejected, BadRequest, RegistryError, RegistryUnavailable
+from imgforge.registry import Credentials, RegistryClient
 
 TAGS = sorted(f"v1.{i // 100}.{i % 100}" for i in range(250))
 REPO = "team/site"

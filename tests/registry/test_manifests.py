@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from imgforge.errors import RegistryError
-from imgforge.registry import Credentials, ManifestNotFound, RegistryClient, RepositoryNotFound
+from imgforge.errors import ManifestNotFound, RegistryError, RepositoryNotFound
+from imgforge.registry import Credentials, RegistryClient
 from tests.registry.artifacts import OCI_CONFIG, OCI_LAYER, OCI_MANIFEST, digest, image_config, manifest
 
 pytestmark = pytest.mark.registry

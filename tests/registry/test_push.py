@@ -5,9 +5,8 @@ from __future__ import annotations
 import pytest
 
 from imgforge import config, release
-from imgforge.errors import NotFound, Refused
-from imgforge.registry import RegistryClient, RepositoryNotFound
-from imgforge.registry.client import AuthRejected
+from imgforge.errors import AuthRejected, DigestMismatch, NotFound, PushFailed, Refused, RepositoryNotFound
+from imgforge.registry import RegistryClient
 from imgforge.verify.state import record_result
 
 pytestmark = [pytest.mark.registry, pytest.mark.docker]
@@ -96,7 +95,7 @@ def test_push_with_rejected_credentials_fails_without_the_password(site, tiny_im
         f"credentials rejected for repository {web.image.split('/', 1)[1]} on registry {web.image.split('/')[0]}"
     )
     assert "wrong-Pa55word-xyz" not in str(e.value)
-    with pytest.raises(release.PushFailed) as e:  # past the guard, the engine's push is rejected too
+    with pytest.raises(PushFailed) as e:  # past the guard, the engine's push is rejected too
         release.push(catalog, "web", force=True)
     assert str(e.value).startswith(f"push of {web.reference} to registry {web.image.split('/')[0]} failed: ")
     assert "wrong-Pa55word-xyz" not in str(e.value)
@@ -112,9 +111,7 @@ def test_digest_mismatch_is_an_error(site, tiny_image, monkeypatch):
 
     monkeypatch.setattr(release, "RegistryClient", Tampered)
     # --force: past the release-tag guard (which would refuse the tampered tag), to the read-back.
-    with pytest.raises(
-        release.DigestMismatch, match=rf"digest mismatch for {web.reference}: registry has sha256:0+, local"
-    ):
+    with pytest.raises(DigestMismatch, match=rf"digest mismatch for {web.reference}: registry has sha256:0+, local"):
         release.push(catalog, "web", force=True)
 
 

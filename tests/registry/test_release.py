@@ -8,8 +8,8 @@ import shutil
 import pytest
 
 from imgforge import config, release
-from imgforge.errors import VerifyFailed
-from imgforge.registry import RegistryClient, RegistryUnavailable
+from imgforge.errors import RegistryUnavailable, VerifyFailed
+from imgforge.registry import RegistryClient
 from tests.conftest import EXAMPLE_CONTENT
 from tests.registry.conftest import free_port
 

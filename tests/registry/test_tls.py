@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import pytest
 
-from imgforge.errors import UsageError
-from imgforge.registry import BadRequest, RegistryClient, RegistryUnavailable
+from imgforge.errors import BadRequest, RegistryUnavailable, UsageError
+from imgforge.registry import RegistryClient
 from imgforge.registry.client import default_scheme
 
 pytestmark = pytest.mark.registry

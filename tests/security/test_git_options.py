@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).parent))  # --import-mode=importlib: the h
 from catalog_attack_helpers import assert_one_error_line, cli, edit_toml, golden_catalog
 
 from imgforge import _git, config, content
-from imgforge.errors import ContentMissing, GitopsError
+from imgforge.errors import ContentMissing, GitFailed, GitopsError, GitTimeout, UnsafeGitInput
 from imgforge.gitops import branch
 
 SITE = "prebuilt-spa"
@@ -93,18 +93,18 @@ def test_the_runner_checks_refs_and_urls_itself(tmp_path, origin, marker):
     """Callers that skip the catalog still cannot hand git an option as a ref or a URL."""
     mirror = tmp_path / "mirror.git"
     _git.run("init", "--bare", "-q", operands=[str(mirror)])
-    with pytest.raises(_git.UnsafeGitInput, match="refused ref"):
+    with pytest.raises(UnsafeGitInput, match="refused ref"):
         _git.run("fetch", "-q", cwd=mirror, operands=[_git.Url(str(origin)), _git.Ref(f"--upload-pack=touch {marker}")])
-    with pytest.raises(_git.UnsafeGitInput, match="refused URL"):
+    with pytest.raises(UnsafeGitInput, match="refused URL"):
         _git.run("ls-remote", operands=[_git.Url(f"ext::sh -c touch% {marker}")])
-    with pytest.raises(_git.UnsafeGitInput, match="line break"):
+    with pytest.raises(UnsafeGitInput, match="line break"):
         _git.run("ls-remote", operands=[str(origin), "main\n--upload-pack=x"])
     assert not marker.exists()
 
 
 def test_operands_come_after_end_of_options(origin, marker):
     """A remote name from the command line (``imgforge pr --remote``) is a name, never an option."""
-    with pytest.raises(_git.GitFailed):
+    with pytest.raises(GitFailed):
         _git.run("ls-remote", operands=[f"--upload-pack=touch {marker}", str(origin)])
     with pytest.raises(GitopsError):
         branch.default_branch(branch.Git(origin), f"--upload-pack=touch {marker}")
@@ -152,7 +152,7 @@ def test_git_never_asks_for_a_password(tmp_path, marker, monkeypatch, isolated_g
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _AskForPassword)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        with pytest.raises(_git.GitFailed):
+        with pytest.raises(GitFailed):
             _git.run("ls-remote", operands=[f"http://127.0.0.1:{server.server_port}/site.git"], timeout=30)
     finally:
         server.shutdown()
@@ -170,7 +170,7 @@ def test_ssh_runs_in_batch_mode(tmp_path, monkeypatch, isolated_git_config):
     monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
     monkeypatch.delenv("GIT_SSH_COMMAND", raising=False)
     monkeypatch.delenv("GIT_SSH", raising=False)
-    with pytest.raises(_git.GitFailed):
+    with pytest.raises(GitFailed):
         _git.run("ls-remote", operands=[_git.Url("ssh://git@127.0.0.1:1/site.git")])
     assert "-oBatchMode=yes" in seen.read_text().split()
 
@@ -181,7 +181,7 @@ def test_a_remote_that_never_answers_times_out(tmp_path):
     listener.bind(("127.0.0.1", 0))
     listener.listen()
     try:
-        with pytest.raises(_git.GitTimeout, match="no answer within 2 s"):
+        with pytest.raises(GitTimeout, match="no answer within 2 s"):
             _git.run("ls-remote", operands=[f"http://127.0.0.1:{listener.getsockname()[1]}/site.git"], timeout=2)
     finally:
         listener.close()

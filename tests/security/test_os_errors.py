@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from imgforge import config, render
-from imgforge.errors import EXIT_NOT_FOUND, EXIT_USAGE, ContentMissing
+from imgforge.errors import EXIT_NOT_FOUND, EXIT_USAGE, ContentMissing, DirtyWorkTree
 from imgforge.gitops import branch
 from tests.conftest import run_process
 
@@ -262,6 +262,6 @@ def test_dirty_work_tree_message_names_each_file_whole(tmp_path):
     git("-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-qm", "init")
     (tmp_path / "values.yaml").write_text("a: 2\n")
     (tmp_path / "kustomization.yaml").write_text("resources: [x]\n")
-    with pytest.raises(branch.DirtyWorkTree) as err:
+    with pytest.raises(DirtyWorkTree) as err:
         branch.require_clean(branch.Git(tmp_path))
     assert "(kustomization.yaml, values.yaml)" in str(err.value)

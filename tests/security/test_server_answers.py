@@ -19,13 +19,8 @@ import pytest
 
 from imgforge._scrub import sanitize
 from imgforge.cli import main
-from imgforge.errors import RegistryError
-from imgforge.registry import (
-    AuthRejected,
-    Credentials,
-    RegistryClient,
-    RegistryUnavailable,
-)
+from imgforge.errors import AuthRejected, RegistryError, RegistryUnavailable
+from imgforge.registry import Credentials, RegistryClient
 from tests.registry.conftest import (  # noqa: F401 (fixtures)
     broken_server,
     fake_registry,

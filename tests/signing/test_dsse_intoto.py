@@ -13,8 +13,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from google.protobuf.json_format import ParseError
 from securesystemslib.exceptions import VerificationError
 
+from imgforge.errors import FormatError, SignatureInvalid
 from imgforge.signing import dsse, intoto, keys
-from imgforge.signing.errors import FormatError, SignatureInvalid
 
 DIGEST = "sha256:" + "ab" * 32
 OTHER = "sha256:" + "cd" * 32

@@ -13,8 +13,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from imgforge.errors import KeyExists, KeyFileError, WrongPassword
 from imgforge.signing import _secretbox, keys
-from imgforge.signing.errors import KeyExists, KeyFileError, WrongPassword
 
 COSIGN_TEST_PASSWORD = "hello"  # the password cosign's keys_test.go uses for its fixtures
 

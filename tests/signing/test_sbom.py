@@ -13,8 +13,8 @@ import pytest
 from spdx_tools.spdx.parser.parse_anything import parse_file
 from spdx_tools.spdx.validation.document_validator import validate_full_spdx_document
 
+from imgforge.errors import FormatError
 from imgforge.signing import intoto, ospkg, sbom
-from imgforge.signing.errors import FormatError
 
 DIGEST = "sha256:" + "ab" * 32
 NEW_DIGEST = "sha256:" + "cd" * 32

@@ -10,8 +10,8 @@ import pytest
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 
+from imgforge.errors import FormatError, SignatureInvalid
 from imgforge.signing import keys, oci, simplesign
-from imgforge.signing.errors import FormatError, SignatureInvalid
 
 DIGEST = "sha256:" + "ab" * 32
 OTHER = "sha256:" + "cd" * 32
