@@ -58,7 +58,7 @@ def median(samples: list[float]) -> float:
 
 
 def imgforge(*args: str) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, "-m", "imgforge", *args], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "imgforge", *args], capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise SystemExit(f"imgforge {' '.join(args)} failed: {proc.stderr.strip()}")
     return proc

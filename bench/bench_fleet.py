@@ -97,7 +97,8 @@ def generate(root: Path, apps: int) -> list[Path]:
         )
         (overlay / "deployment-patch.yaml").write_text(
             f"apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {app}\nspec:\n  template:\n    spec:\n"
-            f"{patch_sc}      containers:\n        - name: {app}\n          image: cr.example.com/prplanit/{app}:v0.0.{i}\n"
+            f"{patch_sc}      containers:\n        - name: {app}\n"
+            f"          image: cr.example.com/prplanit/{app}:v0.0.{i}\n"
         )
         overlays.append(overlay)
     return overlays
@@ -105,7 +106,9 @@ def generate(root: Path, apps: int) -> list[Path]:
 
 def time_fleet(imgforge: str, repo: Path) -> float:
     started = time.perf_counter()
-    proc = subprocess.run([imgforge, "fleet", "--repo", str(repo), "--format", "json"], capture_output=True, text=True)
+    proc = subprocess.run(
+        [imgforge, "fleet", "--repo", str(repo), "--format", "json"], capture_output=True, text=True, check=False
+    )
     elapsed = time.perf_counter() - started
     if proc.returncode != 0:
         sys.exit(f"imgforge fleet failed ({proc.returncode}): {proc.stderr.strip()}")

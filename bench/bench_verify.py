@@ -97,7 +97,7 @@ def bench_single(runs: int) -> None:
     for _ in range(runs):
         started = time.monotonic()
         proc = subprocess.run(
-            [*IMGFORGE, "test", "example", "--root", str(REPO), "--json"], capture_output=True, text=True
+            [*IMGFORGE, "test", "example", "--root", str(REPO), "--json"], capture_output=True, text=True, check=False
         )
         times.append(time.monotonic() - started)
         if proc.returncode != 0:
@@ -155,7 +155,7 @@ def bench_many(work: Path) -> None:
         t_apart = time.monotonic() - started
     finally:
         for site in sites:
-            subprocess.run(["docker", "rmi", "-f", site.reference], capture_output=True)
+            subprocess.run(["docker", "rmi", "-f", site.reference], capture_output=True, check=False)
     ok = all(r.ok for r in together + apart)
     print(
         f"2) {len(sites)} sites (different fallback, uid:gid, port, gzip, headers), all checks "
@@ -232,7 +232,7 @@ def bench_throughput(work: Path, seconds: int) -> None:
                 finally:
                     _docker("rm", "-f", cid)
     finally:
-        subprocess.run(["docker", "rmi", "-f", stock], capture_output=True)
+        subprocess.run(["docker", "rmi", "-f", stock], capture_output=True, check=False)
     best = {name: max(values) for name, values in rates.items()}
     print(f"3) throughput, wrk -t2 -c32 -d{seconds}s GET /index.html over loopback, best of 2 interleaved rounds")
     for name, values in rates.items():

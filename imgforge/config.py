@@ -120,7 +120,7 @@ def _checked_by(problem: Callable[[str], str | None]) -> BeforeValidator:
 
     def check(value: Any) -> str:
         if not isinstance(value, str):
-            raise ValueError(f"expected a string, got {_show(value)}")
+            raise ValueError(f"expected a string, got {_show(value)}")  # noqa: TRY004 (pydantic reports only ValueError)
         if why := problem(value):
             raise ValueError(f"{why}, got {_show(value)}")
         return value
@@ -130,7 +130,7 @@ def _checked_by(problem: Callable[[str], str | None]) -> BeforeValidator:
 
 def _headers(value: Any) -> dict[str, str]:
     if not isinstance(value, dict):
-        raise ValueError(f'expected a table of header = "value", got {_show(value)}')
+        raise ValueError(f'expected a table of header = "value", got {_show(value)}')  # noqa: TRY004 (as above)
     for name, text in value.items():
         if not HEADER_NAME.fullmatch(name):
             raise ValueError(f"expected header names of letters, digits and dashes, got {_show(name)}")

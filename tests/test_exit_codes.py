@@ -47,6 +47,7 @@ def imgforge(*argv: str, env: dict[str, str] | None = None) -> subprocess.Comple
         text=True,
         timeout=300,
         env={**os.environ, **(env or {})},
+        check=False,
     )
 
 
@@ -80,7 +81,8 @@ def _gitops_repo(tmp_path: Path, image: str) -> Path:
 
 def _one_error_line(proc: subprocess.CompletedProcess) -> str:
     lines = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1 and proc.stderr.rstrip().endswith(lines[0]), proc.stderr
+    assert len(lines) == 1, proc.stderr
+    assert proc.stderr.rstrip().endswith(lines[0]), proc.stderr
     return lines[0]
 
 
@@ -143,7 +145,8 @@ def test_ctrl_c_is_the_interrupted_code(catalog):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        # A background job inherits SIGINT ignored; Python then installs no handler. Reset before exec.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # noqa: PLW1509 (runs before exec)
     )
     try:
         assert accepted.wait(30), "imgforge never connected to the registry"

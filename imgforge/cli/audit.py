@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections import Counter
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -16,7 +16,7 @@ from imgforge.errors import EXIT_FAILED, EXIT_OK
 PathArg = Annotated[Path, typer.Argument(help="The site repo (holds its Dockerfile and nginx configs).")]
 
 
-class Format(str, Enum):
+class Format(StrEnum):
     md = "md"
     json = "json"
 

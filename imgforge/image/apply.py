@@ -54,7 +54,7 @@ def read_fs(image: ResolvedImage, *, prefetch: Callable[[Entry], bool] | None = 
     view = _View()
     budget = Budget(image.limits)
     kept = _Prefetch(prefetch, image.limits.max_read_bytes)
-    for index, (desc, diff_id) in enumerate(zip(image.manifest.layers, image.config.diff_ids)):
+    for index, (desc, diff_id) in enumerate(zip(image.manifest.layers, image.config.diff_ids, strict=True)):
         with LayerReader(image.source, desc, diff_id, index, budget) as layer:
             changes = _read_changes(layer, index, image, kept)
             layer.finish()  # verify the layer before any of it reaches the view

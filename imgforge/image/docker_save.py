@@ -57,7 +57,7 @@ class DockerArchive:
         self.path = Path(path)
         self._limits = limits
         try:
-            self._tar = tarfile.open(self.path, "r:")
+            self._tar = tarfile.open(self.path, "r:")  # noqa: SIM115 (held open for the source's life; close())
         except (OSError, tarfile.TarError) as e:
             raise ImageInvalid(f"{path}: not a docker save archive ({e})") from e
         try:
@@ -70,7 +70,9 @@ class DockerArchive:
             elif "manifest.json" in names:
                 self._legacy(reference)
             else:
-                raise ImageInvalid(f"{path}: neither an OCI layout nor a legacy docker save archive")
+                raise ImageInvalid(  # noqa: TRY301 (the tar is closed on any failure, this one included)
+                    f"{path}: neither an OCI layout nor a legacy docker save archive"
+                )
         except BaseException:
             self._tar.close()
             raise
@@ -122,7 +124,7 @@ class DockerArchive:
             raise ImageInvalid(f"{where}: {len(entry.layers)} layers but {len(config.diff_ids)} diff_ids")
         self._blobs = {config_digest: _clean(entry.config)}
         layers: list[dict[str, Any]] = []
-        for name, diff_id in zip(entry.layers, config.diff_ids):
+        for name, diff_id in zip(entry.layers, config.diff_ids, strict=True):
             try:
                 size = self._store.member(_clean(name)).size
             except FileNotFoundError as e:

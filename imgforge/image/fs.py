@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from imgforge.image.resolve import ResolvedImage
 
 
-class EntryType(str, enum.Enum):
+class EntryType(enum.StrEnum):
     FILE = "file"
     DIR = "dir"
     SYMLINK = "symlink"

@@ -114,7 +114,9 @@ class LayerReader:
             self._budget = budget
             self._header_cap = self._limits.max_header_bytes + _SLACK
             self._plain.window(self._header_cap)  # tarfile.open reads the first member's headers
-            self._tar = tarfile.open(fileobj=self._plain, mode="r|", bufsize=_TAR_BUFFER)
+            self._tar = tarfile.open(  # noqa: SIM115 (the layer reader owns it; closed in __exit__)
+                fileobj=self._plain, mode="r|", bufsize=_TAR_BUFFER
+            )
         except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
             self._blob.close()
             raise ImageInvalid(f"{self.where}: not a tar stream ({e})") from e

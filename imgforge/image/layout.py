@@ -57,13 +57,15 @@ class DirectoryStore:
     def open(self, name: str) -> IO[bytes]:
         fd = os.open(self.root / name, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                raise ImageInvalid(f"{self.describe()}: {name} is not a regular file")
-            os.set_blocking(fd, True)
-            return os.fdopen(fd, "rb")
+            regular = stat.S_ISREG(os.fstat(fd).st_mode)
+            if regular:
+                os.set_blocking(fd, True)
+                return os.fdopen(fd, "rb")
         except BaseException:
             os.close(fd)
             raise
+        os.close(fd)
+        raise ImageInvalid(f"{self.describe()}: {name} is not a regular file")
 
 
 class TarStore:

@@ -67,11 +67,11 @@ def validate_json(kind: type[T], data: bytes, where: str) -> T:
     """Parse ``data`` as ``kind`` strictly, or raise ImageInvalid naming the first bad field."""
     try:
         result: T = _adapter(cast(Hashable, kind)).validate_json(data)
-        return result
     except ValidationError as e:
         first = e.errors()[0]
         field = ".".join(str(p) for p in first["loc"]) or "(document)"
         raise ImageInvalid(f"{where}: {field}: {first['msg']}") from e
+    return result
 
 
 @functools.cache

@@ -52,8 +52,9 @@ def resolve(
     """Resolve ``reference`` in ``source`` to a verified manifest and config for one platform.
 
     ``platform``: ``"linux/arm64"`` style or a :class:`Platform`; None picks the host's from an
-    index and accepts a single-platform image (or an index of one image) whatever its platform. An explicit platform that a
-    single-platform image does not have is refused like a missing index entry.
+    index and accepts a single-platform image (or an index of one image) whatever its platform. An
+    explicit platform that a single-platform image does not have is refused like a missing index
+    entry.
     """
     walk = _Walk(source, limits)
     where = source.describe()

@@ -99,9 +99,9 @@ def verify_envelope(
     for _, sig in envelope.signatures:
         try:
             verify(public_key, signed, sig)
-            return envelope.payload
         except SignatureInvalid:
             continue
+        return envelope.payload
     raise SignatureInvalid(f"{source}: no signature verifies with the given public key")
 
 

@@ -48,13 +48,13 @@ class OsPackage:
 def os_release(text: str) -> dict[str, str]:
     """``/etc/os-release`` as a dict (shell-style ``KEY=value`` lines, values possibly quoted)."""
     out = {}
-    for line in text.splitlines():
-        line = line.strip()
+    for raw in text.splitlines():
+        line = raw.strip()
         if not line or line.startswith("#") or "=" not in line:
             continue
-        key, _, raw = line.partition("=")
+        key, _, value = line.partition("=")
         try:
-            words = shlex.split(raw)
+            words = shlex.split(value)
         except ValueError:
             continue  # an unbalanced quote: skip the line, as os-release readers do
         out[key.strip()] = words[0] if words else ""

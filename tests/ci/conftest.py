@@ -84,6 +84,7 @@ def check_schema(path: Path, schema: str) -> subprocess.CompletedProcess:
         capture_output=True,
         text=True,
         timeout=120,
+        check=False,
     )
 
 

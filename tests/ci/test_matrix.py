@@ -323,7 +323,7 @@ def test_problems_reach_stderr_and_github_output(catalog_repo, tmp_path, cli_mai
 
 def test_blocking_problem_becomes_a_failing_github_matrix_entry(catalog_repo, tmp_path, cli_main):
     add_git_site(catalog_repo, "gone", f"file://{tmp_path}/nope.git")
-    code, out, err = cli_main("matrix", "--root", str(catalog_repo.path), "--format", "github")
+    _code, out, err = cli_main("matrix", "--root", str(catalog_repo.path), "--format", "github")
     include = json.loads(out)["include"]
     assert [i["site"] for i in include] == ["alpha", "beta", "gamma", "gone"]
     assert "cannot reach" in include[-1]["problem"]
@@ -363,7 +363,7 @@ def test_gitlab_format_one_job_per_site(catalog_repo, cli_main, helpers):
             "sites/gamma.toml": helpers.site_toml("gamma", helpers.local_source("gamma")) + "# note\n",
         },
     )
-    code, out, _ = cli_main("matrix", "--root", str(catalog_repo.path), "--changed-since", base, "--format", "gitlab")
+    _code, out, _ = cli_main("matrix", "--root", str(catalog_repo.path), "--changed-since", base, "--format", "gitlab")
     doc = helpers.load_yaml(out)
     jobs = {k: v for k, v in doc.items() if not k.startswith(".") and isinstance(v, dict)}
     assert sorted(jobs) == ["site:alpha", "site:gamma"]
@@ -373,7 +373,9 @@ def test_gitlab_format_one_job_per_site(catalog_repo, cli_main, helpers):
 
 
 def test_gitlab_format_empty_change_set_is_a_valid_noop(catalog_repo, cli_main, helpers, tmp_path):
-    code, out, _ = cli_main("matrix", "--root", str(catalog_repo.path), "--changed-since", "HEAD", "--format", "gitlab")
+    _code, out, _ = cli_main(
+        "matrix", "--root", str(catalog_repo.path), "--changed-since", "HEAD", "--format", "gitlab"
+    )
     doc = helpers.load_yaml(out)
     assert [k for k in doc if k != "stages"] == ["nothing-to-do"]
     assert "nothing to build" in doc["nothing-to-do"]["script"][0]
@@ -385,7 +387,7 @@ def test_gitlab_format_problems_fail_or_warn(catalog_repo, tmp_path, cli_main, h
     catalog_repo.commit(
         "gamma content gone", {"sites/gamma.toml": helpers.site_toml("gamma", '[source]\npath = "nowhere"\n')}
     )
-    code, out, _ = cli_main(
+    _code, out, _ = cli_main(
         "matrix", "--root", str(catalog_repo.path), "--changed-since", "HEAD~1", "--format", "gitlab"
     )
     doc = helpers.load_yaml(out)

@@ -100,18 +100,18 @@ def test_bad_default_is_reported_against_imgforge_toml(make_catalog):
 
 def test_unknown_profile_override_is_rejected(make_catalog):
     root = make_catalog({"a": {}}, settings='[profiles.ubuntu]\nbase_image = "ubuntu:24.04"\n')
-    with pytest.raises(CatalogError, match="profiles.ubuntu: unknown profile"):
+    with pytest.raises(CatalogError, match=r"profiles.ubuntu: unknown profile"):
         config.load_catalog(root)
 
 
 def test_missing_catalog_file(tmp_path):
-    with pytest.raises(CatalogError, match="imgforge.toml: not found"):
+    with pytest.raises(CatalogError, match=r"imgforge.toml: not found"):
         config.load_catalog(tmp_path)
 
 
 def test_unknown_site_suggests_a_close_match():
     catalog = config.load_catalog(REPO)
-    with pytest.raises(UnknownSite, match="unknown site 'sofmeright.com'; did you mean 'sofmeright'\\?"):
+    with pytest.raises(UnknownSite, match=r"unknown site 'sofmeright.com'; did you mean 'sofmeright'\?"):
         catalog.site("sofmeright.com")
 
 
@@ -139,7 +139,7 @@ def test_set_site_tag_keeps_comments_and_layout(tmp_path):
     catalog = config.load_catalog(tmp_path)
     config.set_site_tag(catalog, catalog.site("s"), "v0.0.6")
     assert (tmp_path / "sites" / "s.toml").read_text() == original.replace('"v0.0.5"', '"v0.0.6"')
-    with pytest.raises(CatalogError, match="tag: expected an image tag"):
+    with pytest.raises(CatalogError, match=r"tag: expected an image tag"):
         config.set_site_tag(catalog, catalog.site("s"), "bad tag")
 
 

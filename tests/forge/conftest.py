@@ -134,6 +134,7 @@ class FakeForge:
             subprocess.run(
                 ["git", "-C", str(self.remote), "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}"],
                 capture_output=True,
+                check=False,
             ).returncode
             == 0
         )
@@ -389,7 +390,7 @@ def forge_env(monkeypatch):
 
 
 def git(cwd: Path, *args: str) -> str:
-    proc = subprocess.run(["git", "-C", str(cwd), *args], capture_output=True, text=True)
+    proc = subprocess.run(["git", "-C", str(cwd), *args], capture_output=True, text=True, check=False)
     assert proc.returncode == 0, f"git {' '.join(args)}: {proc.stderr}"
     return proc.stdout.strip()
 

@@ -120,7 +120,7 @@ def _render_branch(bare, branch: str, dest) -> str:
 
 
 def test_unverified_image_is_said_clearly(setup):
-    catalog, work, bare, fake, forge = setup("gitea")
+    catalog, work, _bare, fake, forge = setup("gitea")
     update.open_or_update_pr(catalog, catalog.site("web"), work, forge=forge)
     body = fake.body(fake.items[1])
     assert "**Not verified**" in body
@@ -153,7 +153,7 @@ def test_second_run_refreshes_instead_of_duplicating(kind, setup, git_in, make_c
 
 
 def test_new_tag_supersedes_the_sites_older_request(setup, make_catalog):
-    catalog, work, bare, fake, forge = setup("github")
+    catalog, work, _bare, fake, forge = setup("github")
     fake.seed("feature/unrelated", body="not ours")
     old = update.open_or_update_pr(catalog, catalog.site("web"), work, forge=forge)
     newer = update.open_or_update_pr(catalog, catalog.site("web"), work, forge=forge, tag="v0.0.4")
@@ -276,7 +276,7 @@ def test_branch_is_rebuilt_when_the_default_branch_moves(setup, git_in, tmp_path
 
 def test_commit_falls_back_to_imgforge_identity(setup, git_in, monkeypatch):
     """A CI runner often has no git identity: the commit must still be made (and say who made it)."""
-    catalog, work, bare, fake, forge = setup("gitlab")
+    catalog, work, bare, _fake, forge = setup("gitlab")
     for var in ("GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_COMMITTER_NAME", "GIT_COMMITTER_EMAIL", "EMAIL"):
         monkeypatch.delenv(var, raising=False)
     result = update.open_or_update_pr(catalog, catalog.site("web"), work, forge=forge)

@@ -95,6 +95,7 @@ def yamllint(repo: Path, paths: list[Path]) -> str:
         [sys.executable, "-m", "yamllint", "--strict", "-c", str(repo / ".yamllint"), *map(str, paths)],
         capture_output=True,
         text=True,
+        check=False,
     )
     return proc.stdout + proc.stderr if proc.returncode else ""
 

@@ -56,7 +56,8 @@ def test_a_tag_option_that_is_not_a_tag_is_refused_and_nothing_is_written(gitops
         "gitops", "apply", "gamma", "--repo", str(gitops_repo), "--root", str(catalog.root), "--tag", tag
     )
     assert code == 2
-    assert err.startswith("error: tag: expected an image tag") and err.count("\n") == 1
+    assert err.startswith("error: tag: expected an image tag")
+    assert err.count("\n") == 1
     assert out == ""
     assert fx.snapshot(gitops_repo.parent) == tree
 

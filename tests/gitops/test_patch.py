@@ -147,7 +147,7 @@ def test_multi_document_file_edits_the_right_document():
 
 def test_block_scalars_are_refused_not_mangled():
     yf, ed = edit("image: |\n  x:v1\n")
-    with pytest.raises(UneditableYaml, match="f.yaml:1"):
+    with pytest.raises(UneditableYaml, match=r"f.yaml:1"):
         ed.set_scalar(yf.docs[0], "image", "x:v2")
 
 

@@ -139,5 +139,5 @@ def test_registry_adapter(skopeo_layout, engine_view):
 
 
 def test_registry_adapter_refuses_a_lying_digest(skopeo_layout):
-    with pytest.raises(ImageInvalid, match="content digest is sha256:.*expected"):
+    with pytest.raises(ImageInvalid, match=r"content digest is sha256:.*expected"):
         resolve(RegistrySource(LayoutRegistry(skopeo_layout, lie_about_digest=True), "h6/reader", "h6"))

@@ -97,7 +97,7 @@ def test_reference_by_name_and_by_digest(layout):
     assert resolve(source, "a").digest == a["digest"]
     assert resolve(source, "docker.io/library/b:1").digest == b["digest"]
     assert resolve(source, b["digest"]).digest == b["digest"]
-    with pytest.raises(ImageNotFound, match="several images"):
+    with pytest.raises(ImageNotFound, match=r"several images"):
         resolve(source)
     with pytest.raises(ImageNotFound, match=r"no image named 'c' \(names: a, docker.io/library/b:1\)"):
         resolve(source, "c")
@@ -108,7 +108,7 @@ def test_tampered_config_is_refused(layout):
     _, manifest = _manifest_of(layout)
     path = _blob_path(layout, manifest["config"]["digest"])
     path.write_bytes(path.read_bytes().replace(b"101:101", b"0:00000"))  # same size, other bytes
-    with pytest.raises(ImageInvalid, match="content digest is sha256:.*expected"):
+    with pytest.raises(ImageInvalid, match=r"content digest is sha256:.*expected"):
         resolve(OciLayout.open_dir(layout.root))
 
 
@@ -117,17 +117,17 @@ def test_tampered_manifest_is_refused(layout):
     desc, _ = _manifest_of(layout)
     path = _blob_path(layout, desc["digest"])
     path.write_bytes(path.read_bytes().replace(b'"schemaVersion": 2', b'"schemaVersion":  2'))
-    with pytest.raises(ImageInvalid, match="bytes served, the descriptor says"):
+    with pytest.raises(ImageInvalid, match=r"bytes served, the descriptor says"):
         resolve(OciLayout.open_dir(layout.root))
     layout.index([{**desc, "size": desc["size"] + 1}])  # size now right, digest still the old one
-    with pytest.raises(ImageInvalid, match="content digest is"):
+    with pytest.raises(ImageInvalid, match=r"content digest is"):
         resolve(OciLayout.open_dir(layout.root))
 
 
 def test_served_digest_of_a_reference_must_match(layout):
     single(layout, LAYER)
     desc, _ = _manifest_of(layout)
-    with pytest.raises(ImageNotFound, match="is missing"):
+    with pytest.raises(ImageNotFound, match=r"is missing"):
         resolve(OciLayout.open_dir(layout.root), sha(b"something else"))
     os.link(_blob_path(layout, desc["digest"]), _blob_path(layout, sha(b"x")))
     with pytest.raises(ImageInvalid, match="expected " + sha(b"x")):
@@ -140,8 +140,8 @@ def test_media_types_are_checked(layout):
     layout.index([{**desc, "mediaType": "application/vnd.oci.image.index.v1+json"}])
     with pytest.raises(
         ImageInvalid,
-        match="served as application/vnd.oci.image.index.v1\\+json but its "
-        "mediaType says application/vnd.oci.image.manifest.v1\\+json",
+        match=r"served as application/vnd.oci.image.index.v1\+json but its "
+        r"mediaType says application/vnd.oci.image.manifest.v1\+json",
     ):
         resolve(OciLayout.open_dir(layout.root))
 
@@ -149,13 +149,13 @@ def test_media_types_are_checked(layout):
 def test_artifact_and_unknown_layer_types_are_refused(layout):
     single(layout, LAYER)
     _rewrite_manifest(layout, lambda m: m["config"].update(mediaType="application/vnd.oci.empty.v1+json"))
-    with pytest.raises(ImageInvalid, match="not a container image"):
+    with pytest.raises(ImageInvalid, match=r"not a container image"):
         resolve(OciLayout.open_dir(layout.root))
     single(layout, LAYER)
     _rewrite_manifest(
         layout, lambda m: m["layers"][0].update(mediaType="application/vnd.cncf.helm.chart.content.v1.tar+gzip")
     )
-    with pytest.raises(ImageInvalid, match="layers.0: media type .* is not an image layer"):
+    with pytest.raises(ImageInvalid, match=r"layers.0: media type .* is not an image layer"):
         resolve(OciLayout.open_dir(layout.root))
 
 
@@ -164,48 +164,48 @@ def test_schema1_is_unsupported(layout):
     layout.index(
         [{"mediaType": "application/vnd.docker.distribution.manifest.v1+prettyjws", "digest": digest, "size": size}]
     )
-    with pytest.raises(ImageUnsupported, match="schema 1"):  # what an old registry serves for a tag
+    with pytest.raises(ImageUnsupported, match=r"schema 1"):  # what an old registry serves for a tag
         resolve(OciLayout.open_dir(layout.root), digest)
 
 
 def test_malformed_fields_name_the_field(layout):
     single(layout, LAYER)
     _rewrite_manifest(layout, lambda m: m["layers"][0].update(size=str(m["layers"][0]["size"])))
-    with pytest.raises(ImageInvalid, match="layers.0.size: Input should be a valid integer"):
+    with pytest.raises(ImageInvalid, match=r"layers.0.size: Input should be a valid integer"):
         resolve(OciLayout.open_dir(layout.root))
     single(layout, LAYER)
     _rewrite_manifest(layout, lambda m: m["layers"][0].update(digest="sha256:../../../../etc/passwd"))
-    with pytest.raises(ImageInvalid, match="layers.0.digest: String should match pattern"):
+    with pytest.raises(ImageInvalid, match=r"layers.0.digest: String should match pattern"):
         resolve(OciLayout.open_dir(layout.root))
 
 
 def test_diff_ids_must_match_the_layers(layout):
     single(layout, LAYER, diff_ids=[sha(LAYER), sha(b"extra")])
-    with pytest.raises(ImageInvalid, match="rootfs.diff_ids has 2 entries for 1 layers"):
+    with pytest.raises(ImageInvalid, match=r"rootfs.diff_ids has 2 entries for 1 layers"):
         resolve(OciLayout.open_dir(layout.root))
 
 
 def test_manifest_and_config_caps(layout):
     single(layout, LAYER)
     desc, _ = _manifest_of(layout)
-    with pytest.raises(LimitExceeded, match="max_config_bytes=100"):
+    with pytest.raises(LimitExceeded, match=r"max_config_bytes=100"):
         resolve(OciLayout.open_dir(layout.root), limits=Limits(max_config_bytes=100))
-    with pytest.raises(LimitExceeded, match="max_manifest_bytes=200"):
+    with pytest.raises(LimitExceeded, match=r"max_manifest_bytes=200"):
         resolve(OciLayout.open_dir(layout.root), desc["digest"], limits=Limits(max_manifest_bytes=200))
     # A declared size over the cap is refused before a byte is read (the blob is not even there).
     layout.index(
         [{"mediaType": "application/vnd.oci.image.index.v1+json", "digest": sha(b"big"), "size": 5 * 1024 * 1024}]
     )
-    with pytest.raises(LimitExceeded, match="declared size 5242880 exceeds the limit max_manifest_bytes=4194304"):
+    with pytest.raises(LimitExceeded, match=r"declared size 5242880 exceeds the limit max_manifest_bytes=4194304"):
         resolve(OciLayout.open_dir(layout.root))
     (layout.root / "index.json").write_bytes(b" " * (4 * 1024 * 1024 + 1))
-    with pytest.raises(LimitExceeded, match="index.json: document size"):
+    with pytest.raises(LimitExceeded, match=r"index.json: document size"):
         OciLayout.open_dir(layout.root)
 
 
 def test_layer_count_cap(layout):
     single(layout, LAYER, LAYER)
-    with pytest.raises(LimitExceeded, match="2 layers exceeds the limit max_layers=1"):
+    with pytest.raises(LimitExceeded, match=r"2 layers exceeds the limit max_layers=1"):
         resolve(OciLayout.open_dir(layout.root), limits=Limits(max_layers=1))
 
 
@@ -266,7 +266,7 @@ def test_no_matching_platform_lists_what_is_there(layout):
         "no image for platform linux/s390x (available: linux/amd64, "
         "linux/arm/v6, linux/arm/v7, linux/arm64/v8, linux/ppc64le)"
     )
-    with pytest.raises(PlatformNotFound, match="linux/arm/v5"):
+    with pytest.raises(PlatformNotFound, match=r"linux/arm/v5"):
         resolve(OciLayout.open_dir(layout.root), platform="linux/arm/v5")
 
 
@@ -274,7 +274,7 @@ def test_single_platform_image_and_explicit_platform(layout):
     single(layout, LAYER, arch="arm64")
     source = OciLayout.open_dir(layout.root)
     assert str(resolve(source).platform) == "linux/arm64"  # default: whatever the one image is
-    with pytest.raises(PlatformNotFound, match="available: linux/arm64"):
+    with pytest.raises(PlatformNotFound, match=r"available: linux/arm64"):
         resolve(source, platform="linux/amd64")
 
 
@@ -286,14 +286,14 @@ def test_nested_index_and_entries_without_platform(layout):
     source = OciLayout.open_dir(layout.root)
     assert resolve(source, platform="linux/arm64").digest == arm["digest"]
     assert resolve(source).digest == amd["digest"]
-    with pytest.raises(LimitExceeded, match="max_index_depth=1"):
+    with pytest.raises(LimitExceeded, match=r"max_index_depth=1"):
         resolve(source, limits=Limits(max_index_depth=1))
 
 
 def test_index_platform_must_agree_with_config(layout):
     arm = layout.image([LAYER], arch="arm64")
     layout.index([{**arm, "platform": {"os": "linux", "architecture": "amd64"}}])
-    with pytest.raises(ImageInvalid, match="index says linux/amd64 but its config says linux/arm64"):
+    with pytest.raises(ImageInvalid, match=r"index says linux/amd64 but its config says linux/arm64"):
         resolve(OciLayout.open_dir(layout.root))
 
 
@@ -301,12 +301,12 @@ def test_layout_marker_and_missing_blobs(layout):
     single(layout, LAYER)
     _, manifest = _manifest_of(layout)
     _blob_path(layout, manifest["config"]["digest"]).unlink()
-    with pytest.raises(ImageNotFound, match="blob sha256:.* is missing"):
+    with pytest.raises(ImageNotFound, match=r"blob sha256:.* is missing"):
         resolve(OciLayout.open_dir(layout.root))
     (layout.root / "oci-layout").write_text('{"imageLayoutVersion": "2.0.0"}')
-    with pytest.raises(ImageInvalid, match="imageLayoutVersion '2.0.0' is not 1.0.0"):
+    with pytest.raises(ImageInvalid, match=r"imageLayoutVersion '2.0.0' is not 1.0.0"):
         OciLayout.open_dir(layout.root)
-    with pytest.raises(ImageNotFound, match="not an OCI image layout"):
+    with pytest.raises(ImageNotFound, match=r"not an OCI image layout"):
         OciLayout.open_dir(layout.root / "blobs")
 
 
@@ -316,13 +316,13 @@ def test_a_fifo_planted_as_blob_is_refused_without_hanging(layout):
     path = _blob_path(layout, manifest["config"]["digest"])
     path.unlink()
     os.mkfifo(path)
-    with pytest.raises(ImageInvalid, match="is not a regular file"):
+    with pytest.raises(ImageInvalid, match=r"is not a regular file"):
         resolve(OciLayout.open_dir(layout.root))
 
 
 def test_open_blob_refuses_a_digest_that_is_a_path(layout):
     single(layout, LAYER)
-    with pytest.raises(ImageInvalid, match="is not a sha256 or sha512 digest"):
+    with pytest.raises(ImageInvalid, match=r"is not a sha256 or sha512 digest"):
         OciLayout.open_dir(layout.root).open_blob("sha256:../../oci-layout")
 
 
@@ -331,7 +331,7 @@ def test_platform_strings_are_validated():
     from imgforge.image import Platform
 
     assert str(Platform.parse("Linux/ARM64/V8")) == "linux/arm64/v8"
-    with pytest.raises(UsageError, match="expected os/architecture"):
+    with pytest.raises(UsageError, match=r"expected os/architecture"):
         Platform.parse("amd64")
     assert ImageRefused  # the error family exists for callers to catch
 
@@ -352,5 +352,5 @@ class _CarelessSource:
 
 
 def test_resolver_caps_a_source_that_ignores_max_bytes():
-    with pytest.raises(LimitExceeded, match="careless source: manifest None: document size"):
+    with pytest.raises(LimitExceeded, match=r"careless source: manifest None: document size"):
         resolve(_CarelessSource())

@@ -50,8 +50,10 @@ def assert_one_error_line(code: int, out: str, err: str, exit_code: int = 3) -> 
     """The documented failure shape: the exit code, nothing on stdout, one ``error:`` line."""
     assert code == exit_code, (code, out, err)
     assert out == "", out
-    assert err.startswith("error: ") and err.endswith("\n"), err
-    assert len(err.splitlines()) == 1 and "\x00" not in err, repr(err)
+    assert err.startswith("error: "), err
+    assert err.endswith("\n"), err
+    assert len(err.splitlines()) == 1, repr(err)
+    assert "\x00" not in err, repr(err)
 
 
 def old_site_repo(path: Path, server_lines: str = "") -> Path:

@@ -48,7 +48,8 @@ def _plant_marker(folder: Path) -> None:
 
 def _refused(proc: subprocess.CompletedProcess[str], why: str) -> None:
     assert proc.returncode == EXIT_REFUSED, proc.stderr
-    assert proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1, proc.stderr
+    assert proc.stderr.startswith("error: "), proc.stderr
+    assert proc.stderr.count("\n") == 1, proc.stderr
     assert why in proc.stderr
     assert "Traceback" not in proc.stderr
 

@@ -30,7 +30,8 @@ COSIGN_PEM_LABELS = ("ENCRYPTED SIGSTORE PRIVATE KEY", "ENCRYPTED COSIGN PRIVATE
 def pem_body(pem: bytes, label: str) -> bytes:
     text = pem.decode("ascii")
     begin, end = f"-----BEGIN {label}-----", f"-----END {label}-----"
-    assert begin in text and end in text, f"no {label} block"
+    assert begin in text, f"no {label} block"
+    assert end in text, f"no {label} block"
     return base64.b64decode("".join(text.split(begin, 1)[1].split(end, 1)[0].split()))
 
 

@@ -155,7 +155,8 @@ def test_tampered_ciphertext_is_refused(keypair):
             "not base64",
         ),
         (
-            b"-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----\nbm90IGpzb24=\n-----END ENCRYPTED SIGSTORE PRIVATE KEY-----\n",
+            b"-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----\nbm90IGpzb24=\n"
+            b"-----END ENCRYPTED SIGSTORE PRIVATE KEY-----\n",
             "not JSON",
         ),
         (b"-" * 70000, "too large"),

@@ -32,7 +32,8 @@ def read_files(client, image: str, paths: list[str]) -> dict[str, bytes]:
             stream, _ = client.api.get_archive(container["Id"], f"/{path}")
             with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
                 member = tar.next()
-                assert member is not None and member.isfile(), f"{path} is not a regular file in {image}"
+                assert member is not None, f"{path} is not a regular file in {image}"
+                assert member.isfile(), f"{path} is not a regular file in {image}"
                 extracted = tar.extractfile(member)
                 assert extracted is not None
                 out[path] = extracted.read()
