@@ -5,7 +5,16 @@
 # "What the set-up changes on your machine". Extra arguments go to pytest, e.g. ./test.sh -k render -x
 source "$(dirname "${BASH_SOURCE[0]}")/scripts/env.sh"
 
-setup
+# The first step, before any Docker work: lint, format and types (the same as the pre-commit hooks).
+static_checks() {
+    log "ruff check, ruff format --check, mypy"
+    if ! { ruff check --quiet . && ruff format --check --quiet . && mypy; }; then
+        log "the lint, format or type checks failed: fix them first (CONTRIBUTING.md)"
+        exit 1
+    fi
+}
+
+setup static_checks
 set +e
 pytest "$@"
 rc=$?

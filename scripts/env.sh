@@ -263,11 +263,14 @@ ensure_base_image() {
 }
 
 # Everything both commands need, in order; on exit this run's containers are removed and the
-# engine is stopped if this run started it.
+# engine is stopped if this run started it. An argument names a function to run once the
+# virtualenv exists and before anything touches Docker (./test.sh: the lint and type checks).
 setup() {
     trap on_exit EXIT
     ensure_packages
     ensure_venv
+    cd "$ROOT"
+    if [[ -n "${1:-}" ]]; then "$1"; fi
     ensure_dockerd
     ensure_base_image
     cd "$ROOT"

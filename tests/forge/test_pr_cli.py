@@ -60,7 +60,7 @@ def test_dry_run_shows_everything_and_changes_nothing(cli_main, cli, snap):
 
 
 def test_dry_run_json(cli_main, cli):
-    work, bare, fake, args = cli("github")
+    _work, _bare, _fake, args = cli("github")
     code, out, _ = cli_main("pr", "web", *args, "--dry-run", "--json")
     data = json.loads(out)
     assert code == 0
@@ -71,7 +71,7 @@ def test_dry_run_json(cli_main, cli):
 
 
 def test_pr_prints_the_request_and_never_the_token(cli_main, cli, git_in):
-    work, bare, fake, args = cli("gitea")
+    _work, bare, fake, args = cli("gitea")
     code, out, err = cli_main("pr", "web", *args)
     assert code == 0, err
     assert f"web: created pull request {fake.url}/ops/gitops/pulls/1 (imgforge/web-v0.0.3 -> main, pushed" in out
@@ -85,7 +85,7 @@ def test_pr_prints_the_request_and_never_the_token(cli_main, cli, git_in):
 
 
 def test_rejected_token_exit_code_and_message(cli_main, cli, monkeypatch, snap):
-    work, bare, fake, args = cli("gitlab")
+    work, bare, _fake, args = cli("gitlab")
     monkeypatch.setenv("GITLAB_TOKEN", "glpat-WRONG-wrong-0000")
     before = snap(work, bare)
     code, out, err = cli_main("pr", "web", *args)
@@ -97,7 +97,7 @@ def test_rejected_token_exit_code_and_message(cli_main, cli, monkeypatch, snap):
 
 
 def test_missing_token_names_the_variables(cli_main, cli, monkeypatch):
-    work, bare, fake, args = cli("github")
+    _work, _bare, _fake, args = cli("github")
     monkeypatch.delenv("GITHUB_TOKEN")
     code, _, err = cli_main("pr", "web", *args)
     assert code == EXIT_FORGE
@@ -105,7 +105,7 @@ def test_missing_token_names_the_variables(cli_main, cli, monkeypatch):
 
 
 def test_dirty_tree_exit_code(cli_main, cli):
-    work, bare, fake, args = cli("gitlab")
+    work, _bare, _fake, args = cli("gitlab")
     (work / "fluxcd/apps/base/web-site/service.yaml").write_text("oops\n")
     code, _, err = cli_main("pr", "web", *args)
     assert code == EXIT_REFUSED
@@ -131,7 +131,7 @@ def loop(gitops_repo, make_catalog, fake_forge, fake_registry):
 
 
 def test_update_proposes_the_highest_release_of_the_same_major(loop):
-    catalog, work, registry, fake, forge, made = loop
+    catalog, work, registry, fake, forge, _made = loop
     registry.tags[REPO] = ["latest", "dev-1a2b3c4d", "v0.0.1", "v0.0.2", "v0.0.9", "v0.0.10-rc.1", "v1.0.0"]
     [row] = update.update_sites(catalog, ["web"], work, forge=forge)
     assert (row.current, row.latest, row.target, row.status) == ("v0.0.2", "v1.0.0", "v0.0.9", "created")
@@ -169,7 +169,7 @@ def test_update_says_why_nothing_is_opened(loop, tags, status):
 
 
 def test_update_cli_summary_and_json(cli_main, loop, forge_env, monkeypatch):
-    catalog, work, registry, fake, forge, made = loop
+    catalog, work, registry, fake, _forge, _made = loop
     registry.tags[REPO] = ["v0.0.2", "v0.0.3"]
     args = [
         "update",
@@ -200,7 +200,7 @@ def test_update_cli_summary_and_json(cli_main, loop, forge_env, monkeypatch):
 
 
 def test_update_reports_a_failing_site_and_exits_with_its_code(cli_main, loop, forge_env):
-    catalog, work, registry, fake, forge, made = loop  # no tags listed: the registry answers 404
+    catalog, work, _registry, fake, _forge, _made = loop  # no tags listed: the registry answers 404
     args = [
         "update",
         "web",

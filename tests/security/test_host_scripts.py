@@ -124,7 +124,7 @@ def test_both_commands_run_the_one_guarded_setup():
     for script in ("test.sh", "example.sh"):
         lines = code_lines(REPO / script)
         assert 'source "$(dirname "${BASH_SOURCE[0]}")/scripts/env.sh"' in lines, script
-        assert "setup" in lines, script
+        assert any(line == "setup" or line.startswith("setup ") for line in lines), script
     assert "exec bash ./test.sh -q" in code_lines(REPO / ".ci" / "run")
 
 
@@ -651,3 +651,14 @@ def _cmdline(proc: Path) -> str:
         return (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
     except OSError:
         return ""
+
+
+def test_the_test_command_runs_lint_and_types_before_any_docker_work():
+    """./test.sh fails fast on ruff/mypy: the hook runs after the virtualenv and before the engine."""
+    test_sh = code_lines(REPO / "test.sh")
+    assert "setup static_checks" in test_sh
+    assert any("ruff check" in line and "ruff format --check" in line and "mypy" in line for line in test_sh)
+    body = (REPO / "scripts" / "env.sh").read_text(encoding="utf-8").split("setup() {", 1)[1].split("\n}", 1)[0]
+    order = [line.strip() for line in body.splitlines() if line.strip()]
+    hook = next(i for i, line in enumerate(order) if '"$1"' in line)
+    assert order.index("ensure_venv") < hook < order.index("ensure_dockerd") < order.index("ensure_base_image")
