@@ -29,7 +29,7 @@ def test_audit_exit_codes(site_repo, tmp_path, capsys):
     code, out, _ = run(capsys, "audit", str(site_repo(ROOT_SITE)))
     assert code == 1
     assert "nginx.conf:1: error IMG001 `user nginx;`" in out
-    assert out.rstrip().splitlines()[-1] == "13 findings: 8 errors, 5 warnings, 0 info"
+    assert out.rstrip().splitlines()[-1] == "15 findings: 8 errors, 7 warnings, 0 info"
     code, _, err = run(capsys, "audit", str(tmp_path / "missing"))
     assert code == 2
     assert err.strip() == f"error: {tmp_path / 'missing'}: no such folder"
