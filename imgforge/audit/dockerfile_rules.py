@@ -153,9 +153,8 @@ def _file_system(repo: Repo, facts: BaseFacts, runtime: str | None) -> list[Find
                 out.append(finding(rule, df, line, f"COPY --chmod={flags['chmod']}: makes {dest} world-writable"))
             if special:
                 out.append(finding("IMG051", df, line, f"COPY --chmod={flags['chmod']}: sets setuid/setgid on {dest}"))
-    all_runs = " ".join(i["value"] for i in runs)
-    stripped_write = "chmod" in all_runs and _STRIPS_OTHER_WRITE.search(all_runs)
-    left = [p for p in facts.world_writable if not (stripped_write and ("find" in all_runs or p in all_runs))]
+    texts = [str(i["value"]) for i in runs]
+    left = [p for p in facts.world_writable if not _stripped(texts, p, _STRIPS_OTHER_WRITE)]
     if left:
         out.append(
             finding(
@@ -166,8 +165,7 @@ def _file_system(repo: Repo, facts: BaseFacts, runtime: str | None) -> list[Find
                 "`find / -xdev -type d -perm -0002 ! -path /tmp -exec chmod o-w {} +`",
             )
         )
-    stripped_suid = "chmod" in all_runs and _STRIPS_SETUID.search(all_runs)
-    suid = [p for p in facts.setuid if not (stripped_suid and ("find" in all_runs or p in all_runs))]
+    suid = [p for p in facts.setuid if not _stripped(texts, p, _STRIPS_SETUID)]
     if suid:
         out.append(
             finding(
@@ -179,6 +177,15 @@ def _file_system(repo: Repo, facts: BaseFacts, runtime: str | None) -> list[Find
             )
         )
     return out
+
+
+def _stripped(runs: list[str], path: str, removal: re.Pattern[str]) -> bool:
+    """Whether a RUN line takes the bit away from ``path``: a ``chmod`` with the removal on that
+    path, or in the same line as a ``find`` (which reaches every path)."""
+    return any(
+        "chmod" in run and removal.search(run) and ("find " in run or re.search(rf"{re.escape(path)}(?![\w/.-])", run))
+        for run in runs
+    )
 
 
 _KEEP_ROOT = "served files must stay owned by root and not writable by the runtime user"

@@ -108,7 +108,14 @@ def nginx_behaviour(nginx: dict[str, Parsed]) -> dict[str, Any]:
 
     Also used by the tests to prove that ``render`` of a migrated site behaves like the old config.
     """
-    out: dict[str, Any] = {"fallback": "404", "gzip": False, "cache_assets": False, "headers": {}, "ipv6": False, "try_files": None}
+    out: dict[str, Any] = {
+        "fallback": "404",
+        "gzip": False,
+        "cache_assets": False,
+        "headers": {},
+        "ipv6": False,
+        "try_files": None,
+    }
 
     def scan(rel: str, block: Parsed, nested: bool) -> None:
         for d in block:

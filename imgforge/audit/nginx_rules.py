@@ -116,23 +116,24 @@ def check_server_tokens(configs: Mapping[str, Parsed]) -> list[Finding]:
     server block for a base's nginx.conf), each such server is reported.
     """
     out: list[Finding] = []
-    http_off = False
+    http_set = False  # an http-level server_tokens (one that is not off is reported as it is)
     main_http: tuple[str, int] | None = None
     servers: list[tuple[str, Directive]] = []
     for rel, parsed in configs.items():
         for d, ctx in walk_directives(parsed):
             name, args = d["directive"], d["args"]
-            if name == "server_tokens" and args[:1] != ["off"]:
-                out.append(
-                    finding("IMG005", rel, d["line"], f"server_tokens {' '.join(args)}: shows the version; set it off")
-                )
-            elif name == "server_tokens" and ctx == ("http",):
-                http_off = True
+            if name == "server_tokens":
+                http_set = http_set or ctx == ("http",)
+                if args[:1] != ["off"]:
+                    shown = " ".join(args)
+                    out.append(
+                        finding("IMG005", rel, d["line"], f"server_tokens {shown}: shows the version; set it off")
+                    )
             elif name == "http" and not ctx:
                 main_http = (rel, d["line"])
             elif name == "server" and ctx in ((), ("http",)) and "block" in d:
                 servers.append((rel, d))
-    if http_off:
+    if http_set:
         return out
     unset = [(rel, d) for rel, d in servers if not any(x["directive"] == "server_tokens" for x in d["block"])]
     if main_http is not None and (unset or not servers):

@@ -94,7 +94,7 @@ def check_name(file: str, root: str, uri: str, is_dir: bool, refused: bool) -> F
     if ext in SERVER_SIDE and not is_dir:
         served = "" if refused else ", served as plain text"
         return finding("IMG030", file, None, f"{ext} file {where}{served}: remove it or keep it out of the image")
-    if any(fnmatch.fnmatch(name, p) for p in _JUNK_NAMES) or name.startswith("."):
+    if any(fnmatch.fnmatch(name, p) for p in _JUNK_NAMES) or (name.startswith(".") and name != ".well-known"):
         return finding("IMG033", file, None, f"{where}: exclude it")
     return None
 
