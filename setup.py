@@ -8,5 +8,5 @@ from setuptools import find_packages, setup
 setup(
     packages=[*find_packages(include=["imgforge", "imgforge.*"]), "imgforge._templates"],
     package_dir={"imgforge._templates": "templates"},
-    package_data={"imgforge._templates": ["*.j2", "*.txt"]},
+    package_data={"imgforge._templates": ["*.j2", "*.txt", "*.yml"]},
 )

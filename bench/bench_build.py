@@ -10,11 +10,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import shutil
 import subprocess
 import time
 
 import docker
+import docker.errors
 from _common import NGINX_BASE, imgforge, make_catalog, median, photo_site, row, timed
 
 COLD_RUNS = 3
@@ -37,10 +39,17 @@ def main() -> None:
     make_catalog(sites, root)
     row("content per site", f"{PHOTOS * PHOTO_SIZE / 2**20:.0f} MiB", f"({PHOTOS} photos + the example site)")
     contexts = root / "contexts"
+    made: set[str] = set()  # every image id this run produced: the only ones it removes
+
+    def note_images() -> None:
+        for img in client.images.list(name="127.0.0.1:5000/bench/*") + client.images.list(name="bench-plain/*"):
+            made.add(img.id)
+
     try:
         for i in range(SITES):  # the contexts plain docker build gets, rendered by imgforge itself
             imgforge("render", f"site{i}", "--out", str(contexts / f"site{i}"), "--root", str(root))
         imgforge("build", "--all", "--root", str(root))  # first build fills the cache for both
+        note_images()
         warm_imgforge = median([timed(lambda: imgforge("build", "--all", "--root", str(root))) for _ in range(3)])
 
         def plain_all() -> None:
@@ -52,6 +61,7 @@ def main() -> None:
                 )
 
         plain_all()
+        note_images()
         warm_plain = median([timed(plain_all) for _ in range(3)])
         row(f"warm build --all ({SITES} sites), imgforge", f"{warm_imgforge:.3f} s")
         row(f"warm build --all ({SITES} sites), plain docker build", f"{warm_plain:.3f} s")
@@ -60,6 +70,7 @@ def main() -> None:
         cold_imgforge, cold_plain = [], []
         for _ in range(COLD_RUNS):
             cold_imgforge.append(timed(lambda: imgforge("build", "site0", "--no-cache", "--root", str(root))))
+            note_images()
             cold_plain.append(
                 timed(
                     lambda: subprocess.run(
@@ -77,6 +88,7 @@ def main() -> None:
                     )
                 )
             )
+            note_images()
         ci, cp = median(cold_imgforge), median(cold_plain)
         row("cold build (no layer cache), imgforge", f"{ci:.3f} s")
         row("cold build (no layer cache), plain docker build", f"{cp:.3f} s")
@@ -88,10 +100,10 @@ def main() -> None:
         extra = image.attrs["Size"] - base.attrs["Size"] - content
         row("image size - base size - content size", f"{extra / 1024:.1f} KiB", "target <= 64 KiB")
     finally:
-        for img in client.images.list(name="127.0.0.1:5000/bench/*") + client.images.list(name="bench-plain/*"):
-            for tag in img.tags:
-                client.images.remove(tag, force=True)
-        client.images.prune(filters={"dangling": True, "label": "io.imgforge.inputs-digest"})
+        note_images()
+        for image_id in made:  # by the ids this run made, never by a filter that matches others' images
+            with contextlib.suppress(docker.errors.ImageNotFound, docker.errors.APIError):
+                client.images.remove(image_id, force=True)
         shutil.rmtree(root, ignore_errors=True)
 
 

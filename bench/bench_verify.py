@@ -54,6 +54,9 @@ def _wait_200(url: str, timeout: float = 15.0) -> float:
     raise RuntimeError(f"{url} never answered 200")
 
 
+OWNER_LABEL = f"io.imgforge.owner={os.environ.get('IMGFORGE_OWNER') or 'imgforge-bench'}"
+
+
 def _docker(*args: str) -> str:
     return subprocess.run(["docker", *args], check=True, capture_output=True, text=True).stdout.strip()
 
@@ -64,6 +67,8 @@ def bare_run_floor(image: str, port: int, user: str) -> float:
     cid = _docker(
         "run",
         "-d",
+        "--label",
+        OWNER_LABEL,
         "--user",
         user,
         "--read-only",
@@ -216,7 +221,7 @@ def bench_throughput(work: Path, seconds: int) -> None:
     try:
         for _round in range(2):  # interleaved, so load from other users hits both alike
             for name, args in runs.items():
-                cid = _docker("run", "-d", *args)
+                cid = _docker("run", "-d", "--label", OWNER_LABEL, *args)
                 try:
                     inner = "80" if name == "root-stock" else str(site.port)
                     port = int(_docker("port", cid, inner).splitlines()[0].rsplit(":", 1)[1])

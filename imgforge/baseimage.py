@@ -16,7 +16,9 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import docker
 import docker.errors
 
 from imgforge.engine import docker_client
@@ -41,7 +43,7 @@ class BaseStatus:
     purpose: str
     id: str | None
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "purpose": self.purpose, "present": self.id is not None, "id": self.id}
 
 
@@ -115,7 +117,7 @@ def _harden(rootfs: Path) -> None:
                     child.unlink()
 
 
-def _import(client, rootfs: Path, name: str, tmp: Path) -> None:
+def _import(client: docker.DockerClient, rootfs: Path, name: str, tmp: Path) -> None:
     archive = tmp / "rootfs.tar"
     with tarfile.open(archive, "w") as tar:
         tar.add(rootfs, arcname=".", recursive=True)
@@ -129,7 +131,7 @@ def _import(client, rootfs: Path, name: str, tmp: Path) -> None:
 
 
 def _run(cmd: list[str], env: dict[str, str] | None = None) -> None:
-    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **(env or {})})
+    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **(env or {})}, check=False)
     if proc.returncode != 0:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
         raise BootstrapFailed(f"{cmd[0]} failed (exit {proc.returncode}): {' | '.join(tail) or 'no output'}")

@@ -81,13 +81,20 @@ def _registry_digest(image: str, tag: str) -> str | None:
 
 def _local_image(reference: str, notes: list[str]) -> tuple[str, list[str]] | None:
     """(image id, RepoDigests) of the local image, or None (no engine, or no such image)."""
-    try:
-        from imgforge.engine import docker_client
+    import docker.errors
 
+    from imgforge.engine import docker_client
+
+    try:
         image = docker_client().images.get(reference)
-    except ImgforgeError as e:
+    except ImgforgeError as e:  # no engine: say so, the evidence is only weaker
         notes.append(f"Docker: {e}")
         return None
-    except Exception:  # docker.errors.ImageNotFound and friends: simply not here
+    except docker.errors.ImageNotFound:
+        return None
+    except docker.errors.DockerException as e:
+        notes.append(f"Docker: cannot inspect {reference}: {getattr(e, 'explanation', None) or e}")
+        return None
+    if not image.id:
         return None
     return image.id, list(image.attrs.get("RepoDigests") or [])

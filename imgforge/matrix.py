@@ -18,13 +18,16 @@ import posixpath
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from imgforge import _git as _gitrun
+from imgforge._resources import read_template
 from imgforge.config import CATALOG_FILE, Catalog, Site
 from imgforge.content import cache_dir, unavailable_reason
 from imgforge.errors import ImgforgeError, UsageError
 
 TEMPLATES_DIR = "templates"
+GITLAB_SITE_JOB_TEMPLATE = "gitlab-site-job.yml"
 _GIT_TIMEOUT = 60  # seconds for one ls-remote or one-commit fetch; a hung forge must not hang CI
 _FULL_SHA = _gitrun.FULL_COMMIT
 
@@ -61,7 +64,7 @@ class MatrixResult:
     base_commit: str | None = None  # the merge base the comparison was made against
     changed_paths: int = 0  # files changed in the compared range
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "changed_since": self.changed_since,
             "base_commit": self.base_commit,
@@ -87,7 +90,7 @@ def sites_to_build(
     remotes = _ls_remotes({s.source.git for s in catalog.sites.values() if s.source and s.source.git})
     entries: list[Entry] = []
     problems: list[Problem] = []
-    pending_git: list[tuple[Site, str]] = []  # unchanged locally; did the remote ref move?
+    pending_git: list[tuple[Site, str, str, str]] = []  # (site, url, ref, commit): did the remote ref move?
     for site in catalog.sites.values():
         base = catalog.profile(site).base_image
         local = "no --changed-since: every site is built" if diff is None else diff.local_reason(catalog, site)
@@ -112,13 +115,13 @@ def sites_to_build(
                 )
                 continue
             if not local and diff is not None and not _FULL_SHA.fullmatch(src.ref):
-                pending_git.append((site, revision))
+                pending_git.append((site, src.git, src.ref, revision))
                 continue
         if local:
             entries.append(Entry(site.name, site.reference, local, base, revision))
     if diff is not None and pending_git:
         moved = _moved_since(pending_git, diff.base_time)
-        for site, revision in pending_git:
+        for site, _, _, revision in pending_git:
             if reason := moved.get(site.name):
                 entries.append(Entry(site.name, site.reference, reason, catalog.profile(site).base_image, revision))
     order = {name: i for i, name in enumerate(catalog.sites)}
@@ -223,7 +226,7 @@ def _ls_remotes(urls: set[str]) -> dict[str, _Remote]:
     if not urls:
         return {}
     with ThreadPoolExecutor(max_workers=min(16, len(urls))) as pool:
-        return dict(zip(sorted(urls), pool.map(_ls_remote, sorted(urls))))
+        return dict(zip(sorted(urls), pool.map(_ls_remote, sorted(urls)), strict=True))
 
 
 def _ls_remote(url: str) -> _Remote:
@@ -248,7 +251,7 @@ def _resolve_ref(refs: dict[str, str], ref: str) -> str | None:
     return None
 
 
-def _moved_since(pending: list[tuple[Site, str]], since: int) -> dict[str, str]:
+def _moved_since(pending: list[tuple[Site, str, str, str]], since: int) -> dict[str, str]:
     """Sites whose resolved git commit was committed after ``since`` (the merge base's time).
 
     git cannot say where a branch pointed in the past, so the commit's own date stands in for it:
@@ -256,14 +259,14 @@ def _moved_since(pending: list[tuple[Site, str]], since: int) -> dict[str, str]:
     objects are fetched (depth 1, no trees), into a probe repository kept in the cache.
     """
     by_url: dict[str, list[str]] = {}
-    for site, revision in pending:
-        by_url.setdefault(site.source.git, []).append(revision)  # type: ignore[union-attr]
+    for _, url, _, revision in pending:
+        by_url.setdefault(url, []).append(revision)
     with ThreadPoolExecutor(max_workers=min(8, len(by_url))) as pool:
-        dates = dict(zip(by_url, pool.map(_commit_dates, by_url, by_url.values())))
+        dates = dict(zip(by_url, pool.map(_commit_dates, by_url, by_url.values()), strict=True))
     moved: dict[str, str] = {}
-    for site, revision in pending:
-        where = f"git source {_gitrun.redact(site.source.git)}@{site.source.ref}"  # type: ignore[union-attr,arg-type]
-        when = dates[site.source.git].get(revision)  # type: ignore[union-attr]
+    for site, url, ref, revision in pending:
+        where = f"git source {_gitrun.redact(url)}@{ref}"
+        when = dates[url].get(revision)
         if when is None:
             moved[site.name] = f"{where} at {revision[:8]}: commit date unknown, built to be safe"
         elif when > since:
@@ -309,9 +312,9 @@ def format_json(result: MatrixResult) -> str:
     return json.dumps(result.to_dict(), indent=2) + "\n"
 
 
-def github_matrix(result: MatrixResult) -> dict:
+def github_matrix(result: MatrixResult) -> dict[str, Any]:
     """``strategy.matrix`` for the per-site job; a blocking problem becomes a job that fails."""
-    include: list[dict] = [{"site": e.site, "image": e.image, "base": e.base} for e in result.entries]
+    include: list[dict[str, Any]] = [{"site": e.site, "image": e.image, "base": e.base} for e in result.entries]
     include += [
         {"site": p.site, "image": p.image, "base": "", "problem": p.reason} for p in result.problems if p.blocking
     ]
@@ -335,28 +338,9 @@ def format_github(result: MatrixResult, output_file: str | None = None) -> str:
     return matrix + "\n"
 
 
-# The per-site job of the GitLab child pipeline: the same commands a person runs (README), on a
-# Python image with a Docker-in-Docker service. A DOCKER_HOST set as a project or group CI/CD
-# variable outranks the one below, so builds can go to a shared engine instead of the service.
-GITLAB_SITE_JOB = """\
-.imgforge-site:
-  stage: build
-  image: python:3.12
-  services:
-    - name: docker:27-dind
-      alias: docker
-  variables:
-    DOCKER_HOST: tcp://docker:2376
-    DOCKER_TLS_CERTDIR: /certs
-    DOCKER_TLS_VERIFY: "1"
-    DOCKER_CERT_PATH: /certs/client
-  before_script:
-    - pip install --quiet --disable-pip-version-check .
-  script:
-    - 'case "$BASE" in imgforge/*) imgforge base status --quiet || { apt-get update -qq && apt-get install -y -qq debootstrap && imgforge base bootstrap debian --with-nginx; } ;; esac'
-    - imgforge build "$SITE" --test
-    - 'case "${IMGFORGE_PUSH:-}:$IMAGE" in *:127.0.0.1:*|*:localhost:*) echo "$IMAGE is a local-only image: not pushed" ;; release:*) imgforge push "$SITE" --also-latest ;; dev:*) imgforge push "$SITE" --tag "dev-$CI_COMMIT_SHORT_SHA" ;; *) echo "not pushing (IMGFORGE_PUSH=${IMGFORGE_PUSH:-none})" ;; esac'
-"""
+def gitlab_site_job() -> str:
+    """The per-site job every site of the child pipeline extends (templates/gitlab-site-job.yml)."""
+    return read_template(GITLAB_SITE_JOB_TEMPLATE)
 
 
 def _yaml_str(text: str) -> str:
@@ -383,7 +367,7 @@ def format_gitlab(result: MatrixResult) -> str:
         "",
     ]
     if result.entries:
-        lines.append(GITLAB_SITE_JOB)
+        lines.append(gitlab_site_job())
     for e in result.entries:
         lines += [
             f"{_yaml_str('site:' + e.site)}:",

@@ -18,12 +18,14 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import docker
 import docker.errors
+from docker.models.images import Image
 
 from imgforge import config
 from imgforge.config import Catalog, Site
 from imgforge.engine import docker_client
-from imgforge.errors import DockerError, NotFound, Refused, RegistryError, UsageError, VerifyFailed
+from imgforge.errors import DockerError, ImgforgeError, NotFound, Refused, RegistryError, UsageError, VerifyFailed
 from imgforge.image_ref import ImageRef
 from imgforge.registry import versions
 from imgforge.registry.client import RegistryClient, Repository, RepositoryNotFound
@@ -61,7 +63,7 @@ class TagListing:
     versions: list[versions.Version]
     other: list[str]  # tags that are not semver: latest, dev-<sha>...
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "site": self.site,
             "repository": self.repository,
@@ -82,7 +84,7 @@ class BumpPlan:
     new: str
     written: bool = False
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
@@ -94,7 +96,7 @@ class PushResult:
     verified: bool
     also: list[str] = field(default_factory=list)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
@@ -107,7 +109,7 @@ class ReleaseResult:
     digest: str
     image_id: str
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
@@ -141,26 +143,35 @@ def plan_bump(catalog: Catalog, site: Site | str, part: str | None = None, to: s
         raise UsageError("choose exactly one of --patch, --minor, --major or --to vX.Y.Z")
     if part is not None and part not in versions.PARTS:
         raise UsageError(f"part must be one of {', '.join(versions.PARTS)}, got {part!r}")
-    if to is not None and versions.parse(to) is None:  # bad input fails before any network call
+    wanted = versions.parse(to) if to is not None else None
+    if to is not None and wanted is None:  # bad input fails before any network call
         raise UsageError(f"--to: expected a semver tag like v1.2.3, got {to!r}")
     repo = Repository.parse(site.image)
     existing, _ = versions.split(_registry_tags(repo, missing_ok=True))
     current = versions.parse(site.tag)
     candidates = [v for v in (current, versions.highest_release(existing)) if v is not None]
     base = max(candidates) if candidates else None
-    if to is not None:
-        wanted = versions.parse(to)
+    if wanted is not None:
         if current is not None and wanted.semver <= current.semver:
             raise Refused(f"{to} is not above the catalog's current {site.tag} for site '{site.name}'")
-        new = to
+        new = wanted
+    elif part is not None:
+        new = _next_version(base, part, "v" if current is None or current.prefixed else "")
     else:
-        prefix = "v" if current is None or current.prefixed else ""
-        new = versions.bump(base, part, prefix)
-    clash = versions.find_same(existing, versions.parse(new))
-    if clash is not None or new in {v.tag for v in existing}:
-        spelled = f" (as {clash.tag})" if clash is not None and clash.tag != new else ""
-        raise Refused(f"tag {new} already exists in {repo}{spelled}; pick another version")
-    return BumpPlan(site.name, str(repo), site.tag, base.tag if base else None, new)
+        raise UsageError("choose exactly one of --patch, --minor, --major or --to vX.Y.Z")
+    clash = versions.find_same(existing, new)
+    if clash is not None or new.tag in {v.tag for v in existing}:
+        spelled = f" (as {clash.tag})" if clash is not None and clash.tag != new.tag else ""
+        raise Refused(f"tag {new.tag} already exists in {repo}{spelled}; pick another version")
+    return BumpPlan(site.name, str(repo), site.tag, base.tag if base else None, new.tag)
+
+
+def _next_version(base: versions.Version | None, part: str, prefix: str) -> versions.Version:
+    tag = versions.bump(base, part, prefix)
+    parsed = versions.parse(tag)
+    if parsed is None:  # bump writes prefix + semver, which always parses
+        raise ImgforgeError(f"{tag} is not a semver tag")
+    return parsed
 
 
 def bump(
@@ -199,6 +210,8 @@ def push(
         config.check_tag(tag)
         _tag(image, site.image, tag)
         site = site.model_copy(update={"tag": tag})
+    if not image.id:
+        raise DockerError(f"the engine reported no id for {site.reference}")
     record = last_result(image.id)
     if skip_verify:
         state = "never tested" if record is None else ("last test passed" if record.get("ok") else "last test FAILED")
@@ -261,7 +274,7 @@ def release(catalog: Catalog, site: Site | str, part: str, *, on_event: OnEvent 
 # --------------------------------------------------------------------------- engine side
 
 
-def _local_image(client, reference: str, site: str):
+def _local_image(client: docker.DockerClient, reference: str, site: str) -> Image:
     try:
         return client.images.get(reference)
     except docker.errors.ImageNotFound:
@@ -270,14 +283,16 @@ def _local_image(client, reference: str, site: str):
         raise DockerError(f"cannot inspect {reference}: {e.explanation or e}") from e
 
 
-def _tag(image, repository: str, tag: str) -> None:
+def _tag(image: Image, repository: str, tag: str) -> None:
     try:
         image.tag(repository, tag)
     except docker.errors.APIError as e:
         raise DockerError(f"cannot tag {image.short_id} as {repository}:{tag}: {e.explanation or e}") from e
 
 
-def _push_tag(client, image, repository: str, tag: str, repo: Repository, emit: OnEvent) -> str:
+def _push_tag(
+    client: docker.DockerClient, image: Image, repository: str, tag: str, repo: Repository, emit: OnEvent
+) -> str:
     """Push one tag, streaming progress; return the digest once local and registry agree."""
     reference = f"{repository}:{tag}"
     creds = lookup(repo.registry)
@@ -315,7 +330,7 @@ def _push_tag(client, image, repository: str, tag: str, repo: Repository, emit: 
     return remote
 
 
-def _refuse_overwrite(image, site: Site, repo: Repository) -> None:
+def _refuse_overwrite(image: Image, site: Site, repo: Repository) -> None:
     with RegistryClient(repo.registry) as registry:
         try:
             remote = registry.manifest_digest(repo.name, site.tag)

@@ -168,24 +168,27 @@ def open_or_update_pr(
         if dry_run:
             result.action = "dry-run"
             return result
-        result.commit, tree = gitbranch.commit_files(target, root, written, result.message)
+        commit, tree = gitbranch.commit_files(target, root, written, result.message)
+    if forge is None:  # checked at the start: only a dry run goes without a forge
+        raise ForgeError("no forge to open the request on (only --dry-run works without one)")
+    result.commit = commit
     if gitbranch.is_current(target, tree, result.message):
         result.commit = target.existing
     else:
-        gitbranch.push(target, result.commit)
+        gitbranch.push(target, commit)
         result.pushed = True
-    assert forge is not None
     existing = next((r for r in site_requests if r.source_branch == branch), None)
     try:
-        result.request, result.action = forge.open_or_update(spec, existing)
+        request, result.action = forge.open_or_update(spec, existing)
         if result.pushed and result.action == "unchanged":
             result.action = "updated"  # same description, new commit (rebuilt on a newer default branch)
     except BaseException as e:
         if result.pushed:
-            _undo(target, result.commit, e)
+            _undo(target, commit, e)
         raise
+    result.request = request
     for old in site_requests:
-        if old.source_branch != branch and old.number != result.request.number:
+        if old.source_branch != branch and old.number != request.number:
             try:
                 result.superseded.append(forge.close_request(old))
             except ImgforgeError as e:
@@ -229,11 +232,11 @@ class UpdateFailed(ImgforgeError):
     """Some sites failed in ``update``; exits with the first failure's code after the table."""
 
     def __init__(self, rows: list[UpdateRow]) -> None:
-        failed = [r for r in rows if r.error is not None]
+        failed = [(r.site, r.error) for r in rows if r.error is not None]
         super().__init__(
-            f"update failed for {len(failed)} site(s): " + "; ".join(f"{r.site}: {r.error}" for r in failed)
+            f"update failed for {len(failed)} site(s): " + "; ".join(f"{site}: {error}" for site, error in failed)
         )
-        self.exit_code = failed[0].error.exit_code
+        self.exit_code = failed[0][1].exit_code
 
 
 def update_sites(

@@ -17,7 +17,7 @@ from typer.exceptions import TyperException
 # Each module registers its commands on ``app`` when imported.
 from imgforge.cli import core  # noqa: F401
 from imgforge.cli._app import app, err_console
-from imgforge.errors import EXIT_INTERRUPTED, ImgforgeError
+from imgforge.errors import EXIT_INTERRUPTED, EXIT_USAGE, ImgforgeError
 
 for _optional in ("verify", "release", "gitops", "pr", "ci", "audit", "keys"):
     try:
@@ -48,8 +48,12 @@ def main(argv: list[str] | None = None) -> None:
         err_console.print("interrupted", markup=False)
         sys.exit(EXIT_INTERRUPTED)
     except TyperException as e:  # typer's (vendored click) usage errors: show() prints usage + message
-        e.show()
-        sys.exit(getattr(e, "exit_code", 2))
+        show = getattr(e, "show", None)
+        if callable(show):
+            show()
+        else:  # a typer error without its own rendering: still one line, still exit 2
+            sys.stderr.write(f"error: {_one_line(str(e))}\n")
+        sys.exit(getattr(e, "exit_code", EXIT_USAGE))
     if rc == EXIT_INTERRUPTED:  # typer turns Ctrl-C inside a command into a returned 130
         err_console.print("interrupted", markup=False)
     sys.exit(rc if isinstance(rc, int) else 0)

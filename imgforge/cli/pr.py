@@ -128,7 +128,10 @@ def pr_cmd(
         _say(f"request body ({cls.name if cls else 'forge unknown'}):\n{json.dumps(result.payload, indent=2)}")
         return
     req = result.request
-    pushed = f", pushed {result.commit[:8]}" if result.pushed else ", branch already current"
+    if req is None or target is None:  # only an up-to-date overlay or a dry run ends without a request
+        _say(f"{site}: {result.action}")
+        return
+    pushed = f", pushed {(result.commit or '')[:8]}" if result.pushed else ", branch already current"
     _say(
         f"{site}: {result.action} {target.noun} {req.url or '#' + str(req.number)} "
         f"({result.branch} -> {result.base}{pushed})"

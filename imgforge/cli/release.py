@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Annotated, Any
 
 import typer
@@ -18,12 +18,20 @@ MinorOpt = Annotated[bool, typer.Option("--minor", help="Bump the minor version 
 MajorOpt = Annotated[bool, typer.Option("--major", help="Bump the major version (v1.2.3 -> v2.0.0).")]
 
 
-def _part(patch: bool, minor: bool, major: bool, to: str | None = None, *, to_allowed: bool = False) -> str | None:
-    """The one bump kind chosen; ``--to`` (bump only) counts as a choice too."""
+def _bump_choice(patch: bool, minor: bool, major: bool, to: str | None) -> str | None:
+    """The one bump kind chosen, or None when ``--to`` names the version instead."""
     chosen = [name for name, on in (("patch", patch), ("minor", minor), ("major", major)) if on]
     if len(chosen) + (to is not None) != 1:
-        raise UsageError("choose exactly one of --patch, --minor, --major" + (" or --to vX.Y.Z" if to_allowed else ""))
+        raise UsageError("choose exactly one of --patch, --minor, --major or --to vX.Y.Z")
     return chosen[0] if chosen else None
+
+
+def _part(patch: bool, minor: bool, major: bool) -> str:
+    """The one bump kind chosen (release has no ``--to``)."""
+    chosen = [name for name, on in (("patch", patch), ("minor", minor), ("major", major)) if on]
+    if len(chosen) != 1:
+        raise UsageError("choose exactly one of --patch, --minor, --major")
+    return chosen[0]
 
 
 @app.command("tags")
@@ -51,8 +59,6 @@ class _VersionsTable:
     1 ms per row and a Text about 75 µs per line, 20 s and 1.5 s for a repository with 20,000
     tags (bench/bench_tags.py); segments are written as they are. Tags here are semver, so they
     hold no control characters."""
-
-    from imgforge import config, release
 
     def __init__(self, listing: Any):
         self.listing = listing
@@ -85,7 +91,7 @@ def bump_cmd(
     """Write the next version of SITE into its TOML file; refuses a tag the registry already has."""
     from imgforge import config, release
 
-    part = _part(patch, minor, major, to, to_allowed=True)
+    part = _bump_choice(patch, minor, major, to)
     plan = release.bump(config.load_catalog(root), site, part, to, dry_run=dry_run)
     if json_out:
         print_json(plan.to_dict())
@@ -159,8 +165,6 @@ def release_cmd(
 class _Progress:
     """Live layer bars for pushes and one line per stage; warnings always go to stderr."""
 
-    from imgforge import config, release
-
     def __init__(self, quiet: bool):
         self.quiet = quiet
         self.live = not quiet and console.is_terminal  # no bars in logs and pipes, just the lines
@@ -169,7 +173,7 @@ class _Progress:
         )
         self.tasks: dict[str, Any] = {}
 
-    def __enter__(self):
+    def __enter__(self) -> Callable[[Any], None]:
         if self.live:
             self.bars.start()
         return self.on_event

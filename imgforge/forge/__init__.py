@@ -102,7 +102,7 @@ def resolve(
     url = (url or env.get(ENV_URL) or "").rstrip("/") or None
     project = (project or env.get(ENV_PROJECT) or "").strip("/") or None
     derived = parse_remote(remote_url) if remote_url else None
-    if derived and url and project is None:
+    if derived and remote_url and url and project is None:
         # a forge served under a path (https://host/gitlab/...) : the project is what follows it
         prefix = urlsplit(url).path.strip("/")
         remote_path = urlsplit(redact_url(remote_url)).path.strip("/") if "://" in remote_url else derived[1]

@@ -299,3 +299,11 @@ def _json(response: Answer, forge: str) -> Any:
         return response.json()
     except ValueError as e:
         raise ForgeError(f"{forge} answered {response.status} with something that is not JSON") from e
+
+
+def _object(response: Answer, forge: str) -> dict[str, Any]:
+    """A JSON object answer (one request); anything else is the forge's error, not our KeyError."""
+    data = _json(response, forge)
+    if not isinstance(data, dict):
+        raise ForgeError(f"{forge} answered {response.status} with JSON that is not an object")
+    return data

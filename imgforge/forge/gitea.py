@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from imgforge.forge.base import Forge, OpenRequest, RequestSpec, _json
+from imgforge.forge.base import Forge, OpenRequest, RequestSpec, _object
 from imgforge.forge.github import parse_pull
 
 
@@ -40,10 +40,10 @@ class Gitea(Forge):
         return {"title": spec.title, "head": spec.source_branch, "base": spec.target_branch, "body": spec.body}
 
     def _create(self, payload: dict[str, Any]) -> dict[str, Any]:
-        return _json(self._call("POST", self._pulls, json=payload), self.name)
+        return _object(self._call("POST", self._pulls, json=payload), self.name)
 
     def _edit(self, number: int, payload: dict[str, Any]) -> dict[str, Any]:
-        return _json(self._call("PATCH", f"{self._pulls}/{number}", json=payload), self.name)
+        return _object(self._call("PATCH", f"{self._pulls}/{number}", json=payload), self.name)
 
     def _is_duplicate(self, status: int, detail: str) -> bool:
         return status == 409 or "already exists" in detail.lower()

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
-from imgforge.forge.base import Forge, OpenRequest, RequestSpec, _json
+from imgforge.forge.base import Forge, OpenRequest, RequestSpec, _object
 
 
 class GitHub(Forge):
@@ -56,10 +56,10 @@ class GitHub(Forge):
         }
 
     def _create(self, payload: dict[str, Any]) -> dict[str, Any]:
-        return _json(self._call("POST", self._pulls, json=payload), self.name)
+        return _object(self._call("POST", self._pulls, json=payload), self.name)
 
     def _edit(self, number: int, payload: dict[str, Any]) -> dict[str, Any]:
-        return _json(self._call("PATCH", f"{self._pulls}/{number}", json=payload), self.name)
+        return _object(self._call("PATCH", f"{self._pulls}/{number}", json=payload), self.name)
 
     def _is_duplicate(self, status: int, detail: str) -> bool:
         # 422 also means "no commits between", "head invalid"...: only "already exists" is a duplicate

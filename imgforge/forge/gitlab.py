@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
 
-from imgforge.forge.base import Forge, OpenRequest, RequestSpec, _json
+from imgforge.forge.base import Forge, OpenRequest, RequestSpec, _object
 
 
 class GitLab(Forge):
@@ -61,10 +61,10 @@ class GitLab(Forge):
         return {"state_event": "close"}
 
     def _create(self, payload: dict[str, Any]) -> dict[str, Any]:
-        return _json(self._call("POST", self._mrs, json=payload), self.name)
+        return _object(self._call("POST", self._mrs, json=payload), self.name)
 
     def _edit(self, number: int, payload: dict[str, Any]) -> dict[str, Any]:
-        return _json(self._call("PUT", f"{self._mrs}/{number}", json=payload), self.name)
+        return _object(self._call("PUT", f"{self._mrs}/{number}", json=payload), self.name)
 
     def _is_duplicate(self, status: int, detail: str) -> bool:
         return status == 409 or "already exists" in detail.lower()

@@ -127,7 +127,9 @@ def render_many(jobs: list[Job]) -> list[Objects]:
     with tempfile.TemporaryDirectory(prefix="imgforge-kustomize-") as tmp:
         mirror = _mirror(Path(tmp), jobs)
         keys = [str(i) for i in range(len(jobs))]
-        batch = _write_batch(Path(tmp) / "imgforge-batch", list(zip(keys, (mirror(o) for o, _, _ in jobs))))
+        batch = _write_batch(
+            Path(tmp) / "imgforge-batch", list(zip(keys, (mirror(o) for o, _, _ in jobs), strict=True))
+        )
         split = _split(render(batch, f"{len(jobs)} overlays (batch)"), keys)
     return [split[k] for k in keys]
 

@@ -174,7 +174,7 @@ def _patch_files(repo: Path, node: Node) -> list[tuple[Any, YamlFile | None, Any
     return out
 
 
-def _patch_docs(repo: Path, node: Node, ref: Any, target: Any) -> list:
+def _patch_docs(repo: Path, node: Node, ref: Any, target: Any) -> list[tuple[Any, YamlFile | None, Any]]:
     if not isinstance(ref, str):
         raise GitopsError(f"{node.file.rel}: patches: an entry has neither path nor patch")
     if "\n" in ref or ref.lstrip().startswith(("{", "[", "-", "apiVersion")):
@@ -224,12 +224,11 @@ def layers(graph: Graph, deployment: str, container: str, index: int) -> list[La
         out: list[Layer] = []
         for child in node.children:
             out += walk(child)
-        for yf in node.resources:
-            for doc in yf.docs:
+        for resource in node.resources:
+            for doc in resource.docs:
                 if _targets(None, doc, deployment):
-                    out.append(
-                        Layer("resource", yf, _container(doc, container), is_editable(graph.repo, yf.path), node, doc)
-                    )
+                    editable = is_editable(graph.repo, resource.path)
+                    out.append(Layer("resource", resource, _container(doc, container), editable, node, doc))
         for doc, yf, target in node.patches:
             if not _targets(target, doc, deployment):
                 continue
@@ -255,12 +254,12 @@ class Target:
     deployment: str
     container: str
     index: int  # position of the container in the rendered Deployment (for JSON6902 paths)
-    rendered: dict  # the rendered Deployment
+    rendered: dict[str, Any]  # the rendered Deployment
     image: str  # the rendered image reference
 
 
 def find_target(
-    objects: list[dict],
+    objects: list[dict[str, Any]],
     image: str,
     where: str,
     *,
@@ -280,12 +279,12 @@ def find_target(
         and (namespace is None or (o.get("metadata") or {}).get("namespace") in (None, namespace))
     ]
 
-    def runs_image(c: dict) -> bool:
+    def runs_image(c: dict[str, Any]) -> bool:
         return ImageRef.parse(str(c.get("image") or "")).same_repository(image)
 
     # by image (narrowed to the configured container name), else by the configured name alone
     found = [
-        Target(d["metadata"]["name"], c.get("name"), i, d, str(c.get("image")))
+        Target(d["metadata"]["name"], str(c.get("name") or ""), i, d, str(c.get("image")))
         for d in deployments
         for i, c in enumerate(containers_of(d))
         if (runs_image(c) and container in (None, c.get("name"))) or (container and c.get("name") == container)
@@ -343,7 +342,7 @@ def tag_site(stack: list[Layer]) -> TagSite | None:
         elif layer.kind == "images" and name is not None and layer.node.get("name") == name:
             if layer.node.get("digest"):
                 raise GitopsError(
-                    f"{layer.file.rel}: images: {name} is pinned by digest; "
+                    f"{layer.file.rel if layer.file else 'an images: entry'}: images: {name} is pinned by digest; "
                     "remove the digest to let imgforge manage the tag"
                 )
             name = str(layer.node.get("newName") or name)

@@ -40,7 +40,7 @@ class Keyed:
     """A desired list merged like Kubernetes does: items matched on ``key`` (containers by name)."""
 
     key: str
-    items: list[dict]
+    items: list[dict[str, Any]]
 
 
 @dataclass
@@ -201,7 +201,7 @@ class Editor:
         strip = min((_indent(r) for r in raw if r.strip()), default=0)
         return [(" " * col + r[strip:]).rstrip() + "\n" for r in raw]
 
-    def insert_keys(self, mapping: CommentedMap, items: dict) -> None:
+    def insert_keys(self, mapping: CommentedMap, items: dict[str, Any]) -> None:
         """Append new keys at the end of a block mapping (after its last content line)."""
         if not items:
             return
@@ -243,9 +243,9 @@ class Editor:
         comments = [line for line in self.file.lines[key_line + 1 : end + 1] if line.lstrip().startswith("#")]
         self._replace_lines(key_line, end + 1, self._render({key: _plain(value)}, col) + comments)
 
-    def merge(self, node: CommentedMap, desired: dict) -> None:
+    def merge(self, node: CommentedMap, desired: dict[str, Any]) -> None:
         """Make ``node`` carry ``desired`` (strategic-merge style), adding or changing only what differs."""
-        new: dict = {}
+        new: dict[str, Any] = {}
         for key, want in desired.items():
             if key not in node:
                 new[key] = _plain(want.items if isinstance(want, Keyed) else want)
@@ -330,14 +330,14 @@ def _merge_plain(have: Any, want: Any) -> Any:
                 match.update(_merge_plain(match, {k: v for k, v in item.items() if k != want.key}))
         return out
     if isinstance(want, dict):
-        out = dict(_plain(have)) if isinstance(have, dict) else {}
+        merged: dict[Any, Any] = dict(_plain(have)) if isinstance(have, dict) else {}
         for k, v in want.items():
-            out[k] = _merge_plain(out.get(k), v)
-        return out
+            merged[k] = _merge_plain(merged.get(k), v)
+        return merged
     return _plain(want)
 
 
-def new_file_text(data: dict, seq_offset: int = 2, explicit_start: bool = False) -> str:
+def new_file_text(data: dict[str, Any], seq_offset: int = 2, explicit_start: bool = False) -> str:
     """Text of a file imgforge creates, in the repo's style (indented sequences, final newline)."""
     editor = Editor(YamlFile(Path("new.yaml"), "new.yaml", "", [], seq_offset))
     return ("---\n" if explicit_start else "") + "".join(editor._render(data, 0))

@@ -80,7 +80,7 @@ def _overlay(catalog: Catalog, site: Site, repo: Path) -> Path:
     return locate.overlay_dir(site.gitops.overlay or catalog.settings.overlay_root, site.app, repo)
 
 
-def _target(site: Site, objects: list[dict], where: str) -> locate.Target:
+def _target(site: Site, objects: list[dict[str, Any]], where: str) -> locate.Target:
     return locate.find_target(
         objects, site.image, where, container=site.gitops.container, namespace=site.gitops.namespace, app=site.app
     )
@@ -125,7 +125,7 @@ class _Work:
     graph: locate.Graph
     texts: dict[Path, tuple[str, str]] = field(default_factory=dict)
     want: policy.Expectation | None = None
-    summary: tuple = ()  # (image name, old tag, security changes, port change)
+    summary: tuple[str, str | None, list[str], str | None] = ("", None, [], None)  # image, old tag, security, port
 
     @property
     def folders(self) -> list[Path]:
@@ -137,7 +137,12 @@ class _Work:
 
 
 def _prepare(
-    catalog: Catalog, site: Site | str, repo: Path, tag: str | None, level: str, started: list | None = None
+    catalog: Catalog,
+    site: Site | str,
+    repo: Path,
+    tag: str | None,
+    level: str,
+    started: list[kustomize.Pending] | None = None,
 ) -> _Work:
     """Check the inputs, find the overlay, parse its graph (``started`` receives a background render)."""
     site = _site(catalog, site)
@@ -157,7 +162,7 @@ def _prepare(
     return _Work(site, level, new_tag, repo, overlay, where, graph)
 
 
-def _draft(work: _Work, before: list[dict]) -> None:
+def _draft(work: _Work, before: list[dict[str, Any]]) -> None:
     """Work out the file texts from the rendered ``before`` (fills work.texts/want/summary)."""
     site, new_tag = work.site, work.new_tag
     target = _target(site, before, work.where)
@@ -191,9 +196,12 @@ def _draft(work: _Work, before: list[dict]) -> None:
     work.summary = (image_name, old_tag, security, port_change)
 
 
-def _finish(work: _Work, before: list[dict], after: list[dict]) -> GitopsPlan:
-    if work.texts and (reasons := policy.check(before, after, work.want)):
-        raise policy.ProofFailed(work.site.app, reasons)
+def _finish(work: _Work, before: list[dict[str, Any]], after: list[dict[str, Any]]) -> GitopsPlan:
+    if work.texts:
+        if work.want is None:  # _draft sets texts and want together; texts without a proof never pass
+            raise GitopsError(f"{work.site.app}: a change was drafted without its proof")
+        if reasons := policy.check(before, after, work.want):
+            raise policy.ProofFailed(work.site.app, reasons)
     changes = [FileChange(Path(locate.rel(work.repo, p)), b, a) for p, (b, a) in sorted(work.texts.items())]
     image_name, old_tag, security, port_change = work.summary
     return GitopsPlan(
@@ -212,7 +220,7 @@ def _finish(work: _Work, before: list[dict], after: list[dict]) -> GitopsPlan:
     )
 
 
-def _render_after(work: _Work) -> list[dict]:
+def _render_after(work: _Work) -> list[dict[str, Any]]:
     return kustomize.render_changed(work.overlay, work.folders, work.after_texts, f"{work.where} (patched copy)")
 
 
@@ -242,16 +250,16 @@ def plan_many(
     same object, two plans edit one shared file, a render fails and its site must be named), it
     falls back to rendering per site, so results and errors are exactly those of ``plan``.
     """
-    works = [_prepare(catalog, s, repo, (tags or {}).get(getattr(s, "name", s)), level) for s in sites]
+    works = [_prepare(catalog, s, repo, (tags or {}).get(s.name if isinstance(s, Site) else s), level) for s in sites]
     try:
         befores = kustomize.render_many([(w.overlay, w.folders, {}) for w in works])
     except GitopsError:
         befores = [kustomize.render(w.overlay, w.where) for w in works]
-    for work, before in zip(works, befores):
+    for work, before in zip(works, befores, strict=True):
         _draft(work, before)
     changed = [w for w in works if w.texts]
     paths = [p for w in changed for p in w.texts]
-    afters: list[list[dict]] | None = None
+    afters: list[list[dict[str, Any]]] | None = None
     if changed and len(paths) == len(set(paths)):
         try:
             afters = kustomize.render_many([(w.overlay, w.folders, w.after_texts) for w in changed])
@@ -259,8 +267,8 @@ def plan_many(
             afters = None
     if afters is None:
         afters = [_render_after(w) for w in changed]
-    by_work = {id(w): a for w, a in zip(changed, afters)}
-    return [_finish(w, b, by_work.get(id(w), b)) for w, b in zip(works, befores)]
+    by_work = {id(w): a for w, a in zip(changed, afters, strict=True)}
+    return [_finish(w, b, by_work.get(id(w), b)) for w, b in zip(works, befores, strict=True)]
 
 
 def _set_tag(files: _Files, stack: list[locate.Layer], site: Site, name: str, new_tag: str, where: str) -> None:
@@ -286,8 +294,13 @@ def _set_tag(files: _Files, stack: list[locate.Layer], site: Site, name: str, ne
 
 
 def _port(
-    files: _Files, stack: list[locate.Layer], container: dict, new: int, target: locate.Target, pod_spec: dict
-) -> tuple[str | None, int | None, list[dict]]:
+    files: _Files,
+    stack: list[locate.Layer],
+    container: dict[str, Any],
+    new: int,
+    target: locate.Target,
+    pod_spec: dict[str, Any],
+) -> tuple[str | None, int | None, list[dict[str, Any]]]:
     """Move the HTTP port where it is defined; returns (description, old port, JSON6902 ops)."""
     ports = container.get("ports") or []
     numbers = [p.get("containerPort") for p in ports]
@@ -307,9 +320,10 @@ def _port(
             f"{numbers}; cannot tell which one to move to {new}"
         )
     sources = _port_sources(stack, old)
-    if sources and all(layer.editable and layer.file is not None for layer, _, _ in sources):
-        for layer, parent, key in sources:
-            files.editor(layer.file).set_scalar(parent, key, new)
+    editable = [(layer.file, parent, key) for layer, parent, key in sources if layer.editable and layer.file]
+    if sources and len(editable) == len(sources):
+        for file, parent, key in editable:
+            files.editor(file).set_scalar(parent, key, new)
         return f"{old} → {new}", old, []
     base = f"/spec/template/spec/containers/{target.index}"
     ops = [
@@ -329,9 +343,9 @@ def _port_sources(stack: list[locate.Layer], old: int) -> list[tuple[locate.Laye
     for layer in stack:
         node = layer.node
         if layer.kind == "json6902":
-            if str(node.get("path", "")).endswith("/containerPort") or "/port" in str(node.get("path", "")):
-                if node.get("value") == old:
-                    out.append((layer, node, "value"))
+            path = str(node.get("path", ""))
+            if (path.endswith("/containerPort") or "/port" in path) and node.get("value") == old:
+                out.append((layer, node, "value"))
             continue
         if layer.kind not in ("resource", "smp") or node is None:
             continue
@@ -346,14 +360,15 @@ def _port_sources(stack: list[locate.Layer], old: int) -> list[tuple[locate.Laye
     return out
 
 
-def _container_item(pod_spec: dict, name: str) -> dict:
+def _container_item(pod_spec: dict[str, Any], name: str) -> dict[str, Any]:
     if "containers" not in pod_spec:
         pod_spec["containers"] = Keyed("name", [{"name": name}])
-    return pod_spec["containers"].items[0]
+    item: dict[str, Any] = pod_spec["containers"].items[0]
+    return item
 
 
 def _write_security(
-    files: _Files, graph: locate.Graph, stack: list[locate.Layer], deployment: str, pod_spec: dict
+    files: _Files, graph: locate.Graph, stack: list[locate.Layer], deployment: str, pod_spec: dict[str, Any]
 ) -> None:
     """Into the overlay's own patch of the Deployment, else the editable base, else a new patch."""
     overlay_smp = [
@@ -362,9 +377,9 @@ def _write_security(
         if la.kind == "smp" and la.kustomization is graph.root and la.editable and la.file is not None
     ]
     resource = [la for la in stack if la.kind == "resource" and la.editable]
-    spot = (overlay_smp or resource or [None])[-1]
-    if spot is not None:
-        files.editor(spot.file).merge(spot.doc, {"spec": {"template": {"spec": pod_spec}}})
+    spots = [la for la in (overlay_smp or resource) if la.file is not None]
+    if spots and spots[-1].file is not None:
+        files.editor(spots[-1].file).merge(spots[-1].doc, {"spec": {"template": {"spec": pod_spec}}})
         return
     name = next((n for n in SECURITY_PATCH if not (graph.overlay / n).exists()), None)
     if name is None:
@@ -381,7 +396,7 @@ def _write_security(
     _create(files, graph, name, doc, deployment)
 
 
-def _write_json_patch(files: _Files, graph: locate.Graph, deployment: str, ops: list[dict]) -> None:
+def _write_json_patch(files: _Files, graph: locate.Graph, deployment: str, ops: list[dict[str, Any]]) -> None:
     if (graph.overlay / PORT_PATCH).exists():
         raise GitopsError(
             f"{locate.rel(graph.repo, graph.overlay / PORT_PATCH)} exists but does not set the port; fix or remove it"

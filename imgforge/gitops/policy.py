@@ -48,17 +48,17 @@ class Expectation:
     tmp_empty_dir: bool = False
 
 
-def find_deployment(objects: list[dict], name: str) -> dict | None:
+def find_deployment(objects: list[dict[str, Any]], name: str) -> dict[str, Any] | None:
     return next(
         (o for o in objects if o.get("kind") == "Deployment" and (o.get("metadata") or {}).get("name") == name), None
     )
 
 
-def containers_of(deployment: dict) -> list[dict]:
+def containers_of(deployment: dict[str, Any]) -> list[dict[str, Any]]:
     return ((((deployment.get("spec") or {}).get("template") or {}).get("spec") or {}).get("containers")) or []
 
 
-def check(before: list[dict], after: list[dict], want: Expectation) -> list[str]:
+def check(before: list[dict[str, Any]], after: list[dict[str, Any]], want: Expectation) -> list[str]:
     """Reasons the ``after`` render is not what was planned (empty when the proof holds)."""
     deploy = find_deployment(after, want.deployment)
     if deploy is None:
@@ -97,7 +97,9 @@ def check(before: list[dict], after: list[dict], want: Expectation) -> list[str]
     return reasons
 
 
-def wanted_security(uid: int, gid: int, read_only_root: bool, level: str) -> tuple[dict, dict, bool]:
+def wanted_security(
+    uid: int, gid: int, read_only_root: bool, level: str
+) -> tuple[dict[str, Any], dict[str, Any], bool]:
     """(pod securityContext, container securityContext, /tmp emptyDir?) for a level; see docs/gitops.md."""
     pod: dict[str, Any] = {"runAsUser": uid, "runAsGroup": gid}
     ctr: dict[str, Any] = {}
@@ -110,8 +112,13 @@ def wanted_security(uid: int, gid: int, read_only_root: bool, level: str) -> tup
 
 
 def security_delta(
-    pod: dict, container: dict, want_pod: dict, want_ctr: dict, want_tmp: bool, name: str
-) -> tuple[dict, list[str]]:
+    pod: dict[str, Any],
+    container: dict[str, Any],
+    want_pod: dict[str, Any],
+    want_ctr: dict[str, Any],
+    want_tmp: bool,
+    name: str,
+) -> tuple[dict[str, Any], list[str]]:
     """The strategic-merge fragment of ``spec.template.spec`` still missing, and its description."""
     notes: list[str] = []
     have_pod = pod.get("securityContext") or {}
@@ -140,7 +147,7 @@ def security_delta(
     return fragment, notes
 
 
-def _missing(have: dict, want: dict, where: str, notes: list[str]) -> dict:
+def _missing(have: dict[str, Any], want: dict[str, Any], where: str, notes: list[str]) -> dict[str, Any]:
     out = {}
     for key, value in want.items():
         current = have.get(key)
@@ -165,7 +172,7 @@ def _show(value: Any) -> str:
     return str(value)
 
 
-def _subset(what: str, have: dict, want: dict) -> list[str]:
+def _subset(what: str, have: dict[str, Any], want: dict[str, Any]) -> list[str]:
     out = []
     for key, value in want.items():
         if isinstance(value, dict) and isinstance(have.get(key), dict):
@@ -175,7 +182,7 @@ def _subset(what: str, have: dict, want: dict) -> list[str]:
     return out
 
 
-def has_tmp_empty_dir(pod: dict, container: dict) -> bool:
+def has_tmp_empty_dir(pod: dict[str, Any], container: dict[str, Any]) -> bool:
     mount = next((m for m in container.get("volumeMounts") or [] if m.get("mountPath") == "/tmp"), None)
     if mount is None:
         return False
@@ -187,7 +194,7 @@ PROBES = ("livenessProbe", "readinessProbe", "startupProbe")
 PROBE_HANDLERS = ("httpGet", "tcpSocket", "grpc")
 
 
-def probe_ports(container: dict) -> dict[str, Any]:
+def probe_ports(container: dict[str, Any]) -> dict[str, Any]:
     """``{"livenessProbe.httpGet": 80, ...}`` for every probe that names a port."""
     out = {}
     for probe in PROBES:
@@ -198,5 +205,5 @@ def probe_ports(container: dict) -> dict[str, Any]:
     return out
 
 
-def _ident(obj: dict) -> str:
+def _ident(obj: dict[str, Any]) -> str:
     return f"{obj.get('kind')}/{(obj.get('metadata') or {}).get('name')}"

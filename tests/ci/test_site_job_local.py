@@ -32,7 +32,7 @@ def github_site_commands(helpers) -> list[str]:
 
 
 def gitlab_site_commands(helpers) -> list[str]:
-    job = helpers.load_yaml(matrix.GITLAB_SITE_JOB)[".imgforge-site"]
+    job = helpers.load_yaml(matrix.gitlab_site_job())[".imgforge-site"]
     assert [line for line in job["before_script"] if not line.startswith("pip install")] == []
     return list(job["script"])
 

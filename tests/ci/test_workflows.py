@@ -114,7 +114,7 @@ def all_commands(helpers) -> list[list[str]]:
     scripts = [step.get("run", "") for job in gh["jobs"].values() for step in job["steps"]]
     gl = read(helpers, GITLAB)
     scripts += [line for job in gl.values() if isinstance(job, dict) for line in job.get("script", [])]
-    child = helpers.load_yaml(matrix.GITLAB_SITE_JOB)[".imgforge-site"]
+    child = helpers.load_yaml(matrix.gitlab_site_job())[".imgforge-site"]
     scripts += child["before_script"] + child["script"]
     return [cmd for script in scripts for cmd in _imgforge_lines(script)]
 
@@ -209,7 +209,7 @@ def test_gitlab_push_only_from_release_tags_and_the_default_branch(helpers):
     assert gl["sites"]["trigger"]["include"] == [{"artifact": "sites-pipeline.yml", "job": "plan"}]
     assert gl["plan"]["variables"]["GIT_DEPTH"] == "0"
     assert gl["gitops"]["rules"] == [{"if": r"$CI_COMMIT_TAG =~ /^v?\d+\.\d+\.\d+$/"}]
-    child = helpers.load_yaml(matrix.GITLAB_SITE_JOB)[".imgforge-site"]
+    child = helpers.load_yaml(matrix.gitlab_site_job())[".imgforge-site"]
     push_line = next(line for line in child["script"] if "imgforge push" in line)
     assert "release:*)" in push_line
     assert "*) echo" in push_line

@@ -25,11 +25,13 @@ def test_wheel_ships_templates_and_renders_from_them(tmp_path):
         names = set(zf.namelist())
         zf.extractall(tmp_path / "site")
     shipped = {n.split("/")[-1] for n in names if n.startswith("imgforge/_templates/")}
-    assert shipped == {p.name for p in (REPO / "templates").glob("*.j2")}
+    assert shipped == {p.name for p in (REPO / "templates").iterdir() if p.is_file()}
     # Rendered from the installed copy (no templates/ folder next to it) it matches the checkout's.
     script = (
-        "import sys; from imgforge import render; d = render.templates_dir(); "
-        "print(d); sys.exit(0 if '_templates' in str(d) else 1)"
+        "import sys; from imgforge import matrix, render; d = render.templates_dir(); "
+        "from imgforge._resources import templates_dir; job = matrix.gitlab_site_job(); "
+        "print(d); sys.exit(0 if '_templates' in str(d) and '_templates' in str(templates_dir()) "
+        "and '.imgforge-site:' in job else 1)"
     )
     proc = subprocess.run(
         [sys.executable, "-c", script],

@@ -49,6 +49,7 @@ class FakeForge:
         self.link_host: str | None = None  # serve next-page links on this host instead (a hostile forge)
         self.echo: str | None = None  # "json", "bare", "text" or "cut": error answers repeat the token
         self.elsewhere: Recorder | None = None  # set by redirect_elsewhere()
+        self.odd: dict[str, object] = {}  # method -> a 200 answer of the wrong JSON shape, once
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
 
@@ -242,6 +243,8 @@ def _handler(forge: FakeForge):
                 return self._send(404, {"message": "404 Project Not Found" if forge.kind == "gitlab" else "Not Found"})
             if method in forge.fail:
                 return self._send(forge.fail.pop(method), {"message": "Internal Server Error"})
+            if method in forge.odd:
+                return self._send(200, forge.odd.pop(method))
             number = match["number"]
             if number is None and method == "GET":
                 return self._list(parse_qs(parts.query))

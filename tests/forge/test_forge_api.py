@@ -224,3 +224,13 @@ def test_next_page_link_to_another_host_is_not_followed(fake_forge):
     with pytest.raises(ForgeError, match="next-page link to another host; not following it"):
         _client("github", fake.url).find_open_request("imgforge/none")
     assert len(fake.calls) == 1
+
+
+@pytest.mark.parametrize("kind", ["gitlab", "github", "gitea"])
+@pytest.mark.parametrize("odd", [[], ["a"], "text", 42, None])
+def test_an_answer_that_is_not_a_json_object_is_one_forge_error(kind, odd, fake_forge):
+    """A create answered 200 with a list, a string or null: exit 9 with the forge named, no KeyError."""
+    fake = fake_forge(kind)
+    fake.odd["POST"] = odd
+    with pytest.raises(ForgeError, match=rf"^{kind} answered 200 with JSON that is not an object$"):
+        _client(kind, fake.url).open_or_update(_spec())
