@@ -117,7 +117,15 @@ def fleet_cmd(
             "--overlays", help="App overlays folder inside the repo.", show_default="fluxcd/apps/overlays/production"
         ),
     ] = None,
-    jobs: Annotated[int | None, typer.Option("--jobs", min=1, help="Renders at once.", show_default="2 × CPUs")] = None,
+    jobs: Annotated[
+        int | None, typer.Option("--jobs", min=1, help="Renders (and image reads) at once.", show_default="2 × CPUs")
+    ] = None,
+    registry: Annotated[
+        bool,
+        typer.Option(
+            "--registry", help="Read each container's image from its registry: its USER and its audit summary."
+        ),
+    ] = False,
 ) -> None:
     """Render every app overlay with kustomize and report each container's non-root status.
 
@@ -126,7 +134,7 @@ def fleet_cmd(
     from imgforge.audit import fleet
     from imgforge.config import DEFAULT_OVERLAY_ROOT
 
-    report = fleet.fleet_report(repo, overlays or DEFAULT_OVERLAY_ROOT, jobs=jobs)
+    report = fleet.fleet_report(repo, overlays or DEFAULT_OVERLAY_ROOT, jobs=jobs, registry=registry)
     if fmt is Format.json:
         print_json(report.as_dict())
     else:

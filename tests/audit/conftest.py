@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.registry.conftest import basic_registry, registry_env, token_registry  # noqa: F401 (fixtures)
+
 # --import-mode=importlib does not put test folders on sys.path; the data module is imported by name.
 sys.path.insert(0, str(Path(__file__).parent))
 
