@@ -108,9 +108,10 @@ def read_small(fs: ImageFS, paths: Iterable[str], max_size: int = MAX_SCRIPT) ->
     return fs.read_files(small) if small else {}
 
 
-def load_nginx(fs: ImageFS, main: str) -> dict[str, Parsed]:
+def load_nginx(fs: ImageFS, main: str, where: str) -> dict[str, Parsed]:
     """The main config and every file it includes (globs expanded in the image), keyed by the
-    path nginx opens; files that are not in the image (written at start-up under /tmp) are left out."""
+    path nginx opens; files that are not in the image (written at start-up under /tmp) are left out.
+    ``where`` names the image in the AuditUnreadable raised for a config crossplane cannot parse."""
     configs: dict[str, Parsed] = {}
     conf_dir = os.path.dirname(main)
     todo = [main]
@@ -122,21 +123,20 @@ def load_nginx(fs: ImageFS, main: str) -> dict[str, Parsed]:
             for path in batch:
                 if path not in found:
                     continue
-                configs[path] = _parse(found[path], path, Path(tmp))
+                configs[path] = _parse(found[path], path, Path(tmp) / f"{len(configs)}.conf", where)
                 for d, _ in walk_directives(configs[path]):
                     if d["directive"] == "include" and d["args"]:
                         todo += _expand_include(fs, os.path.join(conf_dir, d["args"][0]))
     return configs
 
 
-def _parse(data: bytes, path: str, tmp: Path) -> Parsed:
-    copy = tmp / f"{len(list(tmp.iterdir()))}.conf"
+def _parse(data: bytes, path: str, copy: Path, where: str) -> Parsed:
     copy.write_bytes(data)
     try:
         return parse_file(copy)
     except NginxUnparsable as e:
         at = f":{e.line}" if e.line else ""
-        raise AuditUnreadable(f"{path}{at}: cannot parse nginx config: {e}") from e
+        raise AuditUnreadable(f"{where}: {path}{at}: cannot parse nginx config: {e}") from e
 
 
 def _expand_include(fs: ImageFS, pattern: str) -> list[str]:

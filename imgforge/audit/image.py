@@ -58,7 +58,7 @@ def audit_image(image: ResolvedImage, reference: str) -> ImageAudit:
     found += check_exposed(list(config.exposed_ports), "config.ExposedPorts", None)
     found += check_stop_signal(config.stop_signal or None, "config.StopSignal", None)
     main = main_config(argv(config))
-    configs = load_nginx(fs, main)
+    configs = load_nginx(fs, main, reference)
     if not configs:
         found.append(finding("IMG007", main, None, f"no nginx config at {main}: the nginx rules were not checked"))
     for path, parsed in configs.items():

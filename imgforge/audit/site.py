@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 from imgforge.audit._repo import CONVENTIONAL_WEBROOTS, Repo, base_name, copy_args, instructions, read_repo
@@ -116,8 +117,6 @@ def _check_templates(repo: Repo) -> list[Finding]:
 
 def _installed(repo: Repo) -> tuple[set[str], str]:
     """Packages installed by RUN lines of the final image, and the text of those RUN lines."""
-    import re
-
     assert repo.final is not None
     packages: set[str] = set()
     runs = " ".join(i["value"] for i in instructions(repo.final, "RUN"))

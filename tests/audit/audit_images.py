@@ -189,3 +189,10 @@ def context_tar(spec: Spec, base: str) -> io.BytesIO:
             tar.addfile(info, io.BytesIO(data))
     buf.seek(0)
     return buf
+
+
+BROKEN_CONF = Spec(
+    "unparsable-nginx-conf",
+    "FROM {base}\nCOPY nginx.conf /etc/nginx/nginx.conf\n",
+    {"nginx.conf": ("events {}\nhttp {\n    server {\n", 0o644)},
+)

@@ -8,7 +8,7 @@ import json
 import subprocess
 
 import pytest
-from audit_images import ENVSUBST, FAULTS, NAMED, ROOT, Spec
+from audit_images import BROKEN_CONF, ENVSUBST, FAULTS, NAMED, ROOT, Spec
 
 from imgforge.audit import audit_image
 from imgforge.audit.findings import Finding
@@ -200,6 +200,15 @@ def test_oci_layout_source_reads_the_same(fault_images, faults_findings, tmp_pat
     code, data = audit_json(capsys, f"oci:{layout}:faults")
     assert code == 1
     assert found(data) == _where(faults_findings)
+
+
+def test_unparsable_config_in_the_image(fault_images, capsys):
+    image_id = fault_images(BROKEN_CONF)
+    code, out, err = run(capsys, "audit", "--image", f"docker:{image_id}")
+    assert (code, out) == (2, "")
+    assert err.startswith(f"error: docker:{image_id}: /etc/nginx/nginx.conf:")
+    assert "cannot parse nginx config" in err
+    assert len(err.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize(
