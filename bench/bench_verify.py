@@ -103,7 +103,7 @@ def bench_single(runs: int) -> None:
         if proc.returncode != 0:
             print(f"   imgforge test exited {proc.returncode}: {proc.stderr.strip()[-300:]}")
         floors.append(bare_run_floor(result.id, site.port, f"{site.uid}:{site.gid}"))
-    print("1) imgforge test example (CLI wall time, 15 checks, 4 containers)")
+    print("1) imgforge test example (CLI wall time, 16 checks, 4 containers and 1 created)")
     print(f"   runs:   {' '.join(f'{t:.2f}' for t in times)} s")
     print(f"   median: {statistics.median(times):.2f} s   (target <= 2.00 s)")
     print(

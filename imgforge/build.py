@@ -13,15 +13,19 @@ import os
 import re
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import docker
 import docker.errors
 
 from imgforge.config import Catalog, Site
+from imgforge.content_manifest import ContentManifest
 from imgforge.engine import docker_client
 from imgforge.errors import BuildFailed, DockerError
-from imgforge.render import Rendered, check_out_dir, context_stream, prepare, write_context
+from imgforge.hashcache import HashCache
+from imgforge.render import Context, check_out_dir, prepare
 
 DIGEST_LABEL = "io.imgforge.inputs-digest"
 _STEP = re.compile(r"^Step (\d+/\d+) : (.*)$")
@@ -41,14 +45,30 @@ class BuildEvent:
 
 @dataclass(frozen=True)
 class BuildResult:
+    """The image of one build (or the unchanged image reused), and the content manifest it carries."""
+
     site: str
     image: str
     id: str
     skipped: bool
     inputs_digest: str
+    manifest: ContentManifest
 
-    def to_dict(self) -> dict:
-        return asdict(self)
+    @property
+    def manifest_digest(self) -> str:
+        """The image's ``io.imgforge.manifest-digest`` label."""
+        return self.manifest.digest
+
+    def to_dict(self) -> dict[str, Any]:
+        """``build --json``'s row (the manifest itself is in the image, only its digest here)."""
+        return {
+            "site": self.site,
+            "image": self.image,
+            "id": self.id,
+            "skipped": self.skipped,
+            "inputs_digest": self.inputs_digest,
+            "manifest_digest": self.manifest_digest,
+        }
 
 
 OnEvent = Callable[[BuildEvent], None]
@@ -63,7 +83,7 @@ class EngineLookup:
 
     def __init__(self) -> None:
         self._bases: dict[str, str | None] = {}
-        self._built: dict[str, list[str]] | None = None
+        self._built: dict[str | None, list[str]] | None = None
 
     def base_id(self, reference: str) -> str | None:
         if reference not in self._bases:
@@ -84,7 +104,7 @@ class EngineLookup:
                     label = (summary.get("Labels") or {}).get(DIGEST_LABEL)
                     self._built.setdefault(label, []).append(summary["Id"])
             for image_id in self._built.get(digest, []):
-                history = api.history(image_id)
+                history = api.history(image_id)  # type: ignore[no-untyped-call]  # untyped in types-docker
                 if history and DIGEST_LABEL in (history[0].get("CreatedBy") or ""):
                     return image_id
         except docker.errors.APIError as e:
@@ -96,24 +116,26 @@ class EngineLookup:
             self._built.setdefault(digest, []).insert(0, image_id)
 
 
-def inputs_digest(rendered: Rendered, lookup: EngineLookup | None = None) -> str:
+def inputs_digest(context: Context, lookup: EngineLookup | None = None) -> str:
     """The context digest plus the local id of the base image, when the engine has it.
 
-    A re-pulled or re-bootstrapped base changes its id, and so forces a rebuild.
+    A re-pulled or re-bootstrapped base changes its id, and so forces a rebuild. The content
+    manifest is a file of the context, so the digest covers it without a term of its own.
     """
-    base_id = (lookup or EngineLookup()).base_id(rendered.base_image) or "not-local"
-    return f"sha256:{_sha256(rendered.digest() + base_id)}"
+    base_id = (lookup or EngineLookup()).base_id(context.base_image) or "not-local"
+    return f"sha256:{_sha256(context.digest() + base_id)}"
 
 
-def build_args(rendered: Rendered, digest: str) -> dict[str, str]:
+def build_args(context: Context, digest: str) -> dict[str, str]:
     """The per-build label values (the Dockerfile declares them as ARGs of its one LABEL step)."""
     created = os.environ.get("SOURCE_DATE_EPOCH")
     when = dt.datetime.fromtimestamp(int(created), dt.UTC) if created else dt.datetime.now(dt.UTC)
     return {
         "IMGFORGE_CREATED": when.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "IMGFORGE_REVISION": rendered.content.revision or "unknown",
-        "IMGFORGE_SOURCE": rendered.content.source,
+        "IMGFORGE_REVISION": context.content.revision or "unknown",
+        "IMGFORGE_SOURCE": context.content.source,
         "IMGFORGE_INPUTS_DIGEST": digest,
+        "IMGFORGE_MANIFEST_DIGEST": context.manifest().digest,
     }
 
 
@@ -126,41 +148,48 @@ def build_site(
     on_event: OnEvent | None = None,
     out_dir: Path | None = None,
     lookup: EngineLookup | None = None,
+    cache: HashCache | None = None,
 ) -> BuildResult:
     """Render and build ``site`` as ``image:tag``; reuse an image with the same inputs digest.
 
     ``force`` rebuilds even then; ``no_cache`` also ignores the engine's layer cache (implies force).
     Pass one ``lookup`` to several calls to ask the engine once for all of them. ``out_dir`` (a copy
     of the context to inspect) follows ``render.check_out_dir``, checked before the engine is asked.
+    ``cache`` (opened and saved by the caller) spares re-hashing unchanged content files.
     """
     force = force or no_cache
     emit = on_event or (lambda _event: None)
     lookup = lookup or EngineLookup()
-    rendered = prepare(catalog, site)
+    context = prepare(catalog, site, cache)
     if out_dir is not None:
-        out_dir = check_out_dir(out_dir, catalog.root, rendered.content.path)
-    digest = inputs_digest(rendered, lookup)
+        out_dir = check_out_dir(out_dir, catalog.root, context.content.path)
+    digest = inputs_digest(context, lookup)
     client = docker_client()
     if not force and (existing := lookup.built(digest)):
         _tag(client, existing, site)
         emit(BuildEvent(site.name, "skip", f"inputs unchanged ({digest[:19]}…): reusing {existing[:19]}"))
-        return BuildResult(site.name, site.reference, existing, True, digest)
+        return BuildResult(site.name, site.reference, existing, True, digest, context.manifest())
     if out_dir is not None:
-        write_context(rendered, out_dir, catalog.root)  # kept for inspection; the engine gets the same bytes below
-    image_id = _run_build(client, context_stream(rendered), site, build_args(rendered, digest), emit, no_cache)
+        context.write(out_dir, catalog.root)  # kept for inspection; the engine gets the same bytes below
+    image_id = _run_build(client, context.tar_stream(), site, build_args(context, digest), emit, no_cache)
     lookup.add(digest, image_id)
-    return BuildResult(site.name, site.reference, image_id, False, digest)
+    return BuildResult(site.name, site.reference, image_id, False, digest, context.manifest())
 
 
 def _run_build(
-    client, context: Iterator[bytes], site: Site, buildargs: dict[str, str], emit: OnEvent, no_cache: bool = False
+    client: docker.DockerClient,
+    context: Iterator[bytes],
+    site: Site,
+    buildargs: dict[str, str],
+    emit: OnEvent,
+    no_cache: bool = False,
 ) -> str:
     tail: deque[str] = deque(maxlen=_TAIL)
     step = ""
     image_id = None
     try:
-        stream: Iterator[dict] = client.api.build(
-            fileobj=context,
+        stream: Iterator[dict[str, Any]] = client.api.build(
+            fileobj=context,  # type: ignore[arg-type]  # requests streams an iterator as a chunked body
             custom_context=True,
             tag=site.reference,
             buildargs=buildargs,
@@ -205,18 +234,19 @@ def _explain(detail: str, tail: deque[str]) -> str:
     return detail or "unknown error"
 
 
-def _tag(client, image_id: str, site: Site) -> None:
+def _tag(client: docker.DockerClient, image_id: str, site: Site) -> None:
     if _local_image_id(site.reference) != image_id:
         client.api.tag(image_id, site.image, site.tag)
 
 
 def _local_image_id(reference: str) -> str | None:
     try:
-        return docker_client().api.inspect_image(reference)["Id"]
+        image_id: str = docker_client().api.inspect_image(reference)["Id"]  # type: ignore[no-untyped-call]
     except docker.errors.ImageNotFound:
         return None
     except docker.errors.APIError as e:
         raise DockerError(f"cannot inspect {reference}: {e.explanation or e}") from e
+    return image_id
 
 
 def _sha256(text: str) -> str:

@@ -35,7 +35,7 @@ _TAG_TEXT = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
 _REPOSITORY = re.compile(_REPOSITORY_TEXT)
 _TAG = re.compile(_TAG_TEXT)
 _IMAGE_REF = re.compile(rf"{_REPOSITORY_TEXT}(?::{_TAG_TEXT})?(?:@sha256:[0-9a-f]{{64}})?")
-_SITE_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
+SITE_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 HEADER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,63}")
 # Visible ASCII, spaces inside: what an HTTP field value may hold (RFC 9110), minus obs-text.
 HEADER_VALUE = re.compile(r"[!-~](?:[ -~]{0,4094}[!-~])?")
@@ -153,7 +153,7 @@ _Namespace = Annotated[str, _matching(_K8S_NAME, "a Kubernetes namespace (lowerc
 _Container = Annotated[str, _matching(_K8S_NAME, "a container name (lowercase letters, digits, dashes)")]
 _VersionPin = Annotated[str, _matching(_VERSION_PIN, "a package version like 1.26 or 1.22.*")]
 _Repository = Annotated[str, _matching(_REPOSITORY, "an image repository without tag, like cr.example.com/team/site")]
-_SiteName = Annotated[str, _matching(_SITE_NAME, "a site name of lowercase letters, digits and dashes")]
+_SiteName = Annotated[str, _matching(SITE_NAME, "a site name of lowercase letters, digits and dashes")]
 
 
 class _Strict(BaseModel):
@@ -278,7 +278,7 @@ def load_catalog(root: str | os.PathLike[str] | None = None) -> Catalog:
     sites: dict[str, Site] = {}
     for path in sorted((root / SITES_DIR).glob("*.toml")):
         rel = _rel(path, root)
-        if not _SITE_NAME.fullmatch(path.stem):
+        if not SITE_NAME.fullmatch(path.stem):
             raise CatalogError(
                 f"{SITES_DIR}/{_key(path.name)}", "site file names must be lowercase letters, digits and dashes"
             )

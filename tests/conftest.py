@@ -10,7 +10,11 @@ the value for the run, a bare ``pytest`` gets one here), and clean-up looks for 
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
+import subprocess
+import sys
 import textwrap
 import uuid
 from collections.abc import Callable
@@ -27,6 +31,55 @@ NGINX_BASE = "imgforge/nginx-debian:bookworm"
 # containers by label, and Ryuk's image cannot be pulled everywhere. The environment may say otherwise.
 os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
 os.environ.setdefault("IMGFORGE_OWNER", f"pytest-{uuid.uuid4().hex[:12]}")
+
+
+def run_main(*args: str) -> tuple[int, str, str]:
+    """``imgforge ARGS`` in this process through the real entry point: (exit code, stdout, stderr)."""
+    from imgforge.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            main(list(args))
+            code = 0
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    return code, out.getvalue(), err.getvalue()
+
+
+def run_process(
+    *args: str,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+    drop: tuple[str, ...] = (),
+    timeout: float = 600,
+) -> subprocess.CompletedProcess[str]:
+    """``imgforge ARGS`` in a process of its own, as a user runs it (``--debug`` off unless asked).
+
+    ``env`` adds to this process's environment; ``drop`` names variables the command must not see.
+    """
+    base = {k: v for k, v in os.environ.items() if k not in drop}
+    return subprocess.run(
+        [sys.executable, "-m", "imgforge", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=timeout,
+        env={**base, "IMGFORGE_DEBUG": "", **(env or {})},
+    )
+
+
+@pytest.fixture
+def cli_main() -> Callable[..., tuple[int, str, str]]:
+    """The one in-process CLI runner (see ``run_main``)."""
+    return run_main
+
+
+@pytest.fixture
+def cli_process() -> Callable[..., subprocess.CompletedProcess[str]]:
+    """The one CLI runner in its own process (see ``run_process``)."""
+    return run_process
 
 
 @pytest.fixture(autouse=True)

@@ -19,9 +19,10 @@ PACKAGE = Path(__file__).resolve().parent.parent / "imgforge"
 
 RANKS = {
     # foundations: one of each tool
-    "errors": 0, "_fs": 0, "_git": 0, "_http": 0, "_scrub": 0, "image_ref": 0, "engine": 0,
+    "errors": 0, "_fs": 0, "_git": 0, "_http": 0, "_scrub": 0, "image_ref": 0, "engine": 0, "_resources": 0,
     # the catalog, content and the file formats we read and write
     "config": 1, "content": 1, "listing": 1, "hashcache": 1, "image": 1, "signing": 1,
+    "content_manifest": 1, "templating": 1, "build_context": 1,
     # libraries: datasource (registry), manager (gitops), platform (forge), build, verify, audit, CI
     "render": 2, "build": 2, "baseimage": 2, "verify": 2, "registry": 2, "gitops": 2, "forge": 2,
     "audit": 2, "matrix": 2,

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Annotated, Any
 
 import typer
@@ -50,26 +48,6 @@ def _root() -> None:
 
     Add --debug to any command for a full traceback instead of the one-line error.
     """
-
-
-def lazy(name: str) -> ModuleType:
-    """A library module that is imported on first use.
-
-    Every command module is imported at start-up (typer needs their signatures), but a run uses
-    one command: importing docker-py, testcontainers, ruamel and pydantic for all of them would
-    cost more than a warm ``imgforge build`` itself.
-    """
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.find_spec(name)
-    if spec is None or spec.loader is None:
-        raise ModuleNotFoundError(name)
-    loader = importlib.util.LazyLoader(spec.loader)
-    spec.loader = loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    loader.exec_module(module)
-    return module
 
 
 def print_json(data: Any) -> None:

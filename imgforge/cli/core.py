@@ -7,7 +7,7 @@ Library modules are imported inside the commands: every invocation pays only for
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -17,7 +17,8 @@ from imgforge.errors import ContentMissing, ImgforgeError, UsageError
 
 if TYPE_CHECKING:
     from imgforge import config
-    from imgforge.build import BuildResult
+    from imgforge.build import BuildResult, EngineLookup
+    from imgforge.hashcache import HashCache
 
 ForceOpt = Annotated[bool, typer.Option("--force", help="Rebuild even when the inputs digest matches an image.")]
 
@@ -60,35 +61,40 @@ def render_cmd(
 ) -> None:
     """Write a site's complete build context (Dockerfile, nginx config, entrypoint, content)."""
     from imgforge import config
-    from imgforge.render import render_site
+    from imgforge.hashcache import HashCache
+    from imgforge.render import MANIFEST_FILE, render_site
 
     catalog = config.load_catalog(root)
-    rendered, out_dir = render_site(catalog, catalog.site(site), out)
+    cache = HashCache.default()
+    context, out_dir = render_site(catalog, catalog.site(site), out, cache)
+    cache.save()
+    generated = sorted([*context.files, MANIFEST_FILE])
     if json_out:
         print_json(
             {
                 "site": site,
                 "out": str(out_dir),
-                "digest": rendered.digest(),
-                "files": sorted(rendered.files),
-                "content_files": len(rendered.content_files),
-                "left_out": rendered.left_out,
+                "digest": context.digest(),
+                "files": generated,
+                "content_files": len(context.content_files),
+                "left_out": context.left_out,
+                "manifest_digest": context.manifest().digest,
             }
         )
     else:
         # Paths and file names are printed as they are: no rich markup, no :emoji: codes.
         console.print(
-            f"rendered {site} into {out_dir} ({len(rendered.files)} generated files, "
-            f"{len(rendered.content_files)} content files)",
+            f"rendered {site} into {out_dir} ({len(generated)} generated files, "
+            f"{len(context.content_files)} content files)",
             markup=False,
             emoji=False,
             highlight=False,
             soft_wrap=True,
         )
-        if rendered.left_out:
+        if context.left_out:
             err_console.print(
                 f"left out of the image (dotfiles, server-side source, secrets, links to them): "
-                f"{', '.join(rendered.left_out)}",
+                f"{', '.join(context.left_out)}",
                 markup=False,
                 emoji=False,
                 highlight=False,
@@ -107,46 +113,57 @@ def build_cmd(
     json_out: JsonOpt = False,
 ) -> None:
     """Render and build a site's image (skipped when nothing changed), optionally testing it."""
-    if bool(site) == all_sites:
+    if (site is None) != all_sites:
         raise UsageError("name one site or pass --all")
     from imgforge import config
     from imgforge.build import EngineLookup
+    from imgforge.hashcache import HashCache
 
     catalog = config.load_catalog(root)
-    targets = list(catalog.sites.values()) if all_sites else [catalog.site(site)]
+    targets = list(catalog.sites.values()) if site is None else [catalog.site(site)]
     lookup = EngineLookup()  # one look at the engine's images for all the sites
-    rows: list[dict] = []
+    cache = HashCache.default()  # one content hash cache for all the sites, saved once at the end
+    rows: list[dict[str, Any]] = []
     failed: ImgforgeError | None = None
-    for target in targets:
-        try:
-            result = _build_one(catalog, target, force, no_cache, lookup, quiet=json_out)
-        except ImgforgeError as e:  # with --all, one site's problem is its row; the others still build
-            if not all_sites:
-                raise
-            unavailable = isinstance(e, ContentMissing)
-            failed = failed if unavailable else failed or e
-            rows.append(
-                {
-                    "site": target.name,
-                    "image": target.reference,
-                    "status": "unavailable" if unavailable else "failed",
-                    "detail": str(e),
-                }
-            )
-            continue
-        row = {**result.to_dict(), "status": "skipped" if result.skipped else "built"}
-        if test:
-            row["test"] = _test_one(catalog, target, result, quiet=json_out)
-            if not row["test"]["ok"]:
-                row["status"] = "test failed"
-        rows.append(row)
+    try:
+        for target in targets:
+            try:
+                result = _build_one(catalog, target, force, no_cache, lookup, cache, quiet=json_out)
+            except ImgforgeError as e:  # with --all, one site's problem is its row; the others still build
+                if not all_sites:
+                    raise
+                unavailable = isinstance(e, ContentMissing)
+                failed = failed if unavailable else failed or e
+                rows.append(
+                    {
+                        "site": target.name,
+                        "image": target.reference,
+                        "status": "unavailable" if unavailable else "failed",
+                        "detail": str(e),
+                    }
+                )
+                continue
+            row = {**result.to_dict(), "status": "skipped" if result.skipped else "built"}
+            if test:
+                row["test"] = _test_one(target, result, quiet=json_out)
+                if not row["test"]["ok"]:
+                    row["status"] = "test failed"
+            rows.append(row)
+    finally:
+        cache.save()
     _report_builds(rows, json_out, single=not all_sites)
     if failed is not None or any(r["status"] in ("failed", "test failed") for r in rows):
         raise typer.Exit(failed.exit_code if failed is not None else 1)
 
 
 def _build_one(
-    catalog: config.Catalog, site: config.Site, force: bool, no_cache: bool, lookup, quiet: bool
+    catalog: config.Catalog,
+    site: config.Site,
+    force: bool,
+    no_cache: bool,
+    lookup: EngineLookup,
+    cache: HashCache,
+    quiet: bool,
 ) -> BuildResult:
     from imgforge.build import BuildEvent, build_site
 
@@ -158,14 +175,15 @@ def _build_one(
             elif event.kind == "skip" and not quiet:
                 err_console.print(f"{site.name}: {event.text}", highlight=False)
 
-        return build_site(catalog, site, force=force, no_cache=no_cache, on_event=show, lookup=lookup)
+        return build_site(catalog, site, force=force, no_cache=no_cache, on_event=show, lookup=lookup, cache=cache)
 
 
-def _test_one(catalog: config.Catalog, site: config.Site, result: BuildResult, quiet: bool) -> dict:
+def _test_one(site: config.Site, result: BuildResult, quiet: bool) -> dict[str, Any]:
+    """``imgforge test`` of the image just built, read from that image like any other test."""
     from imgforge import verify  # the verify stage sits after build; import it only when asked
 
     with err_console.status(f"testing {site.name}", spinner="dots"):
-        report = verify.run_site(catalog, site, image=result.id)
+        report = verify.run_image(result.id, site=site.name)
     data = report.to_dict()
     if not quiet:
         for check in data["checks"]:
@@ -175,7 +193,7 @@ def _test_one(catalog: config.Catalog, site: config.Site, result: BuildResult, q
     return data
 
 
-def _report_builds(rows: list[dict], json_out: bool, single: bool) -> None:
+def _report_builds(rows: list[dict[str, Any]], json_out: bool, single: bool) -> None:
     if json_out:
         print_json(rows[0] if single else rows)
         return
@@ -234,7 +252,7 @@ def base_status_cmd(
         raise typer.Exit(1)
 
 
-def _site_row(catalog: config.Catalog, site: config.Site) -> dict:
+def _site_row(catalog: config.Catalog, site: config.Site) -> dict[str, Any]:
     src = site.source
     where = None
     if src and src.path is not None:

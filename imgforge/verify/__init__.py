@@ -1,8 +1,13 @@
 """Runtime verification: run a built image as Kubernetes "restricted" would and prove it serves.
 
+An image is judged by the content manifest its build wrote into it (``content_manifest``): what it
+must serve, hide and answer with. So a test needs the image and an engine, nothing else: no
+catalog, no content folder, no guess from what a git ref or a folder holds today. A catalog site
+only names the image (``site.reference``) and the site its manifest must be of.
+
 No image is released that was not run: every test records its report against the image id
 (state.py), and release/push refuse ids whose last test failed or that were never tested.
-The checks themselves live in checks.py, the containers in runner.py.
+The checks themselves live in checks.py, the containers in runner.py and fleet.py.
 """
 
 from __future__ import annotations
@@ -12,43 +17,47 @@ import signal
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from types import FrameType
+from typing import Any
 
+import docker
 import docker.errors
 
 from imgforge.config import Catalog, Site
 from imgforge.engine import docker_client
 from imgforge.errors import DockerError, NotFound
-from imgforge.render import prepare
-from imgforge.verify.checks import CheckResult, Expect, VerifyReport
+from imgforge.verify.checks import CheckResult, VerifyReport
 from imgforge.verify.state import last_result, record_result
 
 # runner (and with it testcontainers) is imported by the functions that start containers, so
 # `from imgforge.verify.state import ...` in release/push stays cheap.
 
-__all__ = ["CheckResult", "VerifyReport", "last_result", "run_site", "run_sites"]
+__all__ = ["CheckResult", "VerifyReport", "last_result", "run_image", "run_site", "run_sites"]
 
 
-def expectation(catalog: Catalog, site: Site) -> Expect:
-    """What the site's image must serve and hide: the same listing render gives the build.
+def run_image(reference: str, *, site: str | None = None) -> VerifyReport:
+    """Test the image ``reference`` (a tag or an image id) and record the result.
 
-    Hidden files are left out of the image by render, and are still probed: an image built some
-    other way (or by an older imgforge) may hold them.
+    ``site``, when given, is the site the image's manifest must be of (else ``content_manifest``
+    fails); the report names it, or the manifest's site when none is given.
     """
-    rendered = prepare(catalog, site)
-    return Expect.for_site(site, rendered.content.path, rendered.content_files, rendered.left_out)
+    with _interruptible():
+        return _run(reference, site, threading.Event())
 
 
 def run_site(catalog: Catalog, site: Site, image: str | None = None) -> VerifyReport:
-    """Test ``image`` (default: the catalog's ``site.reference``) and record the result."""
-    with _interruptible():
-        return _run(catalog, site, image, threading.Event())
+    """Test ``image`` (default: the catalog's ``site.reference``) as an image of ``site``.
+
+    The catalog only names the image; everything the checks expect is read out of the image.
+    """
+    return run_image(image or site.reference, site=site.name)
 
 
 def run_sites(catalog: Catalog, sites: list[Site]) -> list[VerifyReport]:
     """Test several sites' catalog images at once (each run is itself concurrent)."""
     cancel = threading.Event()
     with _interruptible(), ThreadPoolExecutor(max(1, len(sites)), thread_name_prefix="imgforge-sites") as pool:
-        futures = [pool.submit(_run, catalog, site, None, cancel) for site in sites]
+        futures = [pool.submit(_run, site.reference, site.name, cancel) for site in sites]
         try:
             return [f.result() for f in futures]
         except BaseException:
@@ -56,20 +65,18 @@ def run_sites(catalog: Catalog, sites: list[Site]) -> list[VerifyReport]:
             raise
 
 
-def _run(catalog: Catalog, site: Site, image: str | None, cancel: threading.Event) -> VerifyReport:
+def _run(reference: str, site: str | None, cancel: threading.Event) -> VerifyReport:
     from imgforge.verify import runner
 
-    reference = image or site.reference
     client = docker_client()
     image_id, config = _inspect_image(client, reference)
-    expect = expectation(catalog, site)
-    checks = runner.verify_image(client, image_id, config, expect, cancel)
-    report = VerifyReport(site.name, reference, image_id, checks)
+    named, checks = runner.verify_image(client, image_id, config, f"image {reference}", site, cancel)
+    report = VerifyReport(named, reference, image_id, checks)
     record_result(image_id, report.to_dict())
     return report
 
 
-def _inspect_image(client, reference: str) -> tuple[str, dict]:
+def _inspect_image(client: docker.DockerClient, reference: str) -> tuple[str, dict[str, Any]]:
     """Image id and config of ``reference``; NotFound names the image and how to make it."""
     try:
         image = client.images.get(reference)
@@ -79,7 +86,8 @@ def _inspect_image(client, reference: str) -> tuple[str, dict]:
         ) from None
     except docker.errors.APIError as e:
         raise DockerError(f"cannot inspect {reference}: {e.explanation or e}") from e
-    return image.id, image.attrs.get("Config") or {}
+    config: dict[str, Any] = image.attrs.get("Config") or {}
+    return str(image.id), config
 
 
 @contextlib.contextmanager
@@ -89,7 +97,7 @@ def _interruptible() -> Iterator[None]:
         yield
         return
 
-    def to_interrupt(signum, frame):
+    def to_interrupt(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt()
 
     previous = signal.signal(signal.SIGTERM, to_interrupt)

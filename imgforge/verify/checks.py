@@ -1,31 +1,42 @@
 """The runtime checks: each one a small named function that turns observations into a CheckResult.
 
 Checks never start containers themselves (runner.py does, several at once); they get a loopback
-HTTP client on a published port, the image's inspect data, a process table or a log text. What a
-check expects comes from the catalog and from render.py (HIDDEN_EXTENSIONS, headers_for, ...), the
-same source the templates are rendered from, so a check and the image can only disagree when the
-image is wrong.
+HTTP client on a published port, the image's inspect data, a process table, a log text or the
+files of the web root. What a check expects comes from ``Expect``, read from the content manifest
+the image carries (written by the same build that rendered its templates), never from a catalog:
+a check and the image can only disagree when the image is not what its build made.
 """
 
 from __future__ import annotations
 
-import hashlib
-import http.client
 import re
-import threading
-import urllib.parse
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Set as AbstractSet
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from typing import Any
 
 from imgforge import render
-from imgforge.config import Site
+from imgforge._fs import shown
+from imgforge.listing import is_hidden
+from imgforge.verify.expect import Expect
+from imgforge.verify.http import LOOPBACK, Http, Response, try_get, url_path
+from imgforge.verify.image_files import WebFile
 
-LOOPBACK = "127.0.0.1"  # the only address any request of ours goes to
+__all__ = [
+    "LOOPBACK",
+    "CheckResult",
+    "Expect",
+    "Http",
+    "Response",
+    "VerifyReport",
+    "is_hidden",
+    "try_get",
+    "url_path",
+]
+
 OPENSHIFT_USER = "1000680000:0"  # an arbitrary UID in group 0, as OpenShift's restricted SCC assigns
 MOVED_PORT = 9090
 
-_ASSET = re.compile(r"\.(?:%s)$" % "|".join(render.ASSET_EXTENSIONS), re.IGNORECASE)
+_ASSET = re.compile(rf"\.(?:{'|'.join(render.ASSET_EXTENSIONS)})$", re.IGNORECASE)
 _BAD_LOG = re.compile(r"\[(emerg|alert|crit)\]")
 _VERSION = re.compile(r"\d+\.\d+")
 # Media types a browser handles correctly, by extension (nginx's stock mime.types gives these).
@@ -76,7 +87,7 @@ class CheckResult:
     ok: bool
     detail: str
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
@@ -95,7 +106,7 @@ class VerifyReport:
     def failed(self) -> list[CheckResult]:
         return [c for c in self.checks if not c.ok]
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "site": self.site,
             "image": self.image,
@@ -105,121 +116,70 @@ class VerifyReport:
         }
 
 
-@dataclass(frozen=True)
-class Expect:
-    """What the catalog and the templates promise about a site's running image."""
-
-    site: Site
-    root: Path  # the content folder
-    served: tuple[str, ...]  # content files that must be served byte for byte
-    hidden: tuple[str, ...]  # content files that must never be served
-    hashes: dict[str, str] = field(default_factory=dict, compare=False)  # served file -> sha256
-
-    @classmethod
-    def for_site(cls, site: Site, root: Path, served: list[str], hidden: list[str]) -> Expect:
-        """The listing render made (served vs left out, judged by what each path is); hash the served once."""
-        return cls(
-            site, Path(root), tuple(served), tuple(hidden), {f: _sha((Path(root) / f).read_bytes()) for f in served}
-        )
-
-    @property
-    def spa(self) -> bool:
-        return self.site.fallback == "spa"
-
-    @property
-    def index(self) -> str | None:
-        return "index.html" if "index.html" in self.served else None
-
-    def fallback_sha(self) -> str | None:
-        """Body a missing path may get: the index page of an SPA site, nothing for a 404 site."""
-        return self.hashes[self.index] if self.spa and self.index else None
-
-
-is_hidden = render.is_hidden  # the rule render uses to leave files out and site.conf to deny them
-
-
-def url_path(rel: str) -> str:
-    return "/" + urllib.parse.quote(rel)
-
-
-@dataclass(frozen=True)
-class Response:
-    status: int
-    headers: dict[str, str]  # lower-case names
-    body: bytes
-
-    @property
-    def sha(self) -> str:
-        return _sha(self.body)
-
-    @property
-    def media_type(self) -> str:
-        return self.headers.get("content-type", "").split(";")[0].strip().lower()
-
-
-class Http:
-    """GETs to one published loopback port, one keep-alive connection per thread.
-
-    http.client sends the target exactly as given, so traversal probes reach nginx unnormalised.
-    """
-
-    def __init__(self, port: int, timeout: float = 3.0):
-        self.port = port
-        self.timeout = timeout
-        self._local = threading.local()
-
-    def get(self, path: str, retry: bool = True) -> Response:
-        conn = getattr(self._local, "conn", None) or http.client.HTTPConnection(
-            LOOPBACK, self.port, timeout=self.timeout
-        )
-        self._local.conn = None
-        try:
-            conn.request("GET", path, headers={"Host": "localhost"})
-            resp = conn.getresponse()
-            body = resp.read()
-        except (OSError, http.client.HTTPException):
-            conn.close()
-            if retry:  # a kept-alive connection the server had closed gets one fresh try
-                return self.get(path, retry=False)
-            raise
-        self._local.conn = None if resp.will_close else conn
-        return Response(resp.status, {k.lower(): v for k, v in resp.getheaders()}, body)
-
-    def get_many(self, paths: list[str], workers: int = 4) -> dict[str, Response | Exception]:
-        def one(path: str) -> Response | Exception:
-            try:
-                return self.get(path)
-            except (OSError, http.client.HTTPException) as e:
-                return e
-
-        with ThreadPoolExecutor(workers) as pool:
-            return dict(zip(paths, pool.map(one, paths)))
-
-
 # --- image metadata ---------------------------------------------------------------------------
 
 
-def image_config(config: dict, expect: Expect) -> CheckResult:
+def image_config(config: dict[str, Any], expect: Expect) -> CheckResult:
     """Kubernetes runAsNonRoot can only verify a numeric USER; the port and signal must match too."""
-    site = expect.site
+    port = expect.port
     problems = []
     user = config.get("User") or ""
-    if user != f"{site.uid}:{site.gid}":
+    if user != expect.user:
         why = (
             "not numeric: runAsNonRoot cannot verify it"
             if not re.fullmatch(r"[0-9:]+", user)
-            else f"expected {site.uid}:{site.gid}"
+            else f"expected {expect.user}"
         )
         problems.append(f"User {user or '(unset, root)'!r} {why}")
-    if f"{site.port}/tcp" not in (config.get("ExposedPorts") or {}):
-        problems.append(f"{site.port}/tcp not in ExposedPorts {sorted(config.get('ExposedPorts') or {})}")
+    if f"{port}/tcp" not in (config.get("ExposedPorts") or {}):
+        problems.append(f"{port}/tcp not in ExposedPorts {sorted(config.get('ExposedPorts') or {})}")
     env = dict(e.split("=", 1) for e in config.get("Env") or [] if "=" in e)
-    if env.get("LISTEN_PORT") != str(site.port):
-        problems.append(f"Env LISTEN_PORT={env.get('LISTEN_PORT', '(unset)')}, expected {site.port}")
+    if env.get("LISTEN_PORT") != str(port):
+        problems.append(f"Env LISTEN_PORT={env.get('LISTEN_PORT', '(unset)')}, expected {port}")
     if (config.get("StopSignal") or "SIGTERM").upper() not in ("SIGQUIT", "QUIT", "3"):
         problems.append(f"StopSignal {config.get('StopSignal') or '(unset: SIGTERM)'}, expected SIGQUIT")
+    return _result("image_config", problems, f"User {user}, {port}/tcp exposed, LISTEN_PORT={port}, StopSignal SIGQUIT")
+
+
+def content_manifest(found: dict[str, WebFile] | str, expect: Expect, problems: list[str]) -> CheckResult:
+    """The web root holds exactly the manifest's served files, byte for byte, and nothing else.
+
+    ``found`` is what the image's web root holds (or why it could not be read); ``problems`` are
+    what the runner found wrong with the manifest itself (its label, the site it names).
+    """
+    problems = list(problems)
+    if isinstance(found, str):
+        problems.append(found)
+        found = {}
+    elif not found:
+        problems.append(f"{expect.content_root} holds no file")
+    hidden = set(expect.hidden)
+    missing = [rel for rel in expect.served if rel not in found]
+    changed = [
+        rel
+        for rel in expect.served
+        if (seen := found.get(rel)) is not None
+        and seen.kind == "file"
+        and (seen.sha256, seen.size) != (expect.hashes[rel], expect.sizes[rel])
+    ]
+    files = sorted(rel for rel, seen in found.items() if seen.kind == "file")
+    odd = [f"{_web(rel)} ({seen.detail})" for rel, seen in sorted(found.items()) if seen.kind != "file"]
+    present = [rel for rel in files if rel in hidden]
+    extra = [rel for rel in files if rel not in expect.hashes and rel not in hidden]
+    for what, names in (
+        ("missing", [_web(r) for r in missing]),
+        ("other bytes than the manifest's", [_web(r) for r in changed]),
+        ("not a regular file", odd),
+        ("left out by the build but present", [_web(r) for r in present]),
+        ("not in the manifest", [_web(r) for r in extra]),
+    ):
+        if names:
+            problems.append(f"{what}: {_some(names)}")
     return _result(
-        "image_config", problems, f"User {user}, {site.port}/tcp exposed, LISTEN_PORT={site.port}, StopSignal SIGQUIT"
+        "content_manifest",
+        problems,
+        f"{expect.content_root} holds exactly the {len(expect.served)} files of the manifest "
+        f"(sha256 and size), none of the {len(expect.hidden)} left out",
     )
 
 
@@ -227,9 +187,7 @@ def no_setuid(found: list[str]) -> CheckResult:
     """A setuid/setgid file is a way back to root for anything that runs in the container."""
     return _result(
         "no_setuid",
-        [f"setuid/setgid: {', '.join(found[:8])}" + (f" (+{len(found) - 8} more)" if len(found) > 8 else "")]
-        if found
-        else [],
+        [f"setuid/setgid: {_some(found)}"] if found else [],
         "no setuid or setgid file in the image",
     )
 
@@ -237,13 +195,13 @@ def no_setuid(found: list[str]) -> CheckResult:
 # --- the running container ----------------------------------------------------------------------
 
 
-def processes(table: list[dict[str, str]], expect: Expect, implicit: set[str] = frozenset()) -> CheckResult:
+def processes(table: list[dict[str, str]], expect: Expect, implicit: AbstractSet[str] = frozenset()) -> CheckResult:
     """Every process must hold exactly the catalog's UID and GID: no root UID, no root group.
 
     ``implicit`` are the groups the image's /etc/group gives the UID: containerd and CRI-O add
     them even when runAsGroup is set (KEP-3619), where ``docker run --user uid:gid`` does not.
     """
-    uid, gid = str(expect.site.uid), str(expect.site.gid)
+    uid, gid = str(expect.uid), str(expect.gid)
     if not table:
         return CheckResult("processes", False, "no process found in the container")
     problems = []
@@ -393,7 +351,7 @@ def server_header(samples: dict[str, Response]) -> CheckResult:
 def security_headers(samples: dict[str, Response], expect: Expect) -> CheckResult:
     """On pages, assets and error responses alike (add_header is not inherited into a location
     that sets its own, the classic way assets lose them)."""
-    wanted = render.headers_for(expect.site)
+    wanted = expect.headers
     problems = []
     for path, resp in samples.items():
         for name, value in wanted:
@@ -435,18 +393,16 @@ def arbitrary_uid(resp: Response | str, expect: Expect) -> CheckResult:
 # --- helpers ------------------------------------------------------------------------------------
 
 
-def try_get(web: Http, path: str) -> Response | str:
-    try:
-        return web.get(path)
-    except (OSError, http.client.HTTPException) as e:
-        return f"{path}: no HTTP answer ({type(e).__name__}: {e})"
+def _web(rel: str) -> str:
+    """A web-root path for a detail, quoted whole: one line whatever bytes an image's file name holds."""
+    return shown("/" + rel)
+
+
+def _some(names: list[str], most: int = 8) -> str:
+    return ", ".join(names[:most]) + (f" (+{len(names) - most} more)" if len(names) > most else "")
 
 
 def _result(name: str, problems: list[str], ok_detail: str) -> CheckResult:
     if problems:
         return CheckResult(name, False, "; ".join(problems))
     return CheckResult(name, True, ok_detail)
-
-
-def _sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()

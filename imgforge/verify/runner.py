@@ -1,24 +1,20 @@
 """Run an image the way a Pod Security "restricted" Deployment runs it, several containers at once.
 
-One verification starts four containers concurrently: the site as the catalog runs it, the same
-with ``LISTEN_PORT`` moved, an OpenShift-style arbitrary UID in group 0, and a short-lived scanner
-for setuid files. Each is read-only with a tmpfs at /tmp, all capabilities dropped and
-``no-new-privileges``, published on 127.0.0.1 only. Readiness is polled every 20 ms instead of
-sleeping, so a run costs little more than the slowest container start.
-
-Containers carry a per-run label and are removed in a ``finally`` (and swept by that label), so a
-failing check, a crash, Ctrl-C or SIGTERM never leaves one behind. They also carry
-``io.imgforge.owner`` (``IMGFORGE_OWNER``, else the run id), so whoever started imgforge can clean up
-after a killed process by that label alone, without touching anyone else's containers on a shared
-engine. testcontainers' Ryuk reaper is left to the environment (``TESTCONTAINERS_RYUK_DISABLED``).
+First the image's content manifest is read out of a created (never started) container and checked
+against its label: it says what the image must serve and how (``Expect``), so no catalog and no
+content folder are needed. Then five scenarios run concurrently: the site as its Deployment runs
+it, the same with ``LISTEN_PORT`` moved, an OpenShift-style arbitrary UID in group 0, a short-lived
+scanner for setuid files, and the comparison of the web root with the manifest. Each container is
+read-only with a tmpfs at /tmp, all capabilities dropped and ``no-new-privileges``, published on
+127.0.0.1 only. Readiness is polled every 20 ms instead of sleeping, so a run costs little more
+than the slowest container start. fleet.py says how every container is labelled and removed.
 """
 
 from __future__ import annotations
 
 import contextlib
-import http.client
+import functools
 import io
-import os
 import tarfile
 import tempfile
 import threading
@@ -26,20 +22,23 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
+import docker
 import docker.errors
 import requests.exceptions
 from testcontainers.core.container import DockerContainer
 
-from imgforge.errors import DockerError
-from imgforge.verify import checks
-from imgforge.verify.checks import CheckResult, Expect, Http, Response
+from imgforge._fs import shown
+from imgforge.content_manifest import FIX, IMAGE_PATH, LABEL, MAX_BYTES, ContentManifest, digest_of
+from imgforge.errors import DockerError, NotFound
+from imgforge.verify import checks, image_files
+from imgforge.verify.checks import CheckResult, Expect, Response
+from imgforge.verify.fleet import OWNER_LABEL, POLL, RUN_LABEL, Cancelled, Fleet
 
-RUN_LABEL = "io.imgforge.verify.run"
-OWNER_LABEL = "io.imgforge.owner"  # value: $IMGFORGE_OWNER (./example.sh and ./test.sh set it), else the run id
-START_TIMEOUT = 10.0  # seconds for nginx to answer after the container starts
+__all__ = ["ORDER", "OWNER_LABEL", "RUN_LABEL", "Cancelled", "Fleet", "verify_image"]
+
 STOP_GRACE = 5.0  # Kubernetes' default grace is 30 s; an nginx that needs more than 5 is stuck
-POLL = 0.02
 SCAN_TIMEOUT = 60.0
 PS_ARGS = "-o pid,ruid,euid,suid,fsuid,rgid,egid,sgid,fsgid,supgid,comm"
 # Report order; also the checks each scenario owns, so a scenario that cannot start fails them all.
@@ -54,186 +53,66 @@ HTTP_CHECKS = (
     "security_headers",
 )
 MAIN_CHECKS = ("processes", *HTTP_CHECKS, "startup_logs")
-ORDER = ("image_config", *MAIN_CHECKS[:-1], "listen_port", "arbitrary_uid", "no_setuid", "startup_logs", "stop")
+ORDER = (
+    "image_config",
+    "content_manifest",
+    *MAIN_CHECKS[:-1],
+    "listen_port",
+    "arbitrary_uid",
+    "no_setuid",
+    "startup_logs",
+    "stop",
+)
 
 
-class Cancelled(Exception):
-    """Another thread asked the run to stop (Ctrl-C, SIGTERM): leave polling loops at once."""
+def read_expectations(
+    fleet: Fleet, container: str, labels: dict[str, str], where: str, site: str | None
+) -> tuple[Expect, list[str]]:
+    """The image's content manifest as ``Expect``, and what is wrong with it short of unreadable.
 
-
-class Fleet:
-    """The containers of one run: started from any thread, all removed by ``remove_all``."""
-
-    def __init__(self, client, image_id: str, cancel: threading.Event):
-        self.client = client
-        self.image_id = image_id
-        self.cancel = cancel
-        self.run_id = uuid.uuid4().hex[:12]
-        self.labels = {RUN_LABEL: self.run_id, OWNER_LABEL: os.environ.get("IMGFORGE_OWNER") or self.run_id}
-        self._started: list[DockerContainer] = []
-        self._lock = threading.Lock()
-
-    def start(
-        self,
-        role: str,
-        *,
-        user: str,
-        ports: tuple[int, ...] = (),
-        env: dict[str, str] | None = None,
-        command: list[str] | None = None,
-        **extra,
-    ) -> DockerContainer:
-        self._check_cancel()
-        container = DockerContainer(self.image_id, command=command).with_kwargs(
-            user=user, read_only=True, cap_drop=["ALL"], security_opt=["no-new-privileges"], labels=self.labels, **extra
+    No manifest, or one that cannot be read as one, is NotFound (nothing can be checked without
+    it). A manifest whose bytes differ from the image's label, or that names another site than
+    the one asked for, is still used, and the ``content_manifest`` check fails saying so.
+    """
+    try:
+        data = image_files.read_file(fleet.client, container, IMAGE_PATH, MAX_BYTES)
+    except ValueError as e:
+        raise NotFound(f"{where}: {e}; {FIX}") from e
+    label = labels.get(LABEL)
+    if data is None:
+        said = f" (its {LABEL} label says one was built in)" if label else ""
+        raise NotFound(
+            f"{where} holds no imgforge content manifest at {IMAGE_PATH}{said}: it was built by another tool "
+            f"or by an imgforge that wrote none, so there is nothing to check it against; {FIX}"
         )
-        container.with_name(f"imgforge-verify-{self.run_id}-{role}").with_tmpfs_mount("/tmp")
-        for key, value in (env or {}).items():
-            container.with_env(key, value)
-        for port in ports:
-            # docker-py's (host_ip,) binding: a free port on loopback only, never on 0.0.0.0.
-            container.ports[f"{port}/tcp"] = (checks.LOOPBACK,)  # type: ignore[assignment]
-        with self._lock:
-            self._started.append(container)
-        container.start()
-        return container
-
-    def clients(self, container: DockerContainer, ports: tuple[int, ...], timeout: float = 3.0) -> list[Http] | str:
-        """HTTP clients for the published ports, or why there are none (the container already exited)."""
-        out = []
-        for port in ports:
-            bindings = self.client.api.port(container.get_container_id(), port) or []
-            host_port = next((int(b["HostPort"]) for b in bindings if b.get("HostIp") == checks.LOOPBACK), None)
-            if host_port is None:
-                if exited := self.exited(container):
-                    return exited
-                raise DockerError(f"port {port} of the test container is not published on {checks.LOOPBACK}")
-            out.append(Http(host_port, timeout))
-        return out
-
-    def wait_http(
-        self,
-        container: DockerContainer,
-        web: Http,
-        timeout: float = START_TIMEOUT,
-        give_up: Callable[[], bool] = lambda: False,
-    ) -> str | None:
-        """None once nginx answers anything over HTTP; else why not (exited, timed out)."""
-        deadline = time.monotonic() + timeout
-        tries = 0
-        while True:
-            self._check_cancel()
-            try:
-                web.get("/")
-                return None
-            except (OSError, http.client.HTTPException):  # refused, reset or cut off while coming up
-                pass
-            tries += 1
-            if tries % 10 == 0 and (exited := self.exited(container)):
-                return exited
-            if give_up():
-                return "gave up waiting"
-            if time.monotonic() > deadline:
-                return f"no HTTP answer within {timeout:.0f} s: {self.log_tail(container)}"
-            time.sleep(POLL)
-
-    def state(self, container: DockerContainer) -> dict:
-        return self.client.api.inspect_container(container.get_container_id()).get("State") or {}
-
-    def exited(self, container: DockerContainer) -> str | None:
-        state = self.state(container)
-        if state.get("Running"):
-            return None
-        return f"the container exited with code {state.get('ExitCode')}: {self.log_tail(container)}"
-
-    def logs(self, container: DockerContainer) -> str:
-        return self.client.api.logs(container.get_container_id(), stdout=True, stderr=True).decode("utf-8", "replace")
-
-    def log_tail(self, container: DockerContainer, lines: int = 3) -> str:
-        tail = [line for line in self.logs(container).splitlines() if line.strip()][-lines:]
-        return " | ".join(tail) or "(no log output)"
-
-    def discard(self, container: DockerContainer) -> None:
-        """Remove a container as soon as its scenario is done, in that scenario's thread."""
-        with self._lock:
-            if container not in self._started:
-                return
-            self._started.remove(container)
-        self._remove(container.get_container_id())
-        with contextlib.suppress(Exception):
-            container.get_docker_client().client.close()
-
-    def _remove(self, cid: str, timeout: float = 15.0) -> None:
-        """Force-remove and wait until the engine no longer knows the container.
-
-        The engine can answer 409 "removal already in progress" (or return before a slow kill
-        finishes under load): only an inspect that says 404 proves the container is gone.
-        """
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                self.client.api.remove_container(cid, force=True, v=True)
-            except docker.errors.NotFound:
-                return
-            except docker.errors.APIError as e:
-                if e.status_code != 409:
-                    raise
-            try:
-                self.client.api.inspect_container(cid)
-            except docker.errors.NotFound:
-                return
-            if time.monotonic() > deadline:
-                raise DockerError(f"test container {cid[:12]} could not be removed within {timeout:.0f} s")
-            time.sleep(0.05)
-
-    def remove_all(self) -> None:
-        """Remove every container of this run, even when interrupted again while doing so."""
-        interrupted: BaseException | None = None
-        with self._lock:
-            started, self._started = self._started, []
-        ids = {c._container.id for c in started if c._container is not None}  # None: never created
-        try:
-            ids |= {
-                c["Id"] for c in self.client.api.containers(all=True, filters={"label": f"{RUN_LABEL}={self.run_id}"})
-            }
-        except (docker.errors.DockerException, requests.exceptions.RequestException):
-            pass
-        for cid in ids:
-            while True:
-                try:
-                    self._remove(cid)
-                    break
-                except (docker.errors.DockerException, requests.exceptions.RequestException, DockerError):
-                    break  # engine gone or stuck: nothing more we can do from here
-                except KeyboardInterrupt as e:  # finish cleaning up first, then honour it
-                    interrupted = e
-        for container in started:
-            with contextlib.suppress(Exception):
-                container.get_docker_client().client.close()
-        if interrupted is not None:
-            raise interrupted
-
-    def _check_cancel(self) -> None:
-        if self.cancel.is_set():
-            raise Cancelled()
+    manifest = ContentManifest.parse(data, f"{where}: {IMAGE_PATH}")
+    problems = []
+    if label != digest_of(data):
+        problems.append(
+            f"{IMAGE_PATH} does not match its label {LABEL} "
+            f"(label {shown(label) if label is not None else '(none)'}, file {digest_of(data)})"
+        )
+    if site is not None and manifest.site != site:
+        problems.append(f"the manifest is of site {shown(manifest.site)}, not {shown(site)}")
+    return Expect.from_manifest(manifest), problems
 
 
-# --- the four scenarios, run concurrently ---------------------------------------------------------
+# --- the scenarios, run concurrently --------------------------------------------------------------
 
 
 def _main(fleet: Fleet, expect: Expect) -> list[CheckResult]:
-    """The image as the catalog's Deployment runs it: content, headers, processes, logs."""
-    site = expect.site
-    container = fleet.start("main", user=f"{site.uid}:{site.gid}", ports=(site.port,))
-    web = fleet.clients(container, (site.port,))
-    why = web if isinstance(web, str) else fleet.wait_http(container, web := web[0])
-    results = []
+    """The image as its Deployment runs it: content, headers, processes, logs."""
+    container = fleet.start("main", user=expect.user, ports=(expect.port,))
+    clients = fleet.clients(container, (expect.port,))
+    why = clients if isinstance(clients, str) else fleet.wait_http(container, clients[0])
+    results: list[CheckResult] = []
     side = ThreadPoolExecutor(1, thread_name_prefix="imgforge-verify-ps")  # ps while the HTTP checks run
     procs = side.submit(_processes, fleet, container, expect)
     side.shutdown(wait=False)
-    if why is not None or isinstance(web, str):
-        results += [CheckResult(n, False, why) for n in HTTP_CHECKS]
+    if why is not None or isinstance(clients, str):
+        results += [CheckResult(n, False, why or "no HTTP client") for n in HTTP_CHECKS]
     else:
+        web = clients[0]
         token = uuid.uuid4().hex[:8]
         got = web.get_many([checks.url_path(rel) for rel in expect.served])
         results += [
@@ -258,12 +137,9 @@ def _moved_port(fleet: Fleet, expect: Expect) -> list[CheckResult]:
     This container, run as the catalog's user, also takes the stop check: it runs in parallel
     with the main container's HTTP checks instead of after them.
     """
-    site = expect.site
-    moved = checks.MOVED_PORT if site.port != checks.MOVED_PORT else checks.MOVED_PORT + 1
-    container = fleet.start(
-        "port", user=f"{site.uid}:{site.gid}", ports=(moved, site.port), env={"LISTEN_PORT": str(moved)}
-    )
-    webs = fleet.clients(container, (moved, site.port), 1.0)
+    moved = checks.MOVED_PORT if expect.port != checks.MOVED_PORT else checks.MOVED_PORT + 1
+    container = fleet.start("port", user=expect.user, ports=(moved, expect.port), env={"LISTEN_PORT": str(moved)})
+    webs = fleet.clients(container, (moved, expect.port), 1.0)
     if isinstance(webs, str):
         return [CheckResult("listen_port", False, f"LISTEN_PORT={moved}: {webs}"), _stop(fleet, container)]
     new, old = webs
@@ -278,7 +154,7 @@ def _moved_port(fleet: Fleet, expect: Expect) -> list[CheckResult]:
     why = fleet.wait_http(container, new, give_up=old_answers)
     resp = checks.try_get(old, "/healthz")
     answered_old = f"HTTP {resp.status}" if isinstance(resp, Response) else None
-    result = checks.listen_port(moved, why is None, answered_old, site.port)
+    result = checks.listen_port(moved, why is None, answered_old, expect.port)
     if why is not None and why != "gave up waiting" and result.ok is False:
         result = CheckResult(result.name, False, f"{result.detail} ({why})")
     stopped = _stop(fleet, container)
@@ -287,11 +163,14 @@ def _moved_port(fleet: Fleet, expect: Expect) -> list[CheckResult]:
 
 
 def _arbitrary_uid(fleet: Fleet, expect: Expect) -> list[CheckResult]:
-    container = fleet.start("uid", user=checks.OPENSHIFT_USER, ports=(expect.site.port,))
-    web = fleet.clients(container, (expect.site.port,))
-    why = web if isinstance(web, str) else fleet.wait_http(container, web := web[0])
+    container = fleet.start("uid", user=checks.OPENSHIFT_USER, ports=(expect.port,))
+    clients = fleet.clients(container, (expect.port,))
     page = expect.index or (expect.served[0] if expect.served else "")
-    resp: Response | str = why or checks.try_get(web, checks.url_path(page))  # type: ignore[arg-type]
+    resp: Response | str
+    if isinstance(clients, str):
+        resp = clients
+    else:
+        resp = fleet.wait_http(container, clients[0]) or checks.try_get(clients[0], checks.url_path(page))
     fleet.discard(container)
     return [checks.arbitrary_uid(resp, expect)]
 
@@ -317,7 +196,7 @@ def _setuid_scan(fleet: Fleet, expect: Expect) -> list[CheckResult]:
     wrapped = container.get_wrapped_container()
     deadline = time.monotonic() + SCAN_TIMEOUT
     while fleet.state(container).get("Running"):
-        fleet._check_cancel()
+        fleet.check_cancel()
         if time.monotonic() > deadline:
             return [CheckResult("no_setuid", False, f"the scan did not finish within {SCAN_TIMEOUT:.0f} s")]
         time.sleep(POLL)
@@ -331,16 +210,16 @@ def _setuid_scan(fleet: Fleet, expect: Expect) -> list[CheckResult]:
 
 
 def _export_scan(fleet: Fleet) -> list[str]:
-    created = fleet.client.api.create_container(fleet.image_id, command=["/"], labels=fleet.labels)
+    created = fleet.create("export", command=["/"])
     try:
         with tempfile.TemporaryFile() as spool:
-            for chunk in fleet.client.api.export(created["Id"]):
+            for chunk in fleet.client.api.export(created):
                 spool.write(chunk)
             spool.seek(0)
             with tarfile.open(fileobj=spool) as tar:
                 return ["/" + m.name for m in tar if m.isfile() and m.mode & 0o6000]
     finally:
-        fleet._remove(created["Id"])
+        fleet.remove(created)
 
 
 def _processes(fleet: Fleet, container: DockerContainer, expect: Expect) -> CheckResult:
@@ -349,8 +228,9 @@ def _processes(fleet: Fleet, container: DockerContainer, expect: Expect) -> Chec
         top = container.get_wrapped_container().top(ps_args=PS_ARGS)
     except docker.errors.APIError as e:
         return CheckResult("processes", False, f"cannot list processes: {e.explanation or e}")
-    table = [dict(zip(top.get("Titles") or [], row)) for row in top.get("Processes") or []]
-    return checks.processes(table, expect, _implicit_groups(container, expect.site.uid))
+    titles = top.get("Titles") or []
+    table = [dict(zip(titles, row, strict=True)) for row in top.get("Processes") or [] if len(row) == len(titles)]
+    return checks.processes(table, expect, _implicit_groups(container, expect.uid))
 
 
 def _implicit_groups(container: DockerContainer, uid: int) -> set[str]:
@@ -382,7 +262,14 @@ def _stop(fleet: Fleet, container: DockerContainer) -> CheckResult:
     return checks.stop(time.monotonic() - started, code, STOP_GRACE)
 
 
-SCENARIOS: dict[Callable[[Fleet, Expect], list[CheckResult]], tuple[str, ...]] = {
+def _content(container: str, problems: list[str], fleet: Fleet, expect: Expect) -> list[CheckResult]:
+    """The web root against the manifest, read from the container the manifest came out of."""
+    found = image_files.web_root(fleet.client, container, expect.content_root)
+    return [checks.content_manifest(found, expect, problems)]
+
+
+Scenario = Callable[[Fleet, Expect], list[CheckResult]]
+SCENARIOS: dict[Scenario, tuple[str, ...]] = {
     _main: MAIN_CHECKS,
     _moved_port: ("listen_port", "stop"),
     _arbitrary_uid: ("arbitrary_uid",),
@@ -390,7 +277,7 @@ SCENARIOS: dict[Callable[[Fleet, Expect], list[CheckResult]], tuple[str, ...]] =
 }
 
 
-def _guarded(scenario, names: tuple[str, ...], fleet: Fleet, expect: Expect) -> list[CheckResult]:
+def _guarded(scenario: Scenario, names: tuple[str, ...], fleet: Fleet, expect: Expect) -> list[CheckResult]:
     """A container the engine refuses to start fails that scenario's checks, not the whole run."""
     try:
         return scenario(fleet, expect)
@@ -402,15 +289,30 @@ def _guarded(scenario, names: tuple[str, ...], fleet: Fleet, expect: Expect) -> 
 
 
 def verify_image(
-    client, image_id: str, config: dict, expect: Expect, cancel: threading.Event | None = None
-) -> list[CheckResult]:
-    """All checks of one image, in report order; every container removed before returning."""
+    client: docker.DockerClient,
+    image_id: str,
+    config: dict[str, Any],
+    where: str,
+    site: str | None = None,
+    cancel: threading.Event | None = None,
+) -> tuple[str, list[CheckResult]]:
+    """The site the image's manifest names and all its checks, in report order.
+
+    ``where`` names the image in messages; ``site``, when given, is the site the image must be
+    of. Every container is removed before returning.
+    """
     cancel = cancel or threading.Event()
     fleet = Fleet(client, image_id, cancel)
-    pool = ThreadPoolExecutor(len(SCENARIOS), thread_name_prefix=f"imgforge-verify-{expect.site.name}")
-    results = [checks.image_config(config, expect)]
+    pool = ThreadPoolExecutor(len(SCENARIOS) + 1, thread_name_prefix="imgforge-verify")
     try:
-        futures = [pool.submit(_guarded, fn, names, fleet, expect) for fn, names in SCENARIOS.items()]
+        files = fleet.create("files", command=["/"])
+        expect, problems = read_expectations(fleet, files, config.get("Labels") or {}, where, site)
+        scenarios: dict[Scenario, tuple[str, ...]] = {
+            **SCENARIOS,
+            functools.partial(_content, files, problems): ("content_manifest",),
+        }
+        results = [checks.image_config(config, expect)]
+        futures = [pool.submit(_guarded, fn, names, fleet, expect) for fn, names in scenarios.items()]
         for future in futures:
             results += future.result()
     except BaseException:
@@ -419,4 +321,4 @@ def verify_image(
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
         fleet.remove_all()
-    return sorted(results, key=lambda r: ORDER.index(r.name) if r.name in ORDER else len(ORDER))
+    return site or expect.site, sorted(results, key=lambda r: ORDER.index(r.name) if r.name in ORDER else len(ORDER))

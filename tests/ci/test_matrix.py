@@ -12,7 +12,6 @@ import subprocess
 import pytest
 
 from imgforge import matrix
-from imgforge.cli import main
 from imgforge.config import load_catalog
 
 
@@ -22,13 +21,6 @@ def names(result: matrix.MatrixResult) -> list[str]:
 
 def build(repo, since: str | None, root=None) -> matrix.MatrixResult:
     return matrix.sites_to_build(load_catalog(root or repo.path), since, repo.path)
-
-
-def run_cli(capsys, *args: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exit_info:
-        main(["matrix", *args])
-    out, err = capsys.readouterr()
-    return exit_info.value.code, out, err
 
 
 # --- local inputs -------------------------------------------------------------------------------
@@ -84,12 +76,12 @@ def test_shared_inputs_list_every_site(catalog_repo, path, why):
     assert {e.reason for e in result.entries} == {f"{why} (affects every site)"}
 
 
-def test_a_commit_touching_nothing_relevant_gives_an_empty_result(catalog_repo, capsys):
+def test_a_commit_touching_nothing_relevant_gives_an_empty_result(catalog_repo, cli_main):
     base = catalog_repo.git("rev-parse", "HEAD")
     catalog_repo.commit("docs", {"docs/readme.md": "hello\n"})
     catalog_repo.commit("empty")
     assert build(catalog_repo, base).entries == ()
-    code, out, err = run_cli(capsys, "--root", str(catalog_repo.path), "--changed-since", base, "--format", "github")
+    code, out, err = cli_main("matrix", "--root", str(catalog_repo.path), "--changed-since", base, "--format", "github")
     assert (code, json.loads(out), err) == (0, {"include": []}, "")
 
 
@@ -182,27 +174,27 @@ def test_a_missing_content_folder_is_reported_not_dropped(catalog_repo):
     assert "does not exist" in problem.reason
 
 
-def test_unknown_revision_is_a_usage_error(catalog_repo, capsys):
-    code, out, err = run_cli(capsys, "--root", str(catalog_repo.path), "--changed-since", "no-such-ref")
+def test_unknown_revision_is_a_usage_error(catalog_repo, cli_main):
+    code, out, err = cli_main("matrix", "--root", str(catalog_repo.path), "--changed-since", "no-such-ref")
     assert code == 2
     assert out == ""
     assert err.startswith("error: --changed-since no-such-ref: unknown revision in ")
     assert err.count("\n") == 1
 
 
-def test_unrelated_history_says_so(catalog_repo, capsys):
+def test_unrelated_history_says_so(catalog_repo, cli_main):
     catalog_repo.git("checkout", "-q", "--orphan", "other")
     other = catalog_repo.commit("unrelated root")
     catalog_repo.git("checkout", "-q", "main")
-    code, _, err = run_cli(capsys, "--root", str(catalog_repo.path), "--changed-since", other)
+    code, _, err = cli_main("matrix", "--root", str(catalog_repo.path), "--changed-since", other)
     assert code == 2
     assert "no common history with HEAD" in err
     assert "fetch-depth 0" in err
 
 
-def test_not_a_git_repository_is_a_usage_error(make_catalog, capsys):
+def test_not_a_git_repository_is_a_usage_error(make_catalog, cli_main):
     root = make_catalog(sites={"a": {}})
-    code, _, err = run_cli(capsys, "--root", str(root), "--changed-since", "HEAD")
+    code, _, err = cli_main("matrix", "--root", str(root), "--changed-since", "HEAD")
     assert code == 2
     assert "not a git repository" in err
 
@@ -307,13 +299,13 @@ def test_a_ref_the_remote_does_not_have_is_reported(catalog_repo, remote):
     assert "ref 'mian' not found" in problem.reason
 
 
-def test_problems_reach_stderr_and_github_output(catalog_repo, tmp_path, capsys, monkeypatch):
+def test_problems_reach_stderr_and_github_output(catalog_repo, tmp_path, cli_main, monkeypatch):
     base = add_git_site(catalog_repo, "gone", f"file://{tmp_path}/nope.git")
     catalog_repo.commit("alpha", {"content/alpha/www-data/index.html": "changed\n"})
     output = tmp_path / "github_output"
     output.write_text("earlier=1\n")
     monkeypatch.setenv("GITHUB_OUTPUT", str(output))
-    code, out, err = run_cli(capsys, "--root", str(catalog_repo.path), "--changed-since", base, "--format", "github")
+    code, out, err = cli_main("matrix", "--root", str(catalog_repo.path), "--changed-since", base, "--format", "github")
     assert code == 0
     catalog = load_catalog(catalog_repo.path)
     base_image = catalog.profile(catalog.site("alpha")).base_image
@@ -329,9 +321,9 @@ def test_problems_reach_stderr_and_github_output(catalog_repo, tmp_path, capsys,
     assert "gone" in json.loads(lines[3][len("problems=") :])[0]
 
 
-def test_blocking_problem_becomes_a_failing_github_matrix_entry(catalog_repo, tmp_path, capsys):
+def test_blocking_problem_becomes_a_failing_github_matrix_entry(catalog_repo, tmp_path, cli_main):
     add_git_site(catalog_repo, "gone", f"file://{tmp_path}/nope.git")
-    code, out, err = run_cli(capsys, "--root", str(catalog_repo.path), "--format", "github")
+    code, out, err = cli_main("matrix", "--root", str(catalog_repo.path), "--format", "github")
     include = json.loads(out)["include"]
     assert [i["site"] for i in include] == ["alpha", "beta", "gamma", "gone"]
     assert "cannot reach" in include[-1]["problem"]
@@ -349,10 +341,10 @@ def assert_valid_gitlab(helpers, text: str, tmp_path) -> None:
 # --- formats ------------------------------------------------------------------------------------
 
 
-def test_json_format_lists_sites_and_problems(catalog_repo, capsys):
+def test_json_format_lists_sites_and_problems(catalog_repo, cli_main):
     base = catalog_repo.git("rev-parse", "HEAD")
     catalog_repo.commit("alpha", {"content/alpha/www-data/x.js": "1\n"})
-    code, out, _ = run_cli(capsys, "--root", str(catalog_repo.path), "--changed-since", base)
+    code, out, _ = cli_main("matrix", "--root", str(catalog_repo.path), "--changed-since", base)
     data = json.loads(out)
     assert code == 0
     assert data["base_commit"] == base
@@ -362,7 +354,7 @@ def test_json_format_lists_sites_and_problems(catalog_repo, capsys):
     assert set(data["sites"][0]) == {"site", "image", "reason", "base", "revision"}
 
 
-def test_gitlab_format_one_job_per_site(catalog_repo, capsys, helpers):
+def test_gitlab_format_one_job_per_site(catalog_repo, cli_main, helpers):
     base = catalog_repo.git("rev-parse", "HEAD")
     catalog_repo.commit(
         "two sites",
@@ -371,7 +363,7 @@ def test_gitlab_format_one_job_per_site(catalog_repo, capsys, helpers):
             "sites/gamma.toml": helpers.site_toml("gamma", helpers.local_source("gamma")) + "# note\n",
         },
     )
-    code, out, _ = run_cli(capsys, "--root", str(catalog_repo.path), "--changed-since", base, "--format", "gitlab")
+    code, out, _ = cli_main("matrix", "--root", str(catalog_repo.path), "--changed-since", base, "--format", "gitlab")
     doc = helpers.load_yaml(out)
     jobs = {k: v for k, v in doc.items() if not k.startswith(".") and isinstance(v, dict)}
     assert sorted(jobs) == ["site:alpha", "site:gamma"]
@@ -380,20 +372,22 @@ def test_gitlab_format_one_job_per_site(catalog_repo, capsys, helpers):
     assert 'imgforge build "$SITE" --test' in doc[".imgforge-site"]["script"]
 
 
-def test_gitlab_format_empty_change_set_is_a_valid_noop(catalog_repo, capsys, helpers, tmp_path):
-    code, out, _ = run_cli(capsys, "--root", str(catalog_repo.path), "--changed-since", "HEAD", "--format", "gitlab")
+def test_gitlab_format_empty_change_set_is_a_valid_noop(catalog_repo, cli_main, helpers, tmp_path):
+    code, out, _ = cli_main("matrix", "--root", str(catalog_repo.path), "--changed-since", "HEAD", "--format", "gitlab")
     doc = helpers.load_yaml(out)
     assert [k for k in doc if k != "stages"] == ["nothing-to-do"]
     assert "nothing to build" in doc["nothing-to-do"]["script"][0]
     assert_valid_gitlab(helpers, out, tmp_path)
 
 
-def test_gitlab_format_problems_fail_or_warn(catalog_repo, tmp_path, capsys, helpers):
+def test_gitlab_format_problems_fail_or_warn(catalog_repo, tmp_path, cli_main, helpers):
     add_git_site(catalog_repo, "gone", f"file://{tmp_path}/nope.git")
     catalog_repo.commit(
         "gamma content gone", {"sites/gamma.toml": helpers.site_toml("gamma", '[source]\npath = "nowhere"\n')}
     )
-    code, out, _ = run_cli(capsys, "--root", str(catalog_repo.path), "--changed-since", "HEAD~1", "--format", "gitlab")
+    code, out, _ = cli_main(
+        "matrix", "--root", str(catalog_repo.path), "--changed-since", "HEAD~1", "--format", "gitlab"
+    )
     doc = helpers.load_yaml(out)
     assert doc["problem:gamma"]["script"][-1] == "exit 1"
     assert "allow_failure" not in doc["problem:gamma"]

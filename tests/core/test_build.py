@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -13,6 +14,7 @@ import docker.errors
 import pytest
 
 from imgforge import build, config
+from imgforge.content_manifest import LABEL
 from imgforge.errors import EXIT_BUILD, EXIT_DOCKER, BuildFailed
 
 pytestmark = pytest.mark.docker
@@ -23,10 +25,8 @@ def cleanup_images(docker_client):
     refs: list[str] = []
     yield refs
     for ref in refs:
-        try:
+        with contextlib.suppress(docker.errors.APIError):
             docker_client.images.remove(ref, force=True)
-        except docker.errors.APIError:
-            pass
 
 
 def _serve_once(client, image_id: str, port: int, user: str, path: str = "/") -> tuple[int, bytes]:
@@ -52,9 +52,9 @@ def _serve_once(client, image_id: str, port: int, user: str, path: str = "/") ->
                     return resp.status, resp.read()
             except urllib.error.HTTPError as e:
                 return e.code, b""
-            except OSError:
+            except OSError as e:
                 if time.monotonic() > deadline:
-                    raise AssertionError(container.logs().decode())
+                    raise AssertionError(container.logs().decode()) from e
                 time.sleep(0.05)
     finally:
         container.remove(force=True)
@@ -95,6 +95,7 @@ def test_two_sites_with_different_settings_build_and_serve(
         labels = attrs["Labels"]
         assert labels["org.opencontainers.image.version"] == catalog.site(name).tag
         assert labels[build.DIGEST_LABEL] == results[name].inputs_digest
+        assert labels[LABEL] == results[name].manifest_digest == results[name].manifest.digest
         for key in ("source", "revision", "created", "title"):
             assert labels[f"org.opencontainers.image.{key}"] not in ("", "unknown"), key
     index = (catalog.root / catalog.site("spa").source.path / "www-data" / "index.html").read_bytes()
@@ -147,35 +148,36 @@ def test_broken_nginx_config_fails_the_build_with_nginx_message(
     assert err.value.exit_code == EXIT_BUILD
 
 
-def test_unreachable_base_image_is_a_clear_build_error(make_catalog, run_cli):
+def test_unreachable_base_image_is_a_clear_build_error(make_catalog, cli_process):
     # A registry on a closed loopback port: the pull fails fast and no traffic leaves the machine.
     root = make_catalog({"m": {"base_image": "127.0.0.1:9/nothing/here:1"}})
-    proc = run_cli("build", "m", "--root", str(root))
+    proc = cli_process("build", "m", "--root", str(root))
     assert proc.returncode == EXIT_BUILD
     assert proc.stderr.startswith("error: build of 'm' failed at step '1/")
     assert proc.stderr.count("\n") == 1
 
 
-def test_engine_unreachable_is_one_line_with_a_hint(make_catalog, run_cli, tmp_path):
+def test_engine_unreachable_is_one_line_with_a_hint(make_catalog, cli_process, tmp_path):
     root = make_catalog({"s": {}})
-    proc = run_cli("build", "s", "--root", str(root), env={"DOCKER_HOST": f"unix://{tmp_path}/no.sock"})
+    proc = cli_process("build", "s", "--root", str(root), env={"DOCKER_HOST": f"unix://{tmp_path}/no.sock"})
     assert proc.returncode == EXIT_DOCKER
     assert proc.stderr.startswith("error: cannot reach the Docker engine")
     assert "DOCKER_HOST" in proc.stderr
     assert proc.stderr.count("\n") == 1
 
 
-def test_build_all_reports_unavailable_sites_and_builds_the_rest(make_catalog, nginx_base, run_cli, cleanup_images):
+def test_build_all_reports_unavailable_sites_and_builds_the_rest(make_catalog, nginx_base, cli_process, cleanup_images):
     root = make_catalog({"ok": {}, "nosource": {"source": {"content_dir": "www-data"}}})
     cleanup_images.append("127.0.0.1:5000/test/ok:v0.0.1")
-    proc = run_cli("build", "--all", "--json", "--root", str(root))
+    proc = cli_process("build", "--all", "--json", "--root", str(root))
     assert proc.returncode == 0, proc.stderr
     rows = {r["site"]: r for r in json.loads(proc.stdout)}
     assert rows["ok"]["status"] in ("built", "skipped")
     assert rows["ok"]["id"].startswith("sha256:")
+    assert rows["ok"]["manifest_digest"].startswith("sha256:")
     assert rows["nosource"]["status"] == "unavailable"
     assert "no path or git URL" in rows["nosource"]["detail"]
-    again = json.loads(run_cli("build", "ok", "--json", "--root", str(root)).stdout)
+    again = json.loads(cli_process("build", "ok", "--json", "--root", str(root)).stdout)
     assert again["skipped"] is True
     assert again["image"] == "127.0.0.1:5000/test/ok:v0.0.1"
 

@@ -143,32 +143,26 @@ def test_set_site_tag_keeps_comments_and_layout(tmp_path):
         config.set_site_tag(catalog, catalog.site("s"), "bad tag")
 
 
-def test_cli_errors_are_one_line_with_documented_exit_codes(make_catalog, run_cli):
+def test_cli_errors_are_one_line_with_documented_exit_codes(make_catalog, cli_process):
     root = make_catalog({"bad": {"uid": "nginx"}})
-    proc = run_cli("sites", "--root", str(root))
+    proc = cli_process("sites", "--root", str(root))
     assert proc.returncode == EXIT_CATALOG
     assert proc.stderr == 'error: sites/bad.toml: uid: expected an integer ≥ 1, got "nginx"\n'
     assert "Traceback" not in proc.stderr
-    proc = run_cli("render", "nope", "--root", str(REPO))
+    proc = cli_process("render", "nope", "--root", str(REPO))
     assert proc.returncode == EXIT_NOT_FOUND
     assert proc.stderr.startswith("error: unknown site 'nope'")
 
 
-def test_sites_json_lists_the_catalog(run_cli):
+def test_sites_json_lists_the_catalog(cli_process):
     import json
 
-    proc = run_cli("sites", "--json", "--root", str(REPO))
+    proc = cli_process("sites", "--json", "--root", str(REPO))
     assert proc.returncode == 0, proc.stderr
     rows = {r["site"]: r for r in json.loads(proc.stdout)}
     assert rows["sofmeright"]["image"] == "cr.pcfae.com/prplanit/sofmeright.com:v0.0.5"
     assert rows["example"]["content"] == "examples/example-site/www-data"
     assert rows["sofmeright"]["content"] is None
-
-
-def test_cli_default_overlay_root_matches_the_catalog_default():
-    from imgforge.cli import audit as audit_cli
-
-    assert audit_cli.DEFAULT_OVERLAY_ROOT == config.DEFAULT_OVERLAY_ROOT
 
 
 @pytest.mark.parametrize(

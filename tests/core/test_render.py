@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
+import json
 import os
 import stat
 import subprocess
+import tarfile
 from pathlib import Path
 
 import pytest
 
 from imgforge import config, render
+from imgforge.content_manifest import IMAGE_PATH, ContentManifest
 from imgforge.errors import ContentMissing
+from imgforge.hashcache import HashCache
 
 GOLDEN = Path(__file__).parent / "golden"
 REPO = Path(__file__).resolve().parents[2]
@@ -122,6 +128,7 @@ def test_every_catalog_dockerfile_passes_hadolint_on_every_profile(tmp_path):
             dockerfile.write_text(files["Dockerfile"])
             proc = subprocess.run(
                 [hadolint, "--no-color", "--failure-threshold", "warning", str(dockerfile)],
+                check=False,
                 capture_output=True,
                 text=True,
             )
@@ -141,6 +148,7 @@ def test_hadolint_would_catch_a_regression(tmp_path):
             "warning",
             str(dockerfile),
         ],
+        check=False,
         capture_output=True,
         text=True,
     )
@@ -191,22 +199,22 @@ def test_symlink_escaping_the_content_folder_is_refused(make_catalog, build_file
         render.prepare(catalog, catalog.site("s"))
 
 
-def test_failed_render_leaves_no_partial_output(make_catalog, build_file_tree, tmp_path, run_cli):
+def test_failed_render_leaves_no_partial_output(make_catalog, build_file_tree, tmp_path, cli_process):
     content = build_file_tree(tmp_path / "src", {"www-data/index.html": "hi\n"})
     root = make_catalog(
         {"s": {"source": {"path": str(content)}}, "gone": {"source": {"path": str(tmp_path / "missing")}}}
     )
     out = tmp_path / "out"
-    proc = run_cli("render", "gone", "--out", str(out), "--root", str(root))
+    proc = cli_process("render", "gone", "--out", str(out), "--root", str(root))
     assert proc.returncode == 4
     assert "content folder" in proc.stderr
     assert "does not exist" in proc.stderr
     assert not out.exists()
     # An existing context is replaced whole or not at all.
-    assert run_cli("render", "s", "--out", str(out), "--root", str(root)).returncode == 0
+    assert cli_process("render", "s", "--out", str(out), "--root", str(root)).returncode == 0
     before = _tree(out)
     (content / "www-data" / "escape").symlink_to("/etc/hostname")
-    proc = run_cli("render", "s", "--out", str(out), "--root", str(root))
+    proc = cli_process("render", "s", "--out", str(out), "--root", str(root))
     assert proc.returncode == 4
     assert _tree(out) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["catalog", "out", "src"]
@@ -237,23 +245,21 @@ def test_build_tar_holds_exactly_what_render_writes(make_catalog, tmp_path):
     assert in_tar == on_disk
 
 
-def test_default_out_dir_replaces_a_context_an_older_imgforge_wrote(make_catalog, run_cli, tmp_path):
+def test_default_out_dir_replaces_a_context_an_older_imgforge_wrote(make_catalog, cli_process, tmp_path):
     """Contexts under imgforge's own cache are its own, marker or not (older versions wrote none)."""
     root = make_catalog({"s": {}})
     env = {"IMGFORGE_CACHE_DIR": str(tmp_path / "cache")}
     old = tmp_path / "cache" / "contexts" / "s"
     (old / "html").mkdir(parents=True)
     (old / "Dockerfile").write_text("FROM old\n")
-    proc = run_cli("render", "s", "--root", str(root), env=env)
+    proc = cli_process("render", "s", "--root", str(root), env=env)
     assert proc.returncode == 0, proc.stderr
     assert (old / render.MARKER).is_file()
     assert (old / "Dockerfile").read_text() != "FROM old\n"
     assert os.listdir(old.parent) == ["s"]
 
 
-def test_digest_never_remembers_bytes_read_from_a_file_that_changed(
-    make_catalog, build_file_tree, tmp_path, monkeypatch
-):
+def test_digest_never_remembers_bytes_read_from_a_file_that_changed(make_catalog, build_file_tree, tmp_path):
     """A file rewritten between listing and hashing must not leave its new hash under its old stamp.
 
     Otherwise restoring the old bytes with the old mtime (``cp -p``, an rsync) would be digested as
@@ -263,12 +269,117 @@ def test_digest_never_remembers_bytes_read_from_a_file_that_changed(
     page = content / "www-data" / "index.html"
     listed_mtime = page.stat().st_mtime_ns
     catalog = config.load_catalog(make_catalog({"s": {"source": {"path": str(content)}}}))
-    rendered = render.prepare(catalog, catalog.site("s"))
+    cache = HashCache(tmp_path / "hashes.json")
+    rendered = render.prepare(catalog, catalog.site("s"), cache)
     page.write_text("new-2\n")  # same size, same inode
     os.utime(page, ns=(0, listed_mtime + 1_000_000_000))
     rendered.digest()
+    cache.save()
     page.write_text("old-1\n")
     os.utime(page, ns=(0, listed_mtime))
-    digest = render.prepare(catalog, catalog.site("s")).digest()
-    monkeypatch.setenv("IMGFORGE_CACHE_DIR", str(tmp_path / "fresh-cache"))
-    assert digest == render.prepare(catalog, catalog.site("s")).digest()
+    digest = render.prepare(catalog, catalog.site("s"), HashCache(tmp_path / "hashes.json")).digest()
+    assert digest == render.prepare(catalog, catalog.site("s")).digest()  # no cache: every byte hashed
+
+
+def test_the_hash_cache_is_the_callers_never_opened_behind_its_back(make_catalog, build_file_tree, tmp_path):
+    """Digest, manifest, folder and stream write no cache file; one passed in is used and saved by its owner."""
+    content = build_file_tree(tmp_path / "src", {"www-data/index.html": "<h1>hi</h1>\n", "www-data/a.css": "a{}\n"})
+    catalog = config.load_catalog(make_catalog({"s": {"source": {"path": str(content)}}}))
+    user_cache = Path(os.environ["IMGFORGE_CACHE_DIR"]) / "file-hashes.json"
+    user_cache.unlink(missing_ok=True)
+    context, _out = render.render_site(catalog, catalog.site("s"), tmp_path / "ctx")
+    context.digest()
+    b"".join(context.tar_stream())
+    assert not user_cache.exists()  # nothing written
+    page = content / "www-data" / "index.html"
+    st = page.stat()
+    user_cache.parent.mkdir(parents=True, exist_ok=True)
+    user_cache.write_text(json.dumps({str(page): [st.st_size, st.st_mtime_ns, st.st_ino, "00" * 32]}))
+    assert render.prepare(catalog, catalog.site("s")).manifest() == context.manifest()  # nor read
+    mine = tmp_path / "mine.json"
+    cache = HashCache(mine)
+    with_cache = render.prepare(catalog, catalog.site("s"), cache)
+    assert with_cache.digest() == context.digest()
+    assert not mine.exists()  # saved only when its owner says so
+    cache.save()
+    assert set(json.loads(mine.read_text())) == {
+        str(content / "www-data" / "index.html"),
+        str(content / "www-data" / "a.css"),
+    }
+    assert json.loads(user_cache.read_text())[str(page)][3] == "00" * 32  # the user's cache untouched
+
+
+def test_the_context_carries_the_content_manifest_the_image_gets(make_catalog, build_file_tree, tmp_path):
+    """Every served file with its sha256 and size, the left-out paths and the settings, canonical JSON."""
+    content = build_file_tree(
+        tmp_path / "src",
+        {
+            "www-data/index.html": "<h1>hi</h1>\n",
+            "www-data/img/a b.png": b"\x89PNG",
+            "www-data/.env": "SMTP_PASSWORD=x\n",
+            "www-data/mail.php": "<?php\n",
+        },
+    )
+    settings = {"port": 9001, "uid": 10000, "gid": 10001, "fallback": "spa", "ipv6": "off", "gzip": False}
+    root = make_catalog(
+        {"s": {"source": {"path": str(content)}, **settings, "cache_assets": False, "headers": {"X-Extra": "1"}}}
+    )
+    catalog = config.load_catalog(root)
+    context, out = render.render_site(catalog, catalog.site("s"), tmp_path / "ctx")
+    data = (out / render.MANIFEST_FILE).read_bytes()
+    assert json.loads(data) == {
+        "schema": "imgforge.content-manifest",
+        "version": 1,
+        "site": "s",
+        "content_root": "/usr/share/nginx/html",
+        "served": {
+            "img/a b.png": {"sha256": hashlib.sha256(b"\x89PNG").hexdigest(), "size": 4},
+            "index.html": {"sha256": hashlib.sha256(b"<h1>hi</h1>\n").hexdigest(), "size": 12},
+        },
+        "left_out": [".env", "mail.php"],
+        "headers": [
+            ["X-Content-Type-Options", "nosniff"],
+            ["Referrer-Policy", "strict-origin-when-cross-origin"],
+            ["X-Frame-Options", "SAMEORIGIN"],
+            ["X-Extra", "1"],
+        ],
+        **settings,
+        "cache_assets": False,
+    }
+    assert data == (json.dumps(json.loads(data), sort_keys=True, separators=(",", ":")) + "\n").encode()
+    assert b"SMTP_PASSWORD" not in data  # left-out files are named, never copied
+    assert context.manifest().digest == "sha256:" + hashlib.sha256(data).hexdigest()
+    assert ContentManifest.parse(data, "here") == context.manifest()
+    with tarfile.open(fileobj=io.BytesIO(b"".join(context.tar_stream()))) as tar:
+        member = tar.getmember(render.MANIFEST_FILE)
+        assert (member.mode, member.uid, member.gid) == (0o644, 0, 0)
+        assert tar.extractfile(member).read() == data
+    assert f"\nCOPY {render.MANIFEST_FILE} {IMAGE_PATH}\n" in context.files["Dockerfile"]
+    assert not IMAGE_PATH.startswith(render.CONTENT_ROOT + "/")  # never served by nginx
+
+
+def test_the_manifest_follows_content_and_settings_and_is_in_the_digest(make_catalog, build_file_tree, tmp_path):
+    content = build_file_tree(tmp_path / "src", {"www-data/index.html": "<h1>one</h1>\n"})
+    catalog = config.load_catalog(make_catalog({"s": {"source": {"path": str(content)}}}))
+    first = render.prepare(catalog, catalog.site("s"))
+    again = render.prepare(catalog, catalog.site("s"))
+    assert first.manifest().to_bytes() == again.manifest().to_bytes()
+    (content / "www-data" / "index.html").write_text("<h1>two</h1>\n")
+    changed = render.prepare(catalog, catalog.site("s"))
+    assert changed.manifest().digest != first.manifest().digest
+    assert changed.digest() != first.digest()
+    moved = config.load_catalog(make_catalog({"s": {"source": {"path": str(content)}, "fallback": "spa"}}))
+    assert render.prepare(moved, moved.site("s")).manifest().fallback == "spa"
+
+
+def test_a_damaged_cache_entry_is_hashed_anew_never_trusted(make_catalog, build_file_tree, tmp_path):
+    content = build_file_tree(tmp_path / "src", {"www-data/index.html": "<h1>hi</h1>\n"})
+    page = content / "www-data" / "index.html"
+    st = page.stat()
+    stamp = [st.st_size, st.st_mtime_ns, st.st_ino]
+    catalog = config.load_catalog(make_catalog({"s": {"source": {"path": str(content)}}}))
+    honest = render.prepare(catalog, catalog.site("s")).digest()
+    for damaged in (["not hex"], [None], ["ab" * 31], []):
+        (tmp_path / "hashes.json").write_text(json.dumps({str(page): stamp + damaged}))
+        cache = HashCache(tmp_path / "hashes.json")
+        assert render.prepare(catalog, catalog.site("s"), cache).digest() == honest

@@ -7,7 +7,6 @@ import json
 import pytest
 
 from imgforge import update
-from imgforge.cli import main
 from imgforge.config import load_catalog
 from imgforge.errors import EXIT_FORGE, EXIT_REFUSED
 from imgforge.forge.gitlab import GitLab
@@ -15,13 +14,6 @@ from imgforge.forge.gitlab import GitLab
 TOKEN = "glpat-s3cr3t-TOKEN-value-42"  # conftest.TOKEN
 IMAGE = "127.0.0.1:9/prplanit/web.example"
 REPO = "prplanit/web.example"
-
-
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as done:
-        main(list(argv))
-    out, err = capsys.readouterr()
-    return done.value.code, out, err
 
 
 @pytest.fixture
@@ -47,10 +39,10 @@ def cli(gitops_repo, make_catalog, fake_forge, forge_env):
     return make
 
 
-def test_dry_run_shows_everything_and_changes_nothing(capsys, cli, snap):
+def test_dry_run_shows_everything_and_changes_nothing(cli_main, cli, snap):
     work, bare, fake, args = cli("gitlab")
     before = snap(work, bare)
-    code, out, err = run(capsys, "pr", "web", *args, "--dry-run")
+    code, out, err = cli_main("pr", "web", *args, "--dry-run")
     assert code == 0, err
     assert "branch: imgforge/web-v0.0.3 (from main at " in out
     assert f"chore(image): update {IMAGE} to v0.0.3" in out
@@ -67,9 +59,9 @@ def test_dry_run_shows_everything_and_changes_nothing(capsys, cli, snap):
     assert TOKEN not in out + err
 
 
-def test_dry_run_json(capsys, cli):
+def test_dry_run_json(cli_main, cli):
     work, bare, fake, args = cli("github")
-    code, out, _ = run(capsys, "pr", "web", *args, "--dry-run", "--json")
+    code, out, _ = cli_main("pr", "web", *args, "--dry-run", "--json")
     data = json.loads(out)
     assert code == 0
     assert data["action"] == "dry-run"
@@ -78,12 +70,12 @@ def test_dry_run_json(capsys, cli):
     assert data["diff"].startswith("--- a/")
 
 
-def test_pr_prints_the_request_and_never_the_token(capsys, cli, git_in):
+def test_pr_prints_the_request_and_never_the_token(cli_main, cli, git_in):
     work, bare, fake, args = cli("gitea")
-    code, out, err = run(capsys, "pr", "web", *args)
+    code, out, err = cli_main("pr", "web", *args)
     assert code == 0, err
     assert f"web: created pull request {fake.url}/ops/gitops/pulls/1 (imgforge/web-v0.0.3 -> main, pushed" in out
-    code, out2, err2 = run(capsys, "pr", "web", *args, "--run-ci")
+    code, out2, err2 = cli_main("pr", "web", *args, "--run-ci")
     assert code == 0
     assert "web: updated pull request" in out2
     assert len(fake.items) == 1
@@ -92,11 +84,11 @@ def test_pr_prints_the_request_and_never_the_token(capsys, cli, git_in):
     assert TOKEN not in out + err + out2 + err2 + history + json.dumps(fake.items)
 
 
-def test_rejected_token_exit_code_and_message(capsys, cli, monkeypatch, snap):
+def test_rejected_token_exit_code_and_message(cli_main, cli, monkeypatch, snap):
     work, bare, fake, args = cli("gitlab")
     monkeypatch.setenv("GITLAB_TOKEN", "glpat-WRONG-wrong-0000")
     before = snap(work, bare)
-    code, out, err = run(capsys, "pr", "web", *args)
+    code, out, err = cli_main("pr", "web", *args)
     assert code == EXIT_FORGE
     assert err.startswith("error: token rejected by gitlab at http://127.0.0.1:")
     assert "GITLAB_TOKEN" in err
@@ -104,18 +96,18 @@ def test_rejected_token_exit_code_and_message(capsys, cli, monkeypatch, snap):
     assert snap(work, bare) == before
 
 
-def test_missing_token_names_the_variables(capsys, cli, monkeypatch):
+def test_missing_token_names_the_variables(cli_main, cli, monkeypatch):
     work, bare, fake, args = cli("github")
     monkeypatch.delenv("GITHUB_TOKEN")
-    code, _, err = run(capsys, "pr", "web", *args)
+    code, _, err = cli_main("pr", "web", *args)
     assert code == EXIT_FORGE
     assert "no github token: set IMGFORGE_GITHUB_TOKEN or GITHUB_TOKEN" in err
 
 
-def test_dirty_tree_exit_code(capsys, cli):
+def test_dirty_tree_exit_code(cli_main, cli):
     work, bare, fake, args = cli("gitlab")
     (work / "fluxcd/apps/base/web-site/service.yaml").write_text("oops\n")
-    code, _, err = run(capsys, "pr", "web", *args)
+    code, _, err = cli_main("pr", "web", *args)
     assert code == EXIT_REFUSED
     assert "uncommitted changes" in err
 
@@ -176,7 +168,7 @@ def test_update_says_why_nothing_is_opened(loop, tags, status):
     assert fake.calls == []
 
 
-def test_update_cli_summary_and_json(capsys, loop, forge_env, monkeypatch):
+def test_update_cli_summary_and_json(cli_main, loop, forge_env, monkeypatch):
     catalog, work, registry, fake, forge, made = loop
     registry.tags[REPO] = ["v0.0.2", "v0.0.3"]
     args = [
@@ -193,21 +185,21 @@ def test_update_cli_summary_and_json(capsys, loop, forge_env, monkeypatch):
         "--project",
         "ops/gitops",
     ]
-    code, out, err = run(capsys, *args, "--json")
+    code, out, err = cli_main(*args, "--json")
     assert code == 0, err
     [row] = json.loads(out)
     assert row["site"] == "web"
     assert row["current"] == "v0.0.2"
     assert row["latest"] == "v0.0.3"
     assert row["status"] == "created"
-    code, out, err = run(capsys, *args)
+    code, out, err = cli_main(*args)
     assert code == 0
     assert "unchanged" in out
     assert "v0.0.3" in out
     assert TOKEN not in out + err
 
 
-def test_update_reports_a_failing_site_and_exits_with_its_code(capsys, loop, forge_env):
+def test_update_reports_a_failing_site_and_exits_with_its_code(cli_main, loop, forge_env):
     catalog, work, registry, fake, forge, made = loop  # no tags listed: the registry answers 404
     args = [
         "update",
@@ -223,7 +215,7 @@ def test_update_reports_a_failing_site_and_exits_with_its_code(capsys, loop, for
         "--project",
         "ops/gitops",
     ]
-    code, out, err = run(capsys, *args)
+    code, out, err = cli_main(*args)
     assert code == 7
     assert "error" in out
     assert f"update failed for 1 site(s): web: repository {REPO} not found" in err

@@ -19,6 +19,7 @@ import pytest
 from imgforge import config, gitops, release
 from imgforge.cli import main
 from imgforge.registry import RegistryClient
+from tests.conftest import run_main
 
 pytestmark = [pytest.mark.registry, pytest.mark.docker, pytest.mark.kustomize, pytest.mark.slow]
 
@@ -167,7 +168,7 @@ def test_build_test_push_then_the_dry_run_says_verified_with_the_digest(
     root = str(make_catalog(sites))
     our_refs.append(f"{image}:v0.1.0")
     image_id, checks = _build_and_test(capsys, root)
-    code, _, err = _cli(capsys, "push", "shop", "--root", root)
+    code, _, err = run_main("push", "shop", "--root", root)
     assert code == 0, err
     with RegistryClient(basic_registry.host) as registry:
         digest = registry.manifest_digest(image.split("/", 1)[1], "v0.1.0")
@@ -199,19 +200,12 @@ def test_build_test_push_then_the_dry_run_says_verified_with_the_digest(
     assert "the image is not present locally" in body
 
 
-def _cli(capsys, *argv: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as done:
-        main(list(argv))
-    out, err = capsys.readouterr()
-    return done.value.code, out, err
-
-
 def _build_and_test(capsys, root: str) -> tuple[str, int]:
     """`imgforge build shop` then `imgforge test shop`: the image id and how many checks passed."""
-    code, out, err = _cli(capsys, "build", "shop", "--root", root, "--json")
+    code, out, err = run_main("build", "shop", "--root", root, "--json")
     assert code == 0, err
     image_id = json.loads(out)["id"]
-    code, out, err = _cli(capsys, "test", "shop", "--root", root, "--json")
+    code, out, err = run_main("test", "shop", "--root", root, "--json")
     report = json.loads(out)
     assert code == 0 and report["ok"] is True and report["image_id"] == image_id, err
     return image_id, len(report["checks"])
@@ -231,6 +225,6 @@ def _gitops_repo(tmp_path: Path, image: str) -> Path:
 
 def _dry_run_body(capsys, argv: list[str]) -> str:
     """The request description out of `pr --dry-run`'s human output (no forge named: forge-neutral)."""
-    code, out, err = _cli(capsys, *argv)
+    code, out, err = run_main(*argv)
     assert code == 0, err
     return json.loads(out[out.index("{", out.index("\nrequest body (forge unknown):")) :])["body"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import shutil
 
 import pytest
@@ -37,18 +38,20 @@ def _tags(reg, repo: str) -> list[str]:
         return sorted(c.list_tags(repo))
 
 
-def test_release_stops_at_a_failing_test_with_nothing_pushed(web, basic_registry):
-    catalog, repo, content = web
+def test_release_stops_at_a_failing_test_with_nothing_pushed(web, basic_registry, docker_client):
+    catalog, repo, _ = web
     site_file = catalog.root / "sites/web.toml"
     before = site_file.read_bytes()
 
-    def change_content_after_the_build(event) -> None:
-        # The image now serves what was built, no longer what the site holds: `imgforge test` fails.
+    def break_the_image_before_its_test(event) -> None:
+        # The tag under test now names an image without one of its served files: `imgforge test` fails.
         if getattr(event, "kind", "") == "stage" and event.text.startswith("testing "):
-            (content / "index.html").write_text("<h1>edited during the release</h1>\n")
+            ref = event.text.removeprefix("testing ")
+            dockerfile = f"FROM {ref}\nUSER 0:0\nRUN rm /usr/share/nginx/html/about.html\nUSER 100:101\n"
+            docker_client.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=ref, rm=True)
 
     with pytest.raises(VerifyFailed) as e:
-        release.release(catalog, "web", "patch", on_event=change_content_after_the_build)
+        release.release(catalog, "web", "patch", on_event=break_the_image_before_its_test)
     assert str(e.value).startswith(
         f"release of 'web' stopped: {basic_registry.host}/{repo}:v0.0.2 failed `imgforge test` ("
     )

@@ -6,8 +6,6 @@ content, so a value that gets through validation renders to files comparable wit
 
 from __future__ import annotations
 
-import contextlib
-import io
 import shutil
 import subprocess
 from pathlib import Path
@@ -15,24 +13,13 @@ from typing import Any
 
 import tomlkit
 
-from imgforge.cli import main
+from tests.conftest import run_main
 
 REPO = Path(__file__).resolve().parents[2]
+cli = run_main  # the one in-process CLI runner (tests/conftest.py), under the name these tests use
 GOLDEN = REPO / "tests" / "core" / "golden"
 EXAMPLE_SITE = REPO / "examples" / "example-site"
 VARIANTS = ("alpine-spa", "alpine-404", "debian-spa", "debian-404", "prebuilt-spa", "prebuilt-404")
-
-
-def cli(*args: str) -> tuple[int, str, str]:
-    """``imgforge ARGS`` through ``imgforge.cli.main``: (exit code, stdout, stderr)."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            main(list(args))
-            code = 0
-        except SystemExit as e:
-            code = e.code if isinstance(e.code, int) else 1
-    return code, out.getvalue(), err.getvalue()
 
 
 def golden_catalog(dest: Path) -> Path:

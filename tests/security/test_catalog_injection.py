@@ -21,7 +21,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))  # --import-mode=importlib: the helpers by name
 from catalog_attack_helpers import assert_one_error_line, cli, edit_toml, golden_catalog, old_site_repo
 
-from imgforge import config, render
+from imgforge import config, render, templating
 from imgforge.audit import migrate_repo
 
 SITE = "prebuilt-spa"
@@ -150,9 +150,9 @@ def test_templates_refuse_a_line_break_even_past_validation(catalog, update):
 
 def test_quoting_filters_keep_values_inside_their_quotes():
     value = 'a "q" \\ $HOME ${X} `id` ;{}#'
-    assert render._dockerfile_quoted(value) == '"a \\"q\\" \\\\ \\$HOME \\${X} `id` ;{}#"'
-    assert render._shell_quoted("nginx~1.26'; touch /pwned; '") == "'nginx~1.26'\"'\"'; touch /pwned; '\"'\"''"
-    assert render._nginx_quoted(value) == '"a \\"q\\" \\\\ ${imgforge_dollar}HOME ${imgforge_dollar}{X} `id` ;{}#"'
+    assert templating.dockerfile_quoted(value) == '"a \\"q\\" \\\\ \\$HOME \\${X} `id` ;{}#"'
+    assert templating.shell_quoted("nginx~1.26'; touch /pwned; '") == "'nginx~1.26'\"'\"'; touch /pwned; '\"'\"''"
+    assert templating.nginx_quoted(value) == '"a \\"q\\" \\\\ ${imgforge_dollar}HOME ${imgforge_dollar}{X} `id` ;{}#"'
 
 
 def test_migrate_does_not_turn_an_nginx_variable_into_a_literal_header(tmp_path):

@@ -22,7 +22,7 @@ from imgforge.errors import ContentMissing
 SECRET = b"SMTP_PASSWORD=hunter2-do-not-ship"
 
 
-def _render(make_catalog, content: Path, out: Path) -> tuple[render.Rendered, bytes]:
+def _render(make_catalog, content: Path, out: Path) -> tuple[render.Context, bytes]:
     """Render the site into ``out``; return the listing and every byte the image could get."""
     catalog = config.load_catalog(
         make_catalog({"s": {"source": {"path": str(content.parent), "content_dir": content.name}}})

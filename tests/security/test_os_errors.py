@@ -12,7 +12,6 @@ import contextlib
 import os
 import stat
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,17 +21,7 @@ import pytest
 from imgforge import config, render
 from imgforge.errors import EXIT_NOT_FOUND, EXIT_USAGE, ContentMissing
 from imgforge.gitops import branch
-
-
-def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "imgforge", *args],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "IMGFORGE_DEBUG": "", **(env or {})},
-    )
+from tests.conftest import run_process
 
 
 def _one_error_line(proc: subprocess.CompletedProcess[str], code: int, *needles: str) -> None:
@@ -56,7 +45,7 @@ def _catalog(
 def test_fifo_in_the_content_folder_is_an_error_not_a_hang(make_catalog, build_file_tree, tmp_path):
     root, content = _catalog(make_catalog, build_file_tree, tmp_path)
     os.mkfifo(content / "feed.xml")
-    proc = _run("render", "s", "--root", str(root), "--out", str(tmp_path / "ctx"))
+    proc = run_process("render", "s", "--root", str(root), "--out", str(tmp_path / "ctx"))
     _one_error_line(proc, EXIT_NOT_FOUND, f"'{content / 'feed.xml'}'", "FIFO")
     assert not (tmp_path / "ctx").exists()
 
@@ -64,7 +53,7 @@ def test_fifo_in_the_content_folder_is_an_error_not_a_hang(make_catalog, build_f
 def test_dangling_symlink_is_an_error_naming_it(make_catalog, build_file_tree, tmp_path):
     root, content = _catalog(make_catalog, build_file_tree, tmp_path)
     (content / "about.html").symlink_to("pages/about.html")
-    proc = _run("render", "s", "--root", str(root), "--out", str(tmp_path / "ctx"))
+    proc = run_process("render", "s", "--root", str(root), "--out", str(tmp_path / "ctx"))
     _one_error_line(proc, EXIT_NOT_FOUND, f"'{content / 'about.html'}' is a dangling symlink")
 
 
@@ -72,7 +61,7 @@ def test_symlink_loop_is_an_error_naming_it(make_catalog, build_file_tree, tmp_p
     root, content = _catalog(make_catalog, build_file_tree, tmp_path)
     (content / "a.html").symlink_to("b.html")
     (content / "b.html").symlink_to("a.html")
-    proc = _run("render", "s", "--root", str(root), "--out", str(tmp_path / "ctx"))
+    proc = run_process("render", "s", "--root", str(root), "--out", str(tmp_path / "ctx"))
     _one_error_line(proc, EXIT_NOT_FOUND, f"'{content / 'a.html'}'")
 
 
@@ -90,14 +79,14 @@ def test_folder_deeper_than_path_max_is_an_error_not_a_silent_gap(make_catalog, 
             fh.write("<p>deep</p>\n")
     finally:
         os.close(fd)
-    proc = _run("render", "s", "--root", str(root), "--out", str(tmp_path / "ctx"))
+    proc = run_process("render", "s", "--root", str(root), "--out", str(tmp_path / "ctx"))
     _one_error_line(proc, EXIT_NOT_FOUND, "cannot read folder", "File name too long")
 
 
 def test_file_name_that_is_not_utf8_is_rejected_naming_it_escaped(make_catalog, build_file_tree, tmp_path):
     root, content = _catalog(make_catalog, build_file_tree, tmp_path)
     (content / os.fsdecode(b"caf\xe9.html")).write_bytes(b"<p>menu</p>\n")
-    proc = _run("render", "s", "--root", str(root), "--out", str(tmp_path / "ctx"))
+    proc = run_process("render", "s", "--root", str(root), "--out", str(tmp_path / "ctx"))
     _one_error_line(proc, EXIT_NOT_FOUND, "caf\\xe9.html", "not valid UTF-8")
     assert not (tmp_path / "ctx").exists()
 
@@ -105,7 +94,7 @@ def test_file_name_that_is_not_utf8_is_rejected_naming_it_escaped(make_catalog, 
 def test_file_name_with_a_newline_keeps_the_error_on_one_line(make_catalog, build_file_tree, tmp_path):
     root, content = _catalog(make_catalog, build_file_tree, tmp_path)
     os.mkfifo(content / "x\nerror: forged second line.html")
-    proc = _run("render", "s", "--root", str(root), "--out", str(tmp_path / "ctx"))
+    proc = run_process("render", "s", "--root", str(root), "--out", str(tmp_path / "ctx"))
     _one_error_line(proc, EXIT_NOT_FOUND, "x\\nerror: forged second line.html")
     catalog = config.load_catalog(root)  # the library's message itself is one line, not only the CLI's
     with pytest.raises(ContentMissing) as err:
@@ -134,7 +123,7 @@ def test_content_file_that_changes_between_listing_and_tarring_is_an_error(
         with pytest.raises(ContentMissing, match="news.html"):
             b"".join(render.context_stream(rendered))
         with pytest.raises(ContentMissing, match="news.html"):
-            render.write_context(rendered, tmp_path / "ctx", catalog.root)
+            rendered.write(tmp_path / "ctx", catalog.root)
     assert not (tmp_path / "ctx").exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
@@ -207,7 +196,7 @@ def test_content_file_rewritten_while_it_is_tarred_is_an_error(make_catalog, bui
 def test_out_below_a_file_is_an_error_line(make_catalog, build_file_tree, tmp_path):
     root, _ = _catalog(make_catalog, build_file_tree, tmp_path)
     build_file_tree(tmp_path, {"notes.txt": "mine\n"})
-    proc = _run("render", "s", "--root", str(root), "--out", str(tmp_path / "notes.txt" / "ctx"))
+    proc = run_process("render", "s", "--root", str(root), "--out", str(tmp_path / "notes.txt" / "ctx"))
     _one_error_line(proc, EXIT_USAGE, "cannot write", f"'{tmp_path / 'notes.txt' / 'ctx'}'")
     assert (tmp_path / "notes.txt").read_text() == "mine\n"
 
@@ -218,7 +207,7 @@ def test_out_too_deep_for_the_content_is_an_error_line_and_leaves_nothing(make_c
     root, _ = _catalog(make_catalog, build_file_tree, tmp_path, {deep_page: "<p>deep</p>\n"})
     parent = tmp_path.joinpath(*["o" * 240] * 12)  # about 2,900 characters: together past 4,096
     parent.mkdir(parents=True)
-    proc = _run("render", "s", "--root", str(root), "--out", str(parent / "ctx"))
+    proc = run_process("render", "s", "--root", str(root), "--out", str(parent / "ctx"))
     _one_error_line(proc, EXIT_USAGE, "cannot write", "File name too long")
     assert os.listdir(parent) == []  # the staging folder is gone
 
@@ -226,25 +215,25 @@ def test_out_too_deep_for_the_content_is_an_error_line_and_leaves_nothing(make_c
 def test_out_on_a_filesystem_that_refuses_writes_is_an_error_line(make_catalog, build_file_tree, tmp_path):
     """sysfs refuses new folders even to root."""
     root, _ = _catalog(make_catalog, build_file_tree, tmp_path)
-    proc = _run("render", "s", "--root", str(root), "--out", "/sys/imgforge-test-ctx")
+    proc = run_process("render", "s", "--root", str(root), "--out", "/sys/imgforge-test-ctx")
     _one_error_line(proc, EXIT_USAGE, "cannot write", "'/sys/imgforge-test-ctx'")
 
 
 def test_out_path_with_markup_and_emoji_codes_is_printed_exactly(make_catalog, build_file_tree, tmp_path):
     root, _ = _catalog(make_catalog, build_file_tree, tmp_path, {".notes [/] :cd: [red]x": "left out\n"})
     out = tmp_path / "[bold]x[/] :cd: [/]"
-    proc = _run("render", "s", "--root", str(root), "--out", str(out))
+    proc = run_process("render", "s", "--root", str(root), "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     assert str(out) in proc.stdout
     assert ".notes [/] :cd: [red]x" in proc.stderr  # the left-out list
-    refused = _run("render", "s", "--root", str(root), "--out", str(out.parent))  # the folder holds files
+    refused = run_process("render", "s", "--root", str(root), "--out", str(out.parent))  # the folder holds files
     assert str(out.parent) in refused.stderr
     assert refused.returncode == 10
 
 
 def test_error_line_holds_a_path_with_a_newline_on_one_line(tmp_path):
     root = tmp_path / "cat\nerror: forged"
-    proc = _run("sites", "--root", str(root))
+    proc = run_process("sites", "--root", str(root))
     _one_error_line(proc, 3, "cat\\nerror: forged")
 
 
@@ -253,7 +242,7 @@ def test_debug_adds_the_traceback_and_keeps_the_exit_code(make_catalog, build_fi
     root, content = _catalog(make_catalog, build_file_tree, tmp_path)
     os.mkfifo(content / "feed.xml")
     args = ["render", "s", "--root", str(root), "--out", str(tmp_path / "ctx")]
-    proc = _run("--debug", *args) if how == "flag" else _run(*args, env={"IMGFORGE_DEBUG": "1"})
+    proc = run_process("--debug", *args) if how == "flag" else run_process(*args, env={"IMGFORGE_DEBUG": "1"})
     assert proc.returncode == EXIT_NOT_FOUND, proc.stderr
     assert "Traceback (most recent call last)" in proc.stderr
     assert "ContentMissing" in proc.stderr

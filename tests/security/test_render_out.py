@@ -16,19 +16,9 @@ import pytest
 
 from imgforge import config, render
 from imgforge.errors import EXIT_REFUSED
+from tests.conftest import run_process
 
 MARKER = ".imgforge-render"
-
-
-def _run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "imgforge", *args],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "IMGFORGE_DEBUG": ""},
-    )
 
 
 def _snapshot(folder: Path) -> dict[str, tuple[int, bytes | str | None]]:
@@ -74,7 +64,7 @@ def test_render_onto_a_folder_it_did_not_make_is_refused_and_untouched(
     victim.mkdir()
     build_file_tree(victim, contents)
     before = _snapshot(victim)
-    proc = _run("render", "s", "--root", str(root), "--out", str(victim))
+    proc = run_process("render", "s", "--root", str(root), "--out", str(victim))
     _refused(proc, "imgforge did not render")
     assert f"'{victim}'" in proc.stderr  # the path exactly, quoted
     assert _snapshot(victim) == before
@@ -125,14 +115,14 @@ def test_render_onto_a_folder_with_a_fake_marker_is_refused(make_catalog, build_
     else:
         marker.mkdir()
     before = _snapshot(victim)
-    _refused(_run("render", "s", "--root", str(root), "--out", str(victim)), "imgforge did not render")
+    _refused(run_process("render", "s", "--root", str(root), "--out", str(victim)), "imgforge did not render")
     assert _snapshot(victim) == before
 
 
 def test_render_onto_an_existing_file_is_refused(make_catalog, build_file_tree, tmp_path):
     root, _ = _site(make_catalog, build_file_tree, tmp_path)
     victim = build_file_tree(tmp_path, {"report.pdf": b"%PDF-1.7 mine"}) / "report.pdf"
-    proc = _run("render", "s", "--root", str(root), "--out", str(victim))
+    proc = run_process("render", "s", "--root", str(root), "--out", str(victim))
     _refused(proc, "is a file, not a folder")
     assert victim.read_bytes() == b"%PDF-1.7 mine"
 
@@ -140,7 +130,7 @@ def test_render_onto_an_existing_file_is_refused(make_catalog, build_file_tree, 
 def test_render_into_the_content_folder_is_refused(make_catalog, build_file_tree, tmp_path):
     root, repo = _site(make_catalog, build_file_tree, tmp_path)
     before = _snapshot(repo)
-    proc = _run("render", "s", "--root", str(root), "--out", str(repo / "www-data" / "ctx"))
+    proc = run_process("render", "s", "--root", str(root), "--out", str(repo / "www-data" / "ctx"))
     _refused(proc, "content folder")
     assert _snapshot(repo) == before
 
@@ -150,7 +140,7 @@ def test_render_over_the_site_repo_holding_a_planted_marker_is_refused(make_cata
     root, repo = _site(make_catalog, build_file_tree, tmp_path)
     _plant_marker(repo)
     before = _snapshot(repo)
-    proc = _run("render", "s", "--root", str(root), "--out", str(repo))
+    proc = run_process("render", "s", "--root", str(root), "--out", str(repo))
     _refused(proc, "content folder")
     assert _snapshot(repo) == before
 
@@ -162,7 +152,7 @@ def test_render_over_the_catalog_or_a_folder_above_it_is_refused(make_catalog, b
     target = root if where == "root" else root.parent
     _plant_marker(target)
     before = _snapshot(target)
-    proc = _run("render", "s", "--root", str(root), "--out", str(target))
+    proc = run_process("render", "s", "--root", str(root), "--out", str(target))
     _refused(proc, "catalog")
     assert _snapshot(target) == before
 
@@ -170,18 +160,18 @@ def test_render_over_the_catalog_or_a_folder_above_it_is_refused(make_catalog, b
 def test_render_onto_the_filesystem_root_is_refused(make_catalog, build_file_tree, tmp_path):
     root, _ = _site(make_catalog, build_file_tree, tmp_path)
     before = sorted(os.listdir("/"))
-    _refused(_run("render", "s", "--root", str(root), "--out", "/"), "catalog")
+    _refused(run_process("render", "s", "--root", str(root), "--out", "/"), "catalog")
     assert sorted(os.listdir("/")) == before
 
 
 def test_a_previous_render_is_replaced_whole_and_nothing_is_left_beside_it(make_catalog, build_file_tree, tmp_path):
     root, repo = _site(make_catalog, build_file_tree, tmp_path)
     out = tmp_path / "out" / "ctx"
-    assert _run("render", "s", "--root", str(root), "--out", str(out)).returncode == 0
+    assert run_process("render", "s", "--root", str(root), "--out", str(out)).returncode == 0
     assert (out / MARKER).read_text(encoding="utf-8") == render.MARKER_TEXT
     (out / "scratch.txt").write_text("added by hand\n")
     (repo / "www-data" / "index.html").write_text("<h1>two</h1>\n")
-    proc = _run("render", "s", "--root", str(root), "--out", str(out))
+    proc = run_process("render", "s", "--root", str(root), "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     assert (out / "html" / "index.html").read_text() == "<h1>two</h1>\n"
     assert not (out / "scratch.txt").exists()
@@ -191,10 +181,10 @@ def test_a_previous_render_is_replaced_whole_and_nothing_is_left_beside_it(make_
 def test_a_failed_replace_keeps_the_previous_render(make_catalog, build_file_tree, tmp_path):
     root, repo = _site(make_catalog, build_file_tree, tmp_path)
     out = tmp_path / "out" / "ctx"
-    assert _run("render", "s", "--root", str(root), "--out", str(out)).returncode == 0
+    assert run_process("render", "s", "--root", str(root), "--out", str(out)).returncode == 0
     before = _snapshot(out)
     os.mkfifo(repo / "www-data" / "feed.xml")  # the next render fails while it lists the content
-    proc = _run("render", "s", "--root", str(root), "--out", str(out))
+    proc = run_process("render", "s", "--root", str(root), "--out", str(out))
     assert proc.returncode == 4
     assert "feed.xml" in proc.stderr
     assert _snapshot(out) == before

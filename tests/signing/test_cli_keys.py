@@ -2,26 +2,20 @@
 
 from __future__ import annotations
 
-import os
 import stat
 import subprocess
-import sys
 
 import pytest
 
 from imgforge.signing import keys
+from tests.conftest import run_process
+
+PASSWORD_VARIABLES = ("IMGFORGE_SIGNING_PASSWORD", "COSIGN_PASSWORD")
 
 
 def run(tmp_path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if k not in ("IMGFORGE_SIGNING_PASSWORD", "COSIGN_PASSWORD")}
-    return subprocess.run(
-        [sys.executable, "-m", "imgforge", "keys", "generate", *args],
-        cwd=tmp_path,
-        env={**base, **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    """``imgforge keys generate ARGS`` with only the signing password variables given here."""
+    return run_process("keys", "generate", *args, cwd=tmp_path, env=env, drop=PASSWORD_VARIABLES, timeout=60)
 
 
 def test_generate_writes_a_pair_cosign_can_open_and_prints_only_the_fingerprint(tmp_path, ref):

@@ -8,6 +8,7 @@ of the templates turns into a loud test failure rather than a variant that break
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import textwrap
@@ -19,6 +20,7 @@ import docker.errors
 import pytest
 
 from imgforge import build, config
+from imgforge.content_manifest import IMAGE_PATH, LABEL, ContentManifest
 from imgforge.verify.runner import OWNER_LABEL, RUN_LABEL
 
 REPO = Path(__file__).resolve().parents[2]
@@ -34,13 +36,14 @@ JUNK = {
 
 @dataclass
 class Good:
-    """The test site's catalog, the site, its image id, content folder and the files render wrote."""
+    """The test site's catalog, the site, its image id, content folder, the files render wrote, its manifest."""
 
     catalog: config.Catalog
     site: config.Site
     image_id: str
     context: Path
     source: Path
+    manifest: ContentManifest
 
     def rendered(self, name: str) -> str:
         return (self.context / name).read_text(encoding="utf-8")
@@ -49,6 +52,16 @@ class Good:
         text = self.rendered(name)
         assert old in text, f"{name} no longer contains {old!r}: update this broken variant"
         return text.replace(old, new)
+
+    def manifest_files(self, label: bool = True, **changes: object) -> tuple[list[str], dict[str, tuple[str, int]]]:
+        """A variant's lines and files that put the good manifest with ``changes`` into the image.
+
+        With ``label`` the image's manifest-digest label follows (an image built so); without it,
+        the label still names the good manifest (a manifest edited after the build).
+        """
+        data = ContentManifest.of({**self.manifest.model_dump(exclude={"schema_id", "version"}), **changes}).to_bytes()
+        lines = [f"LABEL {LABEL}={ContentManifest.parse(data, 'test').digest}"] if label else []
+        return lines, {IMAGE_PATH: (data.decode("ascii"), 0o644)}
 
 
 @pytest.fixture(scope="session")
@@ -82,7 +95,7 @@ def good(docker_client, nginx_base, tmp_path_factory) -> Good:
     catalog = config.load_catalog(base / "catalog")
     site = catalog.site("web")
     result = build.build_site(catalog, site, out_dir=base / "context")
-    yield Good(catalog, site, result.id, base / "context", content)
+    yield Good(catalog, site, result.id, base / "context", content, result.manifest)
     _remove_image(docker_client, site.reference)
 
 
@@ -136,15 +149,11 @@ def no_leftover_containers(request):
     mine = [RUN_LABEL, f"{OWNER_LABEL}={os.environ['IMGFORGE_OWNER']}"]
     left = client.api.containers(all=True, filters={"label": mine})
     for container in left:  # clean up for the next test, then fail this one
-        try:
+        with contextlib.suppress(docker.errors.NotFound):
             client.api.remove_container(container["Id"], force=True)
-        except docker.errors.NotFound:
-            pass
     assert not left, f"containers left behind: {[(c['Names'], c['State'], c['Status']) for c in left]}"
 
 
 def _remove_image(client, ref: str) -> None:
-    try:
+    with contextlib.suppress(docker.errors.APIError):
         client.images.remove(ref, force=True)
-    except docker.errors.APIError:
-        pass

@@ -3,6 +3,8 @@
 The variants are the mistakes people really make when they de-root an nginx image by hand (the
 context of issue 3): a user name instead of numbers, an entrypoint that ignores LISTEN_PORT or
 does not ``exec``, a lost ``add_header`` in an asset location, PHP sources served as text, ...
+A variant that changes the files of the web root also fails ``content_manifest`` (the image no
+longer holds what its manifest lists); ``ALSO_CONTENT`` names those.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import time
 import pytest
 
 from imgforge import verify
+from imgforge.content_manifest import IMAGE_PATH
 from imgforge.render import CONTENT_ROOT
 from imgforge.verify.runner import ORDER, OWNER_LABEL, RUN_LABEL
 
@@ -57,6 +60,12 @@ VARIANTS = {
             {},
         ),
         "supplementary groups ['0']",
+    ),
+    # A file the manifest does not list, in a web root otherwise exactly as built.
+    "file-added": (
+        "content_manifest",
+        lambda g: ([], {f"{CONTENT_ROOT}/notes.txt": ("added after the build\n", 0o644)}),
+        "not in the manifest: '/notes.txt'",
     ),
     "file-missing": ("content_served", lambda g: ([f"RUN rm {CONTENT_ROOT}/about.html"], {}), "/about.html"),
     "no-mime-types": (
@@ -164,8 +173,12 @@ VARIANTS = {
 }
 
 
+ALSO_CONTENT = {"file-missing": "missing: '/about.html'", "php-as-text": "'/contact.php'", "symlink-to-etc": "'/etc'"}
+
+
 def test_every_check_has_a_breaking_variant():
     assert sorted(check for check, _, _ in VARIANTS.values()) == sorted(ORDER)
+    assert set(ALSO_CONTENT) <= set(VARIANTS)
 
 
 @pytest.mark.parametrize("name", list(VARIANTS))
@@ -174,8 +187,10 @@ def test_broken_variant_fails_exactly_its_check(name, good, variant):
     lines, files = recipe(good)
     image = variant(name, lines, files)
     report = verify.run_site(good.catalog, good.site, image=image)
-    assert _failing(report) == {check}, report.to_dict()
+    assert _failing(report) == {check} | ({"content_manifest"} if name in ALSO_CONTENT else set()), report.to_dict()
     assert word in _detail(report, check)
+    if name in ALSO_CONTENT:
+        assert ALSO_CONTENT[name] in _detail(report, "content_manifest")
     assert not report.ok
     assert verify.last_result(image)["ok"] is False  # release and push will refuse it
 
@@ -189,14 +204,55 @@ def test_good_image_passes_every_check(good):
 
 
 def test_a_404_site_passes_with_its_own_fallback(good, variant):
-    """The same content with `=404`, tested against a catalog site that says fallback = "404"."""
-    image = variant(
-        "fallback-404", [], _site_conf(good, "try_files $uri $uri/ /index.html;", "try_files $uri $uri/ =404;")
-    )
-    site = good.site.model_copy(update={"fallback": "404"})
-    report = verify.run_site(good.catalog, site, image=image)
+    """The same content with `=404`, built with a manifest that says fallback "404": the image decides."""
+    lines, files = good.manifest_files(fallback="404")
+    files |= _site_conf(good, "try_files $uri $uri/ /index.html;", "try_files $uri $uri/ =404;")
+    image = variant("fallback-404-built", lines, files)
+    report = verify.run_image(image)
     assert report.ok, [c for c in report.checks if not c.ok]
     assert "404" in _detail(report, "missing_path")
+    assert report.site == "web"
+
+
+def test_content_manifest_names_each_file_that_differs(good, variant):
+    """A derived image: one served file with other bytes, an extra file, a left-out file put back."""
+    image = variant(
+        "content-changed",
+        [],
+        {
+            f"{CONTENT_ROOT}/css/site.css": ("body { color: red }\n", 0o644),
+            f"{CONTENT_ROOT}/extra.html": ("<p>not built</p>\n", 0o644),
+            f"{CONTENT_ROOT}/.env": ((good.source / ".env").read_text(), 0o644),
+        },
+    )
+    report = verify.run_site(good.catalog, good.site, image=image)
+    detail = _detail(report, "content_manifest")
+    assert "other bytes than the manifest's: '/css/site.css'" in detail
+    assert "not in the manifest: '/extra.html'" in detail
+    assert "left out by the build but present: '/.env'" in detail
+    assert _failing(report) == {"content_manifest", "content_served"}  # served, /css/site.css differs too
+    assert "/css/site.css: served bytes differ" in _detail(report, "content_served")
+    assert verify.last_result(image)["ok"] is False
+
+
+def test_a_manifest_edited_after_the_build_fails_against_its_label(good, variant):
+    """The manifest changed, the label not: the image does not carry what its build wrote."""
+    lines, files = good.manifest_files(label=False, left_out=(*good.manifest.left_out, "drafts/x.bak"))
+    image = variant("manifest-tampered", lines, files)
+    report = verify.run_site(good.catalog, good.site, image=image)
+    assert _failing(report) == {"content_manifest"}, report.to_dict()
+    detail = _detail(report, "content_manifest")
+    assert f"{IMAGE_PATH} does not match its label io.imgforge.manifest-digest" in detail
+    assert good.manifest.digest in detail  # what the label says
+    same = variant("manifest-relabelled", *good.manifest_files(label=True, left_out=(*good.manifest.left_out, "y")))
+    assert verify.run_site(good.catalog, good.site, image=same).ok  # the same edit with its label is an image as built
+
+
+def test_an_image_of_another_site_fails_content_manifest(good, variant):
+    lines, files = good.manifest_files(site="shop")
+    report = verify.run_site(good.catalog, good.site, image=variant("other-site", lines, files))
+    assert _failing(report) == {"content_manifest"}
+    assert "the manifest is of site 'shop', not 'web'" in _detail(report, "content_manifest")
 
 
 def test_config_without_tmp_paths_dies_on_read_only_root_and_is_reported_fast(good, variant):
@@ -237,7 +293,9 @@ def test_image_without_find_is_scanned_from_its_export(good, variant, docker_cli
     owner = os.environ["IMGFORGE_OWNER"]
     [run] = {a[RUN_LABEL] for a in created if a.get(OWNER_LABEL) == owner and a.get("image") == image}
     of_run = [a for a in created if a.get(RUN_LABEL) == run]
-    assert len(of_run) == 5 and all(a.get(OWNER_LABEL) == owner for a in of_run), of_run  # 4 scenarios + export
+    # 4 scenarios, the export and the container the manifest and web root are read from.
+    assert len(of_run) == 6, of_run
+    assert all(a.get(OWNER_LABEL) == owner for a in of_run), of_run
 
 
 def test_user_root_directive_is_judged_by_what_runs(good, variant):

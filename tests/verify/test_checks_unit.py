@@ -2,25 +2,27 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 
+from imgforge import render
 from imgforge.config import Site
+from imgforge.content_manifest import ContentManifest, ServedFile
 from imgforge.verify import checks
 from imgforge.verify.checks import CheckResult, Expect, Response, VerifyReport
+from imgforge.verify.image_files import WebFile
+
+FILES = {"index.html": b"<h1>hi</h1>\n", "css/a.css": b"a{}\n", "img/x.png": b"\x89PNG"}
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 @pytest.fixture
-def expect(tmp_path, build_file_tree) -> Expect:
-    root = build_file_tree(
-        tmp_path / "www",
-        {
-            "index.html": "<h1>hi</h1>\n",
-            "css/a.css": "a{}\n",
-            "mail.PHP": "<?php ?>",
-            ".git-keep": "",
-            "img/x.png": b"\x89PNG",
-        },
-    )
+def expect() -> Expect:
+    """A manifest as a build of this site would write it (headers from render, like the build's)."""
     site = Site(
         name="s",
         file="sites/s.toml",
@@ -32,7 +34,23 @@ def expect(tmp_path, build_file_tree) -> Expect:
         fallback="spa",
         headers={"Permissions-Policy": "camera=()"},
     )
-    return Expect.for_site(site, root, ["index.html", "css/a.css", "img/x.png"], ["mail.PHP", ".git-keep"])
+    manifest = ContentManifest.of(
+        {
+            "site": site.name,
+            "content_root": render.CONTENT_ROOT,
+            "served": {rel: ServedFile(sha256=_sha(data), size=len(data)) for rel, data in FILES.items()},
+            "left_out": ("mail.PHP", ".git-keep"),
+            "port": site.port,
+            "fallback": site.fallback,
+            "headers": tuple(render.headers_for(site)),
+            "uid": site.uid,
+            "gid": site.gid,
+            "ipv6": site.ipv6,
+            "gzip": site.gzip,
+            "cache_assets": site.cache_assets,
+        }
+    )
+    return Expect.from_manifest(manifest)
 
 
 def test_hidden_follows_the_template_rule(expect):
@@ -60,8 +78,8 @@ def test_image_config_names_every_problem(expect):
 
 def test_processes_reject_root_and_extra_groups(expect):
     row = (
-        dict(zip(("RUID", "EUID", "SUID", "FSUID"), ["10000"] * 4))
-        | dict(zip(("RGID", "EGID", "SGID", "FSGID"), ["10001"] * 4))
+        dict(zip(("RUID", "EUID", "SUID", "FSUID"), ["10000"] * 4, strict=False))
+        | dict(zip(("RGID", "EGID", "SGID", "FSGID"), ["10001"] * 4, strict=False))
         | {"PID": "1", "COMMAND": "nginx", "SUPGID": "10001"}
     )
     assert checks.processes([row], expect).ok
@@ -132,3 +150,41 @@ def test_report_shape():
     }
     assert [c.name for c in report.failed] == ["b"]
     assert not VerifyReport("s", "i", "id").ok  # no check run is never a pass
+
+
+def _web(changes: dict[str, bytes | WebFile] | None = None) -> dict[str, WebFile]:
+    """The web root as built, with ``changes`` (bytes: a file with those bytes)."""
+    found = {rel: WebFile("file", _sha(data), len(data)) for rel, data in FILES.items()}
+    for rel, what in (changes or {}).items():
+        found[rel] = what if isinstance(what, WebFile) else WebFile("file", _sha(what), len(what))
+    return found
+
+
+def test_content_manifest_passes_only_on_exactly_the_built_files(expect):
+    assert checks.content_manifest(_web(), expect, []).ok
+    assert "exactly the 3 files" in checks.content_manifest(_web(), expect, []).detail
+    found = _web()
+    del found["index.html"]
+    missing = checks.content_manifest(found, expect, [])
+    assert missing.detail == "missing: '/index.html'"
+    changed = checks.content_manifest(_web({"css/a.css": b"b{}\n"}), expect, [])
+    assert changed.detail == "other bytes than the manifest's: '/css/a.css'"
+    longer = WebFile("file", _sha(b"a{}\n"), 99)  # same hash claimed, other size: still other bytes
+    assert not checks.content_manifest(_web({"css/a.css": longer}), expect, []).ok
+    odd = checks.content_manifest(_web({"etc": WebFile("other", detail="a symlink to '/etc'")}), expect, [])
+    assert odd.detail == "not a regular file: '/etc' (a symlink to '/etc')"
+    present = checks.content_manifest(_web({"mail.PHP": b"<?php ?>"}), expect, [])
+    assert present.detail == "left out by the build but present: '/mail.PHP'"
+    extra = checks.content_manifest(_web({"a\nb.txt": b"x"}), expect, [])
+    assert extra.detail == "not in the manifest: '/a\\nb.txt'"  # one line, the name escaped
+    many = checks.content_manifest(_web({f"x{i}.txt": b"x" for i in range(10)}), expect, [])
+    assert many.detail.endswith("(+2 more)")
+
+
+def test_content_manifest_reports_the_runners_findings_and_an_unreadable_root(expect):
+    label = checks.content_manifest(_web(), expect, ["manifest.json does not match its label"])
+    assert not label.ok
+    assert label.detail == "manifest.json does not match its label"
+    gone = checks.content_manifest("/usr/share/nginx/html is not in the image", expect, [])
+    assert gone.detail.startswith("/usr/share/nginx/html is not in the image; missing: '/css/a.css'")
+    assert "holds no file" in checks.content_manifest({}, expect, []).detail

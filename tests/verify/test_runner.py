@@ -57,11 +57,14 @@ def test_containers_run_restricted_on_loopback_and_start_concurrently(good, dock
         assert host["ReadonlyRootfs"] is True, role
         assert host["CapDrop"] == ["ALL"], role
         assert host["SecurityOpt"] == ["no-new-privileges"], role
-        assert host["Labels"][OWNER_LABEL] == os.environ["IMGFORGE_OWNER"] and RUN_LABEL in host["Labels"], role
+        assert host["Labels"][OWNER_LABEL] == os.environ["IMGFORGE_OWNER"], role
+        assert RUN_LABEL in host["Labels"], role
     for role in ("main", "port", "uid"):
-        assert not seen[role]["CapAdd"] and "/tmp" in seen[role]["Tmpfs"], role
+        assert not seen[role]["CapAdd"], role
+        assert "/tmp" in seen[role]["Tmpfs"], role
         bindings = [b for bs in seen[role]["PortBindings"].values() for b in bs]
-        assert bindings and {b["HostIp"] for b in bindings} == {"127.0.0.1"}, role
+        assert bindings, role
+        assert {b["HostIp"] for b in bindings} == {"127.0.0.1"}, role
     assert seen["scan"]["CapAdd"] in (["DAC_READ_SEARCH"], ["CAP_DAC_READ_SEARCH"])
     assert seen["scan"]["NetworkMode"] == "none"
     # Four containers, started at once: every start began before any start had finished.
@@ -131,7 +134,7 @@ def test_cli_json_exit_codes_and_recorded_state(good, variant, capsys):
     assert set(results) == set(runner.ORDER)  # every check has its row
     assert {name for name, result in results.items() if result != "pass"} == {"server_header"}
     assert results["server_header"] == "FAIL"
-    assert out.rstrip().endswith("1 of 15 checks failed")
+    assert out.rstrip().endswith("1 of 16 checks failed")
     assert verify.last_result(broken)["ok"] is False
 
     code, _, err = _run_cli(capsys, "test", "nope", "--root", root)
@@ -140,6 +143,18 @@ def test_cli_json_exit_codes_and_recorded_state(good, variant, capsys):
     code, _, err = _run_cli(capsys, "test", "web", "--root", root, "--image", "127.0.0.1:9/no/such:image")
     assert code == EXIT_NOT_FOUND
     assert "not found in the Docker engine" in err
+
+
+def test_usage_errors_name_what_to_pass(capsys, tmp_path):
+    for args, why in (
+        ((), "name a site, pass --image REF, or --all"),
+        (("--all", "--image", "x"), "--all tests every site's catalog image"),
+        (("web", "--all"), "--all tests every site's catalog image"),
+    ):
+        code, out, err = _run_cli(capsys, "test", *args, "--root", str(tmp_path))
+        assert code == 2
+        assert err.startswith(f"error: {why}")
+        assert out == ""
 
 
 def test_build_with_test_records_the_result(good, capsys):
@@ -154,16 +169,9 @@ def test_build_with_test_records_the_result(good, capsys):
 
 def test_several_sites_in_one_call(good, variant, docker_client, capsys):
     """Two sites with different fallbacks, tested at once; `test --all` does the same from the CLI."""
-    image = variant(
-        "fallback-404",
-        [],
-        {
-            "/etc/nginx/imgforge/site.conf": (
-                good.edited("imgforge/site.conf", "try_files $uri $uri/ /index.html;", "try_files $uri $uri/ =404;"),
-                0o644,
-            )
-        },
-    )
+    lines, files = good.manifest_files(site="web404", fallback="404")
+    conf = good.edited("imgforge/site.conf", "try_files $uri $uri/ /index.html;", "try_files $uri $uri/ =404;")
+    image = variant("web404", lines, {**files, "/etc/nginx/imgforge/site.conf": (conf, 0o644)})
     site_file = good.catalog.root / "sites" / "web404.toml"
     data = tomlkit.parse((good.catalog.root / "sites" / "web.toml").read_text())
     data["fallback"], data["image"] = "404", "127.0.0.1:5000/imgforge-verify-test/web404"
@@ -212,7 +220,7 @@ def test_ctrl_c_on_the_command_exits_130_and_leaves_no_container(good, docker_cl
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # noqa: PLW1509  (a terminal's Ctrl-C; no threads yet)
     )
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline and not _our_containers(docker_client):
