@@ -12,21 +12,13 @@ from audit_images import BROKEN_CONF, ENVSUBST, FAULTS, NAMED, ROOT, Spec
 
 from imgforge.audit import audit_image
 from imgforge.audit.findings import Finding
-from imgforge.cli import main
 from imgforge.image import DockerEngineSource, resolve
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 
-def run(capsys, *args: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as e:
-        main(list(args))
-    out, err = capsys.readouterr()
-    return e.value.code, out, err
-
-
-def audit_json(capsys, ref: str) -> tuple[int, dict]:
-    code, out, err = run(capsys, "audit", "--image", ref, "--json")
+def audit_json(cli_main, ref: str) -> tuple[int, dict]:
+    code, out, err = cli_main("audit", "--image", ref, "--json")
     assert code in (0, 1), err
     return code, json.loads(out)
 
@@ -53,8 +45,8 @@ def _where(findings: list[Finding]) -> set[tuple[str, str, int | None]]:
 # -- the image imgforge builds ------------------------------------------------------------------
 
 
-def test_the_example_image_imgforge_builds_is_clean(example_image, capsys):
-    code, data = audit_json(capsys, f"docker:{example_image}")
+def test_the_example_image_imgforge_builds_is_clean(example_image, cli_main):
+    code, data = audit_json(cli_main, f"docker:{example_image}")
     assert code == 0
     assert data["summary"] == {"error": 0, "warning": 0, "info": 0}, data["findings"]
     assert data["path"] == f"docker:{example_image}"
@@ -184,8 +176,8 @@ def test_root_user_and_missing_web_root(fault_images):
     assert not any(f.rule in ("IMG030", "IMG031", "IMG032", "IMG033", "IMG035") for f in findings)
 
 
-def test_image_without_nginx(debian_base, capsys):
-    code, data = audit_json(capsys, f"docker:{debian_base}")
+def test_image_without_nginx(debian_base, cli_main):
+    code, data = audit_json(cli_main, f"docker:{debian_base}")
     assert ("IMG007", "/etc/nginx/nginx.conf", None) in found(data)
     assert code == 1  # and it runs as root
 
@@ -193,18 +185,18 @@ def test_image_without_nginx(debian_base, capsys):
 # -- sources and errors ---------------------------------------------------------------------------
 
 
-def test_oci_layout_source_reads_the_same(fault_images, faults_findings, tmp_path, capsys):
+def test_oci_layout_source_reads_the_same(fault_images, faults_findings, tmp_path, cli_main):
     image_id = fault_images(FAULTS)
     layout = tmp_path / "layout"
     subprocess.run(["skopeo", "copy", "--quiet", f"docker-daemon:{image_id}", f"oci:{layout}:faults"], check=True)
-    code, data = audit_json(capsys, f"oci:{layout}:faults")
+    code, data = audit_json(cli_main, f"oci:{layout}:faults")
     assert code == 1
     assert found(data) == _where(faults_findings)
 
 
-def test_unparsable_config_in_the_image(fault_images, capsys):
+def test_unparsable_config_in_the_image(fault_images, cli_main):
     image_id = fault_images(BROKEN_CONF)
-    code, out, err = run(capsys, "audit", "--image", f"docker:{image_id}")
+    code, out, err = cli_main("audit", "--image", f"docker:{image_id}")
     assert (code, out) == (2, "")
     assert err.startswith(f"error: docker:{image_id}: /etc/nginx/nginx.conf:")
     assert "cannot parse nginx config" in err
@@ -221,8 +213,8 @@ def test_unparsable_config_in_the_image(fault_images, capsys):
         ((".", "--image", "docker:x"), 2, "give a repo PATH or --image REF"),
     ],
 )
-def test_bad_references_are_one_error_line(capsys, args, code, message):
-    got, out, err = run(capsys, "audit", *args)
+def test_bad_references_are_one_error_line(cli_main, args, code, message):
+    got, out, err = cli_main("audit", *args)
     assert got == code
     assert out == ""
     assert len(err.strip().splitlines()) == 1

@@ -12,18 +12,10 @@ from audit_fixture_repos import OVERLAYS, PRECEDENT_PATCH, fleet_app
 from audit_images import ENVSUBST, NAMED, ROOT, RUN
 
 from imgforge.audit import audit_image
-from imgforge.cli import main
 from imgforge.image import DockerEngineSource, resolve
 from tests.registry.conftest import free_port
 
 pytestmark = [pytest.mark.docker, pytest.mark.registry, pytest.mark.slow]
-
-
-def run(capsys, *args: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as e:
-        main(list(args))
-    out, err = capsys.readouterr()
-    return e.value.code, out, err
 
 
 @pytest.fixture(scope="module")
@@ -52,10 +44,10 @@ def engine_findings(image_id: str) -> set[tuple[str, str, int | None]]:
 
 
 @pytest.mark.parametrize("spec", [ROOT, ENVSUBST, NAMED], ids=lambda s: s.name)
-def test_precedent_audited_by_reference(pushed, registry_env, basic_registry, capsys, spec):
+def test_precedent_audited_by_reference(pushed, registry_env, basic_registry, cli_main, spec):
     registry_env(basic_registry)
     ref, digest, image_id = pushed[spec.name]
-    code, out, err = run(capsys, "audit", "--image", ref, "--json")
+    code, out, err = cli_main("audit", "--image", ref, "--json")
     assert code == 1, err
     data = json.loads(out)
     assert data["path"] == ref
@@ -63,11 +55,11 @@ def test_precedent_audited_by_reference(pushed, registry_env, basic_registry, ca
     assert {(f["rule"], f["file"], f["line"]) for f in data["findings"]} == engine_findings(image_id)
 
 
-def test_by_digest_and_in_text(pushed, registry_env, basic_registry, capsys):
+def test_by_digest_and_in_text(pushed, registry_env, basic_registry, cli_main):
     registry_env(basic_registry)
     ref, digest, _ = pushed[ENVSUBST.name]
     by_digest = ref.rsplit(":", 1)[0] + "@" + digest
-    code, out, _ = run(capsys, "audit", "--image", by_digest)
+    code, out, _ = cli_main("audit", "--image", by_digest)
     assert code == 1
     assert out.splitlines() == [
         "/entrypoint.sh:3: error IMG020 envsubst runs at start-up but is not installed in the image "
@@ -78,18 +70,18 @@ def test_by_digest_and_in_text(pushed, registry_env, basic_registry, capsys):
     ]
 
 
-def test_registry_failures_are_one_line(pushed, registry_env, basic_registry, capsys, monkeypatch):
+def test_registry_failures_are_one_line(pushed, registry_env, basic_registry, cli_main, monkeypatch):
     registry_env(basic_registry)
     ref, _, _ = pushed[ROOT.name]
-    code, out, err = run(capsys, "audit", "--image", ref.rsplit(":", 1)[0] + ":no-such-tag")
+    code, out, err = cli_main("audit", "--image", ref.rsplit(":", 1)[0] + ":no-such-tag")
     assert (code, out) == (4, "")
     assert len(err.strip().splitlines()) == 1
     monkeypatch.setenv("IMGFORGE_REGISTRY_PASSWORD", "wrong-" + basic_registry.password)
-    code, out, err = run(capsys, "audit", "--image", ref)
+    code, out, err = cli_main("audit", "--image", ref)
     assert (code, out) == (7, "")
     assert len(err.strip().splitlines()) == 1
     assert basic_registry.password not in err
-    code, out, err = run(capsys, "audit", "--image", f"127.0.0.1:{free_port()}/p3/x:v1")
+    code, out, err = cli_main("audit", "--image", f"127.0.0.1:{free_port()}/p3/x:v1")
     assert (code, out) == (7, "")
     assert len(err.strip().splitlines()) == 1
 
@@ -120,9 +112,9 @@ def fleet_repo(tmp_path, pushed, token_registry):
 
 
 @pytest.mark.kustomize
-def test_fleet_registry_fills_user_and_audit(fleet_repo, pushed, registry_env, basic_registry, capsys):
+def test_fleet_registry_fills_user_and_audit(fleet_repo, pushed, registry_env, basic_registry, cli_main):
     registry_env(basic_registry)
-    code, out, err = run(capsys, "fleet", "--repo", str(fleet_repo), "--registry", "--format", "json", "--jobs", "3")
+    code, out, err = cli_main("fleet", "--repo", str(fleet_repo), "--registry", "--format", "json", "--jobs", "3")
     assert code == 0, err  # unreadable images are notes, not failures
     data = json.loads(out)
     rows = {r["app"]: r for r in data["containers"]}
@@ -159,14 +151,14 @@ def test_fleet_registry_fills_user_and_audit(fleet_repo, pushed, registry_env, b
 
 
 @pytest.mark.kustomize
-def test_fleet_registry_markdown(fleet_repo, registry_env, basic_registry, capsys):
+def test_fleet_registry_markdown(fleet_repo, registry_env, basic_registry, cli_main):
     registry_env(basic_registry)
-    code, out, _ = run(capsys, "fleet", "--repo", str(fleet_repo), "--registry")
+    code, out, _ = cli_main("fleet", "--repo", str(fleet_repo), "--registry")
     assert code == 0
     header = next(line for line in out.splitlines() if line.startswith("| App |"))
     assert "| Image audit | Class | Notes |" in header
     root_line = next(line for line in out.splitlines() if line.startswith("| root-site |"))
     assert "| root (image) |" in root_line
     assert "## Images read from their registries" in out
-    code, plain, _ = run(capsys, "fleet", "--repo", str(fleet_repo))
+    code, plain, _ = cli_main("fleet", "--repo", str(fleet_repo))
     assert "Image audit" not in plain  # without --registry, the table is as before
