@@ -7,14 +7,14 @@ the rules in one place:
 - **Session.** ``trust_env`` is off (``~/.netrc`` would replace our ``Authorization`` header);
   its two useful parts are applied here: the CA bundle of ``REQUESTS_CA_BUNDLE``/``SSL_CERT_FILE``
   and ``HTTP(S)_PROXY``/``NO_PROXY``, never for loopback hosts.
-- **A total deadline per request**, not per read. Socket timeouts only bound each ``recv``: a
-  server dripping a byte every half second (in the headers or the body) would hold the process
-  forever. A watchdog timer shuts the connection's socket down when the deadline passes, which
-  ends any blocked read at once; the watched socket is a duplicate descriptor we own, so the
-  watchdog can never touch a socket that was closed and reused meanwhile.
+- **A total deadline per request**, not per read, kept by a watchdog that shuts the socket down
+  (:mod:`imgforge._deadline`): a server dripping a byte every half second is cut off there.
 - **A maximum body size**, read in chunks into one buffer: an endless or huge body stops at the
   cap (a declared ``Content-Length`` above it is refused unread). Compressed bodies count
   decoded bytes. Error answers are read up to :data:`MAX_ERROR_BODY` only: they serve a reason.
+- **Large bodies** (registry blobs) go through :meth:`Client.stream` and ``data=Upload(...)``
+  (:mod:`imgforge._stream`): bounded by the size the caller expects, a deadline that scales with
+  it, constant memory, the digest verified as the bytes pass.
 - **Bounded retries** of 429 and 5xx answers honouring ``Retry-After``, for callers that want them.
 - **Redirects** only when the caller allows them, and never with credentials to another origin.
 - **Same-origin paging:** :meth:`Answer.next_page` refuses a ``Link: rel="next"`` elsewhere.
@@ -23,7 +23,7 @@ the rules in one place:
   ``Authorization: ...`` look-alikes and control characters removed, length capped), so an
   error message can never echo what a server echoed.
 
-Failures are raised as :class:`TransportError`; the registry and forge clients translate them
+Failures are raised as :class:`~imgforge._deadline.TransportError`; the registry and forge clients translate them
 into their own typed errors (exit 7 and 9) with messages that name the registry or forge.
 """
 
@@ -34,24 +34,21 @@ import json as jsonlib
 import logging
 import math
 import os
-import socket
-import threading
 import time
 from collections.abc import Callable, Mapping
-from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import requests
-import requests.adapters
 import requests.auth
-import urllib3.connection
-import urllib3.connectionpool
-import urllib3.exceptions
 from requests.structures import CaseInsensitiveDict
 
+from imgforge._deadline import WATCH, TransportError, Watchdog, WatchedAdapter, reason, translate
+from imgforge._stream import MIN_RATE, Download, Upload, deadline_for
 from imgforge.errors import UsageError
+
+__all__ = ["Answer", "Client", "Retry", "TransportError", "Upload", "reason"]
 
 MiB = 1024 * 1024
 MAX_MANIFEST = 4 * MiB  # what the OCI distribution spec asks registries to accept
@@ -62,21 +59,9 @@ _CHUNK = 64 * 1024
 _REDIRECTS = (301, 302, 303, 307, 308)
 _CREDENTIAL_HEADERS = ("authorization", "proxy-authorization", "private-token", "job-token", "cookie")
 
+Auth = requests.auth.AuthBase | tuple[str, str] | None
+
 log = logging.getLogger("imgforge.http")
-
-
-class TransportError(Exception):
-    """No usable answer: ``kind`` is timeout, tls, unreachable, too_large, broken or foreign_link.
-
-    Internal: the registry and forge clients turn it into their typed errors. ``reason`` is short
-    and holds nothing the server sent but fixed phrases.
-    """
-
-    def __init__(self, kind: str, reason: str, limit: float = 0):
-        super().__init__(f"{kind}: {reason}")
-        self.kind = kind
-        self.reason = reason
-        self.limit = limit  # seconds (timeout) or bytes (too_large)
 
 
 def size_text(n: float) -> str:
@@ -130,7 +115,8 @@ def same_origin(a: str, b: str) -> bool:
 
 @dataclass(frozen=True)
 class Answer:
-    """A complete, bounded answer: status, headers and the whole body (never a stream)."""
+    """A complete, bounded answer: status, headers and the whole body, except for a 2xx answer of
+    :meth:`Client.stream`, whose body is ``stream`` (unread; the caller reads and closes it)."""
 
     status: int
     headers: CaseInsensitiveDict[str]
@@ -139,6 +125,7 @@ class Answer:
     request_headers: Mapping[str, str] = field(default_factory=dict, repr=False)
     attempts: int = 1
     truncated: bool = False  # an error answer's body cut at MAX_ERROR_BODY
+    stream: Download | None = field(default=None, repr=False)
 
     def json(self) -> Any:
         """The body as JSON; ValueError when it is not (also for absurd nesting)."""
@@ -161,106 +148,6 @@ class Answer:
                     raise TransportError("foreign_link", "sent a next-page link to another host; not following it")
                 return target
         return None
-
-
-# --------------------------------------------------------------------------- the deadline watchdog
-
-
-class _Watchdog:
-    """Shuts down the sockets of one request when its total deadline passes."""
-
-    def __init__(self, seconds: float):
-        self.seconds = seconds
-        self.expires = time.monotonic() + seconds
-        self.fired = False
-        self._done = False
-        self._lock = threading.Lock()
-        self._socks: list[socket.socket] = []
-        self._timer = threading.Timer(seconds, self._fire)
-        self._timer.daemon = True
-        self._timer.start()
-
-    def remaining(self) -> float:
-        return max(self.expires - time.monotonic(), 0.001)
-
-    def watch(self, sock: socket.socket | None) -> None:
-        if sock is None or sock.fileno() < 0:
-            return
-        dup = socket.fromfd(sock.fileno(), sock.family, sock.type)  # ours to shut down and close
-        with self._lock:
-            self._socks.append(dup)
-            if self.fired:
-                self._shutdown(dup)
-
-    def _fire(self) -> None:
-        with self._lock:
-            if self._done:
-                return
-            self.fired = True
-            for sock in self._socks:
-                self._shutdown(sock)
-
-    @staticmethod
-    def _shutdown(sock: socket.socket) -> None:
-        try:
-            sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-
-    def stop(self) -> None:
-        self._timer.cancel()
-        with self._lock:
-            self._done = True
-            socks, self._socks = self._socks, []
-        for sock in socks:
-            sock.close()
-
-
-_WATCH: ContextVar[_Watchdog | None] = ContextVar("imgforge_http_watchdog", default=None)
-
-
-class _Watched:
-    """Connection mix-in: the current request's watchdog learns the socket when the connection is
-    about to read an answer. (Connecting and the TLS handshake are bounded by the connect timeout,
-    which is never above the deadline: CPython applies a socket's timeout to a whole handshake.)"""
-
-    sock: socket.socket | None
-
-    def getresponse(self) -> Any:
-        watch = _WATCH.get()
-        if watch is not None:
-            watch.watch(self.sock)
-        return super().getresponse()  # type: ignore[misc]
-
-
-class _Conn(_Watched, urllib3.connection.HTTPConnection):
-    pass
-
-
-class _TLSConn(_Watched, urllib3.connection.HTTPSConnection):
-    pass
-
-
-class _Pool(urllib3.connectionpool.HTTPConnectionPool):
-    ConnectionCls = _Conn
-
-
-class _TLSPool(urllib3.connectionpool.HTTPSConnectionPool):
-    ConnectionCls = _TLSConn
-
-
-class _Adapter(requests.adapters.HTTPAdapter):
-    """requests' adapter with the watched connection classes in every pool it makes."""
-
-    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = {"http": _Pool, "https": _TLSPool}
-
-    def proxy_manager_for(self, proxy: str, **kwargs: Any) -> Any:
-        manager = super().proxy_manager_for(proxy, **kwargs)
-        if not proxy.lower().startswith("socks"):
-            manager.pool_classes_by_scheme = {"http": _Pool, "https": _TLSPool}
-        return manager
 
 
 # --------------------------------------------------------------------------- the client
@@ -305,7 +192,7 @@ class Client:
         self._session.trust_env = False
         self._session.headers["User-Agent"] = "imgforge"
         self._session.verify = _ca_bundle()
-        adapter = _Adapter()
+        adapter = WatchedAdapter()
         self._session.mount("http://", adapter)
         self._session.mount("https://", adapter)
 
@@ -320,97 +207,169 @@ class Client:
         params: Mapping[str, Any] | None = None,
         headers: Mapping[str, str] | None = None,
         json: Any = None,
-        auth: requests.auth.AuthBase | tuple[str, str] | None = None,
+        data: bytes | Upload | None = None,
+        auth: Auth = None,
         max_body: int = MAX_JSON,
         retry: Retry | None = None,
         redirects: int = 0,
+        deadline: float | None = None,
     ) -> Answer:
         """One request, its answer read whole within the deadline and ``max_body`` bytes.
 
+        ``data`` is a body of bytes or an :class:`~imgforge._stream.Upload` (streamed, verified);
+        ``deadline`` replaces the client's for this request (an upload's scales with its size).
         ``redirects`` > 0 follows that many redirects; ``headers`` and ``auth`` only go along to
-        the same origin. ``retry`` retries 429 and 5xx answers.
+        the same origin. ``retry`` retries 429 and 5xx answers. One deadline covers a request and
+        its redirects; each retry has its own.
         """
+        body = {"json": json, "data": data}
+
+        def once() -> Answer:
+            watch = Watchdog(deadline or self.deadline)
+            response: requests.Response | None = None
+            try:
+                response = self._open(method, url, params, dict(headers or {}), body, auth, redirects, watch)
+                content, truncated = _read_body(response, max_body)
+            except Exception as e:  # requests, urllib3, http.client and socket errors: one translation
+                raise translate(e, watch) from e
+            finally:
+                if response is not None:
+                    response.close()
+                watch.stop()
+            if watch.fired:  # a close-delimited body cut by the watchdog looks complete: it is not
+                raise TransportError("timeout", "the deadline passed", watch.seconds)
+            return _answer(response, content, truncated)
+
+        return self._retrying(method, once, retry)
+
+    def stream(
+        self,
+        url: str,
+        *,
+        size: int | None,
+        digest: str,
+        max_size: int,
+        errors: Callable[[TransportError], Exception],
+        headers: Mapping[str, str] | None = None,
+        auth: Auth = None,
+        retry: Retry | None = None,
+        redirects: int = 0,
+        rate: float = MIN_RATE,
+    ) -> Answer:
+        """GET a body too large to hold (a blob): a 2xx answer carries it unread as ``.stream``.
+
+        The body must be ``size`` bytes (None: what ``Content-Length`` declares, which is then
+        required), at most ``max_size``, with the digest ``digest`` (see :mod:`imgforge._stream`
+        for what that guarantees and when). The whole exchange, redirects and body included, has
+        the deadline ``deadline + size / rate``. Redirects drop credentials on the way to another
+        origin, as :meth:`request` does; compressed transfer is not asked for, so the bytes are
+        the blob's own. Other answers come back read whole (an error's first 64 KiB).
+        Failures while reading the stream are handed to ``errors`` to raise.
+        """
+        if size is not None and size > max_size:
+            raise TransportError("too_large", f"is {size} bytes, above the limit of {size_text(max_size)}", max_size)
+        sent = {**(headers or {}), "Accept-Encoding": "identity"}
+
+        def once() -> Answer:
+            longest = deadline_for(self.deadline, max_size if size is None else size, rate)
+            watch = Watchdog(self.deadline if size is None else longest, ceiling=longest)
+            response: requests.Response | None = None
+            try:
+                response = self._open("GET", url, None, sent, {}, auth, redirects, watch)
+                if not 200 <= response.status_code < 300:
+                    content, truncated = _read_body(response, MAX_ERROR_BODY)
+                    response.close()
+                    watch.stop()
+                    return _answer(response, content, truncated)
+                expected = _expected_size(response, size, max_size)
+                watch.extend(deadline_for(self.deadline, expected, rate))
+                body = Download(response, watch, size=expected, digest=digest, errors=errors)
+            except Exception as e:  # one translation, as in request()
+                if response is not None:
+                    response.close()
+                watch.stop()
+                raise translate(e, watch) from e
+            return replace(_answer(response, b"", False), stream=body)
+
+        return self._retrying("GET", once, retry)
+
+    def _retrying(self, method: str, once: Callable[[], Answer], retry: Retry | None) -> Answer:
         attempt = 0
         while True:
             attempt += 1
-            answer = self._follow(method, url, params, dict(headers or {}), json, auth, max_body, redirects)
+            answer = once()
             self._log.debug("%s %s -> %s (attempt %d)", method, urlsplit(answer.url).path, answer.status, attempt)
             if retry is None or attempt >= retry.attempts or not (answer.status == 429 or answer.status >= 500):
                 return replace(answer, attempts=attempt)
             retry.sleep(retry.delay(answer, attempt))
 
-    def _follow(
+    def _open(
         self,
         method: str,
         url: str,
         params: Mapping[str, Any] | None,
         headers: dict[str, str],
-        json: Any,
-        auth: requests.auth.AuthBase | tuple[str, str] | None,
-        max_body: int,
+        body: dict[str, Any],
+        auth: Auth,
         redirects: int,
-    ) -> Answer:
-        for _ in range(redirects + 1):
-            answer = self._exchange(method, url, params, headers, json, auth, max_body)
-            location = answer.headers.get("Location")
-            if answer.status not in _REDIRECTS or not location or redirects == 0:
-                return answer
-            target = urljoin(answer.url, location)
-            if not same_origin(target, answer.url):
+        watch: Watchdog,
+    ) -> requests.Response:
+        """Send, following up to ``redirects`` redirects under one watchdog; the answer is unread."""
+        for hop in range(redirects + 1):
+            response = self._send(method, url, params, headers, body, auth, watch)
+            location = response.headers.get("Location")
+            if response.status_code not in _REDIRECTS or not location or hop == redirects:
+                return response
+            response.close()
+            target = urljoin(response.url, location)
+            if not same_origin(target, response.url):
                 headers = {k: v for k, v in headers.items() if k.lower() not in _CREDENTIAL_HEADERS}
                 auth = None
-            if answer.status == 303 and method != "HEAD":
-                method, json = "GET", None
+            if response.status_code == 303 and method != "HEAD":
+                method, body = "GET", {}
             url, params = target, None
-        return answer
+        raise AssertionError("unreachable")  # pragma: no cover - the loop always returns
 
-    def _exchange(
+    def _send(
         self,
         method: str,
         url: str,
         params: Mapping[str, Any] | None,
         headers: Mapping[str, str],
-        json: Any,
-        auth: requests.auth.AuthBase | tuple[str, str] | None,
-        max_body: int,
-    ) -> Answer:
-        watch = _Watchdog(self.deadline)
-        token = _WATCH.set(watch)
-        response: requests.Response | None = None
+        body: dict[str, Any],
+        auth: Auth,
+        watch: Watchdog,
+    ) -> requests.Response:
+        if isinstance(body.get("data"), Upload):
+            body["data"].rewind()  # a retry, redirect or auth challenge sends the data again
+        token = WATCH.set(watch)
         try:
             proxies = {} if is_loopback(urlsplit(url).hostname or "") else requests.utils.get_environ_proxies(url)
-            response = self._session.request(
+            return self._session.request(
                 method,
                 url,
                 params=params,
                 headers=headers,
-                json=json,
                 auth=auth,
                 proxies=proxies,
-                timeout=(min(self.connect, watch.remaining()), watch.remaining()),
+                timeout=(min(self.connect, watch.remaining()), watch.read_timeout()),
                 allow_redirects=False,
                 stream=True,
+                **body,
             )
-            body, truncated = _read_body(response, max_body)
-        except TransportError:
-            raise
-        except Exception as e:  # requests, urllib3, http.client and socket errors: one translation
-            raise _translate(e, watch) from e
         finally:
-            _WATCH.reset(token)
-            if response is not None:
-                response.close()
-            watch.stop()
-        if watch.fired:  # a close-delimited body cut by the watchdog looks complete: it is not
-            raise TransportError("timeout", "the deadline passed", self.deadline)
-        return Answer(
-            response.status_code,
-            CaseInsensitiveDict(response.headers),
-            response.url,
-            body,
-            dict(response.request.headers),
-            truncated=truncated,
-        )
+            WATCH.reset(token)
+
+
+def _answer(response: requests.Response, body: bytes, truncated: bool) -> Answer:
+    return Answer(
+        response.status_code,
+        CaseInsensitiveDict(response.headers),
+        response.url,
+        body,
+        dict(response.request.headers),
+        truncated=truncated,
+    )
 
 
 def _read_body(response: requests.Response, limit: int) -> tuple[bytes, bool]:
@@ -434,39 +393,24 @@ def _read_body(response: requests.Response, limit: int) -> tuple[bytes, bool]:
     raise TransportError("too_large", f"more than {cap} bytes", cap)
 
 
-_MARKERS = (
-    "CERTIFICATE_VERIFY_FAILED",
-    "certificate verify failed",
-    "hostname mismatch",
-    "WRONG_VERSION_NUMBER",
-    "Connection refused",
-    "Connection reset",
-    "No route to host",
-    "Name or service not known",
-    "Temporary failure in name resolution",
-    "Network is unreachable",
-    "timed out",
-)
-
-
-def reason(e: BaseException) -> str:
-    """A short, fixed phrase for a connection failure (never text a server sent, never a URL)."""
-    text = ""
-    seen: BaseException | None = e
-    while seen is not None and len(text) < 10_000:
-        text += f" {seen!s}"
-        seen = seen.__cause__ or seen.__context__
-    for marker in _MARKERS:
-        if marker in text:
-            return marker.lower().replace("_", " ")
-    return type(e).__name__
-
-
-def _translate(e: Exception, watch: _Watchdog) -> TransportError:
-    if watch.fired or isinstance(e, (requests.Timeout, urllib3.exceptions.TimeoutError, TimeoutError)):
-        return TransportError("timeout", "the deadline passed", watch.seconds)
-    if isinstance(e, requests.exceptions.SSLError):
-        return TransportError("tls", reason(e))
-    if isinstance(e, requests.ConnectionError):
-        return TransportError("unreachable", reason(e))
-    return TransportError("broken", reason(e))
+def _expected_size(response: requests.Response, size: int | None, max_size: int) -> int:
+    """The size a streamed body must have: ``size``, which ``Content-Length`` must agree with."""
+    encoding = response.headers.get("Content-Encoding", "").strip().lower()
+    if encoding not in ("", "identity"):
+        raise TransportError("broken", "sent an encoded body though none was asked for; not reading it")
+    declared = response.headers.get("Content-Length", "").strip()
+    if not declared:
+        if size is None:
+            raise TransportError("broken", "sent no Content-Length and the caller gave no size; not reading it")
+        return size
+    if not declared.isdigit():
+        raise TransportError("broken", "sent an invalid Content-Length")
+    length = int(declared)
+    if length > max_size:
+        raise TransportError(
+            "too_large", f"declared {length} bytes, above the limit of {size_text(max_size)}", max_size
+        )
+    if size is not None and length != size:
+        kind = "too_large" if length > size else "broken"
+        raise TransportError(kind, f"declared {length} bytes where {size} were expected; not reading it", size)
+    return length

@@ -19,7 +19,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "imgforge"
 
 RANKS = {
     # foundations: one of each tool
-    "errors": 0, "_fs": 0, "_git": 0, "_http": 0, "_scrub": 0, "image_ref": 0, "engine": 0, "_resources": 0,
+    "errors": 0, "_fs": 0, "_git": 0, "_http": 0, "_scrub": 0, "image_ref": 0, "engine": 0, "_resources": 0, "_deadline": 0, "_stream": 0,
     # the catalog, content and the file formats we read and write
     "config": 1, "content": 1, "listing": 1, "hashcache": 1, "image": 1, "signing": 1,
     "content_manifest": 1, "templating": 1, "build_context": 1,

@@ -139,12 +139,12 @@ class RegistryAuth:
         parts = urlsplit(realm)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise AuthFailed(f"token realm {realm!r} is not an http(s) URL")
-        params = {}
+        params: dict[str, str | list[str]] = {}
         if "service" in challenge.params:
             params["service"] = challenge.params["service"]
         wanted = challenge.params.get("scope") or scope
-        if wanted:
-            params["scope"] = wanted
+        if wanted:  # several scopes (a mount: push here, pull there) go as one parameter each
+            params["scope"] = wanted.split()
         auth = None
         if self.credentials:
             if parts.scheme == "http" and not self._allow_plain:

@@ -23,6 +23,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from imgforge.errors import UsageError
 
@@ -77,7 +78,8 @@ def lookup(host: str) -> Credentials | None:
 def unsupported_reason(host: str) -> str | None:
     """Why configured credentials for ``host`` were not used (a helper or identity token), if so."""
     data = _read_config()
-    helpers = data.get("credHelpers") if isinstance(data.get("credHelpers"), dict) else {}
+    found = data.get("credHelpers")
+    helpers: dict[str, Any] = found if isinstance(found, dict) else {}
     for key in _keys(host):
         if key in helpers:
             return f"credential helper '{helpers[key]}' for {host} in {config_path()} is not supported"
@@ -89,7 +91,7 @@ def unsupported_reason(host: str) -> str | None:
     return None
 
 
-def _read_config() -> dict:
+def _read_config() -> dict[str, Any]:
     path = config_path()
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -102,7 +104,7 @@ def _read_config() -> dict:
     return data
 
 
-def _auths_entry(data: dict, host: str) -> dict | None:
+def _auths_entry(data: dict[str, Any], host: str) -> dict[str, Any] | None:
     auths = data.get("auths")
     if not isinstance(auths, dict):
         return None

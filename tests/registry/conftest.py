@@ -7,6 +7,7 @@ faults a real one will not produce on demand. Every process and server is stoppe
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -223,7 +224,9 @@ class TokenServer:
 
             def do_GET(self) -> None:
                 server.arrived.append(dict(self.headers))
-                query = {k: v[0] for k, v in parse_qs(urlsplit(self.path).query).items()}
+                parsed = parse_qs(urlsplit(self.path).query)
+                query = {k: v[0] for k, v in parsed.items()}
+                query["scope"] = " ".join(parsed.get("scope", []))  # one parameter per scope (a mount asks two)
                 header = self.headers.get("Authorization", "")
                 authorized = False
                 if header.startswith("Basic "):
@@ -231,7 +234,7 @@ class TokenServer:
                     if (user, pw) != (server.user, server.password):
                         return self._send(401, {"details": "bad credentials"})
                     authorized = True
-                server.requests.append({"authorized": authorized, **query})
+                server.requests.append({"authorized": authorized, **{k: v for k, v in query.items() if v}})
                 token = server.sign(query.get("scope", ""), authorized)
                 self._send(200, {server.key_name: token, "expires_in": server.expires_in})
 
@@ -558,10 +561,8 @@ class BrokenServer:
                     return
                 head += data
             self.heads.append(head.split(b"\r\n\r\n", 1)[0].decode("latin-1"))
-            try:
+            with contextlib.suppress(OSError):  # the client hung up: what a working deadline or cap does
                 getattr(self, f"_{self.mode}")(conn, f"HTTP/1.1 {self.status} X\r\n".encode())
-            except OSError:  # the client hung up: what a working deadline or cap does
-                pass
 
     def _write(self, conn: socket.socket, data: bytes) -> None:
         conn.sendall(data)
@@ -690,11 +691,11 @@ def tiny_image(docker_client):
         return image
 
     yield build
+    import docker.errors
+
     for image_id in made:
-        try:
+        with contextlib.suppress(docker.errors.NotFound):  # already gone
             docker_client.images.remove(image_id, force=True)
-        except Exception:  # already gone
-            pass
 
 
 @pytest.fixture

@@ -96,9 +96,9 @@ def test_to_sets_an_exact_new_version(catalog_for):
 
 def test_to_refuses_going_backwards_and_non_semver(catalog_for):
     catalog = catalog_for("v0.3.0", ["v0.3.0"])
-    with pytest.raises(Refused, match="v0.2.0 is not above the catalog's current v0.3.0 for site 'web'"):
+    with pytest.raises(Refused, match=r"v0\.2\.0 is not above the catalog's current v0\.3\.0 for site 'web'"):
         release.bump(catalog, "web", to="v0.2.0")
-    with pytest.raises(UsageError, match="--to: expected a semver tag like v1.2.3, got 'latest'"):
+    with pytest.raises(UsageError, match=r"--to: expected a semver tag like v1\.2\.3, got 'latest'"):
         release.bump(catalog, "web", to="latest")
 
 

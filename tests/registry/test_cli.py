@@ -108,7 +108,7 @@ def test_push_refused_exits_10(capsys, root, tiny_image):
 
     web = config.load_catalog(root).site("web")
     record_result(tiny_image(web.reference).id, {"ok": False})
-    code, out, err = run(capsys, "push", "web", "--root", root)
+    code, _, err = run(capsys, "push", "web", "--root", root)
     assert code == 10
     assert "failed its last `imgforge test`" in err
 

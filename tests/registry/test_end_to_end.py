@@ -99,7 +99,8 @@ def test_release_then_pr_carries_the_tested_digest_into_the_gitops_repo(
     assert "containerPort: 8080" in result["diff"]
 
     # The dry run changed nothing.
-    assert subprocess.run(["git", "status", "--porcelain"], cwd=repo, capture_output=True, text=True).stdout == ""
+    status = subprocess.run(["git", "status", "--porcelain"], cwd=repo, capture_output=True, text=True, check=True)
+    assert status.stdout == ""
 
     # `update` sees the real registry ahead of the GitOps repo and opens the merge request.
     forge_mod = _load(TESTS / "forge" / "conftest.py", "forge_fakes_e2e")
@@ -207,7 +208,9 @@ def _build_and_test(capsys, root: str) -> tuple[str, int]:
     image_id = json.loads(out)["id"]
     code, out, err = run_main("test", "shop", "--root", root, "--json")
     report = json.loads(out)
-    assert code == 0 and report["ok"] is True and report["image_id"] == image_id, err
+    assert code == 0, err
+    assert report["ok"] is True
+    assert report["image_id"] == image_id
     return image_id, len(report["checks"])
 
 

@@ -72,11 +72,15 @@ def test_no_secret_in_any_output(
             texts += [repr(c), repr(c.auth), repr(c.credentials), str(c.credentials)]
         monkeypatch.setenv("IMGFORGE_REGISTRY_PASSWORD", WRONG)
         cli("tags", name, "--root", str(root))
-        failing(lambda: release.list_versions(catalog, name))
-        failing(lambda: RegistryClient(reg.host, credentials=Credentials(reg.user, WRONG)).list_tags(repo))
+        failing(lambda name=name: release.list_versions(catalog, name))
+        failing(
+            lambda reg=reg, repo=repo: RegistryClient(reg.host, credentials=Credentials(reg.user, WRONG)).list_tags(
+                repo
+            )
+        )
         # a push the registry refuses: the engine's error text passes through our message
         tiny_image(catalog.site(name).reference)
-        failing(lambda: release.push(catalog, name, skip_verify=True))
+        failing(lambda name=name: release.push(catalog, name, skip_verify=True))
         with pytest.raises(SystemExit) as exit_:  # --debug keeps the exit code; the traceback goes to stderr
             main(["tags", name, "--root", str(root), "--debug"])
         assert exit_.value.code == 7
