@@ -20,6 +20,7 @@ from imgforge.image import (
     DEFAULT_LIMITS,
     DockerArchive,
     DockerEngineSource,
+    ImageNotFound,
     Limits,
     OciLayout,
     RegistrySource,
@@ -57,14 +58,18 @@ def registry_image(
     ref: str, *, platform: str | None = None, limits: Limits = DEFAULT_LIMITS
 ) -> Iterator[ResolvedImage]:
     """``ref`` read from its registry (credentials as for every registry command)."""
-    from imgforge.registry.client import RegistryClient
+    from imgforge.registry import ManifestNotFound, RegistryClient
 
     parsed = ImageRef.parse(ref)
     if not parsed.name or parsed.name.startswith(("/", ".")) or " " in parsed.name:
         raise UsageError(f"--image {ref!r}: not an image reference (registry/path[:tag][@digest])")
     with RegistryClient(parsed.registry) as client:
         source = RegistrySource(client, parsed.path, parsed.digest or parsed.tag or "latest")
-        yield resolve(source, platform=platform, limits=limits)
+        try:
+            image = resolve(source, platform=platform, limits=limits)
+        except ManifestNotFound as e:  # no such tag or digest: "not found", as for the other sources
+            raise ImageNotFound(str(e)) from e
+        yield image
 
 
 def _layout_path(text: str) -> tuple[Path, str | None]:

@@ -5,6 +5,7 @@ reader, no engine involved; and ``fleet --registry``, whose rows get the image's
 from __future__ import annotations
 
 import json
+import logging
 import textwrap
 
 import pytest
@@ -162,3 +163,23 @@ def test_fleet_registry_markdown(fleet_repo, registry_env, basic_registry, cli_m
     assert "## Images read from their registries" in out
     code, plain, _ = cli_main("fleet", "--repo", str(fleet_repo))
     assert "Image audit" not in plain  # without --registry, the table is as before
+
+
+@pytest.mark.kustomize
+def test_fleet_audits_an_image_once_per_digest(fleet_repo, pushed, registry_env, basic_registry, caplog):
+    """NAMED is named by two tags (two apps): its layers are fetched once, by one audit. The client's
+    request log (one DEBUG line per request) is what shows it."""
+    from imgforge.audit import fleet_report
+    from imgforge.registry import RegistryClient
+
+    registry_env(basic_registry)
+    ref = pushed[NAMED.name][0]
+    name = ref.split("/", 1)[1].rsplit(":", 1)[0]
+    with RegistryClient(basic_registry.host) as client:
+        layers = [d["digest"] for d in json.loads(client.get_manifest(name, RUN)[0])["layers"]]
+    caplog.set_level(logging.DEBUG, logger="imgforge")
+    report = fleet_report(fleet_repo, jobs=4, registry=True)
+    assert {r.app for r in report.rows if r.image_digest == pushed[NAMED.name][1]} == {"named-site", "named-again"}
+    requests = [r.getMessage() for r in caplog.records]
+    for layer in layers:
+        assert sum(m.startswith(f"GET /v2/{name}/blobs/{layer} -> 200") for m in requests) == 1, layer
