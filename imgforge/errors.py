@@ -335,3 +335,10 @@ class SignatureInvalid(VerifyFailed):
 
 class BootstrapFailed(ImgforgeError):
     pass
+
+
+# --- audits -----------------------------------------------------------------------------------
+
+
+class AuditUnreadable(UsageError):
+    """The repo (or one of its files) could not be read: exit 2, one line naming the file."""

@@ -95,3 +95,18 @@ def test_importing_a_package_loads_nothing_above_or_beside_it(module, never):
         )
         == []
     )
+
+
+def test_every_error_class_lives_in_errors_py():
+    """Error classes are found in one place: an ImgforgeError subclass defined elsewhere is a second tree."""
+    import imgforge.errors as errors
+
+    known = {name for name, obj in vars(errors).items() if isinstance(obj, type) and issubclass(obj, Exception)}
+    elsewhere = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if path.name == "errors.py" and path.parent == PACKAGE:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ClassDef) and any(isinstance(b, ast.Name) and b.id in known for b in node.bases):
+                elsewhere.append(f"{path.relative_to(PACKAGE.parent)}: {node.name}")
+    assert elsewhere == []

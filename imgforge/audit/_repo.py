@@ -13,25 +13,24 @@ import fnmatch
 import io
 import json
 import os
-import re
 import shlex
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-import crossplane
 from dockerfile_parse import DockerfileParser
 
-from imgforge.errors import UsageError
+from imgforge.audit._shell import expand
+from imgforge.audit.nginx_rules import NginxUnparsable, Parsed, parse_file, walk_directives, web_roots
+from imgforge.errors import AuditUnreadable
 from imgforge.image_ref import ImageRef
 
 DOCKERFILE_NAMES = ("Dockerfile", "Containerfile")
 _SKIP_DIRS = {".git", "node_modules", ".venv", "__pycache__"}
-_DEFAULT_ROOTS = ("/usr/share/nginx/html", "/var/www/html", "/var/lib/nginx/html")
+DEFAULT_ROOTS = ("/usr/share/nginx/html", "/var/www/html", "/var/lib/nginx/html")
+Instruction = dict[str, Any]  # one dockerfile-parse ``structure`` entry: instruction, value, startline, …
 CONVENTIONAL_WEBROOTS = ("www-data", "public", "html", "www", "site")
-
-
-class AuditUnreadable(UsageError):
-    """The repo (or one of its files) could not be read: exit 2, one line naming the file."""
 
 
 @dataclass
@@ -41,7 +40,7 @@ class Stage:
     line: int
     parent: Stage | None  # the earlier stage this one is built FROM, if any
     global_args: dict[str, str] = field(default_factory=dict)  # ARGs declared before the first FROM
-    items: list[dict] = field(default_factory=list)  # dockerfile-parse entries after FROM
+    items: list[Instruction] = field(default_factory=list)  # dockerfile-parse entries after FROM
 
     def chain(self) -> list[Stage]:
         """This stage and the stages it inherits from, oldest first (what the image really has)."""
@@ -58,31 +57,11 @@ class Repo:
     root: Path
     dockerfile: str | None = None
     final: Stage | None = None
-    nginx: dict[str, list[dict]] = field(default_factory=dict)  # rel path -> crossplane "parsed"
+    nginx: dict[str, Parsed] = field(default_factory=dict)  # rel path -> crossplane "parsed"
     copies: dict[str, str] = field(default_factory=dict)  # container path -> repo rel path
     dir_copies: list[tuple[str, str]] = field(default_factory=list)  # (repo rel dir, container dir)
     webroots: dict[str, dict[str, str]] = field(default_factory=dict)  # root -> {served rel: repo rel}
     env: dict[str, str] = field(default_factory=dict)  # ARG defaults and ENV of the final stage
-
-
-def walk_directives(parsed: list[dict], ctx: tuple[str, ...] = ()):
-    """Every directive with the names of the blocks around it (``("http", "server")``)."""
-    for d in parsed:
-        yield d, ctx
-        if "block" in d:
-            yield from walk_directives(d["block"], (*ctx, d["directive"]))
-
-
-def expand(text: str, env: dict[str, str]) -> str:
-    """Shell-style ``$VAR``, ``${VAR}``, ``${VAR:-default}``; unknown variables stay as written."""
-
-    def sub(m: re.Match) -> str:
-        name, default = m.group(1) or m.group(3), m.group(2)
-        if name in env:
-            return env[name]
-        return default if default is not None else m.group(0)
-
-    return re.sub(r"\$\{(\w+)(?::?-([^}]*))?\}|\$(\w+)", sub, text)
 
 
 def read_repo(path: str | os.PathLike[str]) -> Repo:
@@ -132,7 +111,7 @@ def _read_dockerfile(path: Path) -> Stage:
     return stages[-1]
 
 
-def instructions(stage: Stage, kind: str) -> list[dict]:
+def instructions(stage: Stage, kind: str) -> list[Instruction]:
     return [i for s in stage.chain() for i in s.items if i["instruction"] == kind]
 
 
@@ -159,7 +138,7 @@ def _env_pairs(value: str, env: dict[str, str]) -> dict[str, str]:
     return {k: expand(v, env) for k, _, v in (w.partition("=") for w in words)}
 
 
-def copy_args(item: dict) -> tuple[dict[str, str], list[str]]:
+def copy_args(item: Instruction) -> tuple[dict[str, str], list[str]]:
     """``COPY --chown=1:2 a b /dest`` -> ({"chown": "1:2"}, ["a", "b", "/dest"]); JSON form too."""
     value = item["value"].strip()
     flags: dict[str, str] = {}
@@ -172,10 +151,11 @@ def copy_args(item: dict) -> tuple[dict[str, str], list[str]]:
         words = json.loads(value) if value.startswith("[") else shlex.split(value)
     except ValueError:
         words = value.split()
-    return flags, words
+    return flags, [str(w) for w in words]
 
 
 def _map_copies(repo: Repo) -> None:
+    assert repo.final is not None
     ignore = _dockerignore(repo.root)
     workdir = "/"
     for item in [i for s in repo.final.chain() for i in s.items]:
@@ -215,7 +195,7 @@ def _sources(root: Path, src: str) -> list[Path]:
         return []
 
 
-def _files(folder: Path, ignore: list[str], root: Path):
+def _files(folder: Path, ignore: list[str], root: Path) -> Iterator[Path]:
     """Files under ``folder``; dot-folders and dependency folders appear once, as the folder."""
     for current, dirs, files in os.walk(folder):
         for d in list(dirs):
@@ -265,31 +245,28 @@ def _read_nginx(repo: Repo) -> None:
             path = Path(current) / name
             rel = path.relative_to(repo.root).as_posix()
             try:
-                payload = crossplane.parse(str(path), single=True, check_ctx=False, check_args=False)
+                parsed = parse_file(path)
             except OSError as e:
                 if _looks_nginx(rel, repo):
                     raise AuditUnreadable(f"{rel}: cannot read: {e}") from e
                 continue
-            config = payload["config"][0] if payload["config"] else {"parsed": [], "errors": payload["errors"]}
-            if config["errors"] or payload["errors"]:
+            except NginxUnparsable as e:
                 if _looks_nginx(rel, repo):
-                    err = (config["errors"] or payload["errors"])[0]
-                    at = f":{err['line']}" if err.get("line") else ""
-                    raise AuditUnreadable(f"{rel}{at}: cannot parse nginx config: {err.get('error') or 'syntax error'}")
+                    at = f":{e.line}" if e.line else ""
+                    raise AuditUnreadable(f"{rel}{at}: cannot parse nginx config: {e}") from e
                 continue
-            names = {d["directive"] for d, _ in walk_directives(config["parsed"])}
+            names = {d["directive"] for d, _ in walk_directives(parsed)}
             if names & {"http", "server", "events", "location", "listen", "worker_processes", "pid", "user"}:
-                repo.nginx[rel] = config["parsed"]
+                repo.nginx[rel] = parsed
+
+
+def served_roots(repo: Repo) -> list[str]:
+    """The folders nginx serves from: the configs' ``root``/``alias``, else the usual defaults."""
+    return web_roots(repo.nginx) or list(DEFAULT_ROOTS)
 
 
 def _find_webroots(repo: Repo) -> None:
-    roots = [
-        d["args"][0]
-        for parsed in repo.nginx.values()
-        for d, _ in walk_directives(parsed)
-        if d["directive"] in ("root", "alias") and d["args"] and "$" not in d["args"][0]
-    ]
-    for root in dict.fromkeys(roots or _DEFAULT_ROOTS):
+    for root in served_roots(repo):
         prefix = root.rstrip("/") + "/"
         served = {c[len(prefix) :]: rel for c, rel in repo.copies.items() if c.startswith(prefix)}
         if served:

@@ -13,7 +13,9 @@ import os
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
+from imgforge.audit.metadata import is_root_user
 from imgforge.config import DEFAULT_OVERLAY_ROOT
 from imgforge.errors import KustomizeFailed, UsageError
 from imgforge.gitops import kustomize
@@ -51,10 +53,14 @@ class ContainerRow:
     allow_privilege_escalation: bool | None
     capabilities_dropped: list[str]
     seccomp: str | None
-    resources: dict
+    resources: dict[str, Any]
     puid_pgid: bool
     cls: str = "unknown"
     problems: list[str] = field(default_factory=list)
+    # With --registry: what the image says (its config's User, its manifest digest, its audit).
+    image_user: str | None = None
+    image_digest: str | None = None
+    image_audit: dict[str, int] | None = None
 
     @property
     def uid(self) -> int | None:
@@ -80,18 +86,20 @@ class FleetReport:
     rows: list[ContainerRow]
     failures: list[RenderFailure]
     without_workloads: dict[str, list[str]]  # app -> kinds it renders (a HelmRelease, say)
+    registry: bool = False  # images were read from their registries (--registry)
+    images: list[Any] = field(default_factory=list)  # fleet_images.AuditedImage, one per digest
 
     def summary(self) -> dict[str, int]:
         counts = Counter(r.cls for r in self.rows if not r.init)
         return {c: counts.get(c, 0) for c in CLASSES}
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         rows = []
         for r in self.rows:
             row = asdict(r)
             row["class"] = row.pop("cls")
             rows.append(row)
-        return {
+        out: dict[str, Any] = {
             "repo": self.repo,
             "overlay_root": self.overlay_root,
             "apps": len(self.apps),
@@ -100,6 +108,9 @@ class FleetReport:
             "failed": [asdict(f) for f in self.failures],
             "without_workloads": [{"app": a, "kinds": k} for a, k in self.without_workloads.items()],
         }
+        if self.registry:
+            out["images"] = [asdict(i) for i in self.images]
+        return out
 
 
 def find_overlays(repo: Path, overlay_root: str = DEFAULT_OVERLAY_ROOT) -> list[tuple[str, Path]]:
@@ -119,12 +130,17 @@ def find_overlays(repo: Path, overlay_root: str = DEFAULT_OVERLAY_ROOT) -> list[
 
 
 def fleet_report(
-    repo: str | os.PathLike[str], overlay_root: str = DEFAULT_OVERLAY_ROOT, jobs: int | None = None
+    repo: str | os.PathLike[str],
+    overlay_root: str = DEFAULT_OVERLAY_ROOT,
+    jobs: int | None = None,
+    registry: bool = False,
 ) -> FleetReport:
-    """Render every app overlay (``jobs`` renders at a time) and read each container's security settings."""
+    """Render every app overlay (``jobs`` renders at a time) and read each container's security
+    settings; with ``registry``, also read and audit each container's image (``jobs`` at a time)."""
     overlays = find_overlays(Path(repo), overlay_root)
     kustomize.kubectl()  # fail once, before any work, when kubectl is missing
-    results = kustomize.render_each(overlays, jobs or max(2, (os.cpu_count() or 1) * 2))
+    jobs = jobs or max(2, (os.cpu_count() or 1) * 2)
+    results = kustomize.render_each(overlays, jobs)
     report = FleetReport(str(repo), overlay_root, [a for a, _ in overlays], [], [], {})
     for app, folder in overlays:
         docs = results[app]
@@ -136,10 +152,45 @@ def fleet_report(
             report.rows += rows
         else:
             report.without_workloads[app] = sorted({str(d.get("kind")) for d in docs})
+    if registry:
+        _with_images(report, jobs)
     return report
 
 
-def _get(data: dict, *path: str):
+def _with_images(report: FleetReport, jobs: int) -> None:
+    from imgforge.audit.fleet_images import audited_images, read_images
+
+    facts = read_images([r.image for r in report.rows if r.image], jobs)
+    report.registry = True
+    report.images = audited_images(facts)
+    for row in report.rows:
+        fact = facts.get(row.image or "")
+        if fact is None:
+            continue
+        if fact.audit is None:
+            row.problems.append(fact.note or "image not read")
+            continue
+        row.image_user, row.image_digest = fact.audit.user, fact.audit.digest
+        row.image_audit = fact.audit.summary()
+        _judge_image_user(row)
+
+
+def _judge_image_user(row: ContainerRow) -> None:
+    """What the image's USER means for a row whose manifests do not set ``runAsUser``."""
+    user = row.image_user
+    if row.uid is not None or user is None or row.cls == "linuxserver":
+        return
+    if is_root_user(user):
+        if row.run_as_non_root:
+            row.problems.append("runAsNonRoot: true, but the image runs as root: the kubelet refuses to start it")
+        else:
+            row.cls = "root"
+            row.problems = ["the image runs as root and nothing sets runAsUser"]
+    elif not user.split(":")[0].isdigit() and row.run_as_non_root:
+        row.problems.append(f"image USER {user} is not numeric: the kubelet cannot verify runAsNonRoot, refuses")
+
+
+def _get(data: Any, *path: str) -> Any:
     for key in path:
         if not isinstance(data, dict):
             return None
@@ -147,7 +198,7 @@ def _get(data: dict, *path: str):
     return data
 
 
-def workload_rows(app: str, doc: dict) -> list[ContainerRow]:
+def workload_rows(app: str, doc: dict[str, Any]) -> list[ContainerRow]:
     """One row per container (init containers included) of a rendered workload; [] for other kinds."""
     kind = doc.get("kind")
     if kind not in _POD_SPEC:
@@ -185,7 +236,7 @@ def workload_rows(app: str, doc: dict) -> list[ContainerRow]:
     return rows
 
 
-def _first(*values):
+def _first(*values: Any) -> Any:
     return next((v for v in values if v is not None), None)
 
 
@@ -251,13 +302,15 @@ _HEADER = (
 )
 
 
-def _cell(value) -> str:
+def _cell(value: object) -> str:
     text = "-" if value is None or value == "" else str(value)
     return text.replace("|", "\\|").replace("\n", " ")
 
 
 def _ids(row: ContainerRow) -> str:
     if row.uid is None and row.gid is None:
+        if row.image_user is not None:  # --registry: the image decides, and now we know how
+            return f"{row.image_user or 'root'} (image)"
         return "?"
     text = f"{'?' if row.uid is None else row.uid}:{'?' if row.gid is None else row.gid}"
     at_container = row.container_uid is not None or row.container_gid is not None
@@ -268,16 +321,24 @@ def _yes_no(value: bool | None, good: bool) -> str:
     return "-" if value is None else ("yes" if value is good else "no")
 
 
-def _resources(res: dict) -> str:
+def _resources(res: dict[str, Any]) -> str:
     parts = [name[:3] if name == "requests" else "lim" for name in ("requests", "limits") if res.get(name)]
     return "+".join(parts) or "-"
 
 
+def _audit_cell(row: ContainerRow) -> str:
+    if row.image_audit is None:
+        return "-"
+    return f"{row.image_audit['error']} errors, {row.image_audit['warning']} warnings"
+
+
 def to_markdown(report: FleetReport) -> str:
-    """The owner's audit table, one row per container, then failures and apps without pods."""
-    lines = ["| " + " | ".join(_HEADER) + " |", "|" + "|".join("---" for _ in _HEADER) + "|"]
+    """The owner's audit table, one row per container, then failures and apps without pods; with
+    ``--registry`` an ``Image audit`` column and the list of images read, one per digest."""
+    header = [*_HEADER[:-2], "Image audit", *_HEADER[-2:]] if report.registry else list(_HEADER)
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     for r in report.rows:
-        cells = [
+        cells: list[object] = [
             r.app,
             f"{r.kind}/{r.workload}",
             r.container + (" (init)" if r.init else ""),
@@ -290,6 +351,7 @@ def to_markdown(report: FleetReport) -> str:
             ",".join(r.capabilities_dropped),
             r.seccomp,
             _resources(r.resources),
+            *([_audit_cell(r)] if report.registry else []),
             r.cls,
             "; ".join(r.problems),
         ]
@@ -302,6 +364,14 @@ def to_markdown(report: FleetReport) -> str:
         "",
         *lines,
     ]
+    if report.registry:
+        out += ["", "## Images read from their registries", "", "| Digest | USER | errors | warnings | References |"]
+        out += ["|---|---|---|---|---|"]
+        out += [
+            f"| {_cell(i.digest[:19])} | {_cell(i.user or 'root')} | {i.summary['error']} | {i.summary['warning']} "
+            f"| {_cell(', '.join(i.references))} |"
+            for i in report.images
+        ]
     if report.failures:
         out += ["", "## Apps that failed to render", "", "| App | Overlay | kustomize error |", "|---|---|---|"]
         out += [f"| {_cell(f.app)} | {_cell(f.path)} | {_cell(f.error)} |" for f in report.failures]

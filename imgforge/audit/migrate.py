@@ -13,13 +13,16 @@ import collections
 import os
 import re
 from pathlib import Path
+from typing import Any
 
 import tomlkit
 
 from imgforge import _git as _gitrun
 from imgforge import config
 from imgforge._fs import atomic_write_text
-from imgforge.audit._repo import Repo, base_name, expand, instructions, read_repo, walk_directives
+from imgforge.audit._repo import Repo, base_name, instructions, read_repo
+from imgforge.audit._shell import expand
+from imgforge.audit.nginx_rules import Directive, Parsed, walk_directives
 from imgforge.errors import CatalogError, GitError, Refused, UsageError
 
 # Directives the hardened templates replace or that do not change what a visitor gets.
@@ -70,15 +73,15 @@ def _carried_header(name: str, value: str) -> bool:
     return bool(config.HEADER_NAME.fullmatch(name) and config.HEADER_VALUE.fullmatch(value)) and "$" not in value
 
 
-def _where(rel: str, d: dict) -> str:
+def _where(rel: str, d: Directive) -> str:
     return f"{rel}:{d['line']}"
 
 
-def _text(d: dict) -> str:
+def _text(d: Directive) -> str:
     return " ".join([d["directive"], *d["args"]])
 
 
-def _servers(repo: Repo) -> list[tuple[str, dict]]:
+def _servers(repo: Repo) -> list[tuple[str, Directive]]:
     return [
         (rel, d)
         for rel, parsed in repo.nginx.items()
@@ -87,7 +90,7 @@ def _servers(repo: Repo) -> list[tuple[str, dict]]:
     ]
 
 
-def _is_asset_location(d: dict) -> bool:
+def _is_asset_location(d: Directive) -> bool:
     """A regex location that sets long-lived caching: what ``cache_assets`` stands for."""
     if d["directive"] != "location" or not d["args"] or d["args"][0] not in ("~", "~*"):
         return False
@@ -100,14 +103,21 @@ def _is_asset_location(d: dict) -> bool:
     )
 
 
-def nginx_behaviour(nginx: dict[str, list[dict]]) -> dict:
+def nginx_behaviour(nginx: dict[str, Parsed]) -> dict[str, Any]:
     """What visitors see from a set of parsed nginx files: fallback, gzip, caching, headers, IPv6.
 
     Also used by the tests to prove that ``render`` of a migrated site behaves like the old config.
     """
-    out = {"fallback": "404", "gzip": False, "cache_assets": False, "headers": {}, "ipv6": False, "try_files": None}
+    out: dict[str, Any] = {
+        "fallback": "404",
+        "gzip": False,
+        "cache_assets": False,
+        "headers": {},
+        "ipv6": False,
+        "try_files": None,
+    }
 
-    def scan(rel: str, block: list[dict], nested: bool) -> None:
+    def scan(rel: str, block: Parsed, nested: bool) -> None:
         for d in block:
             name, args = d["directive"], d["args"]
             if name == "location":
@@ -130,7 +140,7 @@ def nginx_behaviour(nginx: dict[str, list[dict]]) -> dict:
     return out
 
 
-def _note(d: dict, behaviour: dict) -> str | None:
+def _note(d: Directive, behaviour: dict[str, Any]) -> str | None:
     """Why a directive of the kept server is not carried ("" for no reason to add), or None if it is."""
     name, args = d["directive"], d["args"]
     if name == "include":
@@ -158,13 +168,14 @@ def _note(d: dict, behaviour: dict) -> str | None:
     return None if name in _REPLACED or name.startswith("gzip_") else ""
 
 
-def _not_carried(repo: Repo, behaviour: dict) -> list[str]:
+def _not_carried(repo: Repo, behaviour: dict[str, Any]) -> list[str]:
     servers = _servers(repo)
     rooted = [d for _, d in servers if any(x["directive"] == "root" for x in d["block"])]
-    main = (rooted or [d for _, d in servers] or [None])[0]
+    candidates = rooted or [d for _, d in servers]
+    main: Directive | None = candidates[0] if candidates else None
     notes: list[str] = []
 
-    def scan(rel: str, block: list[dict], in_assets: bool) -> None:
+    def scan(rel: str, block: Parsed, in_assets: bool) -> None:
         for d in block:
             name, args = d["directive"], d["args"]
             if name == "server" and d is not main:
@@ -187,7 +198,7 @@ def _not_carried(repo: Repo, behaviour: dict) -> list[str]:
 def _harmless_include(args: list[str]) -> bool:
     """mime.types and the conf.d-style globs (whose files are read here anyway) change nothing."""
     target = args[0] if args else ""
-    return target.endswith("mime.types") or target.endswith("*.conf") or target.endswith("/*")
+    return target.endswith(("mime.types", "*.conf", "/*"))
 
 
 def _content_dir(repo: Repo) -> str:
@@ -310,10 +321,9 @@ def migrate_repo(
         not_carried.append(note)
     if profile and profile != defaults.get("profile", "alpine"):
         doc.add("profile", profile)
-    if ids := _uid_gid(repo):
-        if ids != (defaults.get("uid", 100), defaults.get("gid", 101)):
-            doc.add("uid", ids[0])
-            doc.add("gid", ids[1])
+    if (ids := _uid_gid(repo)) and ids != (defaults.get("uid", 100), defaults.get("gid", 101)):
+        doc.add("uid", ids[0])
+        doc.add("gid", ids[1])
     doc.add("fallback", behaviour["fallback"])
     doc["fallback"].comment("from try_files" if behaviour["try_files"] else "no try_files: missing files are 404")
     doc.add("ipv6", "auto" if behaviour["ipv6"] else "off")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from collections import Counter
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -14,6 +13,22 @@ from imgforge.cli._app import JsonOpt, RepoOpt, RootOpt, app, console, print_jso
 from imgforge.errors import EXIT_FAILED, EXIT_OK
 
 PathArg = Annotated[Path, typer.Argument(help="The site repo (holds its Dockerfile and nginx configs).")]
+AuditPathArg = Annotated[
+    Path | None, typer.Argument(help="The site repo (holds its Dockerfile and nginx configs).", show_default=False)
+]
+ImageOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--image",
+        help="Audit an image instead: REF from its registry, docker:REF (local engine), oci:PATH[:NAME], "
+        "docker-archive:PATH.",
+        show_default=False,
+    ),
+]
+PlatformOpt = Annotated[
+    str | None,
+    typer.Option("--platform", help="Platform of a multi-platform image (linux/arm64).", show_default="the host's"),
+]
 
 
 class Format(StrEnum):
@@ -26,28 +41,39 @@ def _say(text: str) -> None:
 
 
 @app.command("audit")
-def audit_cmd(path: PathArg, json_out: JsonOpt = False) -> None:
-    """Audit a site repo for what keeps it from running as non-root. Exit 0 clean, 1 errors, 2 unreadable."""
+def audit_cmd(
+    path: AuditPathArg = None, image: ImageOpt = None, platform: PlatformOpt = None, json_out: JsonOpt = False
+) -> None:
+    """Audit a site repo, or an image (--image), against the hardening contract. Exit 0 clean, 1 errors,
+    2 unreadable (4 image not found, 5 engine, 7 registry)."""
     from imgforge import audit
+    from imgforge.errors import UsageError
 
-    findings = audit.audit_repo(path)
-    counts = Counter(f.severity for f in findings)
-    if json_out:
-        print_json(
-            {
-                "path": str(path),
-                "summary": {s: counts.get(s, 0) for s in ("error", "warning", "info")},
-                "findings": [f.as_dict() for f in findings],
-            }
+    if (path is None) == (image is None):
+        raise UsageError("audit: give a repo PATH or --image REF (one of them)")
+    if image is not None:
+        with audit.open_image(image, platform=platform) as resolved:
+            result = audit.audit_image(resolved, image)
+        findings, shown, extra = (
+            result.findings,
+            image,
+            {"digest": result.digest, "id": result.config_digest, "platform": result.platform},
         )
+    else:
+        assert path is not None
+        if platform is not None:
+            raise UsageError("audit: --platform goes with --image")
+        findings, shown, extra = audit.audit_repo(path), str(path), {}
+    counts = audit.summary(findings)
+    if json_out:
+        print_json({"path": shown, **extra, "summary": counts, "findings": [f.as_dict() for f in findings]})
     else:
         for f in findings:
             _say(f"{f.location()}: {f.severity} {f.rule} {f.message}")
         _say(
-            f"{len(findings)} findings: {counts.get('error', 0)} errors, {counts.get('warning', 0)} warnings, "
-            f"{counts.get('info', 0)} info"
+            f"{len(findings)} findings: {counts['error']} errors, {counts['warning']} warnings, {counts['info']} info"
             if findings
-            else f"{path}: no findings"
+            else f"{shown}: no findings"
         )
     raise typer.Exit(EXIT_FAILED if audit.has_errors(findings) else EXIT_OK)
 
@@ -91,7 +117,15 @@ def fleet_cmd(
             "--overlays", help="App overlays folder inside the repo.", show_default="fluxcd/apps/overlays/production"
         ),
     ] = None,
-    jobs: Annotated[int | None, typer.Option("--jobs", min=1, help="Renders at once.", show_default="2 × CPUs")] = None,
+    jobs: Annotated[
+        int | None, typer.Option("--jobs", min=1, help="Renders (and image reads) at once.", show_default="2 × CPUs")
+    ] = None,
+    registry: Annotated[
+        bool,
+        typer.Option(
+            "--registry", help="Read each container's image from its registry: its USER and its audit summary."
+        ),
+    ] = False,
 ) -> None:
     """Render every app overlay with kustomize and report each container's non-root status.
 
@@ -100,7 +134,7 @@ def fleet_cmd(
     from imgforge.audit import fleet
     from imgforge.config import DEFAULT_OVERLAY_ROOT
 
-    report = fleet.fleet_report(repo, overlays or DEFAULT_OVERLAY_ROOT, jobs=jobs)
+    report = fleet.fleet_report(repo, overlays or DEFAULT_OVERLAY_ROOT, jobs=jobs, registry=registry)
     if fmt is Format.json:
         print_json(report.as_dict())
     else:

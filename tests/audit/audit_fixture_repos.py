@@ -90,6 +90,7 @@ FIXED_NGINX_CONF = """
         fastcgi_temp_path /tmp/fastcgi;
         uwsgi_temp_path /tmp/uwsgi;
         scgi_temp_path /tmp/scgi;
+        server_tokens off;
         include /etc/nginx/mime.types;
         default_type application/octet-stream;
         gzip on;
@@ -112,7 +113,7 @@ TEMPLATE_CONF = """
 HALF_FIXED = {
     "Dockerfile": """
         FROM alpine:3.21
-        RUN apk add --no-cache nginx
+        RUN apk add --no-cache nginx && find / -xdev -type d -perm -0002 ! -path /tmp -exec chmod o-w {} +
         COPY nginx.conf /etc/nginx/nginx.conf
         COPY default.conf.template /etc/nginx/templates/default.conf.template
         COPY entrypoint.sh /entrypoint.sh
@@ -243,7 +244,8 @@ def fleet_app(
     return {
         f"fluxcd/apps/base/{app}/deployment.yaml": deployment,
         f"fluxcd/apps/base/{app}/kustomization.yaml": "resources:\n  - deployment.yaml\n",
-        f"{OVERLAYS}/{app}/kustomization.yaml": f"namespace: lost-woods\nresources:\n  - ../../../base/{base}\npatches:\n"
+        f"{OVERLAYS}/{app}/kustomization.yaml": "namespace: lost-woods\nresources:\n"
+        f"  - ../../../base/{base}\npatches:\n"
         f"  - path: deployment-patch.yaml\n    target:\n      kind: Deployment\n      name: {app}\n",
         f"{OVERLAYS}/{app}/deployment-patch.yaml": overlay_patch(app, image, pod_security_patch),
     }
@@ -274,7 +276,8 @@ FLEET = {
     ),
     **fleet_app("broken-site", "cr.pcfae.com/prplanit/broken:v1", base="does-not-exist"),
     f"{OVERLAYS}/podinfo/kustomization.yaml": "resources:\n  - helmrelease.yaml\n",
-    f"{OVERLAYS}/podinfo/helmrelease.yaml": "apiVersion: helm.toolkit.fluxcd.io/v2\nkind: HelmRelease\nmetadata:\n  name: podinfo\nspec:\n"
+    f"{OVERLAYS}/podinfo/helmrelease.yaml": "apiVersion: helm.toolkit.fluxcd.io/v2\nkind: HelmRelease\n"
+    "metadata:\n  name: podinfo\nspec:\n"
     "  chart:\n    spec:\n      chart: podinfo\n",
     f"{OVERLAYS}/zz-graveyard/old-site/kustomization.yaml": "resources:\n  - gone.yaml\n",
     f"{OVERLAYS}/kustomization.yaml": "resources:\n  - hardened-site\n  - partial-site\n",

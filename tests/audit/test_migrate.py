@@ -103,8 +103,8 @@ def test_what_cannot_be_carried_is_listed_with_its_line(old_site, catalog):
     assert "default.conf:8: location /api/ {...}" in notes
     assert "default.conf:12: expires 30d: assets are cached for one year (immutable)" in notes
     assert (
-        "default.conf:13: add_header Access-Control-Allow-Origin *: assets get the site's headers and Cache-Control only"
-        in notes
+        "default.conf:13: add_header Access-Control-Allow-Origin *: "
+        "assets get the site's headers and Cache-Control only" in notes
     )
     assert any(n.startswith("default.conf:29: server www.example.com {...}") for n in notes)
     assert not any("proxy_pass" in n or "return 301" in n for n in notes)  # reported with their block
@@ -112,7 +112,7 @@ def test_what_cannot_be_carried_is_listed_with_its_line(old_site, catalog):
 
 def test_existing_site_is_not_overwritten(old_site, catalog):
     before = (catalog / "sites" / "sofmeright.toml").read_text()
-    with pytest.raises(Refused, match="sites/sofmeright.toml already exists"):
+    with pytest.raises(Refused, match=r"sites/sofmeright\.toml already exists"):
         migrate_repo(old_site(), "sofmeright", catalog)
     with pytest.raises(Refused):
         write_site(catalog, "sofmeright", "image = 'x/y'\ntag = 'v1'\n")

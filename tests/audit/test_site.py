@@ -186,7 +186,7 @@ def test_unpinned_base(site_repo, base, flagged):
 
 def test_unpinned_base_through_arg_and_stages(site_repo):
     dockerfile = (
-        "ARG BASE=alpine\nFROM ${BASE} AS runtime\nRUN apk add --no-cache nginx gettext\n"
+        "ARG BASE=alpine\nFROM ${BASE} AS runtime\nRUN apk add --no-cache nginx gettext && chmod o-w /var/tmp\n"
         "FROM runtime\n" + FIXED["Dockerfile"].lstrip().split("\n", 2)[2]
     )
     found = audit_repo(site_repo(FIXED, {"Dockerfile": dockerfile}))
@@ -217,7 +217,7 @@ def test_envsubst_without_gettext(site_repo):
 @pytest.mark.parametrize(
     "install",
     [
-        "apt-get install -y --no-install-recommends nginx-light gettext-base",
+        "apt-get install -y --no-install-recommends nginx-light gettext-base && rm -rf /var/lib/apt/lists/*",
         "apk add --no-cache nginx gettext-envsubst",
     ],
 )
@@ -229,7 +229,7 @@ def test_envsubst_from_other_packages(site_repo, install):
 def test_envsubst_copied_from_a_build_stage(site_repo):
     changes = _dockerfile(
         "RUN apk add --no-cache nginx gettext",
-        "RUN apk add --no-cache nginx\nCOPY --from=tools /usr/bin/envsubst /usr/local/bin/envsubst",
+        "COPY --from=tools /usr/bin/envsubst /usr/local/bin/envsubst\nRUN apk add --no-cache nginx",
     )
     assert audit_repo(site_repo(FIXED, changes)) == []
 
@@ -237,8 +237,9 @@ def test_envsubst_copied_from_a_build_stage(site_repo):
 def test_template_written_through_a_variable_outside_tmp(site_repo):
     script = FIXED["entrypoint.sh"].replace("OUT_DIR=/tmp/nginx", "OUT_DIR=/etc/nginx/conf.d")
     found = audit_repo(site_repo(FIXED, {"entrypoint.sh": script}))
-    assert [(f.rule, f.line) for f in found] == [("IMG021", 5)]
-    assert "/etc/nginx/conf.d/default.conf" in found[0].message
+    assert [(f.rule, f.line) for f in found] == [("IMG021", 4), ("IMG021", 5)]
+    assert found[0].message.startswith("mkdir writes /etc/nginx/conf.d at start-up")
+    assert "/etc/nginx/conf.d/default.conf" in found[1].message
 
 
 def test_sed_in_place_at_start_up(site_repo):
@@ -261,6 +262,7 @@ def test_official_nginx_template_dir_renders_into_etc(site_repo):
     dockerfile = (
         "FROM nginx:1.27-alpine\nCOPY default.conf.template /etc/nginx/templates/default.conf.template\n"
         "COPY www-data/ /usr/share/nginx/html/\nUSER 101\n"
+        "RUN find / -xdev -type d -perm -0002 ! -path /tmp -exec chmod o-w {} +\n"
     )
     found = audit_repo(site_repo(FIXED, {"Dockerfile": dockerfile, "entrypoint.sh": None}))
     assert [(f.rule, f.line) for f in found] == [("IMG021", 2)]
@@ -352,7 +354,7 @@ def test_web_root_not_found(site_repo):
 
 def test_nginx_only_repo_uses_conventional_web_root(site_repo):
     repo = site_repo({"nginx/site.conf": ROOT_SITE["default.conf"], "public/x.php": "<?php\n"})
-    assert rules(audit_repo(repo)) == ["IMG004", "IMG004", "IMG030"]
+    assert rules(audit_repo(repo)) == ["IMG004", "IMG004", "IMG005", "IMG030"]
 
 
 def test_files_nginx_refuses_still_ship_in_the_image(site_repo):
