@@ -106,14 +106,20 @@ def verify_envelope(
 
 
 def _b64decode(value: str, what: str) -> bytes:
+    """Standard or URL-safe base64, each only in its one canonical spelling (as Go decodes them)."""
     try:
-        return base64.b64decode(value, validate=True)
+        raw = base64.b64decode(value, validate=True)
+        if base64.b64encode(raw).decode("ascii") == value:
+            return raw
     except (binascii.Error, ValueError):
         pass
     try:
-        return base64.urlsafe_b64decode(_check_urlsafe(value))
+        raw = base64.urlsafe_b64decode(_check_urlsafe(value))
     except (binascii.Error, ValueError) as e:
         raise FormatError(f"{what}: neither standard nor URL-safe base64") from e
+    if base64.urlsafe_b64encode(raw).decode("ascii") != value:
+        raise FormatError(f"{what}: not canonical base64")
+    return raw
 
 
 def _check_urlsafe(value: str) -> str:

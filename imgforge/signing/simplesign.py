@@ -91,6 +91,10 @@ def verify(public_key: PublicKey, payload: bytes, signature: str) -> None:
         raw = base64.b64decode(signature, validate=True)
     except (binascii.Error, ValueError, TypeError) as e:
         raise SignatureInvalid("signature: not standard base64") from e
+    # Python's decoder ignores padding after a complete quantum ("AAAA="); Go's, which cosign
+    # uses, refuses it. One signature has one spelling: anything else is not this signature.
+    if base64.b64encode(raw).decode("ascii") != signature:
+        raise SignatureInvalid("signature: not canonical standard base64")
     try:
         public_key.verify(raw, payload, ec.ECDSA(hashes.SHA256()))
     except InvalidSignature as e:

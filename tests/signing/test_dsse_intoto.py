@@ -90,6 +90,15 @@ def test_url_safe_base64_is_accepted_as_the_spec_requires(keypair):
     assert dsse.verify_envelope(json.dumps(doc).encode(), keypair.public) == b"\xfb\xff\xbf>?"
 
 
+def test_a_payload_with_extra_padding_is_not_the_signed_payload(keypair):
+    """Python's decoder would ignore padding after a complete quantum; Go's refuses it, and so do we."""
+    doc = json.loads(dsse.dsse_envelope(dsse.INTOTO_PAYLOAD_TYPE, b'{"ok":11}', keypair.private))
+    assert not doc["payload"].endswith("=")  # 9 bytes: three whole quanta, no padding of its own
+    doc["payload"] += "="
+    with pytest.raises(FormatError, match=r"payload: not canonical base64"):
+        dsse.verify_envelope(json.dumps(doc).encode(), keypair.public)
+
+
 def test_tampered_envelope_payload_fails_both(keypair, ref):
     doc = json.loads(dsse.dsse_envelope(dsse.INTOTO_PAYLOAD_TYPE, b'{"ok":true}', keypair.private))
     doc["payload"] = base64.b64encode(b'{"ok":false}').decode()
