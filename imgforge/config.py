@@ -32,7 +32,7 @@ DEFAULT_OVERLAY_ROOT = "fluxcd/apps/overlays/production"
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _REPOSITORY_TEXT = rf"(?:[a-z0-9]+(?:[.-][a-z0-9]+)*(?::[0-9]+)?/)?{_COMPONENT}(?:/{_COMPONENT})*"
 _TAG_TEXT = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
-_REPOSITORY = re.compile(_REPOSITORY_TEXT)
+REPOSITORY = _REPOSITORY = re.compile(_REPOSITORY_TEXT)
 _TAG = re.compile(_TAG_TEXT)
 _IMAGE_REF = re.compile(rf"{_REPOSITORY_TEXT}(?::{_TAG_TEXT})?(?:@sha256:[0-9a-f]{{64}})?")
 SITE_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")

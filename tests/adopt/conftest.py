@@ -55,36 +55,36 @@ def context_tar(spec: RootImage, base: str) -> io.BytesIO:
 
 @pytest.fixture(scope="module")
 def root_images(docker_client, nginx_base, request) -> Callable[..., Pushed]:
-    """``root_images(spec, push=True)`` builds ``spec`` once per module FROM the local Debian nginx
-    base, tags it ``<registry>/w15/<name>:<run>`` and pushes it (unless ``push=False``: then only the
+    """``root_images(spec, push=True, tag=RUN)`` builds ``spec`` once per module FROM the local Debian nginx
+    base, tags it ``<registry>/w15/<name>:<tag>`` and pushes it (unless ``push=False``: then only the
     engine holds it). Every image is removed by id at the end."""
     registry = request.getfixturevalue("basic_registry")
     auth = {"username": registry.user, "password": registry.password}
-    made: dict[tuple[str, bool], Pushed] = {}
+    made: dict[tuple[str, bool, str], Pushed] = {}
 
-    def make(spec: RootImage, push: bool = True) -> Pushed:
-        key = (spec.name, push)
+    def make(spec: RootImage, push: bool = True, tag: str = RUN) -> Pushed:
+        key = (spec.name, push, tag)
         if key in made:
             return made[key]
         repo = f"{registry.host}/w15/{spec.name}" + ("" if push else "-local-only")
         for chunk in docker_client.api.build(
             fileobj=context_tar(spec, nginx_base),
             custom_context=True,
-            tag=f"{repo}:{RUN}",
+            tag=f"{repo}:{tag}",
             labels=OWNER,
             rm=True,
             forcerm=True,
             decode=True,
         ):
             assert "error" not in chunk, f"{spec.name} did not build: {chunk}"
-        image_id = docker_client.images.get(f"{repo}:{RUN}").id
+        image_id = docker_client.images.get(f"{repo}:{tag}").id
         digest = ""
         if push:
-            for event in docker_client.api.push(repo, tag=RUN, stream=True, decode=True, auth_config=auth):
+            for event in docker_client.api.push(repo, tag=tag, stream=True, decode=True, auth_config=auth):
                 assert "error" not in event, event
                 digest = event.get("aux", {}).get("Digest", digest)
             assert digest.startswith("sha256:")
-        made[key] = Pushed(f"{repo}:{RUN}", digest, image_id)
+        made[key] = Pushed(f"{repo}:{tag}", digest, image_id)
         return made[key]
 
     yield make
