@@ -111,8 +111,14 @@ def adopt(
             result.not_adopted.append(_not(row, reason))
             continue
         assert name is not None
+        entry = _entry(name, row, facts, catalog, several=containers[(row.app, row.workload)] > 1)
+        try:  # what the image and the manifests say is hostile input too: the catalog's patterns judge it
+            config.check_new_site(catalog, name, entry.text)
+        except CatalogError as e:
+            result.not_adopted.append(_not(row, f"the entry would not be valid: {e}"))
+            continue
         taken[name] = row.app
-        result.adopted.append(_entry(name, row, facts, catalog, several=containers[(row.app, row.workload)] > 1))
+        result.adopted.append(entry)
     if not dry_run and result.adopted:
         _write_all(catalog.root, result.adopted)
         result.written = True

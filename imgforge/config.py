@@ -310,6 +310,17 @@ def load_catalog(root: str | os.PathLike[str] | None = None) -> Catalog:
     return Catalog(root=root, settings=settings, sites=sites)
 
 
+def check_new_site(catalog: Catalog, name: str, text: str) -> None:
+    """CatalogError when ``text`` would not be a valid ``sites/<name>.toml`` of ``catalog``
+    (checked with the catalog's defaults, before anything is written)."""
+    rel = f"{SITES_DIR}/{name}.toml"
+    try:
+        own = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise CatalogError(rel, f"invalid TOML: {e}") from e
+    _validate(Site, {**_merge(catalog.settings.defaults, own), "name": name, "file": rel}, rel)
+
+
 def _check_defaults(defaults: dict[str, Any]) -> None:
     """Validate ``[defaults]`` on its own so its mistakes are reported against imgforge.toml."""
     for key in ("image", "tag", "name", "file"):

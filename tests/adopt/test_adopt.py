@@ -187,20 +187,23 @@ def test_dry_run_and_match_write_nothing(fleet, catalog_root, registry_env, basi
     assert list((catalog_root / "sites").iterdir()) == []
 
 
-def test_an_entry_the_catalog_refuses_leaves_nothing_written(
+def test_an_entry_the_catalog_would_refuse_is_listed_not_written(
     fleet, catalog_root, registry_env, basic_registry, cli_main
 ):
-    """The catalog is loaded again after writing: a default that contradicts an image source (a
-    default source path) fails it, and every file of the run is gone again."""
+    """Each entry is checked against the catalog's patterns and defaults before anything is
+    written: a default that contradicts an image source (a default source path) rules both out."""
     registry_env(basic_registry)
     repo, _ = fleet
     settings = catalog_root / "imgforge.toml"
     settings.write_text(settings.read_text() + '[defaults.source]\npath = "content"\n')
-    code, out, err = _adopt(cli_main, repo, catalog_root)
-    assert (code, out) == (3, "")
-    assert err.strip().splitlines() == [
-        "error: sites/debian-default.toml: source: set one of path, git or image, not several"
-    ]
+    code, out, err = _adopt(cli_main, repo, catalog_root, "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    assert (data["adopted"], data["written"]) == ([], False)
+    reasons = {n["app"]: n["reason"] for n in data["not_adopted"]}
+    assert reasons["usr-share-site"] == (
+        "the entry would not be valid: sites/usr-share.toml: source: set one of path, git or image, not several"
+    )
     assert list((catalog_root / "sites").iterdir()) == []
 
 
