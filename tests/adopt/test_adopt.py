@@ -255,6 +255,19 @@ def test_adopted_sites_build_test_and_serve_the_root_images_bytes(
             files = _root_image_files(docker_client, root_image.image_id, site.source.content_dir)
             assert files, site.name
             _compare_served(docker_client, site.reference, site.port, files)
+        # The rest of the README's flow: the tested image is pushed under the adopted tag, and
+        # the GitOps change that deploys it (tag, non-root securityContext, port) is proven.
+        for site in catalog.sites.values():
+            code, out, err = cli_main("push", site.name, "--root", str(catalog_root))
+            assert code == 0, (out, err)
+            code, out, err = cli_main(
+                "gitops", "plan", site.name, "--repo", str(repo), "--root", str(catalog_root), "--json"
+            )
+            assert code == 0, (out, err)
+            plan = json.loads(out)
+            assert (plan["old_tag"], plan["new_tag"]) == (pushed[site.name].reference.rsplit(":", 1)[1], site.tag)
+            assert plan["port_change"] == "80 → 8080"
+            assert "pod runAsNonRoot: true" in plan["security_changes"]
     finally:
         for image_id in built:
             docker_client.images.remove(image_id, force=True)
