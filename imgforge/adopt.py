@@ -86,10 +86,12 @@ def adopt(
     pattern = _pattern(match)
     catalog = config.load_catalog(root)
     report = fleet_report(repo, catalog.settings.overlay_root, jobs=jobs)
-    rows = [
-        r for r in report.rows if r.kind == "Deployment" and not r.init and (pattern is None or pattern.search(r.app))
-    ]
+    matching = [r for r in report.rows if not r.init and (pattern is None or pattern.search(r.app))]
+    rows = [r for r in matching if r.kind == "Deployment"]
     result = AdoptResult()
+    for other in matching:
+        if other.kind != "Deployment":
+            result.not_adopted.append(_not(other, f"a {other.kind}: adopt takes the sites Deployments serve"))
     candidates: list[ContainerRow] = []
     for row in rows:
         if reason := _row_problem(row, catalog):

@@ -81,6 +81,22 @@ USR_SHARE = RootImage(
         "html/assets/data.json": '{"ok": true}\n',
     },
 )
+CRONJOB = """
+    apiVersion: batch/v1
+    kind: CronJob
+    metadata:
+      name: cron
+    spec:
+      schedule: "0 3 * * *"
+      jobTemplate:
+        spec:
+          template:
+            spec:
+              restartPolicy: Never
+              containers:
+                - name: cron
+                  image: 127.0.0.1:9/w15/never-read:v1
+"""
 NON_ROOT = RootImage(
     "non-root",
     """
@@ -105,6 +121,8 @@ def fleet(root_images, basic_registry, tmp_path_factory):
         **fleet_app("non-root-site", non_root.reference),
         **fleet_app("gone-site", f"{basic_registry.host}/w15/gone:v1.0.0"),
         **fleet_app("sonarr", "lscr.io/linuxserver/sonarr:4.0.14", container_extra=LSIO_CONTAINER),
+        f"{OVERLAYS}/cron/kustomization.yaml": "resources:\n  - cronjob.yaml\n",
+        f"{OVERLAYS}/cron/cronjob.yaml": CRONJOB,
     }
     for rel, text in files.items():
         (repo / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -138,6 +156,7 @@ def test_adopt_writes_one_entry_per_root_site(fleet, catalog_root, registry_env,
     assert reasons["non-root-site"] == "the image already runs as USER 100:101"
     assert reasons["gone-site"].startswith("image not read:")
     assert reasons["sonarr"].startswith("a LinuxServer.io image")
+    assert reasons["cron"] == "a CronJob: adopt takes the sites Deployments serve"
     assert basic_registry.password not in out
 
     default = tomllib.loads((catalog_root / "sites" / "debian-default.toml").read_text())
