@@ -32,6 +32,7 @@ from imgforge.errors import (
     ImageInvalid,
     ImageNotFound,
     ImageRefused,
+    LimitExceeded,
     RegistryUnavailable,
     RepositoryNotFound,
 )
@@ -108,6 +109,10 @@ def _extract(fs: ImageFS, top: str, dest: Path, site: Site) -> Path:
     if root_entry is None or not root_entry.is_dir:
         raise ContentMissing(f"{where}: {fs.image.describe()} has no folder {top}")
     folders, files, links = _plan(fs, root, where)
+    total, cap = sum(entry.size for _, entry in files), fs.image.limits.max_extract_bytes
+    if total > cap:
+        what = f"{where}: {fs.image.describe()}: {top}"
+        raise LimitExceeded(what, f"{total} bytes of files", "max_extract_bytes", cap)
     staging = staging_dir(dest)
     try:
         for rel in folders:
@@ -116,7 +121,10 @@ def _extract(fs: ImageFS, top: str, dest: Path, site: Site) -> Path:
             _write(staging / rel, stream, entry, where)
         for rel, target in links:
             os.link(staging / target, staging / rel, follow_symlinks=False)
-        replace_dir(staging, dest)
+        if dest.is_dir():  # another run wrote the same digest meanwhile: it stays, in use as it may be
+            shutil.rmtree(staging, ignore_errors=True)
+        else:
+            replace_dir(staging, dest)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -160,3 +160,25 @@ def test_missing_image_or_folder_is_not_found(
     code, out, err = cli_main("render", "linked", "--root", str(root), "--out", str(root.parent / "out"))
     assert (code, out) == (4, "")
     assert err.strip().splitlines() == ["error: " + message.format(**fill)]
+
+
+def test_the_folder_is_held_to_the_readers_extract_cap(root_images, docker_client, make_catalog, tmp_path):
+    """An image is hostile input: what its folder makes us write is capped like ``extract``."""
+    from imgforge.content_image import _extract
+    from imgforge.errors import LimitExceeded
+    from imgforge.image import DockerEngineSource, Limits, read_fs, resolve
+
+    local = root_images(LINKED, push=False)
+    _, site = _site(make_catalog, local.reference)
+    total = sum(len(text) for rel, text in WWW.items() if rel != "www/gone.html")
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    with DockerEngineSource(local.image_id) as source:
+        fs = read_fs(resolve(source, limits=Limits(max_extract_bytes=total - 1)))
+        with pytest.raises(LimitExceeded, match="max_extract_bytes"):
+            _extract(fs, "/srv/www", cache / "out", site)
+    assert list(cache.iterdir()) == []  # nothing written, no staging folder left either
+    with DockerEngineSource(local.image_id) as source:
+        fs = read_fs(resolve(source, limits=Limits(max_extract_bytes=total)))
+        _extract(fs, "/srv/www", cache / "out", site)
+    assert (cache / "out" / "index.html").read_text() == WWW["www/index.html"]
