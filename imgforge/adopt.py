@@ -27,6 +27,7 @@ from typing import Any
 import tomlkit
 
 from imgforge import config
+from imgforge._fs import atomic_write_text
 from imgforge.audit.adoptable import ImageSite, read_image_site
 from imgforge.audit.fleet import ContainerRow, fleet_report
 from imgforge.audit.migrate import carried_header
@@ -49,6 +50,8 @@ class Adopted:
     digest: str
     content_dir: str
     text: str  # the TOML written
+    completes: bool = False  # an existing entry without a source got one; nothing else of it changed
+    previous: str | None = field(default=None, repr=False)  # that entry's text as read (not in --json)
 
 
 @dataclass(frozen=True)
@@ -69,7 +72,7 @@ class AdoptResult:
     def as_dict(self) -> dict[str, Any]:
         return {
             "written": self.written,
-            "adopted": [asdict(a) for a in self.adopted],
+            "adopted": [{k: v for k, v in asdict(a).items() if k != "previous"} for a in self.adopted],
             "not_adopted": [asdict(n) for n in self.not_adopted],
         }
 
@@ -107,13 +110,17 @@ def adopt(
         if isinstance(facts, str) or facts.problem:
             result.not_adopted.append(_not(row, facts if isinstance(facts, str) else str(facts.problem)))
             continue
-        name = _site_name(row.app)
-        reason = _name_problem(name, row, catalog, taken)
+        existing = _existing(catalog, row.app)
+        name = existing.name if existing else _site_name(row.app)
+        reason = _name_problem(name, row, catalog, taken, existing is not None)
         if reason:
             result.not_adopted.append(_not(row, reason))
             continue
         assert name is not None
-        entry = _entry(name, row, facts, catalog, several=containers[(row.app, row.workload)] > 1)
+        if existing is not None:
+            entry = _completion(existing, row, facts, catalog)
+        else:
+            entry = _entry(name, row, facts, catalog, several=containers[(row.app, row.workload)] > 1)
         try:  # what the image and the manifests say is hostile input too: the catalog's patterns judge it
             config.check_new_site(catalog, name, entry.text)
         except CatalogError as e:
@@ -151,10 +158,21 @@ def _row_problem(row: ContainerRow, catalog: config.Catalog) -> str | None:
     ref = ImageRef.parse(row.image)
     if not config.REPOSITORY.fullmatch(ref.name):
         return f"image {row.image!r}: not a repository the catalog can hold"
-    for site in catalog.sites.values():
-        if site.app == row.app:
-            return f"already in the catalog as {site.file}"
+    site = _existing(catalog, row.app)
+    if site is not None and _has_origin(site):
+        return f"already in the catalog as {site.file}"
+    if site is not None and not ref.same_repository(site.image):
+        return f"{site.file} names image {site.image}, but the app runs {ref.name}"
     return None
+
+
+def _existing(catalog: config.Catalog, app: str) -> config.Site | None:
+    return next((s for s in catalog.sites.values() if s.app == app), None)
+
+
+def _has_origin(site: config.Site) -> bool:
+    src = site.source
+    return src is not None and (src.path is not None or src.git is not None or src.image is not None)
 
 
 def _read_images(references: set[str], jobs: int) -> dict[str, ImageSite | str]:
@@ -178,11 +196,15 @@ def _site_name(app: str) -> str | None:
     return name if config.SITE_NAME.fullmatch(name) else None
 
 
-def _name_problem(name: str | None, row: ContainerRow, catalog: config.Catalog, taken: dict[str, str]) -> str | None:
+def _name_problem(
+    name: str | None, row: ContainerRow, catalog: config.Catalog, taken: dict[str, str], existing: bool
+) -> str | None:
     if name is None:
         return f"app {row.app!r} gives no valid site name (lowercase letters, digits, dashes)"
     if name in taken:
         return f"site {name} is taken by app {taken[name]} in this run (one site per workload)"
+    if existing:
+        return None
     if name in catalog.sites or (catalog.root / config.SITES_DIR / f"{name}.toml").exists():
         return f"{config.SITES_DIR}/{name}.toml already exists; not overwriting it"
     return None
@@ -254,31 +276,79 @@ def _entry(name: str, row: ContainerRow, facts: ImageSite, catalog: config.Catal
     )
 
 
+def _completion(site: config.Site, row: ContainerRow, facts: ImageSite, catalog: config.Catalog) -> Adopted:
+    """``site``'s file with a ``[source]`` from the running image; every other line as it was."""
+    assert row.image is not None and facts.web_root is not None
+    ref = ImageRef.parse(row.image)
+    previous = catalog.site_path(site).read_text(encoding="utf-8")
+    doc = tomlkit.parse(previous)
+    source = doc.get("source")
+    if source is None:
+        source = tomlkit.table()
+        doc.add(tomlkit.nl())
+        doc.add("source", source)
+    before = source.get("content_dir")
+    source["image"] = f"{ref.name}@{facts.digest}"
+    source["image"].comment(f"adopted: running as {row.image}")
+    source["content_dir"] = facts.web_root
+    was = f"; in the site repo: {before}" if before is not None else ""
+    source["content_dir"].comment(f"the nginx root directive{was}")
+    return Adopted(
+        site.name,
+        site.file,
+        row.app,
+        row.namespace,
+        row.container,
+        row.image,
+        facts.digest,
+        facts.web_root,
+        tomlkit.dumps(doc),
+        completes=True,
+        previous=previous,
+    )
+
+
 def _write_all(root: Path, entries: list[Adopted]) -> None:
-    """Every entry's file, each only where no file is; on any failure none of them stays."""
-    written: list[Path] = []
+    """Every entry's file: a new one only where no file is, a completed one only if it is still
+    as it was read. On any failure every file is as before the run (new ones removed, completed
+    ones restored)."""
+    undo: list[tuple[Path, str | None]] = []  # (file, its text before; None: it was not there)
     path = root
     try:
         for entry in entries:
             path = root / entry.file
-            path.parent.mkdir(parents=True, exist_ok=True)
-            _write_new(path, entry.text)
-            written.append(path)
+            if entry.completes:
+                _rewrite_unchanged(path, entry.previous, entry.text)
+                undo.append((path, entry.previous))
+            else:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                _write_new(path, entry.text)
+                undo.append((path, None))
         config.load_catalog(root)
     except FileExistsError as e:
-        _remove(written)
-        raise Refused(f"{path} appeared while adopt ran; not overwriting it, nothing written") from e
+        _undo(undo)
+        raise Refused(f"{path} appeared or changed while adopt ran; not overwriting it, nothing written") from e
     except OSError as e:
-        _remove(written)
+        _undo(undo)
         raise UsageError(f"cannot write {path}: {e.strerror}; nothing written") from e
     except CatalogError:
-        _remove(written)
+        _undo(undo)
         raise
 
 
-def _remove(paths: list[Path]) -> None:
-    for path in paths:
-        path.unlink(missing_ok=True)
+def _rewrite_unchanged(path: Path, previous: str | None, text: str) -> None:
+    """``text`` over ``path`` only while ``path`` still holds ``previous`` (FileExistsError otherwise)."""
+    if path.read_text(encoding="utf-8") != previous:
+        raise FileExistsError(path)
+    atomic_write_text(path, text)
+
+
+def _undo(done: list[tuple[Path, str | None]]) -> None:
+    for path, before in reversed(done):
+        if before is None:
+            path.unlink(missing_ok=True)
+        else:
+            atomic_write_text(path, before)
 
 
 def _write_new(path: Path, text: str) -> None:

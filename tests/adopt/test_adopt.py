@@ -195,6 +195,58 @@ def test_adopt_writes_one_entry_per_root_site(fleet, catalog_root, registry_env,
     assert {p.name: p.read_bytes() for p in (catalog_root / "sites").iterdir()} == before
 
 
+def test_an_entry_without_a_source_gets_the_running_image_and_keeps_the_rest(
+    fleet, catalog_root, registry_env, basic_registry, cli_main
+):
+    """The fleet's own catalog: entries with image, tag and app but no content source ("not
+    configured"). adopt fills in their [source] from the running image and changes no other line."""
+    registry_env(basic_registry)
+    repo, pushed = fleet
+    image = pushed["usr-share"].reference.rsplit(":", 1)[0]
+    waiting = textwrap.dedent(f"""\
+        # usr-share — its repository's URL is not known yet.
+        image = "{image}"
+        tag = "2.0.9"
+        fallback = "404"   # chosen by hand: stays
+
+        [source]
+        # git = "https://<gitlab host>/<group>/usr-share.git"
+        content_dir = "www-data"
+
+        [gitops]
+        namespace = "lost-woods"
+        app = "usr-share-site"    # Service port 4020
+    """)
+    (catalog_root / "sites" / "usr-share.toml").write_text(waiting)
+    # A site with a source is left alone, and so is one whose catalog image is not what runs.
+    (catalog_root / "sites" / "debian.toml").write_text(
+        f'image = "{basic_registry.host}/w15/other"\ntag = "v1.0.0"\n[gitops]\napp = "debian-default-site"\n'
+    )
+    code, out, err = _adopt(cli_main, repo, catalog_root, "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    assert [(a["site"], a["completes"]) for a in data["adopted"]] == [("usr-share", True)]
+    reasons = {n["app"]: n["reason"] for n in data["not_adopted"]}
+    assert reasons["debian-default-site"] == (
+        f"sites/debian.toml names image {basic_registry.host}/w15/other, but the app runs "
+        f"{pushed['debian-default'].reference.rsplit(':', 1)[0]}"
+    )
+    text = (catalog_root / "sites" / "usr-share.toml").read_text()
+    assert text == waiting.replace(
+        'content_dir = "www-data"',
+        'content_dir = "/usr/share/nginx/html" # the nginx root directive; in the site repo: www-data\n'
+        f'image = "{pushed["usr-share"].pinned}" # adopted: running as {pushed["usr-share"].reference}',
+    ), text
+    site = config.load_catalog(catalog_root).site("usr-share")
+    assert site.source is not None
+    assert (site.source.image, site.source.content_dir) == (pushed["usr-share"].pinned, "/usr/share/nginx/html")
+    assert (site.tag, site.fallback, site.headers) == ("2.0.9", "404", {})
+    code, out, _ = _adopt(cli_main, repo, catalog_root, "--json")  # now it has a source: left alone
+    assert {n["app"]: n["reason"] for n in json.loads(out)["not_adopted"]}["usr-share-site"] == (
+        "already in the catalog as sites/usr-share.toml"
+    )
+
+
 def test_dry_run_and_match_write_nothing(fleet, catalog_root, registry_env, basic_registry, cli_main):
     registry_env(basic_registry)
     repo, pushed = fleet
@@ -237,7 +289,7 @@ def test_a_file_that_appears_meanwhile_is_never_overwritten(catalog_root, tmp_pa
         return Adopted(name, f"sites/{name}.toml", f"{name}-site", None, name, "x", "sha256:0", "/", text)
 
     (catalog_root / "sites" / "second.toml").write_text("# someone else's\n")
-    with pytest.raises(Refused, match=r"second\.toml appeared while adopt ran; not overwriting it, nothing written"):
+    with pytest.raises(Refused, match=r"second\.toml appeared or changed while adopt ran; not overwriting it"):
         _write_all(catalog_root, [entry("first"), entry("second")])
     assert sorted(p.name for p in (catalog_root / "sites").iterdir()) == ["second.toml"]
     assert (catalog_root / "sites" / "second.toml").read_text() == "# someone else's\n"
