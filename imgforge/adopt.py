@@ -92,6 +92,10 @@ def adopt(
     matching = [r for r in report.rows if not r.init and (pattern is None or pattern.search(r.app))]
     rows = [r for r in matching if r.kind == "Deployment"]
     result = AdoptResult()
+    for failed in report.failures:  # kustomize's own error, one line, as `fleet` shows it
+        if pattern is None or pattern.search(failed.app):
+            why = "did not render: " + " ".join(failed.error.split())
+            result.not_adopted.append(NotAdopted(failed.app, "-", "-", None, why))
     for other in matching:
         if other.kind != "Deployment":
             result.not_adopted.append(_not(other, f"a {other.kind}: adopt takes the sites Deployments serve"))

@@ -121,6 +121,7 @@ def fleet(root_images, basic_registry, tmp_path_factory):
         **fleet_app("non-root-site", non_root.reference),
         **fleet_app("gone-site", f"{basic_registry.host}/w15/gone:v1.0.0"),
         **fleet_app("sonarr", "lscr.io/linuxserver/sonarr:4.0.14", container_extra=LSIO_CONTAINER),
+        **fleet_app("broken-site", f"{basic_registry.host}/w15/broken:v1.0.0", base="does-not-exist"),
         f"{OVERLAYS}/cron/kustomization.yaml": "resources:\n  - cronjob.yaml\n",
         f"{OVERLAYS}/cron/cronjob.yaml": CRONJOB,
     }
@@ -157,6 +158,8 @@ def test_adopt_writes_one_entry_per_root_site(fleet, catalog_root, registry_env,
     assert reasons["gone-site"].startswith("image not read:")
     assert reasons["sonarr"].startswith("a LinuxServer.io image")
     assert reasons["cron"] == "a CronJob: adopt takes the sites Deployments serve"
+    assert reasons["broken-site"].startswith("did not render: ")
+    assert "does-not-exist" in reasons["broken-site"]
     assert basic_registry.password not in out
 
     default = tomllib.loads((catalog_root / "sites" / "debian-default.toml").read_text())
