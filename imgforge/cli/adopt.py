@@ -35,8 +35,8 @@ def adopt_cmd(
     if json_out:
         print_json(result.as_dict())
         return
-    verb = "wrote" if result.written else "would write"
     for entry in result.adopted:
+        verb = ("filled in [source] of" if entry.completes else "wrote") if result.written else "would write"
         _say(f"{verb} {entry.file}: app {entry.app}, {entry.image} ({entry.digest[:19]}), {entry.content_dir}")
         if dry_run:
             _say(entry.text)

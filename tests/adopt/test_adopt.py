@@ -259,6 +259,10 @@ def test_dry_run_and_match_write_nothing(fleet, catalog_root, registry_env, basi
     assert f'image = "{pushed["usr-share"].pinned}"' in out
     assert "debian-default" not in out
     assert list((catalog_root / "sites").iterdir()) == []
+    code, out, err = _adopt(cli_main, repo, catalog_root, "--match", "^usr-")
+    assert code == 0, err
+    assert out.startswith("wrote sites/usr-share.toml: app usr-share-site, ")
+    assert [p.name for p in (catalog_root / "sites").iterdir()] == ["usr-share.toml"]
 
 
 def test_an_entry_the_catalog_would_refuse_is_listed_not_written(
