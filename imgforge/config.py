@@ -32,7 +32,7 @@ DEFAULT_OVERLAY_ROOT = "fluxcd/apps/overlays/production"
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _REPOSITORY_TEXT = rf"(?:[a-z0-9]+(?:[.-][a-z0-9]+)*(?::[0-9]+)?/)?{_COMPONENT}(?:/{_COMPONENT})*"
 _TAG_TEXT = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
-_REPOSITORY = re.compile(_REPOSITORY_TEXT)
+REPOSITORY = _REPOSITORY = re.compile(_REPOSITORY_TEXT)
 _TAG = re.compile(_TAG_TEXT)
 _IMAGE_REF = re.compile(rf"{_REPOSITORY_TEXT}(?::{_TAG_TEXT})?(?:@sha256:[0-9a-f]{{64}})?")
 SITE_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
@@ -48,6 +48,7 @@ _APP = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,251}[A-Za-z0-9])?")  # a fold
 # Folders: a local source path may be absolute or go up (../site); the others stay inside.
 _LOCAL_PATH = re.compile(r"(?!-)[\w.+@,=~ /-]{1,4096}")
 _INSIDE_PATH = re.compile(r"[\w.+@,=-]+(?:/[\w.+@,=-]+)*")
+_IMAGE_FOLDER = re.compile(r"(?:/[\w.+@,=-]+)+")  # an absolute folder inside an image: /var/www/html
 _PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
@@ -160,18 +161,40 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
+def _content_dir(value: Any) -> str:
+    """A folder inside the source: relative for a folder or repo, absolute for an image (checked
+    against the kind of source by ``Source``); never ``..``."""
+    plain = isinstance(value, str) and (_INSIDE_PATH.fullmatch(value) or _IMAGE_FOLDER.fullmatch(value))
+    if not plain or ".." in value.split("/"):
+        raise ValueError(f"expected a folder inside the source (a relative path without ..), got {_show(value)}")
+    return str(value)
+
+
 class Source(_Strict):
-    """Where the site's static files come from: a local folder, or a git repository at a ref."""
+    """Where the site's static files come from: a local folder, a git repository at a ref, or a
+    folder inside a container image (the root image a site runs as today)."""
 
     path: _LocalPath | None = None
     git: _GitUrl | None = None
+    image: _ImageRef | None = None
     ref: _GitRef = "main"
-    content_dir: Annotated[str, _path_inside("a folder inside the source")] = "www-data"
+    content_dir: Annotated[str, BeforeValidator(_content_dir)] = "www-data"
 
     @model_validator(mode="after")
     def _one_origin(self) -> Source:
-        if self.path is not None and self.git is not None:
-            raise ValueError("set either path or git, not both")
+        if sum(x is not None for x in (self.path, self.git, self.image)) > 1:
+            raise ValueError("set one of path, git or image, not several")
+        absolute = self.content_dir.startswith("/")
+        if self.image is not None and not absolute:
+            raise ValueError(
+                "content_dir: an image source needs the absolute folder in the image, like "
+                f"/usr/share/nginx/html, got {_show(self.content_dir)}"
+            )
+        if self.image is None and absolute:
+            raise ValueError(
+                f"content_dir: expected a folder inside the source (a relative path without ..), "
+                f"got {_show(self.content_dir)}"
+            )
         return self
 
 
@@ -285,6 +308,17 @@ def load_catalog(root: str | os.PathLike[str] | None = None) -> Catalog:
         data = _merge(settings.defaults, _read_toml(path, root))
         sites[path.stem] = _validate(Site, {**data, "name": path.stem, "file": rel}, rel)
     return Catalog(root=root, settings=settings, sites=sites)
+
+
+def check_new_site(catalog: Catalog, name: str, text: str) -> None:
+    """CatalogError when ``text`` would not be a valid ``sites/<name>.toml`` of ``catalog``
+    (checked with the catalog's defaults, before anything is written)."""
+    rel = f"{SITES_DIR}/{name}.toml"
+    try:
+        own = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise CatalogError(rel, f"invalid TOML: {e}") from e
+    _validate(Site, {**_merge(catalog.settings.defaults, own), "name": name, "file": rel}, rel)
 
 
 def _check_defaults(defaults: dict[str, Any]) -> None:

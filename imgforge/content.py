@@ -1,7 +1,9 @@
 """Where a site's static files come from: a local folder, or a git repository at a ref.
 
 Git sources are fetched into a bare mirror under the cache folder and exported per commit, so a
-given ref always yields the same files and the commit becomes the image's revision label.
+given ref always yields the same files and the commit becomes the image's revision label. The
+third kind, a folder inside a container image, needs the registry client and lives a rank up, in
+``content_image``; it returns the same ``Content``.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ class Content:
     fetched_revision: str | None = None  # the commit of a git source
     url: str | None = None  # a git source's URL
     local_path: str | None = None  # a local source as the catalog names it
+    image: str | None = None  # an image source, pinned: ``repo@sha256:…`` (or the engine image it came from)
 
     @property
     def revision(self) -> str | None:
@@ -40,6 +43,8 @@ class Content:
     @property
     def source(self) -> str:
         """For the source label: never with the userinfo of a URL (it may hold a token)."""
+        if self.image:
+            return self.image
         return _git.strip_userinfo(self.url or _local_source(self.path) or self.local_path or str(self.path))
 
 
@@ -53,8 +58,8 @@ def cache_dir() -> Path:
 def unavailable_reason(catalog: Catalog, site: Site) -> str | None:
     """Why the site's content cannot be used without trying the network, or None when it can."""
     src = site.source
-    if src is None or (src.path is None and src.git is None):
-        return f"{site.file}: source: no path or git URL configured"
+    if src is None or (src.path is None and src.git is None and src.image is None):
+        return f"{site.file}: source: no path, git URL or image configured"
     if src.path is not None:
         folder = catalog.root / src.path / src.content_dir
         if not folder.is_dir():
@@ -63,7 +68,10 @@ def unavailable_reason(catalog: Catalog, site: Site) -> str | None:
 
 
 def resolve(catalog: Catalog, site: Site) -> Content:
-    """The site's content folder, fetching a git source when needed; ContentMissing otherwise."""
+    """The site's content folder, fetching a git source when needed; ContentMissing otherwise.
+
+    An image source is ``content_image.resolve_image``'s (``render.prepare`` picks).
+    """
     if reason := unavailable_reason(catalog, site):
         raise ContentMissing(reason)
     src = site.source
@@ -71,7 +79,8 @@ def resolve(catalog: Catalog, site: Site) -> Content:
     if src.path is not None:
         folder = (catalog.root / src.path / src.content_dir).resolve()
         return Content(folder, local_path=src.path)
-    assert src.git is not None
+    if src.git is None:
+        raise ContentMissing(f"{site.file}: source: an image source is read by content_image, not here")
     commit, folder = _export_git(src.git, src.ref, src.content_dir, site)
     return Content(folder, fetched_revision=commit, url=src.git)
 

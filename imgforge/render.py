@@ -116,7 +116,12 @@ def prepare(catalog: Catalog, site: Site, cache: HashCache | None = None) -> Con
     The caller that opened it saves it.
     """
     base_image, files = render_templates(catalog, site)
-    content = resolve(catalog, site)
+    if site.source is not None and site.source.image is not None:
+        from imgforge.content_image import resolve_image  # the registry client, only for image sources
+
+        content = resolve_image(catalog, site)
+    else:
+        content = resolve(catalog, site)
     listed, left_out = list_content(content.path, site)
     if not listed:
         raise ContentMissing(f"{site.file}: content folder {content.path} holds no servable files")

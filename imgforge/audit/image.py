@@ -49,10 +49,14 @@ class ImageAudit:
         return summary(self.findings)
 
 
-def audit_image(image: ResolvedImage, reference: str) -> ImageAudit:
-    """Every rule over ``image``; AuditUnreadable for an nginx config crossplane cannot parse."""
+def audit_image(image: ResolvedImage, reference: str, fs: ImageFS | None = None) -> ImageAudit:
+    """Every rule over ``image``; AuditUnreadable for an nginx config crossplane cannot parse.
+
+    ``fs``: the image's file tree when the caller already read it (with ``prefetch(config)``), so
+    the layers are not streamed twice.
+    """
     config = image.config
-    fs = read_fs(image, prefetch=prefetch(config))
+    fs = fs or read_fs(image, prefetch=prefetch(config))
     env = env_of(config)
     found = check_user(config.user or None, "config.User", None)
     found += check_exposed(list(config.exposed_ports), "config.ExposedPorts", None)

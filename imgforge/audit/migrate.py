@@ -67,7 +67,7 @@ _SEMVER_TAG = re.compile(r"^v?(\d+)\.(\d+)\.(\d+)$")
 _IMAGE_IN_CI = re.compile(r"(?:-t|--tag)[ =]+['\"]?([a-z0-9][a-z0-9._/:-]*?)(?::[\w.$-]+)?['\"]?(?:\s|$)")
 
 
-def _carried_header(name: str, value: str) -> bool:
+def carried_header(name: str, value: str) -> bool:
     """A header the catalog can hold with the same effect: valid there, and no nginx ``$variable``
     (the old config expanded it; the catalog sends header values as written)."""
     return bool(config.HEADER_NAME.fullmatch(name) and config.HEADER_VALUE.fullmatch(value)) and "$" not in value
@@ -152,9 +152,7 @@ def _note(d: Directive, behaviour: dict[str, Any]) -> str | None:
     if name == "add_header":
         if len(args) >= 2 and "$" in args[1]:
             return "uses an nginx variable; catalog header values are sent as written"
-        return (
-            None if len(args) >= 2 and _carried_header(args[0], args[1]) else "value cannot be written in the catalog"
-        )
+        return None if len(args) >= 2 and carried_header(args[0], args[1]) else "value cannot be written in the catalog"
     if name == "index":
         return None if args == ["index.html"] else "only index.html is an index"
     if name == "charset":
@@ -337,7 +335,7 @@ def migrate_repo(
         source.add(tomlkit.comment(f"git = {_toml_string(remote)}  # use instead of path to build from the repo"))
     doc.add(tomlkit.nl())
     doc.add("source", source)
-    headers = {n: v for n, v in behaviour["headers"].items() if _carried_header(n, v)}
+    headers = {n: v for n, v in behaviour["headers"].items() if carried_header(n, v)}
     if headers:
         doc.add(tomlkit.nl())
         doc.add("headers", tomlkit.table())

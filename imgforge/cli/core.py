@@ -259,6 +259,8 @@ def _site_row(catalog: config.Catalog, site: config.Site) -> dict[str, Any]:
         where = f"{src.path}/{src.content_dir}"
     elif src and src.git:
         where = f"{src.git}@{src.ref}:{src.content_dir}"
+    elif src and src.image:
+        where = f"image {src.image}:{src.content_dir}"
     return {
         "site": site.name,
         "image": site.reference,

@@ -396,3 +396,24 @@ def test_gitlab_format_problems_fail_or_warn(catalog_repo, tmp_path, cli_main, h
     assert doc["problems"]["allow_failure"] is True
     assert "gone" in doc["problems"]["script"][0]
     assert_valid_gitlab(helpers, out, tmp_path)
+
+
+# --- image sources ------------------------------------------------------------------------------
+
+_IMAGE_SOURCE = '[source]\nimage = "127.0.0.1:5000/fleet/{name}@sha256:{digest}"\ncontent_dir = "/var/www/html"\n'
+
+
+def test_an_image_source_is_rebuilt_when_its_image_line_changes_like_a_ref(catalog_repo, helpers):
+    """An image source is pinned by digest, like a commit: only its site file can change it. It is
+    neither unavailable nor asked of a registry (the matrix reads no image)."""
+    site = helpers.site_toml("imaged", _IMAGE_SOURCE.format(name="imaged", digest="a" * 64))
+    catalog_repo.commit("imaged: adopted", {"sites/imaged.toml": site})
+    base = catalog_repo.git("rev-parse", "HEAD")
+    catalog_repo.commit("unrelated", {"docs/x.md": "x\n"})
+    result = build(catalog_repo, base)
+    assert (names(result), result.problems) == ([], ())
+    catalog_repo.commit("imaged: new running image", {"sites/imaged.toml": site.replace("a" * 64, "b" * 64)})
+    result = build(catalog_repo, base)
+    assert names(result) == ["imaged"]
+    assert result.entries[0].reason == "sites/imaged.toml changed"
+    assert result.problems == ()

@@ -176,7 +176,7 @@ def test_build_all_reports_unavailable_sites_and_builds_the_rest(make_catalog, n
     assert rows["ok"]["id"].startswith("sha256:")
     assert rows["ok"]["manifest_digest"].startswith("sha256:")
     assert rows["nosource"]["status"] == "unavailable"
-    assert "no path or git URL" in rows["nosource"]["detail"]
+    assert "no path, git URL or image" in rows["nosource"]["detail"]
     again = json.loads(cli_process("build", "ok", "--json", "--root", str(root)).stdout)
     assert again["skipped"] is True
     assert again["image"] == "127.0.0.1:5000/test/ok:v0.0.1"

@@ -66,7 +66,31 @@ def test_defaults_apply_and_sites_override(make_catalog):
         ),
         (
             {"source": {"path": ".", "git": "https://example.invalid/x.git"}},
-            "sites/bad.toml: source: set either path or git, not both",
+            "sites/bad.toml: source: set one of path, git or image, not several",
+        ),
+        (
+            {"source": {"image": "127.0.0.1:5000/w15/site:v1", "git": "https://example.invalid/x.git"}},
+            "sites/bad.toml: source: set one of path, git or image, not several",
+        ),
+        (
+            {"source": {"image": "127.0.0.1:5000/w15/site:v1"}},
+            "sites/bad.toml: source: content_dir: an image source needs the absolute folder in the image, "
+            'like /usr/share/nginx/html, got "www-data"',
+        ),
+        (
+            {"source": {"path": ".", "content_dir": "/usr/share/nginx/html"}},
+            "sites/bad.toml: source: content_dir: expected a folder inside the source (a relative path without ..), "
+            'got "/usr/share/nginx/html"',
+        ),
+        (
+            {"source": {"image": "127.0.0.1:5000/w15/site:v1", "content_dir": "/var/www/../../etc"}},
+            "sites/bad.toml: source.content_dir: expected a folder inside the source (a relative path without ..), "
+            'got "/var/www/../../etc"',
+        ),
+        (
+            {"source": {"image": "127.0.0.1:5000/w15/site:v1\nRUN id", "content_dir": "/var/www/html"}},
+            "sites/bad.toml: source.image: expected an image reference like registry.example.com/team/nginx:1.27, "
+            'got "127.0.0.1:5000/w15/site:v1\\nRUN id"',
         ),
         (
             {"source": {"path": ".", "content_dir": "../etc"}},

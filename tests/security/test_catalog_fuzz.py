@@ -95,11 +95,19 @@ class Field:
             edit_toml(site_file, "headers", {value: "camera=()"})
         elif self.name.startswith("settings:"):
             edit_toml(root / "imgforge.toml", self.name.removeprefix("settings:").replace("PROFILE", profile), value)
+        elif self.name.startswith("image:"):  # a field of an image source (content_dir is absolute there)
+            edit_toml(site_file, "source.path", None)
+            edit_toml(site_file, "source.image", IMAGE_SOURCE)
+            edit_toml(site_file, "source.content_dir", "/usr/share/nginx/html")
+            edit_toml(site_file, self.name.removeprefix("image:"), value)
         else:
             if self.name == "source.git":
                 edit_toml(site_file, "source.path", None)
             edit_toml(site_file, self.name, value)
         return variant
+
+
+IMAGE_SOURCE = "127.0.0.1:5000/fleet/site@sha256:" + "0" * 64
 
 
 FIELDS = [
@@ -116,6 +124,8 @@ FIELDS = [
     Field("source.git", "https://git.example.invalid/group/site.git", False),
     Field("source.ref", "main", False),
     Field("source.content_dir", "www-data", False),
+    Field("image:source.image", IMAGE_SOURCE, False),
+    Field("image:source.content_dir", "/usr/share/nginx/html", False),
     Field("gitops.app", "site-site", False),
     Field("gitops.namespace", "lost-woods", False),
     Field("gitops.overlay", "fluxcd/apps/overlays/production/site-site", False),
