@@ -37,11 +37,9 @@ from imgforge.errors import (
     RepositoryNotFound,
 )
 from imgforge.image import DockerEngineSource, Entry, EntryType, ImageFS, ResolvedImage, read_fs, resolve
-from imgforge.image.contents import open_files
+from imgforge.image.contents import open_files, write_entry
 from imgforge.image.paths import is_within, normalize
 from imgforge.image_ref import ImageRef
-
-_CHUNK = 1 << 20
 
 
 def resolve_image(catalog: Catalog, site: Site) -> Content:
@@ -190,14 +188,8 @@ def _link_target(fs: ImageFS, path: str, root: str, where: str) -> str:
 
 
 def _write(path: Path, stream: IO[bytes], entry: Entry, where: str) -> None:
-    mode = 0o755 if entry.mode & 0o111 else 0o644
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
-    written = 0
-    with os.fdopen(fd, "wb") as out:
-        while chunk := stream.read(_CHUNK):
-            written += len(chunk)
-            if written > entry.size:
-                break
-            out.write(chunk)
-    if written != entry.size:
-        raise ContentMissing(f"{where}: {entry.path}: {written} bytes, its tar header says {entry.size}")
+    """The reader's writer; a short or long file is content that cannot be taken (exit 4), not an image error."""
+    try:
+        write_entry(path, stream, entry, where)
+    except ImageInvalid as e:
+        raise ContentMissing(str(e)) from e

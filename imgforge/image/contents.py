@@ -130,7 +130,7 @@ def extract(fs: ImageFS, top: str, dest: Path, max_bytes: int | None) -> Extract
         for folder in folders:
             os.mkdir(staging / folder, 0o755)
         for rel, entry, stream in open_files(fs, files):
-            written += _write(staging / rel, stream, entry, where)
+            written += write_entry(staging / rel, stream, entry, where)
         replace_dir(staging, dest)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -176,7 +176,8 @@ def _follow(fs: ImageFS, path: str, root: str) -> tuple[str, Entry | None]:
     return "", target
 
 
-def _write(path: Path, stream: IO[bytes], entry: Entry, where: str) -> int:
+def write_entry(path: Path, stream: IO[bytes], entry: Entry, where: str) -> int:
+    """Write one regular file as a new file (never through a link), exactly as many bytes as its tar header says."""
     mode = 0o755 if entry.mode & 0o111 else 0o644
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
     written = 0
