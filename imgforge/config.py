@@ -16,7 +16,16 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from imgforge import _git as _gitrun
 from imgforge._fs import atomic_write_text
@@ -25,6 +34,9 @@ from imgforge.errors import CatalogError, UnknownSite, UsageError
 CATALOG_FILE = "imgforge.toml"
 SITES_DIR = "sites"
 PROFILES = ("alpine", "debian", "prebuilt")
+BUILDERS = ("docker", "oci")
+# Profiles whose image the oci builder can assemble: it puts files on a base, it runs nothing in it.
+OCI_PROFILES = ("prebuilt",)
 DEFAULT_OVERLAY_ROOT = "fluxcd/apps/overlays/production"
 
 # Every string of the catalog must match one of these in full (``fullmatch``: ``$`` would accept
@@ -198,6 +210,7 @@ class Site(_Strict):
     tag: Annotated[str, _matching(_TAG, "an image tag like v1.2.3")]
     description: _Text = ""
     profile: Annotated[str, _one_of(*PROFILES)] = "alpine"
+    builder: Annotated[str, _one_of(*BUILDERS)] = "docker"
     base_image: _ImageRef | None = None
     uid: _Id = 100
     gid: _Id = 101
@@ -210,6 +223,17 @@ class Site(_Strict):
     headers: Annotated[dict[str, str], BeforeValidator(_headers)] = Field(default_factory=dict)
     source: Source | None = None
     gitops: GitopsTarget = Field(default_factory=GitopsTarget)
+
+    @field_validator("builder")
+    @classmethod
+    def _builder_fits_profile(cls, value: str, info: ValidationInfo) -> str:
+        profile = info.data.get("profile")
+        if value == "oci" and profile is not None and profile not in OCI_PROFILES:
+            raise ValueError(
+                f"the oci builder needs profile {' or '.join(OCI_PROFILES)} (profile {profile} installs nginx "
+                'with a package manager, which only the docker builder can run), got "oci"'
+            )
+        return value
 
     @property
     def reference(self) -> str:

@@ -109,26 +109,47 @@ def build_cmd(
     force: ForceOpt = False,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Ignore the engine's layer cache too.")] = False,
     test: Annotated[bool, typer.Option("--test", help="Run `imgforge test` on each image after building it.")] = False,
+    builder: Annotated[
+        str | None,
+        typer.Option("--builder", help="docker or oci (default: the site's catalog `builder`, else docker)."),
+    ] = None,
+    platform: Annotated[
+        list[str] | None,
+        typer.Option("--platform", help="oci builder, multi-platform base: build only this platform (repeatable)."),
+    ] = None,
     root: RootOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Render and build a site's image (skipped when nothing changed), optionally testing it."""
     if (site is None) != all_sites:
         raise UsageError("name one site or pass --all")
+    if builder not in (None, "docker", "oci"):
+        raise UsageError(f"--builder: expected docker or oci, got {builder!r}")
     from imgforge import config
     from imgforge.build import EngineLookup
     from imgforge.hashcache import HashCache
 
     catalog = config.load_catalog(root)
     targets = list(catalog.sites.values()) if site is None else [catalog.site(site)]
+    if builder is not None:
+        targets = [_with_builder(t, builder) for t in targets]
     lookup = EngineLookup()  # one look at the engine's images for all the sites
+    bases = None  # the oci builder's bases, pinned once for all the sites
     cache = HashCache.default()  # one content hash cache for all the sites, saved once at the end
     rows: list[dict[str, Any]] = []
     failed: ImgforgeError | None = None
     try:
         for target in targets:
             try:
-                result = _build_one(catalog, target, force, no_cache, lookup, cache, quiet=json_out)
+                if target.builder == "oci":
+                    from imgforge.oci import BaseLookup, build_site_oci
+
+                    bases = bases or BaseLookup()
+                    result: Any = build_site_oci(
+                        catalog, target, force=force, platforms=platform or (), cache=cache, lookup=bases
+                    )
+                else:
+                    result = _build_one(catalog, target, force, no_cache, lookup, cache, quiet=json_out)
             except ImgforgeError as e:  # with --all, one site's problem is its row; the others still build
                 if not all_sites:
                     raise
@@ -178,12 +199,32 @@ def _build_one(
         return build_site(catalog, site, force=force, no_cache=no_cache, on_event=show, lookup=lookup, cache=cache)
 
 
-def _test_one(site: config.Site, result: BuildResult, quiet: bool) -> dict[str, Any]:
-    """``imgforge test`` of the image just built, read from that image like any other test."""
+def _with_builder(site: config.Site, builder: str) -> config.Site:
+    """``site`` built with ``builder`` for this run; the oci builder only for the profiles it serves."""
+    from imgforge import config
+
+    if builder == "oci" and site.profile not in config.OCI_PROFILES:
+        raise UsageError(
+            f"{site.file}: --builder oci: profile {site.profile} installs nginx with a package manager, "
+            "which only the docker builder can run (README: builders)"
+        )
+    return site.model_copy(update={"builder": builder})
+
+
+def _test_one(site: config.Site, result: Any, quiet: bool) -> dict[str, Any]:
+    """``imgforge test`` of the image just built, read from that image like any other test.
+
+    An oci build is loaded into the engine first and its config proven with ``nginx -t``.
+    """
     from imgforge import verify  # the verify stage sits after build; import it only when asked
 
     with err_console.status(f"testing {site.name}", spinner="dots"):
-        report = verify.run_image(result.id, site=site.name)
+        image = result.id
+        if site.builder == "oci":
+            from imgforge.release_oci import load_for_test
+
+            image = load_for_test(site)
+        report = verify.run_image(image, site=site.name)
     data = report.to_dict()
     if not quiet:
         for check in data["checks"]:

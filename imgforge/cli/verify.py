@@ -54,7 +54,12 @@ def verify_cmd(  # not test_*: pytest's naming rules would take it for a test
                 reports = verify.run_sites(catalog, _testable(catalog))
             else:
                 assert site is not None
-                reports = [verify.run_site(catalog, catalog.site(site), image=image)]
+                chosen = catalog.site(site)
+                if chosen.builder == "oci" and image is None:
+                    from imgforge.release_oci import load_for_test  # the layout goes into the engine first
+
+                    image = load_for_test(chosen)
+                reports = [verify.run_site(catalog, chosen, image=image)]
     if json_out:
         print_json(reports[0].to_dict() if not all_sites else [r.to_dict() for r in reports])
     else:
