@@ -92,11 +92,23 @@ class BaseLookup:
 
 
 def source_time(context: Context) -> int:
-    """``SOURCE_DATE_EPOCH``, else the commit time of the content's folder, else 0 (1970)."""
+    """``SOURCE_DATE_EPOCH``, else the commit time of the content, else 0 (1970).
+
+    A git source's commit is asked of its mirror in the cache (the export beside it is no
+    repository); a local folder's of the repository holding it, when there is one.
+    """
     if (fixed := os.environ.get("SOURCE_DATE_EPOCH", "").strip()).isdigit():
         return int(fixed)
+    content = context.content
     try:
-        text = _git.out("log", "-1", "--format=%ct", "--", ".", cwd=context.content.path)
+        if content.fetched_revision:
+            export = next((p for p in content.path.parents if p.name == content.fetched_revision), None)
+            if export is None:
+                return 0
+            mirror = export.parent.with_suffix(".git")
+            text = _git.out("show", "-s", "--format=%ct", "--end-of-options", content.fetched_revision, cwd=mirror)
+        else:
+            text = _git.out("log", "-1", "--format=%ct", "--", ".", cwd=content.path)
     except GitError:
         return 0
     return int(text) if text.isdigit() else 0
