@@ -17,6 +17,7 @@ platform reuses them byte for byte.
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 from collections.abc import Iterator
 from pathlib import PurePosixPath
@@ -52,25 +53,57 @@ def _folders(paths: list[str], stop: str) -> list[LayerEntry]:
     return [LayerEntry(f, "dir", 0o755) for f in sorted(found)]
 
 
+def _cached(kind: str, entries: list[LayerEntry], hashes: dict[str, str], mtime: int) -> Blob:
+    """The layer of ``entries``, from ``layers.json`` when these exact entries were written before.
+
+    The key is every entry's path, kind, mode, owner, size and sha256 (content hashes come from the
+    hash cache, so a hit reads no content byte) plus the mtime: a hit is the blob a fresh write
+    would give, byte for byte. This is what makes ``base update`` a rebase: only the base's own
+    layers and the hardening layer change, the config and content blobs are reused as they are.
+    """
+    h = hashlib.sha256(f"{kind}\0{mtime}\0".encode())
+    for e in sorted(entries, key=lambda e: e.path):
+        h.update(f"{e.path}\0{e.kind}\0{e.mode:o}\0{e.uid}:{e.gid}\0{e.size}\0{hashes.get(e.path, '')}\0".encode())
+    key = h.hexdigest()
+    path = store.oci_root() / "layers.json"
+    try:
+        known = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        known = {}
+    if isinstance(known, dict) and isinstance(hit := known.get(key), dict) and store.has_blob(hit.get("digest", "")):
+        return Blob(hit["digest"], hit["size"], hit["diff_id"])
+    blob = write_layer(entries, mtime, store.blob_dir())
+    known = known if isinstance(known, dict) else {}
+    known[key] = {"digest": blob.digest, "size": blob.size, "diff_id": blob.diff_id}
+    store.write_json(path, known)
+    return blob
+
+
 def config_layer(context: Context, mtime: int) -> Blob:
     entries = []
+    hashes = {}
     for entry in context.entries():
         if entry.name in PLACES and entry.data is not None:
             data = entry.data
             entries.append(LayerEntry(PLACES[entry.name], "file", entry.mode, len(data), read=constant(data)))
+            hashes[PLACES[entry.name]] = hashlib.sha256(data).hexdigest()
     entries += [LayerEntry(f, "dir", 0o755) for f in OWN_FOLDERS]
-    return write_layer(entries, mtime, store.blob_dir())
+    return _cached("config", entries, hashes, mtime)
 
 
 def content_layer(context: Context, mtime: int) -> Blob:
     root = context.content_root.strip("/")
     entries: list[LayerEntry] = []
+    hashes: dict[str, str] = {}
+    served = context.served()
     for entry in context.entries():
         if entry.name == MANIFEST_FILE and entry.data is not None:
             data = entry.data
             entries.append(LayerEntry(MANIFEST_PATH.lstrip("/"), "file", 0o644, len(data), read=constant(data)))
+            hashes[MANIFEST_PATH.lstrip("/")] = hashlib.sha256(data).hexdigest()
         elif entry.rel is not None and entry.name.startswith(CONTENT_DIR + "/"):
             rel = entry.rel
+            hashes[f"{root}/{rel}"] = served[rel].sha256
             entries.append(
                 LayerEntry(
                     f"{root}/{rel}", "file", 0o644, entry.size, read=functools.partial(context.content_bytes, rel)
@@ -81,7 +114,7 @@ def content_layer(context: Context, mtime: int) -> Blob:
     entries += [*folders, LayerEntry(manifest_dir, "dir", 0o755)]
     if not any(f.path == root for f in folders):
         entries.append(LayerEntry(root, "dir", 0o755))
-    return write_layer(entries, mtime, store.blob_dir())
+    return _cached("content", entries, hashes, mtime)
 
 
 def harden_layer(manifest_digest: str, uid: int, gid: int, content_root: str) -> Blob:
@@ -96,7 +129,7 @@ def harden_layer(manifest_digest: str, uid: int, gid: int, content_root: str) ->
         return Blob(hit["digest"], hit["size"], hit["diff_id"])
     blob = write_layer(_harden_entries(manifest_digest, uid, gid, content_root), 0, store.blob_dir())
     known[key] = {"digest": blob.digest, "size": blob.size, "diff_id": blob.diff_id}
-    (store.oci_root() / "harden.json").write_bytes(store.canonical_json(known))
+    store.write_json(store.oci_root() / "harden.json", known)
     return blob
 
 

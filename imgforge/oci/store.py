@@ -132,5 +132,9 @@ def read_index(folder: Path) -> dict[str, Any] | None:
 
 def put_local_digests(known: dict[str, str]) -> None:
     """Remember the manifest digest of each local base by its image ID (``local-bases.json``)."""
-    path = oci_root() / "local-bases.json"
-    _atomic(path, lambda out: out.write(canonical_json(known)))
+    write_json(oci_root() / "local-bases.json", known)
+
+
+def write_json(path: Path, doc: Any) -> None:
+    """A small index file of the store, replaced whole (a reader never sees half of it)."""
+    _atomic(path, lambda out: out.write(canonical_json(doc)))
