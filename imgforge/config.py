@@ -330,6 +330,18 @@ def check_tag(tag: str) -> str:
     return tag
 
 
+def set_site_base(catalog: Catalog, site: Site, base_image: str) -> None:
+    """Rewrite only the ``base_image`` value of a site file (``base update`` moving a digest pin)."""
+    if not _IMAGE_REF.fullmatch(base_image):
+        raise CatalogError(site.file, f"base_image: expected an image reference, got {_show(base_image)}")
+    import tomlkit
+
+    path = catalog.site_path(site)
+    doc = tomlkit.parse(path.read_text(encoding="utf-8"))
+    doc["base_image"] = base_image
+    atomic_write_text(path, tomlkit.dumps(doc))
+
+
 def set_site_tag(catalog: Catalog, site: Site, tag: str) -> None:
     """Rewrite only the ``tag`` value of a site file; comments and layout stay as they were."""
     if not _TAG.fullmatch(tag):

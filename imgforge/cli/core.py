@@ -293,6 +293,58 @@ def base_status_cmd(
         raise typer.Exit(1)
 
 
+@base_app.command("check")
+def base_check_cmd(
+    sites: Annotated[list[str] | None, typer.Argument(help="Sites to check (default: all).")] = None,
+    root: RootOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """List the sites whose last release was built on an older digest of their base."""
+    from imgforge import base_update, config
+
+    rows = base_update.check(config.load_catalog(root), sites or ())
+    if json_out:
+        print_json([r.to_dict() for r in rows])
+        return
+    table = Table("site", "base", "released on", "base now", "status")
+    for r in rows:
+        table.add_row(
+            r.site,
+            r.base,
+            (r.released or "-")[:19],
+            (r.current or "-")[:19],
+            r.status + (f": {r.detail}" if r.detail else ""),
+        )
+    console.print(table)
+
+
+@base_app.command("update")
+def base_update_cmd(
+    sites: Annotated[list[str] | None, typer.Argument(help="Sites to update (default: every outdated one).")] = None,
+    root: RootOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Release every site whose base moved again (patch bump, test, push; digest pins moved)."""
+    from imgforge import base_update, config
+
+    done = base_update.update(
+        config.load_catalog(root),
+        sites or (),
+        on_event=lambda ev: (
+            None
+            if json_out or getattr(ev, "kind", "") != "stage"
+            else err_console.print(f"==> {ev.text}", markup=False, highlight=False)
+        ),
+    )
+    if json_out:
+        print_json(done)
+        return
+    for row in done:
+        console.print(f"released {row['reference']}@{row['digest']} on {row['base']}", markup=False, soft_wrap=True)
+    if not done:
+        console.print("every released site is on its base's current digest", markup=False)
+
+
 def _site_row(catalog: config.Catalog, site: config.Site) -> dict[str, Any]:
     src = site.source
     where = None

@@ -69,12 +69,20 @@ def resolve_base(reference: str, platforms: Sequence[str] = ()) -> BaseImage:
     if not is_registry_reference(reference):
         from imgforge.engine import docker_client
 
+        ref = ImageRef.parse(reference)
+        name = str(ref.with_digest(None))
         try:
-            docker_client().api.inspect_image(reference)  # type: ignore[no-untyped-call]
+            docker_client().api.inspect_image(name)  # type: ignore[no-untyped-call]
         except Exception:  # noqa: BLE001 (no engine, or not there: try its registry below)
             pass
         else:
-            return _from_engine(reference, platforms)
+            found = _from_engine(name, platforms)
+            if ref.digest and ref.digest != found.digest:
+                raise ImageNotFound(
+                    f"base {reference} is pinned to {ref.digest}, but the engine's {name} is {found.digest}: "
+                    "run `imgforge base update` to move the pin"
+                )
+            return found
     return _from_registry(reference, platforms)
 
 
@@ -156,7 +164,7 @@ def _from_registry(reference: str, platforms: Sequence[str]) -> BaseImage:
     from imgforge.registry.client import RegistryClient, Repository
 
     ref = ImageRef.parse(reference)
-    repo = Repository.parse(reference)
+    repo = Repository.parse(ref.name)
     wanted = _wanted(platforms)
     with RegistryClient(repo.registry) as client:
         data, media_type, digest = client.get_manifest(repo.name, ref.digest or ref.tag or "latest", mt.ACCEPT)

@@ -26,7 +26,7 @@ def web(make_catalog, nginx_base, monkeypatch):
     return catalog, catalog.site("web")
 
 
-def test_both_builders_hold_the_same_files_with_the_same_modes_and_owners(web, cleanup_images):
+def test_both_builders_hold_the_same_files_with_the_same_modes_and_owners(web, cleanup_images, docker_client):
     catalog, site = web
     oci = build_site_oci(catalog, site)
     docker_site = site.model_copy(update={"builder": "docker"})
@@ -45,6 +45,11 @@ def test_both_builders_hold_the_same_files_with_the_same_modes_and_owners(web, c
     assert from_oci["/etc/imgforge/manifest.json"][1:4] == ("0o644", 0, 0)
     assert "/etc/nginx/sites-enabled" not in from_oci  # the stock site, removed like `rm -rf` does
     assert oci.id != built.id  # different configs (history, created), the same files
+    # Both record their base: the docker builder a local base's image ID (no registry ever served it).
+    labels = docker_client.images.get(built.id).labels
+    assert labels["org.opencontainers.image.base.name"] == "imgforge/nginx-debian:bookworm"
+    assert labels["org.opencontainers.image.base.digest"] == docker_client.images.get(site.base_image).id
+    assert oci.base_digest.startswith("sha256:")
 
 
 def test_the_config_carries_what_the_dockerfile_sets(web):
