@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from imgforge.errors import ImageNotFound, PlatformNotFound, UsageError
+from imgforge.errors import ImageInvalid, ImageNotFound, PlatformNotFound, UsageError
 from imgforge.image import mediatypes as mt
 from imgforge.image.platform import Platform, matches
 from imgforge.image.source import FetchedManifest
@@ -161,6 +161,13 @@ class _StoreSource:
 
 
 def _from_registry(reference: str, platforms: Sequence[str]) -> BaseImage:
+    try:
+        return _read_registry(reference, platforms)
+    except (KeyError, TypeError, ValueError, AttributeError) as e:  # a registry's JSON is not trusted
+        raise ImageInvalid(f"base {reference}: the registry served a malformed manifest or config ({e!r})") from e
+
+
+def _read_registry(reference: str, platforms: Sequence[str]) -> BaseImage:
     from imgforge.registry.client import RegistryClient, Repository
 
     ref = ImageRef.parse(reference)

@@ -16,13 +16,14 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 
 from imgforge.config import Catalog, Site
-from imgforge.errors import NotFound
+from imgforge.errors import ImageInvalid, NotFound
 from imgforge.image import mediatypes as mt
 from imgforge.image_ref import ImageRef
 from imgforge.oci import store
 from imgforge.oci.assemble import build_site_oci
 
 OUR_LAYERS = ("harden", "config", "content")
+MAX_LAYER_BYTES = 16 << 30
 
 
 @dataclass(frozen=True)
@@ -125,8 +126,14 @@ def _config_difference(client: Any, name: str, mine: dict[str, Any], theirs: dic
 
 
 def _members(stream: IO[bytes]) -> Iterator[tuple[str, tuple[Any, ...]]]:
+    """Every member's metadata and sha256, at most ``MAX_LAYER_BYTES`` unpacked (a registry's
+    layer may be a gzip bomb whose digest the same registry vouches for)."""
+    total = 0
     with tarfile.open(fileobj=stream, mode="r|*") as tar:
         for info in tar:
+            total += info.size
+            if total > MAX_LAYER_BYTES:
+                raise ImageInvalid(f"a layer unpacks to more than {MAX_LAYER_BYTES >> 30} GiB; not comparing it")
             sha = ""
             if info.isfile():
                 data = tar.extractfile(info)
@@ -134,15 +141,18 @@ def _members(stream: IO[bytes]) -> Iterator[tuple[str, tuple[Any, ...]]]:
                 while data is not None and (chunk := data.read(1 << 20)):
                     h.update(chunk)
                 sha = h.hexdigest()[:12]
-            name = "/" + info.name.lstrip("./").rstrip("/")
+            name = "/" + info.name.removeprefix("./").strip("/")
             yield name, (oct(info.mode), info.uid, info.gid, info.size, info.linkname, sha, info.mtime)
 
 
 def _file_difference(client: Any, name: str, mine: dict[str, Any], theirs: dict[str, Any]) -> str:
-    with store.blob_path(mine["digest"]).open("rb") as fh:
-        a = dict(_members(fh))
-    with client.open_blob(name, theirs["digest"], theirs["size"]) as fh:
-        b = dict(_members(fh))
+    try:
+        with store.blob_path(mine["digest"]).open("rb") as fh:
+            a = dict(_members(fh))
+        with client.open_blob(name, theirs["digest"], theirs["size"]) as fh:
+            b = dict(_members(fh))
+    except (tarfile.TarError, OSError, EOFError) as e:
+        raise ImageInvalid(f"layer {theirs['digest']} of {name}: not a readable tar ({e})") from e
     found = []
     fields = ("mode", "uid", "gid", "size", "link", "sha256", "mtime")
     for path in sorted(set(a) | set(b)):
