@@ -85,3 +85,11 @@ def test_push_sends_only_what_the_registry_lacks(site, basic_registry):
     assert len(first.uploaded) >= 4
     assert (again.bytes_uploaded, again.uploaded) == (0, [])
     assert len(again.present) == len(first.uploaded) + len(first.present) + len(first.mounted)
+
+
+def test_test_all_loads_the_oci_builds_first(site, cli_main):
+    root, _, _ = site
+    assert cli_main("build", "web", "--root", str(root))[0] == 0
+    code, out, err = cli_main("test", "--all", "--json", "--root", str(root))
+    assert code == 0, err
+    assert [r["ok"] for r in json.loads(out)] == [True]
