@@ -126,14 +126,17 @@ def build_cmd(
     if builder not in (None, "docker", "oci"):
         raise UsageError(f"--builder: expected docker or oci, got {builder!r}")
     from imgforge import config
-    from imgforge.build import EngineLookup
     from imgforge.hashcache import HashCache
 
     catalog = config.load_catalog(root)
     targets = list(catalog.sites.values()) if site is None else [catalog.site(site)]
     if builder is not None:
         targets = [_with_builder(t, builder) for t in targets]
-    lookup = EngineLookup()  # one look at the engine's images for all the sites
+    lookup: Any = None  # one look at the engine's images for all the docker builds (none: no docker-py import)
+    if any(t.builder == "docker" for t in targets):
+        from imgforge.build import EngineLookup
+
+        lookup = EngineLookup()
     bases = None  # the oci builder's bases, pinned once for all the sites
     cache = HashCache.default()  # one content hash cache for all the sites, saved once at the end
     rows: list[dict[str, Any]] = []
