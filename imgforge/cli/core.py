@@ -132,6 +132,8 @@ def build_cmd(
     targets = list(catalog.sites.values()) if site is None else [catalog.site(site)]
     if builder is not None:
         targets = [_with_builder(t, builder) for t in targets]
+    if platform and any(t.builder != "oci" for t in targets):
+        raise UsageError("--platform selects platforms of a multi-platform base: only with the oci builder")
     lookup: Any = None  # one look at the engine's images for all the docker builds (none: no docker-py import)
     if any(t.builder == "docker" for t in targets):
         from imgforge.build import EngineLookup

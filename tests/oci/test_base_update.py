@@ -81,3 +81,23 @@ def test_base_check_sees_the_base_move_and_base_update_rebases_and_moves_the_pin
 
     code, out, _ = cli_main("base", "check", "--json", "--root", str(root))
     assert {r["status"] for r in json.loads(out)} == {"current"}
+
+
+def test_base_layers_are_mounted_from_the_base_repository_not_uploaded(
+    basic_registry, registry_env, unique_repo, make_catalog, nginx_base, monkeypatch
+):
+    from imgforge.oci import build_site_oci, push
+
+    registry_env(basic_registry)
+    host = basic_registry.host
+    base_repo = unique_repo("base")
+    base = local_base()
+    put_manifest(host, base_repo, "1", base)
+    root = make_catalog(
+        sites={"web": {"builder": "oci", "base_image": f"{host}/{base_repo}:1", "image": f"{host}/{unique_repo('m')}"}}
+    )
+    catalog = config.load_catalog(root)
+    build_site_oci(catalog, catalog.site("web"))
+    report = push(catalog.site("web"), ["v0.0.1"])
+    assert sorted(report.mounted) == sorted(layer["digest"] for layer in base["layers"])
+    assert len(report.uploaded) == 4  # the config and imgforge's three layers
