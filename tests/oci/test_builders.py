@@ -88,3 +88,29 @@ def test_builder_oci_is_refused_for_a_profile_that_runs_a_package_manager(make_c
     code, _, err = cli_main("sites", "--root", str(root))
     assert code == 3
     assert "sites/web.toml: builder: the oci builder needs profile prebuilt" in err
+
+
+def test_skopeo_reads_and_copies_the_layout(web, tmp_path):
+    """An independent OCI implementation (skopeo, containers/image) accepts the layout: it reads
+    the index, verifies every blob against its digest while copying, and reports our digest."""
+    import shutil
+    import subprocess
+
+    catalog, site = web
+    result = build_site_oci(catalog, site)
+    skopeo = shutil.which("skopeo")
+    assert skopeo, "skopeo is installed by the set-up (scripts/env.sh)"
+    layout = store.site_layout("web")
+    info = json.loads(subprocess.run([skopeo, "inspect", f"oci:{layout}"], check=True, capture_output=True).stdout)
+    assert info["Digest"] == result.digest
+    assert info["Labels"]["io.imgforge.manifest-digest"] == result.manifest_digest
+    assert info["Architecture"] == "amd64"
+    copy = subprocess.run(
+        [skopeo, "copy", "--preserve-digests", f"oci:{layout}", f"oci:{tmp_path / 'copy'}:again"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert copy.returncode == 0, copy.stderr
+    again = json.loads((tmp_path / "copy" / "index.json").read_text())["manifests"][0]
+    assert again["digest"] == result.digest
