@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from imgforge.errors import ImageInvalid, ImageNotFound, PlatformNotFound, UsageError
+from imgforge.errors import ImageInvalid, ImageNotFound, PlatformNotFound
 from imgforge.image import mediatypes as mt
 from imgforge.image.platform import Platform, matches
 from imgforge.image.source import FetchedManifest
@@ -184,7 +184,9 @@ def _read_registry(reference: str, platforms: Sequence[str]) -> BaseImage:
             for entry in doc.get("manifests", []):
                 plat = entry.get("platform") or {}
                 have = Platform(
-                    os=plat.get("os", ""), architecture=plat.get("architecture", ""), variant=plat.get("variant", "")
+                    os=str(plat.get("os") or ""),
+                    architecture=str(plat.get("architecture") or ""),
+                    variant=str(plat.get("variant") or ""),
                 )
                 if have.os == "unknown" or entry.get("annotations", {}).get(mt.ATTESTATION_ANNOTATION):
                     continue
@@ -198,8 +200,6 @@ def _read_registry(reference: str, platforms: Sequence[str]) -> BaseImage:
                 chosen.append(one)
     if not chosen:
         raise PlatformNotFound(f"registry {repo}", ", ".join(platforms), available)
-    if kind in mt.INDEX_TYPES and not all(_keep(p.platform, wanted) for p in chosen):
-        raise UsageError(f"base {reference}: platform selection failed")
     return BaseImage(
         reference,
         digest,
