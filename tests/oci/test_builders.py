@@ -114,3 +114,14 @@ def test_skopeo_reads_and_copies_the_layout(web, tmp_path):
     assert copy.returncode == 0, copy.stderr
     again = json.loads((tmp_path / "copy" / "index.json").read_text())["manifests"][0]
     assert again["digest"] == result.digest
+
+
+def test_nginx_t_runs_before_the_checks_and_stops_a_broken_image(make_catalog, debian_base, cli_main, cleanup_images):
+    """A prebuilt base without nginx assembles fine (no engine runs anything), but `nginx -t` in the
+    loaded image fails as the Dockerfile's RUN would: exit 6, no check runs, nothing recorded as tested."""
+    root = make_catalog(sites={"web": {"builder": "oci", "base_image": debian_base}})
+    cleanup_images.append("127.0.0.1:5000/test/web:v0.0.1")
+    code, _, err = cli_main("build", "web", "--test", "--root", str(root))
+    assert code == 6
+    assert "nginx -t" in err
+    assert "nginx" in err.split("nginx -t", 1)[1]  # the engine's own words about the missing nginx
