@@ -174,9 +174,12 @@ def _rebase(root: Path, sites: int, made: set[str], client) -> None:
     subprocess.run(
         [sys.executable, "-c", f"from imgforge.oci.base import resolve_base; resolve_base({moved!r})"], check=True
     )
-    for path in (root / "sites").glob("*.toml"):
-        path.write_text(path.read_text().replace(NGINX_BASE, moved))
-    took = timed(lambda: imgforge("build", "--all", "--builder", "oci", "--root", str(root)))
-    row(f"rebase of {sites} sites onto a moved base (one process)", f"{took:.3f} s", "target <= 2 s")
-    for path in (root / "sites").glob("*.toml"):
-        path.write_text(path.read_text().replace(moved, NGINX_BASE))
+    try:
+        for path in (root / "sites").glob("*.toml"):
+            path.write_text(path.read_text().replace(NGINX_BASE, moved))
+        took = timed(lambda: imgforge("build", "--all", "--builder", "oci", "--root", str(root)))
+        row(f"rebase of {sites} sites onto a moved base (one process)", f"{took:.3f} s", "target <= 2 s")
+        for path in (root / "sites").glob("*.toml"):
+            path.write_text(path.read_text().replace(moved, NGINX_BASE))
+    finally:
+        client.images.remove(moved, force=True)  # the tag this run made, by its exact name
