@@ -4,7 +4,10 @@
    contexts (layer cache warm for both): target at least 5x faster;
 2. cold `imgforge build` vs plain `docker build` of its own rendered context, both without layer
    cache: overhead ratio, target at most 1.10;
-3. image size minus base size minus content size: target at most 64 KiB.
+3. image size minus base size minus content size: target at most 64 KiB;
+4. the oci builder (bench_oci.py; ``--oci`` runs only this part): warm ``build --all --builder oci``
+   vs plain ``docker build`` (target >= 20x), cold (target <= 0.5x), the bytes a one-file change
+   uploads, the rebase of every site onto a moved base (target <= 2 s).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import shutil
 import subprocess
 import time
 
+import bench_oci
 import docker
 import docker.errors
 from _common import NGINX_BASE, imgforge, make_catalog, median, photo_site, row, timed
@@ -27,6 +31,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sites", type=int, default=10, help="sites in the catalog (the fleet has 10)")
     parser.add_argument("--mib", type=int, default=20, help="MiB of photos per site (default 20)")
+    parser.add_argument("--oci", action="store_true", help="only the oci builder's figures")
     args = parser.parse_args()
     global SITES, PHOTOS
     SITES, PHOTOS = args.sites, max(1, args.mib * 2**20 // PHOTO_SIZE)
@@ -48,6 +53,9 @@ def main() -> None:
     try:
         for i in range(SITES):  # the contexts plain docker build gets, rendered by imgforge itself
             imgforge("render", f"site{i}", "--out", str(contexts / f"site{i}"), "--root", str(root))
+        if args.oci:
+            bench_oci.run(root, contexts, SITES, None, made, client)
+            return
         imgforge("build", "--all", "--root", str(root))  # first build fills the cache for both
         note_images()
         warm_imgforge = median([timed(lambda: imgforge("build", "--all", "--root", str(root))) for _ in range(3)])
@@ -99,6 +107,7 @@ def main() -> None:
         content = sum(p.stat().st_size for p in (contexts / "site0" / "html").rglob("*") if p.is_file())
         extra = image.attrs["Size"] - base.attrs["Size"] - content
         row("image size - base size - content size", f"{extra / 1024:.1f} KiB", "target <= 64 KiB")
+        bench_oci.run(root, contexts, SITES, warm_plain, made, client)
     finally:
         note_images()
         for image_id in made:  # by the ids this run made, never by a filter that matches others' images

@@ -376,11 +376,14 @@ def _read_body(response: requests.Response, limit: int) -> tuple[bytes, bool]:
     """The body, at most ``limit`` bytes for a success; an error answer is cut at MAX_ERROR_BODY.
 
     Read to the end (a HEAD answer's end comes at once) so the connection goes back to the pool.
+    A HEAD answer's ``Content-Length`` is the size of what a GET would send (a blob's, gigabytes
+    maybe), not of a body: it is not held against the cap.
     """
     error = response.status_code >= 300
     cap = MAX_ERROR_BODY if error else limit
     declared = response.headers.get("Content-Length", "").strip()
-    if not error and declared.isdigit() and int(declared) > cap:
+    head = response.request is not None and response.request.method == "HEAD"
+    if not error and not head and declared.isdigit() and int(declared) > cap:
         raise TransportError("too_large", f"declared {declared} bytes", cap)
     buf = bytearray()
     while len(buf) <= cap:

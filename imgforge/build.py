@@ -116,6 +116,29 @@ class EngineLookup:
             self._built.setdefault(digest, []).insert(0, image_id)
 
 
+def base_digest(reference: str) -> str:
+    """The base's digest for the ``org.opencontainers.image.base.digest`` label.
+
+    The registry digest the engine recorded for the base (``RepoDigests``, from its pull), else,
+    for a base made locally that no registry ever served (``imgforge base bootstrap``), its image
+    ID: the only identity such an image has.
+    """
+    try:
+        info = docker_client().api.inspect_image(reference)  # type: ignore[no-untyped-call]
+    except docker.errors.ImageNotFound:
+        return "unknown"
+    except docker.errors.APIError as e:
+        raise DockerError(f"cannot inspect {reference}: {e.explanation or e}") from e
+    from imgforge.image_ref import ImageRef
+
+    ref = ImageRef.parse(reference)
+    for entry in info.get("RepoDigests") or []:
+        found = ImageRef.parse(entry)
+        if found.digest and found.same_repository(ref):
+            return str(found.digest)
+    return str(info["Id"])
+
+
 def inputs_digest(context: Context, lookup: EngineLookup | None = None) -> str:
     """The context digest plus the local id of the base image, when the engine has it.
 
@@ -136,6 +159,7 @@ def build_args(context: Context, digest: str) -> dict[str, str]:
         "IMGFORGE_SOURCE": context.content.source,
         "IMGFORGE_INPUTS_DIGEST": digest,
         "IMGFORGE_MANIFEST_DIGEST": context.manifest().digest,
+        "IMGFORGE_BASE_DIGEST": base_digest(context.base_image),
     }
 
 

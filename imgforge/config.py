@@ -16,7 +16,16 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from imgforge import _git as _gitrun
 from imgforge._fs import atomic_write_text
@@ -25,6 +34,9 @@ from imgforge.errors import CatalogError, UnknownSite, UsageError
 CATALOG_FILE = "imgforge.toml"
 SITES_DIR = "sites"
 PROFILES = ("alpine", "debian", "prebuilt")
+BUILDERS = ("docker", "oci")
+# Profiles whose image the oci builder can assemble: it puts files on a base, it runs nothing in it.
+OCI_PROFILES = ("prebuilt",)
 DEFAULT_OVERLAY_ROOT = "fluxcd/apps/overlays/production"
 
 # Every string of the catalog must match one of these in full (``fullmatch``: ``$`` would accept
@@ -221,6 +233,7 @@ class Site(_Strict):
     tag: Annotated[str, _matching(_TAG, "an image tag like v1.2.3")]
     description: _Text = ""
     profile: Annotated[str, _one_of(*PROFILES)] = "alpine"
+    builder: Annotated[str, _one_of(*BUILDERS)] = "docker"
     base_image: _ImageRef | None = None
     uid: _Id = 100
     gid: _Id = 101
@@ -233,6 +246,17 @@ class Site(_Strict):
     headers: Annotated[dict[str, str], BeforeValidator(_headers)] = Field(default_factory=dict)
     source: Source | None = None
     gitops: GitopsTarget = Field(default_factory=GitopsTarget)
+
+    @field_validator("builder")
+    @classmethod
+    def _builder_fits_profile(cls, value: str, info: ValidationInfo) -> str:
+        profile = info.data.get("profile")
+        if value == "oci" and profile is not None and profile not in OCI_PROFILES:
+            raise ValueError(
+                f"the oci builder needs profile {' or '.join(OCI_PROFILES)} (profile {profile} installs nginx "
+                'with a package manager, which only the docker builder can run), got "oci"'
+            )
+        return value
 
     @property
     def reference(self) -> str:
@@ -338,6 +362,18 @@ def check_tag(tag: str) -> str:
     if not isinstance(tag, str) or not _TAG.fullmatch(tag):
         raise UsageError(f"tag: expected an image tag like v1.2.3 or dev-1a2b3c4d, got {_show(tag)}")
     return tag
+
+
+def set_site_base(catalog: Catalog, site: Site, base_image: str) -> None:
+    """Rewrite only the ``base_image`` value of a site file (``base update`` moving a digest pin)."""
+    if not _IMAGE_REF.fullmatch(base_image):
+        raise CatalogError(site.file, f"base_image: expected an image reference, got {_show(base_image)}")
+    import tomlkit
+
+    path = catalog.site_path(site)
+    doc = tomlkit.parse(path.read_text(encoding="utf-8"))
+    doc["base_image"] = base_image
+    atomic_write_text(path, tomlkit.dumps(doc))
 
 
 def set_site_tag(catalog: Catalog, site: Site, tag: str) -> None:

@@ -205,6 +205,12 @@ def push(
     releases are immutable, and a bump is the way to a new one.
     """
     site = _site(catalog, site)
+    if site.builder == "oci":
+        from imgforge import release_oci
+
+        return release_oci.push(
+            site, also_latest=also_latest, skip_verify=skip_verify, tag=tag, force=force, on_event=on_event
+        )
     emit = on_event or (lambda _e: None)
     client = docker_client()
     image = _local_image(client, site.reference, site.name)
@@ -253,6 +259,10 @@ def release(catalog: Catalog, site: Site | str, part: str, *, on_event: OnEvent 
     from imgforge.verify import run_site
 
     site = _site(catalog, site)
+    if site.builder == "oci":
+        from imgforge import release_oci
+
+        return release_oci.release(catalog, site, part, on_event=on_event)
     emit = on_event or (lambda _e: None)
     plan = plan_bump(catalog, site, part)
     target = site.model_copy(update={"tag": plan.new})

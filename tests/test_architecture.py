@@ -25,10 +25,10 @@ RANKS = {
     "config": 1, "content": 1, "listing": 1, "hashcache": 1, "image": 1, "signing": 1,
     "content_manifest": 1, "templating": 1, "build_context": 1,
     # libraries: datasource (registry), manager (gitops), platform (forge), build, verify, audit, CI
-    "render": 2, "build": 2, "baseimage": 2, "verify": 2, "registry": 2, "gitops": 2, "forge": 2,
+    "render": 2, "build": 2, "oci": 2, "baseimage": 2, "verify": 2, "registry": 2, "gitops": 2, "forge": 2,
     "audit": 2, "matrix": 2, "content_image": 2,
     # workers: the loops that combine the libraries
-    "release": 3, "evidence": 3, "pr_body": 3, "update": 3, "adopt": 3,
+    "release": 3, "release_oci": 3, "base_update": 3, "evidence": 3, "pr_body": 3, "update": 3, "adopt": 3,
     # the command line
     "cli": 4, "__main__": 5,
 }  # fmt: skip

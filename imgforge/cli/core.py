@@ -109,26 +109,52 @@ def build_cmd(
     force: ForceOpt = False,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Ignore the engine's layer cache too.")] = False,
     test: Annotated[bool, typer.Option("--test", help="Run `imgforge test` on each image after building it.")] = False,
+    builder: Annotated[
+        str | None,
+        typer.Option("--builder", help="docker or oci (default: the site's catalog `builder`, else docker)."),
+    ] = None,
+    platform: Annotated[
+        list[str] | None,
+        typer.Option("--platform", help="oci builder, multi-platform base: build only this platform (repeatable)."),
+    ] = None,
     root: RootOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Render and build a site's image (skipped when nothing changed), optionally testing it."""
     if (site is None) != all_sites:
         raise UsageError("name one site or pass --all")
+    if builder not in (None, "docker", "oci"):
+        raise UsageError(f"--builder: expected docker or oci, got {builder!r}")
     from imgforge import config
-    from imgforge.build import EngineLookup
     from imgforge.hashcache import HashCache
 
     catalog = config.load_catalog(root)
     targets = list(catalog.sites.values()) if site is None else [catalog.site(site)]
-    lookup = EngineLookup()  # one look at the engine's images for all the sites
+    if builder is not None:
+        targets = [_with_builder(t, builder) for t in targets]
+    if platform and any(t.builder != "oci" for t in targets):
+        raise UsageError("--platform selects platforms of a multi-platform base: only with the oci builder")
+    lookup: Any = None  # one look at the engine's images for all the docker builds (none: no docker-py import)
+    if any(t.builder == "docker" for t in targets):
+        from imgforge.build import EngineLookup
+
+        lookup = EngineLookup()
+    bases = None  # the oci builder's bases, pinned once for all the sites
     cache = HashCache.default()  # one content hash cache for all the sites, saved once at the end
     rows: list[dict[str, Any]] = []
     failed: ImgforgeError | None = None
     try:
         for target in targets:
             try:
-                result = _build_one(catalog, target, force, no_cache, lookup, cache, quiet=json_out)
+                if target.builder == "oci":
+                    from imgforge.oci import BaseLookup, build_site_oci
+
+                    bases = bases or BaseLookup()
+                    result: Any = build_site_oci(
+                        catalog, target, force=force, platforms=platform or (), cache=cache, lookup=bases
+                    )
+                else:
+                    result = _build_one(catalog, target, force, no_cache, lookup, cache, quiet=json_out)
             except ImgforgeError as e:  # with --all, one site's problem is its row; the others still build
                 if not all_sites:
                     raise
@@ -178,12 +204,32 @@ def _build_one(
         return build_site(catalog, site, force=force, no_cache=no_cache, on_event=show, lookup=lookup, cache=cache)
 
 
-def _test_one(site: config.Site, result: BuildResult, quiet: bool) -> dict[str, Any]:
-    """``imgforge test`` of the image just built, read from that image like any other test."""
+def _with_builder(site: config.Site, builder: str) -> config.Site:
+    """``site`` built with ``builder`` for this run; the oci builder only for the profiles it serves."""
+    from imgforge import config
+
+    if builder == "oci" and site.profile not in config.OCI_PROFILES:
+        raise UsageError(
+            f"{site.file}: --builder oci: profile {site.profile} installs nginx with a package manager, "
+            "which only the docker builder can run (README: builders)"
+        )
+    return site.model_copy(update={"builder": builder})
+
+
+def _test_one(site: config.Site, result: Any, quiet: bool) -> dict[str, Any]:
+    """``imgforge test`` of the image just built, read from that image like any other test.
+
+    An oci build is loaded into the engine first and its config proven with ``nginx -t``.
+    """
     from imgforge import verify  # the verify stage sits after build; import it only when asked
 
     with err_console.status(f"testing {site.name}", spinner="dots"):
-        report = verify.run_image(result.id, site=site.name)
+        image = result.id
+        if site.builder == "oci":
+            from imgforge.release_oci import load_for_test
+
+            image = load_for_test(site)
+        report = verify.run_image(image, site=site.name)
     data = report.to_dict()
     if not quiet:
         for check in data["checks"]:
@@ -250,6 +296,58 @@ def base_status_cmd(
         console.print(table)
     if not all(s.id for s in found):
         raise typer.Exit(1)
+
+
+@base_app.command("check")
+def base_check_cmd(
+    sites: Annotated[list[str] | None, typer.Argument(help="Sites to check (default: all).")] = None,
+    root: RootOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """List the sites whose last release was built on an older digest of their base."""
+    from imgforge import base_update, config
+
+    rows = base_update.check(config.load_catalog(root), sites or ())
+    if json_out:
+        print_json([r.to_dict() for r in rows])
+        return
+    table = Table("site", "base", "released on", "base now", "status")
+    for r in rows:
+        table.add_row(
+            r.site,
+            r.base,
+            (r.released or "-")[:19],
+            (r.current or "-")[:19],
+            r.status + (f": {r.detail}" if r.detail else ""),
+        )
+    console.print(table)
+
+
+@base_app.command("update")
+def base_update_cmd(
+    sites: Annotated[list[str] | None, typer.Argument(help="Sites to update (default: every outdated one).")] = None,
+    root: RootOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Release every site whose base moved again (patch bump, test, push; digest pins moved)."""
+    from imgforge import base_update, config
+
+    done = base_update.update(
+        config.load_catalog(root),
+        sites or (),
+        on_event=lambda ev: (
+            None
+            if json_out or getattr(ev, "kind", "") != "stage"
+            else err_console.print(f"==> {ev.text}", markup=False, highlight=False)
+        ),
+    )
+    if json_out:
+        print_json(done)
+        return
+    for row in done:
+        console.print(f"released {row['reference']}@{row['digest']} on {row['base']}", markup=False, soft_wrap=True)
+    if not done:
+        console.print("every released site is on its base's current digest", markup=False)
 
 
 def _site_row(catalog: config.Catalog, site: config.Site) -> dict[str, Any]:

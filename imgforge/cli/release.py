@@ -197,3 +197,31 @@ class _Progress:
             self.bars.console.print(
                 ("==> " if kind == "stage" else "    ") + text, markup=False, highlight=False, soft_wrap=True
             )
+
+
+@app.command("rebuild")
+def rebuild_cmd(
+    reference: Annotated[str, typer.Argument(help="The pushed image, e.g. cr.example.com/team/site:v1.2.3.")],
+    verify: Annotated[
+        bool, typer.Option("--verify", help="Compare the rebuild with what the registry serves (required).")
+    ] = False,
+    root: RootOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Rebuild REF with the oci builder from the catalog and source; exit 1 when the registry differs."""
+    if not verify:
+        raise UsageError("rebuild needs --verify (it only checks; `imgforge build` makes images)")
+    from imgforge import config
+    from imgforge.errors import VerifyFailed
+    from imgforge.oci.compare import rebuild_verify
+
+    report = rebuild_verify(config.load_catalog(root), reference)
+    if json_out:
+        print_json(report.to_dict())
+    elif report.same:
+        console.print(f"{reference}: reproduced bit for bit ({report.rebuilt})", markup=False, soft_wrap=True)
+    if not report.same:
+        raise VerifyFailed(
+            f"{reference}: the rebuild is {report.rebuilt}, the registry serves {report.registry}: "
+            + "; ".join(report.differences or ["no difference found in the layers"])
+        )

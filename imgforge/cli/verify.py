@@ -51,10 +51,16 @@ def verify_cmd(  # not test_*: pytest's naming rules would take it for a test
 
             catalog = config.load_catalog(root)
             if all_sites:
+                _load_oci_builds(catalog)
                 reports = verify.run_sites(catalog, _testable(catalog))
             else:
                 assert site is not None
-                reports = [verify.run_site(catalog, catalog.site(site), image=image)]
+                chosen = catalog.site(site)
+                if chosen.builder == "oci" and image is None:
+                    from imgforge.release_oci import load_for_test  # the layout goes into the engine first
+
+                    image = load_for_test(chosen)
+                reports = [verify.run_site(catalog, chosen, image=image)]
     if json_out:
         print_json(reports[0].to_dict() if not all_sites else [r.to_dict() for r in reports])
     else:
@@ -62,6 +68,19 @@ def verify_cmd(  # not test_*: pytest's naming rules would take it for a test
             _show(report)
     if not all(r.ok for r in reports):
         raise typer.Exit(1)
+
+
+def _load_oci_builds(catalog: Catalog) -> None:
+    """Load every oci site's cached build into the engine (nginx -t included); unbuilt ones are skipped."""
+    from imgforge.errors import NotFound
+    from imgforge.release_oci import load_for_test
+
+    for site in catalog.sites.values():
+        if site.builder == "oci":
+            try:
+                load_for_test(site)
+            except NotFound:
+                continue
 
 
 def _testable(catalog: Catalog) -> list[Site]:

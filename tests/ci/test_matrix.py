@@ -310,7 +310,14 @@ def test_problems_reach_stderr_and_github_output(catalog_repo, tmp_path, cli_mai
     catalog = load_catalog(catalog_repo.path)
     base_image = catalog.profile(catalog.site("alpha")).base_image
     assert json.loads(out) == {
-        "include": [{"site": "alpha", "image": "registry.example.invalid/sites/alpha:v1.0.0", "base": base_image}]
+        "include": [
+            {
+                "site": "alpha",
+                "image": "registry.example.invalid/sites/alpha:v1.0.0",
+                "base": base_image,
+                "builder": "docker",
+            }
+        ]
     }
     assert err.startswith("warning: gone: sites/gone.toml: source: file://")
     lines = output.read_text().splitlines()
@@ -351,7 +358,7 @@ def test_json_format_lists_sites_and_problems(catalog_repo, cli_main):
     assert data["changed_paths"] == 1
     assert [s["site"] for s in data["sites"]] == ["alpha"]
     assert data["problems"] == []
-    assert set(data["sites"][0]) == {"site", "image", "reason", "base", "revision"}
+    assert set(data["sites"][0]) == {"site", "image", "reason", "base", "revision", "builder"}
 
 
 def test_gitlab_format_one_job_per_site(catalog_repo, cli_main, helpers):

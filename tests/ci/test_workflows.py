@@ -84,6 +84,30 @@ def test_generated_child_pipelines_match_the_gitlab_schema(helpers, tmp_path, re
         assert doc[f"site:{entry.site}"]["variables"]["BUILD_REASON"] == entry.reason
 
 
+def test_an_oci_site_gets_an_unprivileged_candidate_job_before_its_site_job(helpers, tmp_path):
+    result = matrix.MatrixResult(
+        (
+            matrix.Entry("o", "cr.example/o:v1", "content changed", "cr.example/nginx:1.27", builder="oci"),
+            matrix.Entry("l", "cr.example/l:v1", "content changed", "imgforge/nginx-debian:bookworm", builder="oci"),
+            matrix.Entry("d", "cr.example/d:v1", "content changed", "cr.example/nginx:1.27"),
+        )
+    )
+    path = tmp_path / "child.yml"
+    path.write_text(matrix.format_gitlab(result), encoding="utf-8")
+    assert schema_errors(helpers, path, "vendor.gitlab-ci") is None
+    doc = helpers.load_yaml(path.read_text())
+    jobs = sorted(k for k, v in doc.items() if isinstance(v, dict) and not k.startswith("."))
+    # A local imgforge/ base needs the engine to be read: that oci site has no candidate job.
+    assert jobs == ["candidate:o", "site:d", "site:l", "site:o"]
+    assert doc["stages"] == ["candidate", "build"]
+    candidate = doc[".imgforge-candidate"]
+    assert "services" not in candidate  # no Docker-in-Docker: no engine, no privilege
+    assert candidate["stage"] == "candidate"
+    assert doc["site:o"]["variables"]["CANDIDATE"] == "1"
+    assert "CANDIDATE" not in doc["site:l"]["variables"]
+    assert any("rebuild" in line and "--verify" in line for line in doc[".imgforge-site"]["script"])
+
+
 def _imgforge_lines(script: str) -> list[list[str]]:
     """Every ``imgforge …`` command in a shell snippet, split into words like the shell would."""
     separators = {";", ";;", "&&", "||", "|", "&", "(", ")", "{", "}"}
@@ -116,6 +140,7 @@ def all_commands(helpers) -> list[list[str]]:
     scripts += [line for job in gl.values() if isinstance(job, dict) for line in job.get("script", [])]
     child = helpers.load_yaml(matrix.gitlab_site_job())[".imgforge-site"]
     scripts += child["before_script"] + child["script"]
+    scripts += helpers.load_yaml(matrix.gitlab_site_job())[".imgforge-candidate"]["script"]
     return [cmd for script in scripts for cmd in _imgforge_lines(script)]
 
 
@@ -146,10 +171,14 @@ def _push_steps(gh: dict) -> list[dict]:
 def test_github_pull_requests_never_push(helpers):
     gh = read(helpers, GITHUB)
     steps = _push_steps(gh)
-    assert len(steps) == 2  # release tags, and dev-<sha8> from branch pushes
+    assert len(steps) == 3  # release tags, dev-<sha8> from branch pushes, oci candidates
     for step in steps:
         assert "github.event_name == 'push'" in step["if"]
         assert "pull_request" not in step["if"]
+    candidate = next(st for st in steps if "candidate-" in st["run"])
+    assert candidate in gh["jobs"]["candidate"]["steps"]
+    assert "matrix.builder == 'oci'" in candidate["if"]
+    steps.remove(candidate)
     release, dev = sorted(steps, key=lambda st: "--tag" in st["run"])
     assert "github.ref_type == 'tag'" in release["if"]
     assert "--also-latest" in release["run"]
@@ -164,7 +193,9 @@ def test_github_secrets_only_where_they_are_needed(helpers):
     for name, job in gh["jobs"].items():
         for step in job["steps"]:
             uses_secret = "secrets." in repr(step)
-            pushes = "imgforge push" in step.get("run", "") or "imgforge update" in step.get("run", "")
+            run = step.get("run", "")
+            # rebuild --verify and base check read the registry; base update pushes
+            pushes = any(f"imgforge {c}" in run for c in ("push", "update", "rebuild", "base check", "base update"))
             checkout_gitops = step.get("with", {}).get("path") == "gitops"
             assert uses_secret == (pushes or checkout_gitops), f"{name}: {step.get('name') or step.get('uses')}"
 
@@ -173,7 +204,13 @@ def test_github_matrix_job_feeds_the_site_job(helpers):
     gh = read(helpers, GITHUB)
     site = gh["jobs"]["site"]
     assert site["strategy"]["matrix"] == "${{ fromJSON(needs.matrix.outputs.matrix) }}"
-    assert site["if"] == "needs.matrix.outputs.count != '0'"  # an empty include list is an error on GitHub
+    # An empty include list is an error on GitHub; the site job also runs when candidate jobs were skipped.
+    assert "needs.matrix.outputs.count != '0'" in site["if"]
+    assert "needs.matrix.result == 'success'" in site["if"]
+    candidate = gh["jobs"]["candidate"]
+    assert candidate["strategy"]["matrix"] == site["strategy"]["matrix"]
+    assert candidate["container"] == "python:3.12"  # no Docker socket: the candidate is built unprivileged
+    assert not any("docker" in str(step.get("run", "")).split() for step in candidate["steps"])
     assert site["strategy"]["fail-fast"] is False
     assert gh["jobs"]["matrix"]["steps"][0]["with"]["fetch-depth"] == 0
     build = [s["run"] for s in site["steps"] if "imgforge build" in s.get("run", "")]

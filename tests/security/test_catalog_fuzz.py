@@ -116,6 +116,7 @@ FIELDS = [
     Field("description", "A static site", True),
     Field("base_image", "nginxinc/nginx-unprivileged:1.27-alpine", True),
     Field("profile", "prebuilt", False),
+    Field("builder", "docker", False),
     Field("fallback", "spa", False),
     Field("ipv6", "auto", False),
     Field("headers:name", "Permissions-Policy", True),

@@ -1,0 +1,126 @@
+"""The release loop of ``builder = "oci"`` sites: test the layout on an engine, push it without one.
+
+The same safety rules as :mod:`imgforge.release`: a push refuses an image whose last
+``imgforge test`` failed or never ran (the record is keyed by the config digest, which is the
+image ID ``docker load`` gives, so testing the loaded image is testing the layout), a release tag
+the registry holds with other bytes is refused, and a release writes its tag into the catalog
+only after the push. ``nginx -t`` runs in the loaded image before any check, as the Dockerfile
+runs it at build time.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from imgforge import config
+from imgforge.config import Catalog, Site
+from imgforge.errors import Refused, RepositoryNotFound, VerifyFailed
+from imgforge.oci import OciBuildResult, build_site_oci, config_test, load
+from imgforge.oci import push as push_layout
+from imgforge.oci.transfer import layout_top, platform_manifests
+from imgforge.registry import versions
+from imgforge.registry.client import RegistryClient, Repository
+from imgforge.release import Event, OnEvent, PushResult, ReleaseResult, plan_bump
+from imgforge.verify.state import last_result
+
+
+def load_for_test(site: Site) -> str:
+    """Load the site's oci build into the engine as ``image:tag`` and prove its config with nginx -t."""
+    image_id = load(site)
+    config_test(site, image_id)
+    return image_id
+
+
+def tested_id(site: Site) -> str:
+    """The image ID the verify record of the site's oci build is kept under (host platform)."""
+    found = platform_manifests(layout_top(site))
+    from imgforge.image.platform import host_platform
+
+    arch = host_platform().architecture
+    manifest = next((m for d, m in found if (d.get("platform") or {}).get("architecture") == arch), found[0][1])
+    return str(manifest["config"]["digest"])
+
+
+def push(
+    site: Site,
+    *,
+    also_latest: bool = False,
+    skip_verify: bool = False,
+    tag: str | None = None,
+    force: bool = False,
+    on_event: OnEvent | None = None,
+) -> PushResult:
+    emit = on_event or (lambda _e: None)
+    image_id = tested_id(site)
+    record = last_result(image_id)
+    if skip_verify:
+        state = "never tested" if record is None else ("last test passed" if record.get("ok") else "last test FAILED")
+        emit(Event("warning", f"--skip-verify: pushing {site.reference} without checking its tests ({state})"))
+    elif record is None:
+        raise Refused(
+            f"{site.reference} ({image_id[:19]}) was never tested: run `imgforge test {site.name}` "
+            "first (or push with --skip-verify)"
+        )
+    elif not record.get("ok"):
+        raise Refused(
+            f"{site.reference} ({image_id[:19]}) failed its last `imgforge test`; fix it, or push with --skip-verify"
+        )
+    target = tag or site.tag
+    if tag is not None:
+        config.check_tag(tag)
+    top = layout_top(site)
+    repo = Repository.parse(site.image)
+    if not force and versions.parse(target) is not None:
+        _refuse_overwrite(site, repo, target, top["digest"])
+    tags = [target, *(["latest"] if also_latest else [])]
+    report = push_layout(site, tags, on_event=lambda text: emit(Event("status", text)))
+    emit(Event("stage", f"uploaded {report.bytes_uploaded} bytes in {len(report.uploaded)} blobs"))
+    for t in tags:
+        emit(Event("digest", f"{site.image}:{t}@{report.digest}", current=1, total=1))
+    also = [f"{site.image}:latest"] if also_latest else []
+    return PushResult(
+        site.name, f"{site.image}:{target}", report.digest, record is not None and bool(record.get("ok")), also
+    )
+
+
+def _refuse_overwrite(site: Site, repo: Repository, tag: str, digest: str) -> None:
+    with RegistryClient(repo.registry) as registry:
+        try:
+            remote = registry.manifest_digest(repo.name, tag)
+        except RepositoryNotFound:
+            return
+    if remote is not None and remote != digest:
+        raise Refused(
+            f"{site.image}:{tag} already exists in registry {repo.registry} as {remote}, with other "
+            f"bytes than the oci build {digest[:19]}: release tags are immutable; bump the version "
+            "(or push with --force)"
+        )
+
+
+def build_and_test(catalog: Catalog, site: Site, **build: Any) -> tuple[OciBuildResult, Any]:
+    """Assemble, load, ``nginx -t`` and ``imgforge test``: the result and the verify report."""
+    from imgforge.verify import run_image
+
+    built = build_site_oci(catalog, site, **build)
+    image_id = load_for_test(site)
+    return built, run_image(image_id, site=site.name)
+
+
+def release(catalog: Catalog, site: Site, part: str, *, on_event: OnEvent | None = None) -> ReleaseResult:
+    """bump plan → assemble → load, nginx -t, test → push → catalog, as ``release.release``."""
+    emit = on_event or (lambda _e: None)
+    plan = plan_bump(catalog, site, part)
+    target = site.model_copy(update={"tag": plan.new})
+    emit(Event("stage", f"assembling {target.reference} (oci builder)"))
+    built, report = build_and_test(catalog, target)
+    if not report.ok:
+        failed = [c.name for c in report.failed] or ["no check ran"]
+        raise VerifyFailed(
+            f"release of '{site.name}' stopped: {built.image} failed `imgforge test` "
+            f"({', '.join(failed)}); nothing pushed, catalog unchanged"
+        )
+    emit(Event("stage", f"pushing {target.reference}"))
+    pushed = push(target, on_event=emit)
+    config.set_site_tag(catalog, site, plan.new)
+    emit(Event("stage", f"{site.file}: tag {site.tag} -> {plan.new}"))
+    return ReleaseResult(site.name, site.tag, plan.new, pushed.reference, pushed.digest, built.id)

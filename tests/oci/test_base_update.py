@@ -1,0 +1,103 @@
+"""Base freshness: base.digest labels, ``base check``, and ``base update`` as a rebase with moved pins.
+
+The base lives in the real test registry (the local nginx base pushed there); "the base moved" is
+that base plus one layer pushed under the same tag (``registry_bases.moved``).
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from imgforge import config
+from imgforge.registry import RegistryClient
+from tests.oci.registry_bases import local_base, moved, put_manifest
+
+pytestmark = [pytest.mark.docker, pytest.mark.registry]
+
+
+def _manifest(host: str, repo: str, tag: str) -> dict:
+    with RegistryClient(host) as client:
+        return json.loads(client.get_manifest(repo, tag)[0])
+
+
+def test_base_check_sees_the_base_move_and_base_update_rebases_and_moves_the_pin(
+    basic_registry, registry_env, unique_repo, make_catalog, nginx_base, monkeypatch, cli_main, cleanup_images
+):
+    registry_env(basic_registry)
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    host = basic_registry.host
+    base_repo = unique_repo("base")
+    first = local_base()
+    d1 = put_manifest(host, base_repo, "1", first)
+    sites = {
+        "web": {"builder": "oci", "base_image": f"{host}/{base_repo}:1"},
+        "pinned": {"builder": "oci", "base_image": f"{host}/{base_repo}:1@{d1}"},
+    }
+    for name, fields in sites.items():
+        fields |= {"image": f"{host}/{unique_repo(name)}", "tag": "v0.1.0"}
+        cleanup_images += [f"{fields['image']}:v0.1.0", f"{fields['image']}:v0.1.1"]
+    root = make_catalog(sites=sites)
+    for name in sites:
+        code, _, err = cli_main("build", name, "--test", "--root", str(root))
+        assert code == 0, err
+        code, _, err = cli_main("push", name, "--root", str(root))
+        assert code == 0, err
+
+    code, out, err = cli_main("base", "check", "--json", "--root", str(root))
+    assert code == 0, err
+    assert {(r["site"], r["status"], r["released"]) for r in json.loads(out)} == {
+        ("web", "current", d1),
+        ("pinned", "current", d1),
+    }
+
+    d2 = put_manifest(host, base_repo, "1", moved(first))
+    code, out, _ = cli_main("base", "check", "--json", "--root", str(root))
+    rows = {r["site"]: r for r in json.loads(out)}
+    assert {n: (r["status"], r["released"], r["current"]) for n, r in rows.items()} == {
+        "web": ("outdated", d1, d2),
+        "pinned": ("outdated", d1, d2),
+    }
+
+    code, out, err = cli_main("base", "update", "--json", "--root", str(root))
+    assert code == 0, err
+    done = {r["site"]: r for r in json.loads(out)}
+    assert {n: r["tag"] for n, r in done.items()} == {"web": "v0.1.1", "pinned": "v0.1.1"}
+    catalog = config.load_catalog(root)
+    assert catalog.site("pinned").base_image == f"{host}/{base_repo}:1@{d2}"  # the pin moved
+    assert catalog.site("web").base_image == f"{host}/{base_repo}:1"
+
+    web = catalog.site("web")
+    repo = web.image.split("/", 1)[1]
+    old, new = _manifest(host, repo, "v0.1.0"), _manifest(host, repo, "v0.1.1")
+    base_layers = len(first["layers"])
+    # A rebase: the base's layers are the new base's, imgforge's config and content layers are reused.
+    assert [layer["digest"] for layer in new["layers"][: base_layers + 1]] == [
+        layer["digest"] for layer in moved(first)["layers"]
+    ]
+    assert [layer["digest"] for layer in new["layers"][-2:]] == [layer["digest"] for layer in old["layers"][-2:]]
+    assert new["annotations"]["org.opencontainers.image.base.digest"] == d2
+
+    code, out, _ = cli_main("base", "check", "--json", "--root", str(root))
+    assert {r["status"] for r in json.loads(out)} == {"current"}
+
+
+def test_base_layers_are_mounted_from_the_base_repository_not_uploaded(
+    basic_registry, registry_env, unique_repo, make_catalog, nginx_base, monkeypatch
+):
+    from imgforge.oci import build_site_oci, push
+
+    registry_env(basic_registry)
+    host = basic_registry.host
+    base_repo = unique_repo("base")
+    base = local_base()
+    put_manifest(host, base_repo, "1", base)
+    root = make_catalog(
+        sites={"web": {"builder": "oci", "base_image": f"{host}/{base_repo}:1", "image": f"{host}/{unique_repo('m')}"}}
+    )
+    catalog = config.load_catalog(root)
+    build_site_oci(catalog, catalog.site("web"))
+    report = push(catalog.site("web"), ["v0.0.1"])
+    assert sorted(report.mounted) == sorted(layer["digest"] for layer in base["layers"])
+    assert len(report.uploaded) == 4  # the config and imgforge's three layers

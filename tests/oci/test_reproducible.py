@@ -1,0 +1,64 @@
+"""Same inputs, same digest: two oci builds in two empty caches, and ``rebuild --verify`` against a registry."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import pytest
+
+from imgforge import config
+from imgforge.oci import build_site_oci, push
+from tests.conftest import EXAMPLE_CONTENT
+
+pytestmark = [pytest.mark.docker]
+
+
+def test_two_builds_in_two_empty_caches_give_the_same_digest(make_catalog, nginx_base, tmp_path, monkeypatch):
+    """Different caches, different content mtimes (a fresh checkout), a day apart: one digest.
+
+    The content is the example site's, in this repository: its commit time is the layers' mtime
+    (no SOURCE_DATE_EPOCH here).
+    """
+    monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
+    catalog = config.load_catalog(make_catalog(sites={"web": {"builder": "oci"}}))
+    digests = []
+    for run in ("a", "b"):
+        monkeypatch.setenv("IMGFORGE_CACHE_DIR", str(tmp_path / f"cache-{run}"))
+        result = build_site_oci(catalog, catalog.site("web"))
+        assert not result.skipped
+        digests.append(result.digest)
+        for path in EXAMPLE_CONTENT.rglob("*"):  # what a new checkout does to every file
+            st = path.stat()
+            os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 86_400 * 10**9))
+    assert digests[0] == digests[1]
+
+
+@pytest.mark.registry
+def test_rebuild_verify_matches_then_names_the_layer_and_file_that_differ(
+    basic_registry, registry_env, unique_repo, make_catalog, nginx_base, tmp_path, monkeypatch, cli_main
+):
+    registry_env(basic_registry)
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    content = tmp_path / "site"
+    shutil.copytree(EXAMPLE_CONTENT.parent, content)
+    image = f"{basic_registry.host}/{unique_repo('rebuild')}"
+    root = make_catalog(sites={"web": {"builder": "oci", "image": image, "source": {"path": str(content)}}})
+    catalog = config.load_catalog(root)
+    web = catalog.site("web")
+    build_site_oci(catalog, web)
+    pushed = push(web, [web.tag])
+
+    code, out, err = cli_main("rebuild", f"{image}:{web.tag}", "--verify", "--json", "--root", str(root))
+    assert code == 0, err
+    assert json.loads(out)["rebuilt"] == pushed.digest
+
+    (content / "www-data" / "index.html").write_text("<p>changed after the release</p>\n")
+    code, out, err = cli_main("rebuild", f"{image}:{web.tag}", "--verify", "--root", str(root))
+    assert code == 1
+    assert f"the registry serves {pushed.digest}" in err
+    assert (
+        "layer 3 (content) differs: files /etc/imgforge/manifest.json (size, sha256), "
+        "/usr/share/nginx/html/index.html (size, sha256)\n"
+    ) in err
