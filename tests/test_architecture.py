@@ -28,7 +28,7 @@ RANKS = {
     "render": 2, "build": 2, "baseimage": 2, "verify": 2, "registry": 2, "gitops": 2, "forge": 2,
     "audit": 2, "matrix": 2,
     # workers: the loops that combine the libraries
-    "release": 3, "evidence": 3, "pr_body": 3, "update": 3,
+    "release": 3, "evidence": 3, "pr_body": 3, "update": 3, "proof": 3,
     # the command line
     "cli": 4, "__main__": 5,
 }  # fmt: skip
