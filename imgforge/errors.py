@@ -330,6 +330,10 @@ class SignatureInvalid(VerifyFailed):
     """A signature, envelope or payload that does not verify against the given public key."""
 
 
+class Unverified(Refused):
+    """``pr``/``update`` would propose a tag whose signature or test attestation does not verify."""
+
+
 # --- local base images ------------------------------------------------------------------------
 
 

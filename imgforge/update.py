@@ -19,17 +19,39 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from imgforge import gitops
 from imgforge.config import Catalog, Site
-from imgforge.errors import ForgeError, ForgeUnauthorized, ImgforgeError
+from imgforge.errors import ForgeError, ForgeUnauthorized, ImgforgeError, Unverified
 from imgforge.evidence import Evidence, collect_evidence
 from imgforge.forge import Forge, OpenRequest, RequestSpec
 from imgforge.gitops import branch as gitbranch
 from imgforge.gitops.policy import check_level
 from imgforge.pr_body import branch_name, commit_message, request_body, site_marker, title
+
+if TYPE_CHECKING:
+    from imgforge.proof import VerifyingKey
+
+# (site, tag to propose, tag deployed now) -> the evidence; tests hand in their own
+EvidenceFn = Callable[[Site, str, str | None], Evidence]
+
+
+def _evidence_fn(evidence: EvidenceFn | None, key: VerifyingKey | None) -> EvidenceFn:
+    return evidence or partial(collect_evidence, key=key)
+
+
+def check_verified(ev: Evidence, allow_unverified: bool) -> None:
+    """Refuse to propose what does not verify, unless the caller said so (then the body says it)."""
+    if ev.verified or allow_unverified:
+        return
+    at = f"@{ev.digest}" if ev.digest else ""
+    raise Unverified(
+        f"{ev.reference}{at} is not verified ({'; '.join(ev.reasons)}); not proposing it "
+        "(--allow-unverified proposes it anyway, saying so at the top of the request)"
+    )
 
 
 def registry_versions(catalog: Catalog, site: Site) -> list[str]:
@@ -130,7 +152,9 @@ def open_or_update_pr(
     base_branch: str | None = None,
     dry_run: bool = False,
     skip_ci: bool = True,
-    evidence: Callable[[Site, str], Evidence] = collect_evidence,
+    evidence: EvidenceFn | None = None,
+    key: VerifyingKey | None = None,
+    allow_unverified: bool = False,
 ) -> PrResult:
     """Patch the site on its bot branch and open or refresh its request (see the module doc)."""
     tag = tag or site.tag
@@ -159,7 +183,8 @@ def open_or_update_pr(
         files = sorted(gitbranch.relative(root, p) for p in written)
         result.diff = plan.diff
         result.message = commit_message(site, plan, skip_ci=skip_ci)
-        result.evidence = evidence(site, tag)
+        result.evidence = _evidence_fn(evidence, key)(site, tag, plan.old_tag)
+        check_verified(result.evidence, allow_unverified)
         result.body = request_body(site, plan, result.evidence, files, skip_ci=skip_ci)
         spec = RequestSpec(branch, target.default, title(site, tag), result.body)
         cls = type(forge) if forge is not None else forge_class
@@ -239,7 +264,9 @@ def update_sites(
     level: str = "restricted",
     skip_ci: bool = True,
     releases: Callable[[Catalog, Site], list[str]] = registry_versions,
-    evidence: Callable[[Site, str], Evidence] = collect_evidence,
+    evidence: EvidenceFn | None = None,
+    key: VerifyingKey | None = None,
+    allow_unverified: bool = False,
 ) -> list[UpdateRow]:
     """For each site: the GitOps tag vs the registry's highest release; open or refresh where behind.
 
@@ -281,7 +308,8 @@ def update_sites(
                     remote=remote,
                     base_branch=default,
                     skip_ci=skip_ci,
-                    evidence=evidence,
+                    evidence=_evidence_fn(evidence, key),
+                    allow_unverified=allow_unverified,
                 )
                 row.status, row.url = result.action, result.request.url if result.request else ""
                 notes = [result.branch] if result.request else []
@@ -294,5 +322,5 @@ def update_sites(
                 # a rejected token, or no forge at all (no token, unknown URL), fails every site alike
                 if isinstance(e, ForgeUnauthorized) or (isinstance(e, ForgeError) and not connected):
                     raise
-                row.status, row.detail, row.error = "error", str(e), e
+                row.status, row.detail, row.error = ("unverified" if isinstance(e, Unverified) else "error"), str(e), e
     return rows

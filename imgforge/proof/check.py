@@ -114,6 +114,14 @@ def verify_digest(
     return report
 
 
+def verified_predicate(
+    client: RegistryClient, name: str, digest: str, key: VerifyingKey, label: str
+) -> dict[str, Any] | None:
+    """The predicate of ``digest``'s attestation ``label`` (sbom, provenance, tests), verified; else None."""
+    _, predicate = _attestation(_envelopes(client, name, digest), label, PREDICATES[label], digest, key)
+    return predicate
+
+
 def _signature(client: RegistryClient, name: str, digest: str, repository: str, key: VerifyingKey) -> Fact:
     tag = oci.signature_tag(digest)
     try:
