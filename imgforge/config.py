@@ -236,6 +236,7 @@ class Settings(_Strict):
     overlay_root: _GitopsFolder = DEFAULT_OVERLAY_ROOT
     vendor: _Text = ""
     signing: Signing = Field(default_factory=Signing)
+    pin_digest: bool = False  # gitops/pr/update write tag@digest unless --no-pin-digest
 
 
 BUILTIN_PROFILES = {

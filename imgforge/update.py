@@ -155,6 +155,7 @@ def open_or_update_pr(
     evidence: EvidenceFn | None = None,
     key: VerifyingKey | None = None,
     allow_unverified: bool = False,
+    pin_digest: bool = False,
 ) -> PrResult:
     """Patch the site on its bot branch and open or refresh its request (see the module doc)."""
     tag = tag or site.tag
@@ -174,7 +175,16 @@ def open_or_update_pr(
     with tempfile.TemporaryDirectory(prefix="imgforge-pr-") as tmp:
         root = Path(tmp)
         gitbranch.export_tree(git, target.base, root)
-        plan = gitops.plan(catalog, site, root, tag=tag, level=level)
+        pinned = None
+        if pin_digest:  # the verified digest is what gets pinned: evidence first
+            result.evidence = _evidence_fn(evidence, key)(site, tag, gitops.current_tag(catalog, site, root))
+            check_verified(result.evidence, allow_unverified)
+            if result.evidence.digest is None:
+                raise Unverified(
+                    f"{result.evidence.reference}: no registry digest to pin ({'; '.join(result.evidence.reasons)})"
+                )
+            pinned = result.evidence.digest
+        plan = gitops.plan(catalog, site, root, tag=tag, level=level, digest=pinned)
         if plan.noop:
             return result
         written = gitops.apply(plan)
@@ -183,8 +193,9 @@ def open_or_update_pr(
         files = sorted(gitbranch.relative(root, p) for p in written)
         result.diff = plan.diff
         result.message = commit_message(site, plan, skip_ci=skip_ci)
-        result.evidence = _evidence_fn(evidence, key)(site, tag, plan.old_tag)
-        check_verified(result.evidence, allow_unverified)
+        if result.evidence is None:
+            result.evidence = _evidence_fn(evidence, key)(site, tag, plan.old_tag)
+            check_verified(result.evidence, allow_unverified)
         result.body = request_body(site, plan, result.evidence, files, skip_ci=skip_ci)
         spec = RequestSpec(branch, target.default, title(site, tag), result.body)
         cls = type(forge) if forge is not None else forge_class
@@ -267,6 +278,7 @@ def update_sites(
     evidence: EvidenceFn | None = None,
     key: VerifyingKey | None = None,
     allow_unverified: bool = False,
+    pin_digest: bool = False,
 ) -> list[UpdateRow]:
     """For each site: the GitOps tag vs the registry's highest release; open or refresh where behind.
 
@@ -310,6 +322,7 @@ def update_sites(
                     skip_ci=skip_ci,
                     evidence=_evidence_fn(evidence, key),
                     allow_unverified=allow_unverified,
+                    pin_digest=pin_digest,
                 )
                 row.status, row.url = result.action, result.request.url if result.request else ""
                 notes = [result.branch] if result.request else []

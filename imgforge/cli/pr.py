@@ -14,6 +14,7 @@ from imgforge.cli._app import (
     AllOpt,
     JsonOpt,
     LevelOpt,
+    PinDigestOpt,
     RepoOpt,
     RootOpt,
     SiteArg,
@@ -113,6 +114,7 @@ def pr_cmd(
     dry_run: DryRunOpt = False,
     key: KeyOpt = None,
     allow_unverified: AllowUnverifiedOpt = False,
+    pin_digest: PinDigestOpt = None,
     root: RootOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -151,6 +153,7 @@ def pr_cmd(
         skip_ci=not run_ci,
         key=_key(key, catalog),
         allow_unverified=allow_unverified,
+        pin_digest=catalog.settings.pin_digest if pin_digest is None else pin_digest,
     )
     if json_out:
         print_json(result.to_dict())
@@ -194,6 +197,7 @@ def update_cmd(
     run_ci: RunCiOpt = False,
     key: KeyOpt = None,
     allow_unverified: AllowUnverifiedOpt = False,
+    pin_digest: PinDigestOpt = None,
     root: RootOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -221,6 +225,7 @@ def update_cmd(
         skip_ci=not run_ci,
         key=_key(key, catalog),
         allow_unverified=allow_unverified,
+        pin_digest=catalog.settings.pin_digest if pin_digest is None else pin_digest,
         forge=lambda: forges.connect(forge, url=forge_url, project=project, remote_url=_remote_url(repo, remote)),
     )
     if json_out:
