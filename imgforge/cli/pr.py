@@ -198,6 +198,12 @@ def update_cmd(
     key: KeyOpt = None,
     allow_unverified: AllowUnverifiedOpt = False,
     pin_digest: PinDigestOpt = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run", help="Only look up: current, latest, target and its verification; no forge, no git remote."
+        ),
+    ] = False,
     root: RootOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -214,6 +220,20 @@ def update_cmd(
     if all_sites == bool(sites):
         raise UsageError("name sites or pass --all (not both)")
     names = sorted(catalog.sites) if all_sites else list(sites or [])
+    if dry_run:
+        from imgforge.update import lookup_sites
+
+        found = lookup_sites(catalog, names, repo, allow_major=allow_major, key=_key(key, catalog))
+        if json_out:
+            print_json([r.to_dict() for r in found])
+        else:
+            lookup = Table("site", "gitops", "registry", "target", "status", "detail")
+            for r in found:
+                lookup.add_row(*(escape(x or "-") for x in (r.site, r.current, r.latest, r.target, r.status, r.detail)))
+            console.print(lookup)
+        if any(r.error is not None for r in found):
+            raise UpdateFailed([(r.site, r.error) for r in found if r.error is not None])
+        return
     rows = update_sites(
         catalog,
         names,

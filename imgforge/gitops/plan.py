@@ -22,7 +22,7 @@ from imgforge.gitops.patch import Editor, Keyed, YamlFile, new_file_text
 from imgforge.gitops.policy import LEVELS
 from imgforge.image_ref import ImageRef
 
-__all__ = ["LEVELS", "FileChange", "GitopsPlan", "apply", "current_tag", "plan", "plan_many"]
+__all__ = ["LEVELS", "FileChange", "GitopsPlan", "apply", "current_tag", "current_tags", "plan", "plan_many"]
 
 SECURITY_PATCH = ("deployment-patch.yaml", "deployment-security-patch.yaml")
 _DIGEST = re.compile(r"sha256:[a-f0-9]{64}")
@@ -97,6 +97,32 @@ def current_tag(catalog: Catalog, site: Site | str, repo: Path) -> str | None:
     overlay = _overlay(catalog, site, repo)
     where = locate.rel(repo, overlay)
     return ImageRef.parse(_target(site, kustomize.render(overlay, where), where).image).tag
+
+
+def current_tags(catalog: Catalog, sites: list[Site], repo: Path) -> dict[str, str | GitopsError | None]:
+    """``current_tag`` of many sites with one kustomize run (per site when the batch cannot work);
+    a site whose overlay cannot be read gets its error instead of a tag."""
+    repo = Path(repo).resolve()
+    out: dict[str, str | GitopsError | None] = {}
+    found: list[tuple[Site, Path, str]] = []
+    for site in sites:
+        try:
+            overlay = _overlay(catalog, site, repo)
+        except GitopsError as e:
+            out[site.name] = e
+            continue
+        found.append((site, overlay, locate.rel(repo, overlay)))
+    try:
+        rendered = kustomize.render_in_place([o for _, o, _ in found])
+    except GitopsError:
+        rendered = []
+    for i, (site, overlay, where) in enumerate(found):
+        try:
+            objects = rendered[i] if rendered else kustomize.render(overlay, where)
+            out[site.name] = ImageRef.parse(_target(site, objects, where).image).tag
+        except GitopsError as e:
+            out[site.name] = e
+    return out
 
 
 class _Files:

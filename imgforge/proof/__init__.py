@@ -10,12 +10,15 @@ docs/signing.md describes the formats and the keys.
 from __future__ import annotations
 
 import hashlib
+from typing import TYPE_CHECKING, Any
 
 from imgforge.errors import NotFound, UsageError
 from imgforge.image_ref import ImageRef
-from imgforge.proof.attach import BuildInputs, Signed, sign_and_attest
 from imgforge.proof.check import Fact, TrustReport, verify_digest
 from imgforge.proof.keyring import SigningKey, VerifyingKey, signing_key, verifying_key
+
+if TYPE_CHECKING:
+    from imgforge.proof.attach import BuildInputs, Signed, sign_and_attest
 
 __all__ = [
     "BuildInputs",
@@ -33,6 +36,16 @@ __all__ = [
     "verify_reference",
     "verifying_key",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """``BuildInputs``, ``Signed``, ``sign_and_attest``: loaded on first use, with the image reader and
+    the SBOM writer they need, so verifying (``update --dry-run``) does not pay for signing."""
+    if name in ("BuildInputs", "Signed", "sign_and_attest"):
+        from imgforge.proof import attach
+
+        return getattr(attach, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def templates_digest() -> str:
@@ -78,6 +91,7 @@ def sign_reference(
     ref: str, key: SigningKey, *, test_report: dict[str, object] | None = None, inputs: BuildInputs | None = None
 ) -> Signed:
     """Sign and attest the image ``ref`` names (a tag is resolved to its digest first)."""
+    from imgforge.proof.attach import sign_and_attest
     from imgforge.registry import RegistryClient
 
     registry, name, digest = resolve_digest(ref)

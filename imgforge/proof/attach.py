@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
-from imgforge.proof.facts import ImageFacts, read_facts
+from imgforge.proof.facts import ImageFacts, read_facts  # the image reader: signing reads the image
 from imgforge.proof.keyring import SigningKey
 from imgforge.signing import intoto, oci, sbom, simplesign
 

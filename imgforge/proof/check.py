@@ -30,7 +30,6 @@ from imgforge.errors import (
     RepositoryNotFound,
     SignatureInvalid,
 )
-from imgforge.proof.facts import read_facts
 from imgforge.proof.keyring import VerifyingKey
 from imgforge.signing import dsse, intoto, oci, simplesign
 
@@ -211,6 +210,8 @@ def _tests_passed(predicate: dict[str, Any] | None) -> Fact:
 def _sbom_content(client: RegistryClient, name: str, digest: str, document: dict[str, Any] | None) -> Fact:
     if document is None:
         return Fact("sbom content", False, "no verified SBOM to compare with the image")
+    from imgforge.proof.facts import read_facts  # the image reader: only when content is checked
+
     try:
         facts = read_facts(client, name, digest)
     except ImgforgeError as e:

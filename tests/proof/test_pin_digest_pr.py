@@ -77,3 +77,39 @@ def test_gitops_apply_pins_and_kustomize_renders_it(released, env, tmp_path):
         check=True,
     ).stdout
     assert f"image: {image}:{released.result.tag}@{released.result.digest}" in rendered
+
+
+def test_update_dry_run_looks_up_and_verifies_touching_no_remote_and_no_forge(released, env, tmp_path):
+    image = f"{released.registry.host}/{released.repo}"
+    repo = _gitops_repo(tmp_path, image)
+    subprocess.run(["git", "remote", "set-url", "origin", str(tmp_path / "no-such-remote")], cwd=repo, check=True)
+    (repo / "README.local").write_text("a dirty work tree is fine for a lookup\n", encoding="utf-8")
+    root = str(released.catalog.root)
+    code, out, err = run_main("update", "web", "--repo", str(repo), "--dry-run", "--json", "--root", root)
+    assert code == 0, err
+    [row] = json.loads(out)
+    assert (row["current"], row["latest"], row["target"], row["status"]) == (
+        "v0.0.1",
+        released.result.tag,
+        released.result.tag,
+        "would propose",
+    )
+    assert row["verification"]["digest"] == released.result.digest
+    assert row["verification"]["verified"] is True
+    assert row["verification"]["key_fingerprint"] == f"sha256:{released.keys.fingerprint}"
+    code, out, _ = run_main("update", "web", "--repo", str(repo), "--dry-run", "--root", root)
+    assert code == 0
+    assert "would propose" in out
+    status = subprocess.run(["git", "status", "--porcelain"], cwd=repo, capture_output=True, text=True, check=True)
+    assert status.stdout == ("?? README.local\n")
+
+
+def test_update_dry_run_without_a_key_says_unverified(released, env, tmp_path, monkeypatch):
+    monkeypatch.delenv("IMGFORGE_SIGNING_KEY_PUB")
+    repo = _gitops_repo(tmp_path, f"{released.registry.host}/{released.repo}")
+    args = ("update", "--all", "--repo", str(repo), "--dry-run", "--json", "--root", str(released.catalog.root))
+    code, out, _ = run_main(*args)
+    [row] = json.loads(out)
+    assert code == 0
+    assert row["status"] == "unverified"
+    assert row["detail"].startswith("no public key to verify with")
