@@ -33,6 +33,7 @@ __all__ = [
     "sign_reference",
     "signing_key",
     "templates_digest",
+    "trust_verdict",
     "verify_reference",
     "verifying_key",
 ]
@@ -108,6 +109,21 @@ def verify_reference(ref: str, key: VerifyingKey, *, content: bool = True) -> Tr
     registry, name, digest = resolve_digest(ref)
     with RegistryClient(registry) as client:
         return verify_digest(client, name, digest, key, content=content)
+
+
+def trust_verdict(ref: str, key: VerifyingKey) -> str:
+    """One cell for ``fleet --registry``: is ``ref`` signed by ``key`` and does it carry imgforge's
+    three attestations (with a passing test report)? Never raises: a failure is the verdict."""
+    from imgforge.errors import ImgforgeError
+
+    try:
+        report = verify_reference(ref, key, content=False)
+    except ImgforgeError as e:
+        return f"unknown ({e})"
+    if not report.signed:
+        return "not signed by the key"
+    missing = [f.name for f in report.facts[1:] if not f.ok]
+    return "signed, attested" if not missing else f"signed; missing or failing: {', '.join(missing)}"
 
 
 def local_test_report(reference: str, digest: str) -> dict[str, object] | None:
