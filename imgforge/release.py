@@ -33,6 +33,7 @@ from imgforge.errors import (
     PushFailed,
     Refused,
     RepositoryNotFound,
+    SigningFailed,
     UsageError,
     VerifyFailed,
 )
@@ -249,10 +250,17 @@ def push(
         emit(Event("note", f"not signed: {proof.keyring.ENV_KEY} is not set (see docs/signing.md)"))
     else:
         emit(Event("stage", f"signing {site.image}@{digest} and attaching SBOM, provenance, tests"))
-        with RegistryClient(repo.registry) as registry:
-            signed = proof.sign_and_attest(
-                registry, repo.name, digest, key, test_report=record, inputs=_build_inputs(catalog, site, client)
-            ).to_dict()
+        try:
+            with RegistryClient(repo.registry) as registry:
+                signed = proof.sign_and_attest(
+                    registry, repo.name, digest, key, test_report=record, inputs=_build_inputs(catalog, site, client)
+                ).to_dict()
+        except ImgforgeError as e:
+            raise SigningFailed(
+                f"pushed {site.image}:{site.tag}@{digest}, but signing it failed: {e}; "
+                f"`imgforge sign {site.name}` signs it again",
+                e,
+            ) from e
     return PushResult(site.name, site.reference, digest, verified, also, signed)
 
 
@@ -281,7 +289,11 @@ def release(catalog: Catalog, site: Site | str, part: str, *, on_event: OnEvent 
             f"({', '.join(failed)}); nothing pushed, catalog unchanged"
         )
     emit(Event("stage", f"pushing {target.reference}"))
-    pushed = push(catalog, target, on_event=emit)
+    try:
+        pushed = push(catalog, target, on_event=emit)
+    except SigningFailed:
+        config.set_site_tag(catalog, site, plan.new)  # the release is in the registry: the catalog follows
+        raise
     config.set_site_tag(catalog, site, plan.new)
     emit(Event("stage", f"{site.file}: tag {site.tag} -> {plan.new}"))
     return ReleaseResult(site.name, site.tag, plan.new, pushed.reference, pushed.digest, built.id, pushed.signed)

@@ -2,8 +2,9 @@
 
 A worker: it joins the registry (where the proof lives), the image reader (what the image
 holds), the signing formats and the local test record. ``release.push`` signs through
-:func:`sign_pushed`; ``imgforge sign`` and ``imgforge verify`` call :func:`sign_reference` and
-:func:`verify_reference`; ``update``/``pr`` and ``fleet`` verify through :func:`verify_reference`.
+``sign_and_attest``; ``imgforge sign`` and ``imgforge verify`` call :func:`sign_reference` and
+:func:`verify_reference`; ``update``/``pr`` verify through ``check.verify_digest`` (evidence.py),
+``fleet --registry`` through :func:`trust_verdict`.
 docs/signing.md describes the formats and the keys.
 """
 
@@ -132,6 +133,8 @@ def local_test_report(reference: str, digest: str) -> dict[str, object] | None:
     Test records are keyed by local image id; an image counts only when the engine says it was
     pushed as exactly this digest. No engine, no image: None (the proof is only weaker).
     """
+    import contextlib
+
     import docker.errors
 
     from imgforge.engine import docker_client
@@ -140,8 +143,11 @@ def local_test_report(reference: str, digest: str) -> dict[str, object] | None:
 
     try:
         client = docker_client()
-        candidates = [client.images.get(reference.split("@", 1)[0])] if "@" not in reference else []
-        if not candidates:
+        candidates = []
+        if "@" not in reference:
+            with contextlib.suppress(docker.errors.ImageNotFound):
+                candidates.append(client.images.get(reference))
+        if not candidates:  # by digest, or the tag is not here: any local image pushed as that digest
             candidates = [
                 i
                 for i in client.images.list()
