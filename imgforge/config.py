@@ -267,6 +267,14 @@ class Site(_Strict):
         return self.gitops.app or f"{self.name}-site"
 
 
+class Signing(_Strict):
+    """``[signing]``: the public key ``update``, ``pr``, ``verify`` and ``fleet`` check images with."""
+
+    public_key: (
+        Annotated[str, _matching(_LOCAL_PATH, "a file path of letters, digits, spaces and ._+@,=~/-")] | None
+    ) = None
+
+
 class Settings(_Strict):
     """``imgforge.toml``: defaults merged under every site, profile overrides, GitOps layout."""
 
@@ -274,6 +282,8 @@ class Settings(_Strict):
     profiles: dict[str, Profile] = Field(default_factory=dict)
     overlay_root: _GitopsFolder = DEFAULT_OVERLAY_ROOT
     vendor: _Text = ""
+    signing: Signing = Field(default_factory=Signing)
+    pin_digest: bool = False  # gitops/pr/update write tag@digest unless --no-pin-digest
 
 
 BUILTIN_PROFILES = {
@@ -305,6 +315,12 @@ class Catalog(BaseModel):
 
     def site_path(self, site: Site) -> Path:
         return self.root / site.file
+
+    @property
+    def public_key(self) -> Path | None:
+        """``[signing] public_key``, relative to the catalog folder (None when not set)."""
+        key = self.settings.signing.public_key
+        return self.root / key if key else None
 
 
 def resolve_root(root: str | os.PathLike[str] | None = None) -> Path:
@@ -453,3 +469,18 @@ def _fields_at(model: type[BaseModel], loc: list[str]) -> list[str]:
             return []
         model = nested
     return sorted(n for n in model.model_fields if n not in ("name", "file"))
+
+
+def catalog_public_key(root: str | os.PathLike[str] | None = None) -> Path | None:
+    """``[signing] public_key`` of the catalog at ``root`` (None: no catalog there, or no key set).
+
+    Reads ``imgforge.toml`` only, so ``imgforge verify`` works from any folder and from a catalog
+    whose sites do not concern it.
+    """
+    folder = resolve_root(root)
+    settings_file = folder / CATALOG_FILE
+    if not settings_file.is_file():
+        return None
+    settings = _validate(Settings, _read_toml(settings_file, folder), _rel(settings_file, folder))
+    key = settings.signing.public_key
+    return folder / key if key else None

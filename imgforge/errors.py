@@ -330,6 +330,18 @@ class SignatureInvalid(VerifyFailed):
     """A signature, envelope or payload that does not verify against the given public key."""
 
 
+class SigningFailed(ImgforgeError):
+    """The image was pushed, but signing or attesting it failed (exit code: the cause's)."""
+
+    def __init__(self, message: str, cause: ImgforgeError):
+        super().__init__(message)
+        self.exit_code = cause.exit_code
+
+
+class Unverified(Refused):
+    """``pr``/``update`` would propose a tag whose signature or test attestation does not verify."""
+
+
 # --- local base images ------------------------------------------------------------------------
 
 

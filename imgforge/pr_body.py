@@ -53,6 +53,56 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
+def evidence_lines(evidence: Evidence) -> list[str]:
+    """The evidence section: the verified digest and key, each fact, the test checks, the SBOM diff."""
+    out = [f"- Image digest: `{evidence.digest}`" if evidence.digest else "- Image digest: unknown"]
+    if evidence.verified:
+        out.append(
+            f"- **Verified** with key `sha256:{evidence.key_fingerprint}` ({_cell(evidence.key_source or '')}): "
+            "signature and attestations read from the registry"
+        )
+    else:
+        out.append(
+            f"- **Not verified**: {_cell('; '.join(evidence.reasons))}. Review with care."
+            if evidence.facts or evidence.notes
+            else "- **Not verified**. Review with care."
+        )
+    out += [f"- {'ok' if f['ok'] else 'FAIL'} {f['name']}: {_cell(str(f['detail']))}" for f in evidence.facts]
+    if evidence.report is not None:
+        checks = evidence.report.get("checks") or []
+        passed = sum(1 for c in checks if c.get("ok"))
+        verdict = "**passed**" if evidence.report.get("passed") and passed == len(checks) else "**FAILED**"
+        out += [
+            "",
+            f"`imgforge test` of this digest (from its signed attestation): {verdict} ({passed}/{len(checks)} checks)",
+            "",
+            "| check | result | detail |",
+            "|---|---|---|",
+        ]
+        out += [
+            f"| {_cell(str(c.get('name')))} | {'ok' if c.get('ok') else 'FAIL'} | {_cell(str(c.get('detail', '')))} |"
+            for c in checks
+        ]
+    out += _sbom_lines(evidence)
+    return out
+
+
+def _sbom_lines(evidence: Evidence) -> list[str]:
+    diff = evidence.sbom_diff
+    if diff is None:
+        return []
+    out = ["", f"SBOM changes against the deployed `{evidence.deployed}`:", ""]
+    rows = [
+        *(f"- package added: `{p}`" for p in diff["packages_added"]),
+        *(f"- package removed: `{p}`" for p in diff["packages_removed"]),
+        *(f"- package {c['direction']}: `{c['name']}` {c['old']} → {c['new']}" for c in diff["packages_changed"]),
+        *(f"- file added: `{_cell(p)}`" for p in diff["files_added"]),
+        *(f"- file removed: `{_cell(p)}`" for p in diff["files_removed"]),
+        *(f"- file changed: `{_cell(p)}`" for p in diff["files_changed"]),
+    ]
+    return out + (rows or ["- no package or content file changed"])
+
+
 def request_body(site: Site, plan: GitopsPlan, evidence: Evidence, files: list[str], *, skip_ci: bool = True) -> str:
     """The description: header, table, evidence, changed files, the diff folded, footer."""
     security = "<br>".join(f"`{_cell(c)}`" for c in plan.security_changes) or "none"
@@ -62,9 +112,13 @@ def request_body(site: Site, plan: GitopsPlan, evidence: Evidence, files: list[s
         f"| {site.name} (`{plan.app}`) | `{site.image}` | `{plan.old_tag or '?'}` → `{plan.new_tag}` | {security} "
         f"| {_cell(plan.port_change or 'none')} |",
     ]
-    out = [
-        f"### {title(site, plan.new_tag)}",
-        "",
+    out = [f"### {title(site, plan.new_tag)}", ""]
+    if not evidence.verified:  # only reached with --allow-unverified: said before anything else
+        out += [
+            f"> **Unverified**: proposed with `--allow-unverified`. {_cell('; '.join(evidence.reasons))}",
+            "",
+        ]
+    out += [
         f"imgforge moves **{site.name}** to `{evidence.reference}` and applies the runtime settings the "
         "image was tested under, in one commit.",
         "",
@@ -73,26 +127,7 @@ def request_body(site: Site, plan: GitopsPlan, evidence: Evidence, files: list[s
         "#### Evidence",
         "",
     ]
-    out.append(f"- Image digest: `{evidence.digest}`" if evidence.digest else "- Image digest: unknown")
-    if evidence.report is not None:
-        checks = evidence.report.get("checks") or []
-        passed = sum(1 for c in checks if c.get("ok"))
-        verdict = "**passed**" if evidence.verified else "**FAILED**"
-        out += [
-            f"- `imgforge test` of image `{evidence.image_id}`: {verdict} ({passed}/{len(checks)} checks)",
-            "",
-            "| check | result | detail |",
-            "|---|---|---|",
-        ]
-        out += [
-            f"| {_cell(str(c.get('name')))} | {'ok' if c.get('ok') else 'FAIL'} | {_cell(str(c.get('detail', '')))} |"
-            for c in checks
-        ]
-    else:
-        out.append(
-            "- **Not verified**: no `imgforge test` result of this digest is on record "
-            f"({'; '.join(evidence.notes) or 'no reason recorded'}). Review with care."
-        )
+    out += evidence_lines(evidence)
     out += [
         "",
         "#### Files",

@@ -33,6 +33,7 @@ from imgforge.errors import (
     PushFailed,
     Refused,
     RepositoryNotFound,
+    SigningFailed,
     UsageError,
     VerifyFailed,
 )
@@ -97,6 +98,7 @@ class PushResult:
     digest: str
     verified: bool
     also: list[str] = field(default_factory=list)
+    signed: dict[str, Any] | None = None  # what sign_and_attest wrote; None: no signing key
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -110,6 +112,7 @@ class ReleaseResult:
     reference: str
     digest: str
     image_id: str
+    signed: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -204,6 +207,8 @@ def push(
     tag (semver) that the registry already holds with other bytes is refused unless ``force``:
     releases are immutable, and a bump is the way to a new one.
     """
+    from imgforge import proof
+
     site = _site(catalog, site)
     if site.builder == "oci":
         from imgforge import release_oci
@@ -212,6 +217,7 @@ def push(
             site, also_latest=also_latest, skip_verify=skip_verify, tag=tag, force=force, on_event=on_event
         )
     emit = on_event or (lambda _e: None)
+    key = proof.signing_key()  # a key that cannot be opened fails before anything is pushed
     client = docker_client()
     image = _local_image(client, site.reference, site.name)
     if tag is not None and tag != site.tag:
@@ -245,7 +251,23 @@ def push(
             raise DigestMismatch(f"{site.image}:latest got {latest}, not the digest of {site.reference} ({digest})")
         also.append(f"{site.image}:latest")
     verified = record is not None and bool(record.get("ok"))
-    return PushResult(site.name, site.reference, digest, verified, also)
+    signed = None
+    if key is None:
+        emit(Event("note", f"not signed: {proof.keyring.ENV_KEY} is not set (see docs/signing.md)"))
+    else:
+        emit(Event("stage", f"signing {site.image}@{digest} and attaching SBOM, provenance, tests"))
+        try:
+            with RegistryClient(repo.registry) as registry:
+                signed = proof.sign_and_attest(
+                    registry, repo.name, digest, key, test_report=record, inputs=_build_inputs(catalog, site, client)
+                ).to_dict()
+        except ImgforgeError as e:
+            raise SigningFailed(
+                f"pushed {site.image}:{site.tag}@{digest}, but signing it failed: {e}; "
+                f"`imgforge sign {site.name}` signs it again",
+                e,
+            ) from e
+    return PushResult(site.name, site.reference, digest, verified, also, signed)
 
 
 def release(catalog: Catalog, site: Site | str, part: str, *, on_event: OnEvent | None = None) -> ReleaseResult:
@@ -277,13 +299,73 @@ def release(catalog: Catalog, site: Site | str, part: str, *, on_event: OnEvent 
             f"({', '.join(failed)}); nothing pushed, catalog unchanged"
         )
     emit(Event("stage", f"pushing {target.reference}"))
-    pushed = push(catalog, target, on_event=emit)
+    try:
+        pushed = push(catalog, target, on_event=emit)
+    except SigningFailed:
+        config.set_site_tag(catalog, site, plan.new)  # the release is in the registry: the catalog follows
+        raise
     config.set_site_tag(catalog, site, plan.new)
     emit(Event("stage", f"{site.file}: tag {site.tag} -> {plan.new}"))
-    return ReleaseResult(site.name, site.tag, plan.new, pushed.reference, pushed.digest, built.id)
+    return ReleaseResult(site.name, site.tag, plan.new, pushed.reference, pushed.digest, built.id, pushed.signed)
+
+
+def sign_site(catalog: Catalog, site: Site | str, *, tag: str | None = None) -> Any:
+    """``imgforge sign SITE``: sign and attest the registry's digest of the site's tag, with the
+    local test record of that digest when the engine has the image (else no test attestation)."""
+    from imgforge import proof
+
+    site = _site(catalog, site)
+    key = proof.signing_key()
+    if key is None:
+        raise UsageError(f"nothing to sign with: set {proof.keyring.ENV_KEY} to a cosign.key (docs/signing.md)")
+    reference = f"{site.image}:{tag or site.tag}"
+    _, _, digest = proof.resolve_digest(reference)
+    try:
+        inputs = _build_inputs(catalog, site, docker_client())
+    except ImgforgeError:  # no engine: the provenance says less
+        inputs = proof.BuildInputs(site=site.name, catalog_commit=_catalog_commit(catalog))
+    return proof.sign_reference(
+        f"{site.image}@{digest}", key, test_report=proof.local_test_report(reference, digest), inputs=inputs
+    )
 
 
 # --------------------------------------------------------------------------- engine side
+
+
+def _build_inputs(catalog: Catalog, site: Site, client: docker.DockerClient) -> Any:
+    """What the provenance names: catalog commit, templates digest, the base image and its digest."""
+    from imgforge import proof
+
+    base = _base_image(catalog, site)
+    base_digest = None
+    if base:
+        try:
+            found = client.images.get(base)
+            repo_digests = [ImageRef.parse(d).digest for d in found.attrs.get("RepoDigests") or []]
+            base_digest = next((d for d in repo_digests if d), None) or found.id
+        except docker.errors.DockerException:
+            base_digest = None
+    return proof.BuildInputs(
+        site=site.name,
+        catalog_commit=_catalog_commit(catalog),
+        templates_digest=proof.templates_digest(),
+        base_image=base,
+        base_digest=base_digest,
+    )
+
+
+def _base_image(catalog: Catalog, site: Site) -> str | None:
+    return catalog.profile(site).base_image
+
+
+def _catalog_commit(catalog: Catalog) -> str | None:
+    from imgforge import _git
+    from imgforge.errors import GitError
+
+    try:
+        return _git.out("rev-parse", "--verify", "HEAD", cwd=catalog.root) or None
+    except GitError:
+        return None
 
 
 def _local_image(client: docker.DockerClient, reference: str, site: str) -> Image:

@@ -18,25 +18,51 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from imgforge import gitops
 from imgforge.config import Catalog, Site
-from imgforge.errors import ForgeError, ForgeUnauthorized, ImgforgeError
+from imgforge.errors import ForgeError, ForgeUnauthorized, ImgforgeError, Unverified
 from imgforge.evidence import Evidence, collect_evidence
-from imgforge.forge import Forge, OpenRequest, RequestSpec
 from imgforge.gitops import branch as gitbranch
 from imgforge.gitops.policy import check_level
 from imgforge.pr_body import branch_name, commit_message, request_body, site_marker, title
 
+if TYPE_CHECKING:
+    from imgforge.forge import Forge, OpenRequest
+    from imgforge.proof import VerifyingKey
+
+# (site, tag to propose, tag deployed now) -> the evidence; tests hand in their own
+EvidenceFn = Callable[[Site, str, str | None], Evidence]
+
+
+def _evidence_fn(evidence: EvidenceFn | None, key: VerifyingKey | None) -> EvidenceFn:
+    return evidence or partial(collect_evidence, key=key)
+
+
+def check_verified(ev: Evidence, allow_unverified: bool) -> None:
+    """Refuse to propose what does not verify, unless the caller said so (then the body says it)."""
+    if ev.verified or allow_unverified:
+        return
+    at = f"@{ev.digest}" if ev.digest else ""
+    raise Unverified(
+        f"{ev.reference}{at} is not verified ({'; '.join(ev.reasons)}); not proposing it "
+        "(--allow-unverified proposes it anyway, saying so at the top of the request)"
+    )
+
 
 def registry_versions(catalog: Catalog, site: Site) -> list[str]:
-    """The semver tags of the site's repository in the registry (``imgforge.release``'s listing)."""
-    from imgforge.release import list_versions
+    """The semver tags of the site's repository in the registry, ascending (as ``imgforge tags``)."""
+    from imgforge.registry import RegistryClient, Repository
+    from imgforge.registry.versions import split
 
-    return [v.tag for v in list_versions(catalog, site).versions]
+    repo = Repository.parse(site.image)
+    with RegistryClient(repo.registry) as client:
+        return [v.tag for v in split(client.list_tags(repo.name))[0]]
 
 
 def pick_release(current: str | None, tags: list[str], allow_major: bool) -> tuple[str | None, str | None, str]:
@@ -130,7 +156,10 @@ def open_or_update_pr(
     base_branch: str | None = None,
     dry_run: bool = False,
     skip_ci: bool = True,
-    evidence: Callable[[Site, str], Evidence] = collect_evidence,
+    evidence: EvidenceFn | None = None,
+    key: VerifyingKey | None = None,
+    allow_unverified: bool = False,
+    pin_digest: bool = False,
 ) -> PrResult:
     """Patch the site on its bot branch and open or refresh its request (see the module doc)."""
     tag = tag or site.tag
@@ -150,7 +179,16 @@ def open_or_update_pr(
     with tempfile.TemporaryDirectory(prefix="imgforge-pr-") as tmp:
         root = Path(tmp)
         gitbranch.export_tree(git, target.base, root)
-        plan = gitops.plan(catalog, site, root, tag=tag, level=level)
+        pinned = None
+        if pin_digest:  # the verified digest is what gets pinned: evidence first
+            result.evidence = _evidence_fn(evidence, key)(site, tag, gitops.current_tag(catalog, site, root))
+            check_verified(result.evidence, allow_unverified)
+            if result.evidence.digest is None:
+                raise Unverified(
+                    f"{result.evidence.reference}: no registry digest to pin ({'; '.join(result.evidence.reasons)})"
+                )
+            pinned = result.evidence.digest
+        plan = gitops.plan(catalog, site, root, tag=tag, level=level, digest=pinned)
         if plan.noop:
             return result
         written = gitops.apply(plan)
@@ -159,8 +197,12 @@ def open_or_update_pr(
         files = sorted(gitbranch.relative(root, p) for p in written)
         result.diff = plan.diff
         result.message = commit_message(site, plan, skip_ci=skip_ci)
-        result.evidence = evidence(site, tag)
+        if result.evidence is None:
+            result.evidence = _evidence_fn(evidence, key)(site, tag, plan.old_tag)
+            check_verified(result.evidence, allow_unverified)
         result.body = request_body(site, plan, result.evidence, files, skip_ci=skip_ci)
+        from imgforge.forge import RequestSpec
+
         spec = RequestSpec(branch, target.default, title(site, tag), result.body)
         cls = type(forge) if forge is not None else forge_class
         result.payload = cls.create_payload(spec) if cls else {"title": spec.title, "body": spec.body}
@@ -214,6 +256,7 @@ class UpdateRow:
     detail: str = ""
     url: str = ""
     error: ImgforgeError | None = None
+    evidence: Evidence | None = None  # the target's verification (update --dry-run)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -224,7 +267,58 @@ class UpdateRow:
             "status": self.status,
             "detail": self.detail,
             "url": self.url,
+            "verification": self.evidence.to_dict() if self.evidence else None,
         }
+
+
+def lookup_sites(
+    catalog: Catalog,
+    names: Iterable[str],
+    repo: Path,
+    *,
+    allow_major: bool = False,
+    key: VerifyingKey | None = None,
+    releases: Callable[[Catalog, Site], list[str]] = registry_versions,
+    evidence: EvidenceFn | None = None,
+    jobs: int = 8,
+) -> list[UpdateRow]:
+    """``update --dry-run``: current, latest, target and the target's verification for each site.
+
+    Renovate's lookup alone: the GitOps work tree is read as it is (one kustomize run for all
+    sites), the registries are asked (sites in parallel), and nothing else is touched: no forge,
+    no git remote, no branch, no file.
+    """
+    sites = [catalog.site(n) for n in names]
+    find = _evidence_fn(evidence, key)
+    if not sites:
+        return []
+    pool = ThreadPoolExecutor(max(1, min(jobs, len(sites))) + 1)
+    current = pool.submit(gitops.current_tags, catalog, sites, repo)  # kubectl runs while registries answer
+    listed = {s.name: pool.submit(releases, catalog, s) for s in sites}
+
+    def one(site: Site) -> UpdateRow:
+        row = UpdateRow(site.name)
+        try:
+            tag = current.result()[site.name]
+            if isinstance(tag, ImgforgeError):
+                raise tag
+            row.current = tag
+            row.target, row.latest, row.status = pick_release(tag, listed[site.name].result(), allow_major)
+            row.detail = _QUIET.get(row.status, "")
+            if row.target is not None:
+                row.evidence = find(site, row.target, row.current)
+                row.status = "would propose" if row.evidence.verified else "unverified"
+                row.detail = (
+                    f"{row.evidence.digest} verified with key sha256:{(row.evidence.key_fingerprint or '')[:16]}…"
+                    if row.evidence.verified
+                    else "; ".join(row.evidence.reasons)
+                )
+        except ImgforgeError as e:
+            row.status, row.detail, row.error = "error", str(e), e
+        return row
+
+    with pool:
+        return list(pool.map(one, sites))
 
 
 def update_sites(
@@ -239,7 +333,10 @@ def update_sites(
     level: str = "restricted",
     skip_ci: bool = True,
     releases: Callable[[Catalog, Site], list[str]] = registry_versions,
-    evidence: Callable[[Site, str], Evidence] = collect_evidence,
+    evidence: EvidenceFn | None = None,
+    key: VerifyingKey | None = None,
+    allow_unverified: bool = False,
+    pin_digest: bool = False,
 ) -> list[UpdateRow]:
     """For each site: the GitOps tag vs the registry's highest release; open or refresh where behind.
 
@@ -281,7 +378,9 @@ def update_sites(
                     remote=remote,
                     base_branch=default,
                     skip_ci=skip_ci,
-                    evidence=evidence,
+                    evidence=_evidence_fn(evidence, key),
+                    allow_unverified=allow_unverified,
+                    pin_digest=pin_digest,
                 )
                 row.status, row.url = result.action, result.request.url if result.request else ""
                 notes = [result.branch] if result.request else []
@@ -294,5 +393,5 @@ def update_sites(
                 # a rejected token, or no forge at all (no token, unknown URL), fails every site alike
                 if isinstance(e, ForgeUnauthorized) or (isinstance(e, ForgeError) and not connected):
                     raise
-                row.status, row.detail, row.error = "error", str(e), e
+                row.status, row.detail, row.error = ("unverified" if isinstance(e, Unverified) else "error"), str(e), e
     return rows

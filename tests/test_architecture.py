@@ -29,6 +29,7 @@ RANKS = {
     "audit": 2, "matrix": 2, "content_image": 2,
     # workers: the loops that combine the libraries
     "release": 3, "release_oci": 3, "base_update": 3, "evidence": 3, "pr_body": 3, "update": 3, "adopt": 3,
+    "proof": 3,
     # the command line
     "cli": 4, "__main__": 5,
 }  # fmt: skip

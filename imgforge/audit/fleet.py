@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,7 @@ class ContainerRow:
     image_user: str | None = None
     image_digest: str | None = None
     image_audit: dict[str, int] | None = None
+    trust: str | None = None  # with --registry and a key: signed by it, and imgforge's attestations present
 
     @property
     def uid(self) -> int | None:
@@ -87,6 +89,7 @@ class FleetReport:
     failures: list[RenderFailure]
     without_workloads: dict[str, list[str]]  # app -> kinds it renders (a HelmRelease, say)
     registry: bool = False  # images were read from their registries (--registry)
+    trust: bool = False  # each image was checked against a public key (--registry with a key)
     images: list[Any] = field(default_factory=list)  # fleet_images.AuditedImage, one per digest
 
     def summary(self) -> dict[str, int]:
@@ -134,9 +137,12 @@ def fleet_report(
     overlay_root: str = DEFAULT_OVERLAY_ROOT,
     jobs: int | None = None,
     registry: bool = False,
+    trust: Callable[[str], str] | None = None,
 ) -> FleetReport:
     """Render every app overlay (``jobs`` renders at a time) and read each container's security
-    settings; with ``registry``, also read and audit each container's image (``jobs`` at a time)."""
+    settings; with ``registry``, also read and audit each container's image (``jobs`` at a time),
+    and with ``trust`` (reference -> verdict, a worker's key check) say whether each image is signed
+    by the configured key and carries imgforge's attestations."""
     overlays = find_overlays(Path(repo), overlay_root)
     kustomize.kubectl()  # fail once, before any work, when kubectl is missing
     jobs = jobs or max(2, (os.cpu_count() or 1) * 2)
@@ -154,7 +160,20 @@ def fleet_report(
             report.without_workloads[app] = sorted({str(d.get("kind")) for d in docs})
     if registry:
         _with_images(report, jobs)
+        if trust is not None:
+            _with_trust(report, jobs, trust)
     return report
+
+
+def _with_trust(report: FleetReport, jobs: int, trust: Callable[[str], str]) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    unique = sorted({r.image for r in report.rows if r.image})
+    with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="imgforge-fleet-trust") as pool:
+        verdicts = dict(zip(unique, pool.map(trust, unique), strict=True))
+    report.trust = True
+    for row in report.rows:
+        row.trust = verdicts.get(row.image or "")
 
 
 def _with_images(report: FleetReport, jobs: int) -> None:
@@ -335,7 +354,8 @@ def _audit_cell(row: ContainerRow) -> str:
 def to_markdown(report: FleetReport) -> str:
     """The owner's audit table, one row per container, then failures and apps without pods; with
     ``--registry`` an ``Image audit`` column and the list of images read, one per digest."""
-    header = [*_HEADER[:-2], "Image audit", *_HEADER[-2:]] if report.registry else list(_HEADER)
+    extra = (["Image audit"] if report.registry else []) + (["Trust"] if report.trust else [])
+    header = [*_HEADER[:-2], *extra, *_HEADER[-2:]]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     for r in report.rows:
         cells: list[object] = [
@@ -352,6 +372,7 @@ def to_markdown(report: FleetReport) -> str:
             r.seccomp,
             _resources(r.resources),
             *([_audit_cell(r)] if report.registry else []),
+            *([r.trust] if report.trust else []),
             r.cls,
             "; ".join(r.problems),
         ]

@@ -19,7 +19,7 @@ from imgforge.cli import core  # noqa: F401
 from imgforge.cli._app import app, err_console
 from imgforge.errors import EXIT_INTERRUPTED, EXIT_USAGE, ImgforgeError
 
-for _optional in ("verify", "release", "gitops", "pr", "ci", "audit", "adopt", "keys"):
+for _optional in ("verify", "release", "gitops", "pr", "ci", "audit", "adopt", "keys", "proof"):
     try:
         __import__(f"imgforge.cli.{_optional}")
     except ModuleNotFoundError as _e:  # a command group not written yet must not break the others

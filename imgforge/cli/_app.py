@@ -39,6 +39,14 @@ TagOpt = Annotated[str | None, typer.Option("--tag", help="Image tag to deploy."
 LevelOpt = Annotated[
     str, typer.Option("--level", help="securityContext level: minimal or restricted (see docs/gitops.md).")
 ]
+PinDigestOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--pin-digest/--no-pin-digest",
+        help="Deploy tag@sha256:… (the registry's digest of the tag), so what was reviewed is what runs.",
+        show_default="pin_digest in imgforge.toml, else off",
+    ),
+]
 AllOpt = Annotated[bool, typer.Option("--all", help="Every site in the catalog.")]
 
 

@@ -126,6 +126,15 @@ def fleet_cmd(
             "--registry", help="Read each container's image from its registry: its USER and its audit summary."
         ),
     ] = False,
+    key: Annotated[
+        Path | None,
+        typer.Option(
+            "--key",
+            metavar="COSIGN_PUB",
+            help="With --registry: a Trust column, whether each image is signed by this key and attested.",
+            show_default="IMGFORGE_SIGNING_KEY_PUB",
+        ),
+    ] = None,
 ) -> None:
     """Render every app overlay with kustomize and report each container's non-root status.
 
@@ -134,7 +143,13 @@ def fleet_cmd(
     from imgforge.audit import fleet
     from imgforge.config import DEFAULT_OVERLAY_ROOT
 
-    report = fleet.fleet_report(repo, overlays or DEFAULT_OVERLAY_ROOT, jobs=jobs, registry=registry)
+    trust = None
+    if registry:
+        from imgforge import proof
+
+        found = proof.verifying_key(key)
+        trust = (lambda ref: proof.trust_verdict(ref, found)) if found is not None else None
+    report = fleet.fleet_report(repo, overlays or DEFAULT_OVERLAY_ROOT, jobs=jobs, registry=registry, trust=trust)
     if fmt is Format.json:
         print_json(report.as_dict())
     else:

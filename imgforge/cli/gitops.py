@@ -7,7 +7,18 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from imgforge.cli._app import JsonOpt, LevelOpt, RepoOpt, RootOpt, SiteArg, TagOpt, app, console, print_json
+from imgforge.cli._app import (
+    JsonOpt,
+    LevelOpt,
+    PinDigestOpt,
+    RepoOpt,
+    RootOpt,
+    SiteArg,
+    TagOpt,
+    app,
+    console,
+    print_json,
+)
 
 if TYPE_CHECKING:
     from imgforge.gitops import GitopsPlan
@@ -18,16 +29,23 @@ gitops_app = typer.Typer(
 app.add_typer(gitops_app, name="gitops")
 
 
-def _plan(site: str, repo: Path, root: Path | None, tag: str | None, level: str) -> GitopsPlan:
+def _plan(site: str, repo: Path, root: Path | None, tag: str | None, level: str, pin: bool | None) -> GitopsPlan:
     from imgforge import config, gitops
 
     catalog = config.load_catalog(root)
-    return gitops.plan(catalog, catalog.site(site), repo, tag=tag, level=level)
+    the_site = catalog.site(site)
+    digest = None
+    if catalog.settings.pin_digest if pin is None else pin:
+        from imgforge import proof
+
+        digest = proof.resolve_digest(f"{the_site.image}:{tag or the_site.tag}")[2]
+    return gitops.plan(catalog, the_site, repo, tag=tag, level=level, digest=digest)
 
 
 def _summary(plan: GitopsPlan) -> None:
     console.print(
-        f"{plan.site} ({plan.app}): {plan.image} {plan.old_tag or '?'} → {plan.new_tag}",
+        f"{plan.site} ({plan.app}): {plan.image} {plan.old_tag or '?'} → {plan.new_tag}"
+        + (f"@{plan.digest}" if plan.digest else ""),
         markup=False,
         highlight=False,
         soft_wrap=True,
@@ -44,11 +62,12 @@ def plan_cmd(
     repo: RepoOpt,
     tag: TagOpt = None,
     level: LevelOpt = "restricted",
+    pin_digest: PinDigestOpt = None,
     root: RootOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Print the unified diff that would deploy SITE (proved with kubectl kustomize); change nothing."""
-    plan = _plan(site, repo, root, tag, level)
+    plan = _plan(site, repo, root, tag, level, pin_digest)
     if json_out:
         print_json(plan.to_dict())
         return
@@ -71,11 +90,12 @@ def apply_cmd(
     repo: RepoOpt,
     tag: TagOpt = None,
     level: LevelOpt = "restricted",
+    pin_digest: PinDigestOpt = None,
     root: RootOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Write the planned change into the GitOps work tree (all files or none)."""
-    plan = _plan(site, repo, root, tag, level)
+    plan = _plan(site, repo, root, tag, level, pin_digest)
     from imgforge import gitops
 
     written = gitops.apply(plan)

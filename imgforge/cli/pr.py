@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -14,6 +14,7 @@ from imgforge.cli._app import (
     AllOpt,
     JsonOpt,
     LevelOpt,
+    PinDigestOpt,
     RepoOpt,
     RootOpt,
     SiteArg,
@@ -23,6 +24,10 @@ from imgforge.cli._app import (
     print_json,
 )
 from imgforge.errors import ImgforgeError, UsageError
+
+if TYPE_CHECKING:
+    from imgforge.config import Catalog
+    from imgforge.proof import VerifyingKey
 
 ForgeOpt = Annotated[
     str | None,
@@ -57,6 +62,31 @@ RunCiOpt = Annotated[
 ]
 
 
+KeyOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--key",
+        metavar="COSIGN_PUB",
+        help="Public key the proposed image must be signed and attested with.",
+        show_default="IMGFORGE_SIGNING_KEY_PUB, else [signing] public_key in imgforge.toml",
+    ),
+]
+AllowUnverifiedOpt = Annotated[
+    bool,
+    typer.Option(
+        "--allow-unverified",
+        help="Propose a tag whose signature or test attestation does not verify (the request says so at the top).",
+    ),
+]
+
+
+def _key(flag: Path | None, catalog: Catalog) -> VerifyingKey | None:
+    """The verifying key: --key, IMGFORGE_SIGNING_KEY_PUB, [signing] public_key; None when none is set."""
+    from imgforge import proof
+
+    return proof.verifying_key(flag, catalog.public_key)
+
+
 def _say(text: str) -> None:
     """Plain text, never wrapped or marked up: diffs and commit messages must print verbatim."""
     console.print(text, markup=False, highlight=False, soft_wrap=True)
@@ -82,10 +112,17 @@ def pr_cmd(
     level: LevelOpt = "restricted",
     run_ci: RunCiOpt = False,
     dry_run: DryRunOpt = False,
+    key: KeyOpt = None,
+    allow_unverified: AllowUnverifiedOpt = False,
+    pin_digest: PinDigestOpt = None,
     root: RootOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Patch SITE on a branch, push it and open (or refresh) its merge/pull request."""
+    """Patch SITE on a branch, push it and open (or refresh) its merge/pull request.
+
+    The tag is resolved to its digest in the registry and must be signed, with a passing test
+    attestation, by the configured key (--key, IMGFORGE_SIGNING_KEY_PUB, [signing] public_key).
+    """
     from imgforge import config
     from imgforge import forge as forges
     from imgforge.update import open_or_update_pr
@@ -114,6 +151,9 @@ def pr_cmd(
         base_branch=base,
         dry_run=dry_run,
         skip_ci=not run_ci,
+        key=_key(key, catalog),
+        allow_unverified=allow_unverified,
+        pin_digest=catalog.settings.pin_digest if pin_digest is None else pin_digest,
     )
     if json_out:
         print_json(result.to_dict())
@@ -155,10 +195,22 @@ def update_cmd(
     base: BaseOpt = None,
     level: LevelOpt = "restricted",
     run_ci: RunCiOpt = False,
+    key: KeyOpt = None,
+    allow_unverified: AllowUnverifiedOpt = False,
+    pin_digest: PinDigestOpt = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run", help="Only look up: current, latest, target and its verification; no forge, no git remote."
+        ),
+    ] = False,
     root: RootOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Open or refresh a request for every site whose registry release is ahead of GitOps."""
+    """Open or refresh a request for every site whose registry release is ahead of GitOps.
+
+    A release is proposed only when its digest verifies with the configured key (see `pr`).
+    """
     from imgforge import config
     from imgforge import forge as forges
     from imgforge.errors import UpdateFailed
@@ -168,6 +220,20 @@ def update_cmd(
     if all_sites == bool(sites):
         raise UsageError("name sites or pass --all (not both)")
     names = sorted(catalog.sites) if all_sites else list(sites or [])
+    if dry_run:
+        from imgforge.update import lookup_sites
+
+        found = lookup_sites(catalog, names, repo, allow_major=allow_major, key=_key(key, catalog))
+        if json_out:
+            print_json([r.to_dict() for r in found])
+        else:
+            lookup = Table("site", "gitops", "registry", "target", "status", "detail")
+            for r in found:
+                lookup.add_row(*(escape(x or "-") for x in (r.site, r.current, r.latest, r.target, r.status, r.detail)))
+            console.print(lookup)
+        if any(r.error is not None for r in found):
+            raise UpdateFailed([(r.site, r.error) for r in found if r.error is not None])
+        return
     rows = update_sites(
         catalog,
         names,
@@ -177,6 +243,9 @@ def update_cmd(
         base_branch=base,
         level=level,
         skip_ci=not run_ci,
+        key=_key(key, catalog),
+        allow_unverified=allow_unverified,
+        pin_digest=catalog.settings.pin_digest if pin_digest is None else pin_digest,
         forge=lambda: forges.connect(forge, url=forge_url, project=project, remote_url=_remote_url(repo, remote)),
     )
     if json_out:

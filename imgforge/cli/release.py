@@ -133,6 +133,7 @@ def push_cmd(
     console.print(f"pushed {result.reference}@{result.digest}", markup=False, highlight=False, soft_wrap=True)
     for ref in result.also:
         console.print(f"pushed {ref}@{result.digest}", markup=False, highlight=False, soft_wrap=True)
+    _print_signed(result.signed)
 
 
 @app.command("release")
@@ -160,6 +161,18 @@ def release_cmd(
         highlight=False,
         soft_wrap=True,
     )
+    _print_signed(result.signed)
+
+
+def _print_signed(signed: dict[str, Any] | None) -> None:
+    if signed:
+        console.print(
+            f"signed with key sha256:{signed['fingerprint']}; attached {len(signed['predicates'])} attestations "
+            f"({signed['attestation_tag']}, via {signed['via']})",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 class _Progress:
@@ -186,6 +199,8 @@ class _Progress:
         kind, text = getattr(ev, "kind", ""), getattr(ev, "text", "")
         if kind == "warning":
             err_console.print(f"WARNING: {text}", style="bold yellow", markup=False, highlight=False, soft_wrap=True)
+        elif kind == "note":  # once per push: e.g. "not signed" (stderr, so --json stays one document)
+            err_console.print(f"note: {text}", markup=False, highlight=False, soft_wrap=True)
         elif self.quiet:
             return
         elif kind == "layer" and self.live:

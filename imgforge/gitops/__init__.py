@@ -7,6 +7,15 @@ says what Pod Security settings a level wants, :mod:`.kustomize` renders, :mod:`
 and pushes a bot branch.
 """
 
-from imgforge.gitops.plan import LEVELS, FileChange, GitopsPlan, apply, current_tag, plan, plan_many
+from imgforge.gitops.plan import (
+    LEVELS,
+    FileChange,
+    GitopsPlan,
+    apply,
+    current_tag,
+    current_tags,
+    plan,
+    plan_many,
+)
 
-__all__ = ["LEVELS", "FileChange", "GitopsPlan", "apply", "current_tag", "plan", "plan_many"]
+__all__ = ["LEVELS", "FileChange", "GitopsPlan", "apply", "current_tag", "current_tags", "plan", "plan_many"]

@@ -128,6 +128,20 @@ def render_many(jobs: list[Job]) -> list[Objects]:
     return [split[k] for k in keys]
 
 
+def render_in_place(overlays: list[Path]) -> list[Objects]:
+    """Every overlay as it is on disk, in ONE kustomize run (no copy: nothing is written over them).
+
+    Raises ``GitopsError`` whenever the batch cannot be built; callers fall back to ``render``.
+    """
+    if not overlays:
+        return []
+    with tempfile.TemporaryDirectory(prefix="imgforge-kustomize-") as tmp:
+        keys = [str(i) for i in range(len(overlays))]
+        batch = _write_batch(Path(tmp) / "imgforge-batch", list(zip(keys, overlays, strict=True)))
+        split = _split(render(batch, f"{len(overlays)} overlays (batch)"), keys)
+    return [split[k] for k in keys]
+
+
 def render_each(overlays: list[tuple[str, Path]], jobs: int) -> dict[str, Objects | KustomizeFailed]:
     """key -> objects, or the failure of that overlay alone; ``jobs`` kubectl runs at a time.
 

@@ -332,7 +332,7 @@ def tag_site(stack: list[Layer]) -> TagSite | None:
             name = ImageRef.parse(str(layer.node.get("value"))).name
             site, untagged_renamed_by = TagSite(layer, "value", name), None
         elif layer.kind == "images" and name is not None and layer.node.get("name") == name:
-            if layer.node.get("digest"):
+            if layer.node.get("digest") and "newTag" not in layer.node:  # tag@digest is imgforge's own pin
                 raise GitopsError(
                     f"{layer.file.rel if layer.file else 'an images: entry'}: images: {name} is pinned by digest; "
                     "remove the digest to let imgforge manage the tag"

@@ -9,6 +9,7 @@ point here is that the securityContext and port the image was tested under move 
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,9 +22,10 @@ from imgforge.gitops.patch import Editor, Keyed, YamlFile, new_file_text
 from imgforge.gitops.policy import LEVELS
 from imgforge.image_ref import ImageRef
 
-__all__ = ["LEVELS", "FileChange", "GitopsPlan", "apply", "current_tag", "plan", "plan_many"]
+__all__ = ["LEVELS", "FileChange", "GitopsPlan", "apply", "current_tag", "current_tags", "plan", "plan_many"]
 
 SECURITY_PATCH = ("deployment-patch.yaml", "deployment-security-patch.yaml")
+_DIGEST = re.compile(r"sha256:[a-f0-9]{64}")
 PORT_PATCH = "deployment-port-patch.yaml"
 
 
@@ -54,6 +56,7 @@ class GitopsPlan:
     port_change: str | None
     noop: bool
     repo: Path = field(default_factory=Path)  # absolute work tree the paths are relative to
+    digest: str | None = None  # pinned as tag@digest (--pin-digest)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -69,6 +72,7 @@ class GitopsPlan:
             "port_change": self.port_change,
             "diff": self.diff,
             "repo": str(self.repo),
+            "digest": self.digest,
         }
 
 
@@ -93,6 +97,32 @@ def current_tag(catalog: Catalog, site: Site | str, repo: Path) -> str | None:
     overlay = _overlay(catalog, site, repo)
     where = locate.rel(repo, overlay)
     return ImageRef.parse(_target(site, kustomize.render(overlay, where), where).image).tag
+
+
+def current_tags(catalog: Catalog, sites: list[Site], repo: Path) -> dict[str, str | GitopsError | None]:
+    """``current_tag`` of many sites with one kustomize run (per site when the batch cannot work);
+    a site whose overlay cannot be read gets its error instead of a tag."""
+    repo = Path(repo).resolve()
+    out: dict[str, str | GitopsError | None] = {}
+    found: list[tuple[Site, Path, str]] = []
+    for site in sites:
+        try:
+            overlay = _overlay(catalog, site, repo)
+        except GitopsError as e:
+            out[site.name] = e
+            continue
+        found.append((site, overlay, locate.rel(repo, overlay)))
+    try:
+        rendered = kustomize.render_in_place([o for _, o, _ in found])
+    except GitopsError:
+        rendered = []
+    for i, (site, overlay, where) in enumerate(found):
+        try:
+            objects = rendered[i] if rendered else kustomize.render(overlay, where)
+            out[site.name] = ImageRef.parse(_target(site, objects, where).image).tag
+        except GitopsError as e:
+            out[site.name] = e
+    return out
 
 
 class _Files:
@@ -123,6 +153,7 @@ class _Work:
     overlay: Path
     where: str
     graph: locate.Graph
+    digest: str | None = None
     texts: dict[Path, tuple[str, str]] = field(default_factory=dict)
     want: policy.Expectation | None = None
     summary: tuple[str, str | None, list[str], str | None] = ("", None, [], None)  # image, old tag, security, port
@@ -143,11 +174,14 @@ def _prepare(
     tag: str | None,
     level: str,
     started: list[kustomize.Pending] | None = None,
+    digest: str | None = None,
 ) -> _Work:
     """Check the inputs, find the overlay, parse its graph (``started`` receives a background render)."""
     site = _site(catalog, site)
     policy.check_level(level)
     new_tag = check_tag(tag or site.tag)
+    if digest is not None and not _DIGEST.fullmatch(digest):
+        raise GitopsError(f"digest to pin: expected sha256:<64 lowercase hex>, got {digest[:80]!r}")
     repo = Path(repo).resolve()
     overlay = _overlay(catalog, site, repo)
     where = locate.rel(repo, overlay)
@@ -159,7 +193,7 @@ def _prepare(
         for pending in started or []:
             pending.cancel()
         raise
-    return _Work(site, level, new_tag, repo, overlay, where, graph)
+    return _Work(site, level, new_tag, repo, overlay, where, graph, digest)
 
 
 def _draft(work: _Work, before: list[dict[str, Any]]) -> None:
@@ -171,8 +205,8 @@ def _draft(work: _Work, before: list[dict[str, Any]]) -> None:
     running = ImageRef.parse(target.image)
     name, old_tag = running.name, running.tag
     image_name = name if running.same_repository(site.image) else site.image
-    if old_tag != new_tag or image_name != name:
-        _set_tag(files, stack, site, image_name, new_tag, work.where)
+    if old_tag != new_tag or image_name != name or running.digest != work.digest:
+        _set_tag(files, stack, site, image_name, new_tag, work.where, work.digest)
     pod = target.rendered["spec"]["template"]["spec"]
     container = policy.containers_of(target.rendered)[target.index]
     want_pod, want_ctr, want_tmp = policy.wanted_security(site.uid, site.gid, site.read_only_root, work.level)
@@ -186,7 +220,7 @@ def _draft(work: _Work, before: list[dict[str, Any]]) -> None:
     work.want = policy.Expectation(
         target.deployment,
         target.container,
-        f"{image_name}:{new_tag}",
+        f"{image_name}:{new_tag}" + (f"@{work.digest}" if work.digest else ""),
         site.port,
         old_port,
         want_pod,
@@ -217,6 +251,7 @@ def _finish(work: _Work, before: list[dict[str, Any]], after: list[dict[str, Any
         port_change,
         not changes,
         work.repo,
+        work.digest,
     )
 
 
@@ -225,11 +260,22 @@ def _render_after(work: _Work) -> list[dict[str, Any]]:
 
 
 def plan(
-    catalog: Catalog, site: Site | str, repo: Path, *, tag: str | None = None, level: str = "restricted"
+    catalog: Catalog,
+    site: Site | str,
+    repo: Path,
+    *,
+    tag: str | None = None,
+    level: str = "restricted",
+    digest: str | None = None,
 ) -> GitopsPlan:
-    """Work out (and prove) the change that deploys ``site`` at ``tag``; writes nothing."""
+    """Work out (and prove) the change that deploys ``site`` at ``tag``; writes nothing.
+
+    ``digest`` pins it: ``tag@digest`` (kustomize ``images:`` ``newTag`` and ``digest``, or the
+    image string), so the cluster runs exactly the reviewed bytes; the proof checks the rendered
+    reference. Without it a pin left by an earlier run is dropped (image strings) or refused.
+    """
     started: list[kustomize.Pending] = []
-    work = _prepare(catalog, site, repo, tag, level, started)
+    work = _prepare(catalog, site, repo, tag, level, started, digest)
     before = started[0].result()
     _draft(work, before)
     return _finish(work, before, _render_after(work) if work.texts else before)
@@ -242,6 +288,7 @@ def plan_many(
     *,
     level: str = "restricted",
     tags: dict[str, str] | None = None,
+    digests: dict[str, str] | None = None,
 ) -> list[GitopsPlan]:
     """``plan`` for many sites with two kustomize runs in all instead of two per site.
 
@@ -250,7 +297,11 @@ def plan_many(
     same object, two plans edit one shared file, a render fails and its site must be named), it
     falls back to rendering per site, so results and errors are exactly those of ``plan``.
     """
-    works = [_prepare(catalog, s, repo, (tags or {}).get(s.name if isinstance(s, Site) else s), level) for s in sites]
+    names = [s.name if isinstance(s, Site) else s for s in sites]
+    works = [
+        _prepare(catalog, s, repo, (tags or {}).get(n), level, digest=(digests or {}).get(n))
+        for s, n in zip(sites, names, strict=True)
+    ]
     try:
         befores = kustomize.render_many([(w.overlay, w.folders, {}) for w in works])
     except GitopsError:
@@ -271,7 +322,9 @@ def plan_many(
     return [_finish(w, b, by_work.get(id(w), b)) for w, b in zip(works, befores, strict=True)]
 
 
-def _set_tag(files: _Files, stack: list[locate.Layer], site: Site, name: str, new_tag: str, where: str) -> None:
+def _set_tag(
+    files: _Files, stack: list[locate.Layer], site: Site, name: str, new_tag: str, where: str, digest: str | None
+) -> None:
     spot = locate.tag_site(stack)
     if spot is None:
         raise GitopsError(f"{where}: cannot find where the image of {site.app} is set")
@@ -284,13 +337,22 @@ def _set_tag(files: _Files, stack: list[locate.Layer], site: Site, name: str, ne
         )
     editor = files.editor(layer.file)
     if spot.key == "newTag":
+        if layer.node.get("digest") and digest is None:
+            raise GitopsError(
+                f"{layer.file.rel}: images: {spot.name} is pinned by digest; move tag and digest "
+                "together with --pin-digest"
+            )
         if "newTag" in layer.node:
             editor.set_scalar(layer.node, "newTag", new_tag)
         else:
             editor.insert_keys(layer.node, {"newTag": new_tag})
+        if digest is not None and "digest" in layer.node:
+            editor.set_scalar(layer.node, "digest", digest)
+        elif digest is not None:
+            editor.insert_keys(layer.node, {"digest": digest})
     else:
         keep = spot.name if ImageRef.parse(spot.name).same_repository(name) else name
-        editor.set_scalar(layer.node, spot.key, f"{keep}:{new_tag}")
+        editor.set_scalar(layer.node, spot.key, f"{keep}:{new_tag}" + (f"@{digest}" if digest else ""))
 
 
 def _port(

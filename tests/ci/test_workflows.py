@@ -346,3 +346,23 @@ def test_gitlab_plan_job_writes_the_child_pipeline_for_a_tag(helpers, released_r
     child = helpers.load_yaml((released_repo.path / "sites-pipeline.yml").read_text())
     assert [k for k in child if k.startswith("site:")] == ["site:alpha"]
     assert schema_errors(helpers, released_repo.path / "sites-pipeline.yml", "vendor.gitlab-ci") is None
+
+
+def test_site_jobs_sign_and_the_gitops_job_verifies(helpers):
+    """Pushes carry the signing key (a secret written to a 0600 file, never echoed); `update` gets
+    the public key, so the requests CI opens on a fresh runner are verified."""
+    gh = read(helpers, GITHUB)
+    for step in _push_steps(gh):
+        assert step["env"]["SIGNING_KEY"] == "${{ secrets.IMGFORGE_SIGNING_KEY }}"
+        assert step["env"]["IMGFORGE_SIGNING_PASSWORD"] == "${{ secrets.IMGFORGE_SIGNING_PASSWORD }}"
+        assert '(umask 077 && printf \'%s\\n\' "$SIGNING_KEY" > "$RUNNER_TEMP/cosign.key")' in step["run"]
+        assert 'export IMGFORGE_SIGNING_KEY="$RUNNER_TEMP/cosign.key"' in step["run"]
+        assert "echo" not in step["run"]
+    [update] = [s for s in gh["jobs"]["gitops"]["steps"] if "imgforge update" in s.get("run", "")]
+    assert update["env"]["SIGNING_KEY_PUB"] == "${{ vars.IMGFORGE_SIGNING_KEY_PUB }}"
+    assert 'export IMGFORGE_SIGNING_KEY_PUB="$RUNNER_TEMP/cosign.pub"' in update["run"]
+    assert "--allow-unverified" not in update["run"]
+    gitlab = (helpers.repo / GITLAB).read_text(encoding="utf-8")
+    assert "IMGFORGE_SIGNING_KEY_PUB" in gitlab
+    assert "--allow-unverified" not in gitlab
+    assert "IMGFORGE_SIGNING_KEY" in matrix.gitlab_site_job()

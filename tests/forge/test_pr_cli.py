@@ -33,6 +33,7 @@ def cli(gitops_repo, make_catalog, fake_forge, forge_env):
             fake.url,
             "--project",
             "ops/gitops",
+            "--allow-unverified",  # no signed image behind these requests: the forge flow is under test
         ]
         return work, bare, fake, args
 
@@ -133,17 +134,17 @@ def loop(gitops_repo, make_catalog, fake_forge, fake_registry):
 def test_update_proposes_the_highest_release_of_the_same_major(loop):
     catalog, work, registry, fake, forge, _made = loop
     registry.tags[REPO] = ["latest", "dev-1a2b3c4d", "v0.0.1", "v0.0.2", "v0.0.9", "v0.0.10-rc.1", "v1.0.0"]
-    [row] = update.update_sites(catalog, ["web"], work, forge=forge)
+    [row] = update.update_sites(catalog, ["web"], work, forge=forge, allow_unverified=True)
     assert (row.current, row.latest, row.target, row.status) == ("v0.0.2", "v1.0.0", "v0.0.9", "created")
     assert "v0.0.9; major v1.0.0 needs --allow-major" in row.detail
     assert row.url.endswith("/merge_requests/1")
     assert fake.branch(fake.items[1]) == "imgforge/web-v0.0.9"
 
-    [row] = update.update_sites(catalog, ["web"], work, forge=forge, allow_major=True)
+    [row] = update.update_sites(catalog, ["web"], work, forge=forge, allow_major=True, allow_unverified=True)
     assert (row.target, row.status) == ("v1.0.0", "created")
     assert "closed 1 superseded request(s)" in row.detail
     assert [fake.branch(i) for i in fake.open_items()] == ["imgforge/web-v1.0.0"]
-    [row] = update.update_sites(catalog, ["web"], work, forge=forge, allow_major=True)
+    [row] = update.update_sites(catalog, ["web"], work, forge=forge, allow_major=True, allow_unverified=True)
     assert row.status == "unchanged"
     assert len(fake.items) == 2
 
@@ -160,7 +161,7 @@ def test_update_proposes_the_highest_release_of_the_same_major(loop):
 def test_update_says_why_nothing_is_opened(loop, tags, status):
     catalog, work, registry, fake, forge, made = loop
     registry.tags[REPO] = tags
-    [row] = update.update_sites(catalog, ["web"], work, forge=forge)
+    [row] = update.update_sites(catalog, ["web"], work, forge=forge, allow_unverified=True)
     assert row.status == status
     assert row.target is None
     assert row.detail
@@ -184,6 +185,7 @@ def test_update_cli_summary_and_json(cli_main, loop, forge_env, monkeypatch):
         fake.url,
         "--project",
         "ops/gitops",
+        "--allow-unverified",
     ]
     code, out, err = cli_main(*args, "--json")
     assert code == 0, err

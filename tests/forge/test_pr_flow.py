@@ -12,7 +12,7 @@ import pytest
 
 from imgforge import evidence, update
 from imgforge.config import load_catalog
-from imgforge.errors import DirtyWorkTree, ForeignCommits, ForgeError, GitopsError
+from imgforge.errors import DirtyWorkTree, ForeignCommits, ForgeError, GitopsError, Unverified
 from imgforge.forge.gitea import Gitea
 from imgforge.forge.github import GitHub
 from imgforge.forge.gitlab import GitLab
@@ -42,23 +42,49 @@ def _show(git_in, bare, rev: str, path: str) -> str:
 def test_pr_is_created_with_commit_table_and_evidence(kind, setup, git_in, snap):
     """The request as the forge gets it, for evidence handed in through the public ``evidence=``.
 
-    How that evidence is gathered for real (registry digest → local image → test record) is
-    tests/registry/test_end_to_end.py's job.
+    How that evidence is gathered for real (registry digest → signature and attestations verified
+    with the key) is tests/proof/test_update_evidence.py's job.
     """
     image = IMAGE
-    digest, image_id = "sha256:" + "ab" * 32, "sha256:" + "cd" * 32
+    digest, fingerprint = "sha256:" + "ab" * 32, "cd" * 32
     report = {
-        "site": "web",
-        "image": f"{image}:v0.0.3",
-        "ok": True,
+        "passed": True,
         "checks": [
             {"name": "runs-as-uid", "ok": True, "detail": "uid 100"},
             {"name": "http-200", "ok": True, "detail": "GET / -> 200"},
         ],
     }
 
-    def given_evidence(site, tag):
-        return evidence.Evidence(f"{site.image}:{tag}", digest=digest, image_id=image_id, report=report)
+    facts = [{"name": n, "ok": True, "detail": "verified"} for n in ("signature", "tests", "tests passed")]
+
+    def given_evidence(site, tag, deployed):
+        assert deployed == "v0.0.2"
+        return evidence.Evidence(
+            f"{site.image}:{tag}",
+            digest=digest,
+            key_fingerprint=fingerprint,
+            key_source="--key cosign.pub",
+            facts=facts,
+            report=report,
+            deployed=f"{site.image}:v0.0.2@sha256:{'ef' * 32}",
+            sbom_diff={
+                "packages_added": [],
+                "packages_removed": [],
+                "packages_changed": [
+                    {
+                        "purl_type": "deb",
+                        "name": "libc6",
+                        "arch": "amd64",
+                        "old": "2.36-9",
+                        "new": "2.36-9+deb12u1",
+                        "direction": "upgrade",
+                    }
+                ],
+                "files_added": ["usr/share/nginx/html/new.html"],
+                "files_removed": [],
+                "files_changed": [],
+            },
+        )
 
     catalog, work, bare, fake, forge = setup(kind, image=image)
     before = snap(work, bare)
@@ -101,7 +127,13 @@ def test_pr_is_created_with_commit_table_and_evidence(kind, setup, git_in, snap)
     assert "80 → 8080" in body
     assert "`pod runAsNonRoot: true`" in body
     assert f"Image digest: `{digest}`" in body
-    assert f"of image `{image_id}`: **passed** (2/2 checks)" in body
+    assert f"- **Verified** with key `sha256:{fingerprint}` (--key cosign.pub)" in body
+    assert "- ok tests passed: verified" in body
+    assert "(from its signed attestation): **passed** (2/2 checks)" in body
+    assert f"SBOM changes against the deployed `{image}:v0.0.2@sha256:{'ef' * 32}`:" in body
+    assert "- package upgrade: `libc6` 2.36-9 → 2.36-9+deb12u1" in body
+    assert "- file added: `usr/share/nginx/html/new.html`" in body
+    assert "Unverified" not in body
     assert "| http-200 | ok | GET / -> 200 |" in body
     assert "Not verified" not in body
     assert "<!-- imgforge:site=web -->" in body
@@ -121,19 +153,31 @@ def _render_branch(bare, branch: str, dest) -> str:
 
 def test_unverified_image_is_said_clearly(setup):
     catalog, work, _bare, fake, forge = setup("gitea")
-    update.open_or_update_pr(catalog, catalog.site("web"), work, forge=forge)
+    update.open_or_update_pr(catalog, catalog.site("web"), work, forge=forge, allow_unverified=True)
     body = fake.body(fake.items[1])
+    assert body.splitlines()[2].startswith("> **Unverified**: proposed with `--allow-unverified`. ")
     assert "**Not verified**" in body
-    assert "registry digest unknown" in body
+    assert "registry: " in body  # nothing answers at the catalog's registry
     assert "Image digest: unknown" in body
+
+
+def test_unverified_image_is_not_proposed_without_the_flag(setup, snap):
+    catalog, work, bare, fake, forge = setup("gitea")
+    before = snap(work, bare)
+    with pytest.raises(Unverified) as e:
+        update.open_or_update_pr(catalog, catalog.site("web"), work, forge=forge)
+    assert e.value.exit_code == 10
+    assert "is not verified (registry: " in str(e.value)
+    assert fake.items == {}
+    assert snap(work, bare) == before
 
 
 def test_second_run_refreshes_instead_of_duplicating(kind, setup, git_in, make_catalog):
     catalog, work, bare, fake, forge = setup(kind)
-    first = update.open_or_update_pr(catalog, catalog.site("web"), work, forge=forge)
+    first = update.open_or_update_pr(catalog, catalog.site("web"), work, forge=forge, allow_unverified=True)
     posts = [c for c in fake.calls if c[0] == "POST"]
 
-    again = update.open_or_update_pr(catalog, catalog.site("web"), work, forge=forge)
+    again = update.open_or_update_pr(catalog, catalog.site("web"), work, forge=forge, allow_unverified=True)
     assert again.action == "unchanged"
     assert not again.pushed
     assert again.commit == first.commit
@@ -142,7 +186,7 @@ def test_second_run_refreshes_instead_of_duplicating(kind, setup, git_in, make_c
 
     # the catalog changes (another UID): the same branch is rebuilt, force-pushed, the request updated
     catalog = load_catalog(make_catalog(sites={"web": {"image": IMAGE, "tag": "v0.0.3", "uid": 10000}}))
-    third = update.open_or_update_pr(catalog, catalog.site("web"), work, forge=forge)
+    third = update.open_or_update_pr(catalog, catalog.site("web"), work, forge=forge, allow_unverified=True)
     assert third.action == "updated"
     assert third.pushed
     assert third.request.number == 1
@@ -155,8 +199,10 @@ def test_second_run_refreshes_instead_of_duplicating(kind, setup, git_in, make_c
 def test_new_tag_supersedes_the_sites_older_request(setup, make_catalog):
     catalog, work, _bare, fake, forge = setup("github")
     fake.seed("feature/unrelated", body="not ours")
-    old = update.open_or_update_pr(catalog, catalog.site("web"), work, forge=forge)
-    newer = update.open_or_update_pr(catalog, catalog.site("web"), work, forge=forge, tag="v0.0.4")
+    old = update.open_or_update_pr(catalog, catalog.site("web"), work, forge=forge, allow_unverified=True)
+    newer = update.open_or_update_pr(
+        catalog, catalog.site("web"), work, forge=forge, tag="v0.0.4", allow_unverified=True
+    )
     assert newer.action == "created"
     assert newer.branch == "imgforge/web-v0.0.4"
     assert [r.number for r in newer.superseded] == [old.request.number]
@@ -165,7 +211,7 @@ def test_new_tag_supersedes_the_sites_older_request(setup, make_catalog):
 
 def test_branch_with_foreign_commits_stops(setup, git_in, snap, tmp_path):
     catalog, work, bare, fake, forge = setup("gitlab")
-    update.open_or_update_pr(catalog, catalog.site("web"), work, forge=forge)
+    update.open_or_update_pr(catalog, catalog.site("web"), work, forge=forge, allow_unverified=True)
     human = tmp_path / "human"
     subprocess.run(["git", "clone", "-q", "--branch", "imgforge/web-v0.0.3", str(bare), str(human)], check=True)
     (human / "NOTES.md").write_text("reviewed by hand\n")
@@ -179,7 +225,7 @@ def test_branch_with_foreign_commits_stops(setup, git_in, snap, tmp_path):
         match=r"1 commit\(s\) not made by imgforge \([0-9a-f]{8} Dev Eloper: "
         r"docs: note the review\).*will not overwrite",
     ):
-        update.open_or_update_pr(catalog, catalog.site("web"), work, forge=forge)
+        update.open_or_update_pr(catalog, catalog.site("web"), work, forge=forge, allow_unverified=True)
     assert snap(work, bare) == before
     assert [c[0] for c in fake.calls[calls:]] == ["GET"]  # only the lookup: nothing created or edited
 
@@ -189,7 +235,7 @@ def test_dirty_work_tree_is_refused(setup, snap):
     (work / OVERLAY / "deployment-patch.yaml").write_text("half an edit\n")
     before = snap(work, bare)
     with pytest.raises(DirtyWorkTree, match=r"uncommitted changes \(.*deployment-patch.yaml\); commit or stash"):
-        update.open_or_update_pr(catalog, catalog.site("web"), work, forge=forge)
+        update.open_or_update_pr(catalog, catalog.site("web"), work, forge=forge, allow_unverified=True)
     assert snap(work, bare) == before
     assert fake.calls == []
 
@@ -205,7 +251,7 @@ def test_push_rejected_by_the_remote(setup, snap):
         match=r"push of 'imgforge/web-v0.0.3' to 'origin' .* was rejected: "
         r".*policy: bot branches need approval",
     ):
-        update.open_or_update_pr(catalog, catalog.site("web"), work, forge=forge)
+        update.open_or_update_pr(catalog, catalog.site("web"), work, forge=forge, allow_unverified=True)
     assert snap(work, bare) == before
     assert [c[0] for c in fake.calls] == ["GET"]
     assert fake.items == {}
@@ -216,7 +262,7 @@ def test_forge_down_changes_nothing(setup, snap):
     fake.stop()
     before = snap(work, bare)
     with pytest.raises(ForgeError, match=r"cannot reach gitlab at http://127.0.0.1:\d+: connection refused"):
-        update.open_or_update_pr(catalog, catalog.site("web"), work, forge=forge)
+        update.open_or_update_pr(catalog, catalog.site("web"), work, forge=forge, allow_unverified=True)
     assert snap(work, bare) == before
 
 
@@ -225,16 +271,16 @@ def test_forge_failing_after_the_push_takes_the_push_back(kind, setup, snap):
     fake.fail["POST"] = 500
     before = snap(work, bare)
     with pytest.raises(ForgeError, match=r"answered 500 to POST"):
-        update.open_or_update_pr(catalog, catalog.site("web"), work, forge=forge)
+        update.open_or_update_pr(catalog, catalog.site("web"), work, forge=forge, allow_unverified=True)
     assert snap(work, bare) == before
     assert fake.items == {}
 
 
 def test_already_deployed_tag_needs_no_request(setup, make_catalog, git_in):
     catalog, work, bare, fake, forge = setup("gitea")
-    first = update.open_or_update_pr(catalog, catalog.site("web"), work, forge=forge)
+    first = update.open_or_update_pr(catalog, catalog.site("web"), work, forge=forge, allow_unverified=True)
     git_in(bare, "update-ref", "refs/heads/main", first.commit)  # "merged"
-    again = update.open_or_update_pr(catalog, catalog.site("web"), work, forge=forge)
+    again = update.open_or_update_pr(catalog, catalog.site("web"), work, forge=forge, allow_unverified=True)
     assert again.action == "up-to-date"
     assert again.request is None
     assert len(fake.items) == 1
@@ -243,13 +289,13 @@ def test_already_deployed_tag_needs_no_request(setup, make_catalog, git_in):
 def test_failed_update_puts_the_previous_branch_back(setup, make_catalog, git_in, snap):
     """The branch existed (first run); the refresh pushes, the forge fails: the old commit returns."""
     catalog, work, bare, fake, forge = setup("github")
-    first = update.open_or_update_pr(catalog, catalog.site("web"), work, forge=forge)
+    first = update.open_or_update_pr(catalog, catalog.site("web"), work, forge=forge, allow_unverified=True)
     catalog = load_catalog(make_catalog(sites={"web": {"image": IMAGE, "tag": "v0.0.3", "gid": 20000}}))
     fake.fail["PATCH"] = 502
     before = snap(work, bare)
     patch = r"github at http://127.0.0.1:\d+ answered 502 to PATCH /repos/ops/gitops/pulls/1"
     with pytest.raises(ForgeError, match=patch):
-        update.open_or_update_pr(catalog, catalog.site("web"), work, forge=forge)
+        update.open_or_update_pr(catalog, catalog.site("web"), work, forge=forge, allow_unverified=True)
     assert git_in(bare, "rev-parse", "refs/heads/imgforge/web-v0.0.3") == first.commit
     assert snap(work, bare) == before
     assert fake.body(fake.items[1]) == first.body
@@ -257,7 +303,7 @@ def test_failed_update_puts_the_previous_branch_back(setup, make_catalog, git_in
 
 def test_branch_is_rebuilt_when_the_default_branch_moves(setup, git_in, tmp_path):
     catalog, work, bare, fake, forge = setup("gitlab")
-    first = update.open_or_update_pr(catalog, catalog.site("web"), work, forge=forge)
+    first = update.open_or_update_pr(catalog, catalog.site("web"), work, forge=forge, allow_unverified=True)
     other = tmp_path / "other"
     subprocess.run(["git", "clone", "-q", str(bare), str(other)], check=True)
     (other / "README.md").write_text("unrelated change\n")
@@ -265,7 +311,7 @@ def test_branch_is_rebuilt_when_the_default_branch_moves(setup, git_in, tmp_path
     git_in(other, "commit", "-q", "-m", "docs: readme")
     git_in(other, "push", "-q", "origin", "main")
 
-    again = update.open_or_update_pr(catalog, catalog.site("web"), work, forge=forge)
+    again = update.open_or_update_pr(catalog, catalog.site("web"), work, forge=forge, allow_unverified=True)
     assert again.pushed
     assert again.action == "updated"
     assert again.commit != first.commit
@@ -279,7 +325,7 @@ def test_commit_falls_back_to_imgforge_identity(setup, git_in, monkeypatch):
     catalog, work, bare, _fake, forge = setup("gitlab")
     for var in ("GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_COMMITTER_NAME", "GIT_COMMITTER_EMAIL", "EMAIL"):
         monkeypatch.delenv(var, raising=False)
-    result = update.open_or_update_pr(catalog, catalog.site("web"), work, forge=forge)
+    result = update.open_or_update_pr(catalog, catalog.site("web"), work, forge=forge, allow_unverified=True)
     assert (
         git_in(bare, "log", "-1", "--format=%an <%ae>|%cn", result.commit) == "imgforge <imgforge@localhost>|imgforge"
     )

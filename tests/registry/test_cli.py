@@ -133,6 +133,7 @@ def test_release_hands_the_part_to_the_library_and_prints_json(capsys, root, mon
         "reference": "r:v0.1.0",
         "digest": "sha256:" + "a" * 64,
         "image_id": "sha256:" + "b" * 64,
+        "signed": None,
     }
     code, out, _ = run(capsys, "release", "web", "--major", "--root", root)
     assert code == 0

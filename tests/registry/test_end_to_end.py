@@ -1,8 +1,9 @@
 """The whole way, with nothing replaced: build → test → release to a real registry → GitOps PR.
 
-Each stage has its own tests; this one proves the hand-offs: the digest `release` pushes is the
-digest whose `imgforge test` result `imgforge pr` puts in the merge request as evidence, and the
-overlay it proposes still renders with kustomize.
+Each stage has its own tests; this one proves the hand-offs: the digest `release` pushes and signs
+is the digest whose signed `imgforge test` attestation `imgforge pr` verifies and puts in the merge
+request as evidence (read from the registry, so a fresh runner sees it too), and the overlay it
+proposes still renders with kustomize.
 """
 
 from __future__ import annotations
@@ -35,6 +36,18 @@ def _load(path: Path, name: str):
 
 
 @pytest.fixture
+def signing(monkeypatch, tmp_path):
+    """A key pair; the private half signs every push, the public half verifies `pr`/`update`."""
+    from imgforge.signing import keys
+
+    pair = keys.write_key_pair(tmp_path / "keys", "pw")
+    monkeypatch.setenv("IMGFORGE_SIGNING_KEY", str(pair.private_path))
+    monkeypatch.setenv("IMGFORGE_SIGNING_PASSWORD", "pw")
+    monkeypatch.setenv("IMGFORGE_SIGNING_KEY_PUB", str(pair.public_path))
+    return pair
+
+
+@pytest.fixture
 def our_refs(docker_client):
     """Image references a test made (tags, digest references); removed one by one afterwards.
 
@@ -59,6 +72,8 @@ def test_release_then_pr_carries_the_tested_digest_into_the_gitops_repo(
     tmp_path,
     monkeypatch,
     our_refs,
+    signing,
+    tmp_path_factory,
 ):
     registry_env(basic_registry)
     image = f"{basic_registry.host}/{unique_repo('e2e')}"
@@ -91,7 +106,8 @@ def test_release_then_pr_carries_the_tested_digest_into_the_gitops_repo(
     evidence = result["evidence"]
     assert evidence["digest"] == released.digest
     assert evidence["verified"] is True
-    assert evidence["image_id"] == released.image_id
+    assert evidence["key_fingerprint"] == f"sha256:{signing.fingerprint}"
+    assert evidence["report"]["passed"] is True
     body = json.dumps(result["payload"])
     assert released.digest in body
     assert "**passed**" in body
@@ -102,7 +118,12 @@ def test_release_then_pr_carries_the_tested_digest_into_the_gitops_repo(
     status = subprocess.run(["git", "status", "--porcelain"], cwd=repo, capture_output=True, text=True, check=True)
     assert status.stdout == ""
 
-    # `update` sees the real registry ahead of the GitOps repo and opens the merge request.
+    # `update` sees the real registry ahead of the GitOps repo and opens the merge request, as CI
+    # would on a fresh runner: no local image, no local test record, only the registry and the key.
+    for ref in our_refs:
+        with contextlib.suppress(docker.errors.ImageNotFound):
+            docker_client.images.remove(ref)
+    monkeypatch.setenv("IMGFORGE_STATE_DIR", str(tmp_path_factory.mktemp("fresh-runner-state")))
     forge_mod = _load(TESTS / "forge" / "conftest.py", "forge_fakes_e2e")
     bare = repo.parent / f"{repo.name}-remote.git"
     gitlab = forge_mod.FakeForge("gitlab", remote=bare).start()
@@ -138,6 +159,7 @@ def test_release_then_pr_carries_the_tested_digest_into_the_gitops_repo(
         assert gitlab.branch_pushed("imgforge/shop-v0.0.2")
         assert released.digest in gitlab.body(mr)
         assert "**passed**" in gitlab.body(mr)
+        assert f"- **Verified** with key `sha256:{signing.fingerprint}`" in gitlab.body(mr)
         assert forge_mod.TOKEN not in json.dumps(rows)
     finally:
         gitlab.stop()
@@ -155,50 +177,58 @@ def test_release_then_pr_carries_the_tested_digest_into_the_gitops_repo(
 
 
 def test_build_test_push_then_the_dry_run_says_verified_with_the_digest(
-    basic_registry, registry_env, unique_repo, make_catalog, nginx_base, docker_client, capsys, tmp_path, our_refs
+    basic_registry,
+    registry_env,
+    unique_repo,
+    make_catalog,
+    nginx_base,
+    docker_client,
+    capsys,
+    tmp_path,
+    our_refs,
+    signing,
+    monkeypatch,
 ):
-    """Each step through the CLI, with nothing replaced: the dry run's evidence is found for real.
+    """Each step through the CLI, with nothing replaced: the dry run's evidence comes from the registry.
 
-    The registry's digest of the tag leads to the local image (its RepoDigests), the image id to
-    its recorded `imgforge test`. A rebuilt, tested image under the same tag lends nothing to the
-    pushed one, and without a local image the same dry run says "Not verified" too.
+    The tag's digest is verified with the public key: its signature and its signed test report. A
+    rebuilt, tested image under the same tag changes nothing (only the registry counts), neither
+    does removing every local image; without a key the tag is not proposed, and with
+    --allow-unverified the request says so at the top.
     """
     registry_env(basic_registry)
     image = f"{basic_registry.host}/{unique_repo('flow')}"
     sites = {"shop": {"image": image, "tag": "v0.1.0", "gitops": {"app": "shop-site"}}}
     root = str(make_catalog(sites))
     our_refs.append(f"{image}:v0.1.0")
-    image_id, checks = _build_and_test(capsys, root)
-    code, _, err = run_main("push", "shop", "--root", root)
+    _image_id, checks = _build_and_test(capsys, root)
+    code, out, err = run_main("push", "shop", "--root", root)
     assert code == 0, err
+    assert f"signed with key sha256:{signing.fingerprint}; attached 3 attestations" in out
     with RegistryClient(basic_registry.host) as registry:
         digest = registry.manifest_digest(image.split("/", 1)[1], "v0.1.0")
     our_refs.append(f"{image}@{digest}")
-    assert digest
-    assert f"{image}@{digest}" in docker_client.images.get(image_id).attrs["RepoDigests"]
     dry_run = ["pr", "shop", "--repo", str(_gitops_repo(tmp_path, image)), "--dry-run", "--root", root]
 
     body = _dry_run_body(capsys, dry_run)
     assert f"- Image digest: `{digest}`" in body
-    assert f"- `imgforge test` of image `{image_id}`: **passed** ({checks}/{checks} checks)" in body
+    assert f"- **Verified** with key `sha256:{signing.fingerprint}` (IMGFORGE_SIGNING_KEY_PUB)" in body
+    assert f"(from its signed attestation): **passed** ({checks}/{checks} checks)" in body
     assert "Not verified" not in body
 
     sites["shop"]["uid"] = 10000  # rebuilt and tested under the same tag, never pushed
-    rebuilt, _ = _build_and_test(capsys, str(make_catalog(sites)))
-    assert rebuilt != image_id
-    body = _dry_run_body(capsys, dry_run)
-    assert "**Not verified**" in body
-    assert "the local image with this tag is not the registry's digest" in body
-    assert "**passed**" not in body
-    assert rebuilt not in body
-
-    docker_client.images.remove(f"{image}:v0.1.0")  # the tags this test made; the registry keeps the image
+    _build_and_test(capsys, str(make_catalog(sites)))
+    docker_client.images.remove(f"{image}:v0.1.0")
     docker_client.images.remove(f"{image}@{digest}")
-    body = _dry_run_body(capsys, dry_run)
-    assert f"- Image digest: `{digest}`" in body
-    assert "**Not verified**" in body
+    assert _evidence(_dry_run_body(capsys, dry_run)) == _evidence(body)  # the table shows the new uid
+
+    monkeypatch.delenv("IMGFORGE_SIGNING_KEY_PUB")
+    code, out, err = run_main(*dry_run)
+    assert (code, out) == (10, "")
+    assert err.startswith(f"error: {image}:v0.1.0@{digest} is not verified (no public key to verify with")
+    body = _dry_run_body(capsys, [*dry_run, "--allow-unverified"])
+    assert body.splitlines()[2].startswith("> **Unverified**: proposed with `--allow-unverified`. no public key")
     assert "**passed**" not in body
-    assert "the image is not present locally" in body
 
 
 def _build_and_test(capsys, root: str) -> tuple[str, int]:
@@ -224,6 +254,10 @@ def _gitops_repo(tmp_path: Path, image: str) -> Path:
     patch_file.write_text(patch_file.read_text().replace(gen.image_of("shop-site"), image))
     gen.git_commit(repo)
     return repo
+
+
+def _evidence(body: str) -> str:
+    return body[body.index("#### Evidence") : body.index("#### Files")]
 
 
 def _dry_run_body(capsys, argv: list[str]) -> str:

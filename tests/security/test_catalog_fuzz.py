@@ -134,6 +134,7 @@ FIELDS = [
     Field("file name", "my-site", True),
     Field("settings:vendor", "Example Org", True),
     Field("settings:overlay_root", "fluxcd/apps/overlays/production", False),
+    Field("settings:signing.public_key", "keys/cosign.pub", False),
     Field("settings:profiles.PROFILE.base_image", "mirror.example.com/library/alpine:3.21", True),
     Field("settings:profiles.PROFILE.nginx_version", "1.22.*", True),
     Field("settings:defaults.description", "Every site's description", True),
