@@ -15,7 +15,7 @@ The safety rules live here, once, for the CLI and any other caller:
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import docker
@@ -207,18 +207,49 @@ def push(
     tag (semver) that the registry already holds with other bytes is refused unless ``force``:
     releases are immutable, and a bump is the way to a new one.
     """
-    from imgforge import proof
+    from imgforge import proof, release_oci  # release_oci builds on this module's types
 
     site = _site(catalog, site)
-    if site.builder == "oci":
-        from imgforge import release_oci
-
-        return release_oci.push(
-            site, also_latest=also_latest, skip_verify=skip_verify, tag=tag, force=force, on_event=on_event
-        )
     emit = on_event or (lambda _e: None)
     key = proof.signing_key()  # a key that cannot be opened fails before anything is pushed
-    client = docker_client()
+    if site.builder == "oci":
+        pushed = release_oci.push(
+            site, also_latest=also_latest, skip_verify=skip_verify, tag=tag, force=force, on_event=on_event
+        )
+        record = last_result(release_oci.tested_id(site))
+        client = None
+    else:
+        client = docker_client()
+        pushed, record = _push_engine(client, site, also_latest, skip_verify, tag, force, emit)
+    if key is None:
+        emit(Event("note", f"not signed: {proof.keyring.ENV_KEY} is not set (see docs/signing.md)"))
+        return pushed
+    repo = Repository.parse(site.image)
+    emit(Event("stage", f"signing {site.image}@{pushed.digest} and attaching SBOM, provenance, tests"))
+    try:
+        with RegistryClient(repo.registry) as registry:
+            signed = proof.sign_and_attest(
+                registry, repo.name, pushed.digest, key, test_report=record, inputs=_build_inputs(catalog, site, client)
+            ).to_dict()
+    except ImgforgeError as e:
+        raise SigningFailed(
+            f"pushed {pushed.reference}@{pushed.digest}, but signing it failed: {e}; "
+            f"`imgforge sign {site.name}` signs it again",
+            e,
+        ) from e
+    return replace(pushed, signed=signed)
+
+
+def _push_engine(
+    client: docker.DockerClient,
+    site: Site,
+    also_latest: bool,
+    skip_verify: bool,
+    tag: str | None,
+    force: bool,
+    emit: OnEvent,
+) -> tuple[PushResult, dict[str, Any] | None]:
+    """The docker builder's push: the engine's image, gated by its test record; (result, record)."""
     image = _local_image(client, site.reference, site.name)
     if tag is not None and tag != site.tag:
         config.check_tag(tag)
@@ -251,23 +282,7 @@ def push(
             raise DigestMismatch(f"{site.image}:latest got {latest}, not the digest of {site.reference} ({digest})")
         also.append(f"{site.image}:latest")
     verified = record is not None and bool(record.get("ok"))
-    signed = None
-    if key is None:
-        emit(Event("note", f"not signed: {proof.keyring.ENV_KEY} is not set (see docs/signing.md)"))
-    else:
-        emit(Event("stage", f"signing {site.image}@{digest} and attaching SBOM, provenance, tests"))
-        try:
-            with RegistryClient(repo.registry) as registry:
-                signed = proof.sign_and_attest(
-                    registry, repo.name, digest, key, test_report=record, inputs=_build_inputs(catalog, site, client)
-                ).to_dict()
-        except ImgforgeError as e:
-            raise SigningFailed(
-                f"pushed {site.image}:{site.tag}@{digest}, but signing it failed: {e}; "
-                f"`imgforge sign {site.name}` signs it again",
-                e,
-            ) from e
-    return PushResult(site.name, site.reference, digest, verified, also, signed)
+    return PushResult(site.name, site.reference, digest, verified, also), record
 
 
 def release(catalog: Catalog, site: Site | str, part: str, *, on_event: OnEvent | None = None) -> ReleaseResult:
@@ -277,21 +292,23 @@ def release(catalog: Catalog, site: Site | str, part: str, *, on_event: OnEvent 
     before a long build), the image is built and tested under that tag, pushed, and only then is
     the tag written into the catalog.
     """
+    from imgforge import release_oci  # release_oci builds on this module's types
     from imgforge.build import build_site  # the build/verify layers load docker and render lazily
     from imgforge.verify import run_site
 
     site = _site(catalog, site)
-    if site.builder == "oci":
-        from imgforge import release_oci
-
-        return release_oci.release(catalog, site, part, on_event=on_event)
     emit = on_event or (lambda _e: None)
     plan = plan_bump(catalog, site, part)
     target = site.model_copy(update={"tag": plan.new})
-    emit(Event("stage", f"building {target.reference}"))
-    built = build_site(catalog, target, on_event=emit)
-    emit(Event("stage", f"testing {built.image}"))
-    report = run_site(catalog, target, image=built.image)  # records the result the push gate reads
+    built: Any
+    if site.builder == "oci":  # assembled without an engine, loaded into one for nginx -t and the tests
+        emit(Event("stage", f"assembling {target.reference} (oci builder)"))
+        built, report = release_oci.build_and_test(catalog, target)
+    else:
+        emit(Event("stage", f"building {target.reference}"))
+        built = build_site(catalog, target, on_event=emit)
+        emit(Event("stage", f"testing {built.image}"))
+        report = run_site(catalog, target, image=built.image)  # records the result the push gate reads
     if not report.ok:
         failed = [c.name for c in report.failed] or ["no check ran"]
         raise VerifyFailed(
@@ -332,13 +349,13 @@ def sign_site(catalog: Catalog, site: Site | str, *, tag: str | None = None) -> 
 # --------------------------------------------------------------------------- engine side
 
 
-def _build_inputs(catalog: Catalog, site: Site, client: docker.DockerClient) -> Any:
+def _build_inputs(catalog: Catalog, site: Site, client: docker.DockerClient | None) -> Any:
     """What the provenance names: catalog commit, templates digest, the base image and its digest."""
     from imgforge import proof
 
     base = _base_image(catalog, site)
-    base_digest = None
-    if base:
+    base_digest = None  # unknown here: the provenance takes the image's base.digest label
+    if base and client is not None:
         try:
             found = client.images.get(base)
             repo_digests = [ImageRef.parse(d).digest for d in found.attrs.get("RepoDigests") or []]

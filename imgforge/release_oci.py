@@ -1,4 +1,4 @@
-"""The release loop of ``builder = "oci"`` sites: test the layout on an engine, push it without one.
+"""The oci builder's side of the release loop: test the layout on an engine, push it without one.
 
 The same safety rules as :mod:`imgforge.release`: a push refuses an image whose last
 ``imgforge test`` failed or never ran (the record is keyed by the config digest, which is the
@@ -14,13 +14,13 @@ from typing import Any
 
 from imgforge import config
 from imgforge.config import Catalog, Site
-from imgforge.errors import Refused, RepositoryNotFound, VerifyFailed
+from imgforge.errors import Refused, RepositoryNotFound
 from imgforge.oci import OciBuildResult, build_site_oci, config_test, load
 from imgforge.oci import push as push_layout
 from imgforge.oci.transfer import layout_top, platform_manifests
 from imgforge.registry import versions
 from imgforge.registry.client import RegistryClient, Repository
-from imgforge.release import Event, OnEvent, PushResult, ReleaseResult, plan_bump
+from imgforge.release import Event, OnEvent, PushResult
 from imgforge.verify.state import last_result
 
 
@@ -104,23 +104,3 @@ def build_and_test(catalog: Catalog, site: Site, **build: Any) -> tuple[OciBuild
     built = build_site_oci(catalog, site, **build)
     image_id = load_for_test(site)
     return built, run_image(image_id, site=site.name)
-
-
-def release(catalog: Catalog, site: Site, part: str, *, on_event: OnEvent | None = None) -> ReleaseResult:
-    """bump plan → assemble → load, nginx -t, test → push → catalog, as ``release.release``."""
-    emit = on_event or (lambda _e: None)
-    plan = plan_bump(catalog, site, part)
-    target = site.model_copy(update={"tag": plan.new})
-    emit(Event("stage", f"assembling {target.reference} (oci builder)"))
-    built, report = build_and_test(catalog, target)
-    if not report.ok:
-        failed = [c.name for c in report.failed] or ["no check ran"]
-        raise VerifyFailed(
-            f"release of '{site.name}' stopped: {built.image} failed `imgforge test` "
-            f"({', '.join(failed)}); nothing pushed, catalog unchanged"
-        )
-    emit(Event("stage", f"pushing {target.reference}"))
-    pushed = push(target, on_event=emit)
-    config.set_site_tag(catalog, site, plan.new)
-    emit(Event("stage", f"{site.file}: tag {site.tag} -> {plan.new}"))
-    return ReleaseResult(site.name, site.tag, plan.new, pushed.reference, pushed.digest, built.id)

@@ -139,7 +139,7 @@ def provenance_of(facts: ImageFacts, inputs: BuildInputs, finished: datetime) ->
     deps = []
     base = inputs.base_image or labels.get("org.opencontainers.image.base.name")
     if base:
-        digest = _sha256_hex(inputs.base_digest)
+        digest = _sha256_hex(inputs.base_digest or labels.get("org.opencontainers.image.base.digest"))
         deps.append(
             intoto.resource_descriptor(
                 uri=f"oci://{base}", name="base image", digest={"sha256": digest} if digest else None
@@ -151,10 +151,13 @@ def provenance_of(facts: ImageFacts, inputs: BuildInputs, finished: datetime) ->
     )
     content = _sha256_hex(labels.get("io.imgforge.manifest-digest"))
     commit = {"gitCommit": revision} if revision and len(revision) in (40, 64) and revision.isalnum() else None
+    image = _sha256_hex(revision)  # content taken from an image: the revision is that image's digest
+    if image:
+        commit = {"sha256": image}
     if commit or content:
         deps.append(
             intoto.resource_descriptor(
-                uri=source if source and source != "unknown" else None,
+                uri=(f"oci://{source}" if image else source) if source and source != "unknown" else None,
                 name="site content",
                 digest=commit or {"sha256": content or ""},
             )

@@ -6,6 +6,7 @@ back with the registry client and compared with the layout it came from.
 
 from __future__ import annotations
 
+import base64
 import json
 
 import pytest
@@ -93,3 +94,37 @@ def test_test_all_loads_the_oci_builds_first(site, cli_main):
     code, out, err = cli_main("test", "--all", "--json", "--root", str(root))
     assert code == 0, err
     assert [r["ok"] for r in json.loads(out)] == [True]
+
+
+def test_an_oci_release_is_signed_and_verifies_like_a_docker_one(site, cli_main, basic_registry, tmp_path, monkeypatch):
+    """The oci builder's push goes through the same signing step: signature, SBOM, provenance (naming
+    the base digest the build recorded) and the test report, and ``imgforge verify`` accepts them."""
+    from tests.proof.conftest import make_keys
+
+    root, image, _repo = site
+    keys = make_keys(tmp_path / "keys")
+    monkeypatch.setenv("IMGFORGE_SIGNING_KEY", str(keys.private))
+    monkeypatch.setenv("IMGFORGE_SIGNING_PASSWORD", keys.password.decode())
+    code, out, err = cli_main("release", "web", "--patch", "--json", "--root", str(root))
+    assert code == 0, err
+    released = json.loads(out)
+    assert released["signed"] is not None, released
+    assert released["signed"]["fingerprint"] == keys.fingerprint
+
+    code, out, err = cli_main("verify", f"{image}:v0.1.1", "--key", str(keys.public), "--json")
+    assert code == 0, (out, err)
+    facts = json.loads(out)
+    assert facts["ok"] is True, facts
+
+    catalog = config.load_catalog(root)
+    built = json.loads(store.read_blob(layout_top(catalog.site("web"))["digest"]))
+    config_blob = json.loads(store.read_blob(built["config"]["digest"]))
+    base_digest = config_blob["config"]["Labels"]["org.opencontainers.image.base.digest"]
+    assert base_digest.startswith("sha256:")
+    with RegistryClient(basic_registry.host) as client:
+        att, _, _ = client.get_manifest(_repo, f"sha256-{released['digest'][7:]}.att")
+        envelopes = [client.open_blob(_repo, d["digest"]).read() for d in json.loads(att)["layers"]]
+    statements = [json.loads(base64.b64decode(json.loads(e)["payload"])) for e in envelopes]
+    provenance = next(s for s in statements if s["predicateType"] == "https://slsa.dev/provenance/v1")
+    deps = provenance["predicate"]["buildDefinition"]["resolvedDependencies"]
+    assert {"sha256": base_digest[7:]} in [d.get("digest") for d in deps], deps
