@@ -34,6 +34,7 @@ from imgforge.pr_body import branch_name, commit_message, request_body, site_mar
 
 if TYPE_CHECKING:
     from imgforge.forge import Forge, OpenRequest
+    from imgforge.gitops import GitopsPlan
     from imgforge.proof import VerifyingKey
 
 # (site, tag to propose, tag deployed now) -> the evidence; tests hand in their own
@@ -53,6 +54,23 @@ def check_verified(ev: Evidence, allow_unverified: bool) -> None:
         f"{ev.reference}{at} is not verified ({'; '.join(ev.reasons)}); not proposing it "
         "(--allow-unverified proposes it anyway, saying so at the top of the request)"
     )
+
+
+def plan_deploy(
+    catalog: Catalog, site: Site | str, repo: Path, *, tag: str | None, level: str, pin: bool | None
+) -> GitopsPlan:
+    """``imgforge gitops plan|apply``: the overlay change for ``site``, pinned to the registry's
+    digest of the tag when ``pin`` (None: the catalog's ``pin_digest``) asks for it.
+
+    The digest is resolved here, not verified: ``pr``/``update`` are the paths that verify it.
+    """
+    the_site = catalog.site(site) if isinstance(site, str) else site
+    digest = None
+    if catalog.settings.pin_digest if pin is None else pin:
+        from imgforge import proof
+
+        digest = proof.resolve_digest(f"{the_site.image}:{tag or the_site.tag}")[2]
+    return gitops.plan(catalog, the_site, repo, tag=tag, level=level, digest=digest)
 
 
 def registry_versions(catalog: Catalog, site: Site) -> list[str]:
