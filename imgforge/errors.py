@@ -339,7 +339,8 @@ class SigningFailed(ImgforgeError):
 
 
 class Unverified(Refused):
-    """``pr``/``update`` would propose a tag whose signature or test attestation does not verify."""
+    """``pr``/``update`` would propose (or ``gitops --pin-digest`` pin, with a key configured) a tag
+    whose signature or test attestation does not verify."""
 
 
 # --- local base images ------------------------------------------------------------------------

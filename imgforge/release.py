@@ -328,7 +328,8 @@ def release(catalog: Catalog, site: Site | str, part: str, *, on_event: OnEvent 
 
 def sign_site(catalog: Catalog, site: Site | str, *, tag: str | None = None) -> Any:
     """``imgforge sign SITE``: sign and attest the registry's digest of the site's tag, with the
-    local test record of that digest when the engine has the image (else no test attestation)."""
+    local test record of that digest when the oci layout or the engine has the image (else no
+    test attestation)."""
     from imgforge import proof
 
     site = _site(catalog, site)
@@ -341,9 +342,27 @@ def sign_site(catalog: Catalog, site: Site | str, *, tag: str | None = None) -> 
         inputs = _build_inputs(catalog, site, docker_client())
     except ImgforgeError:  # no engine: the provenance says less
         inputs = proof.BuildInputs(site=site.name, catalog_commit=_catalog_commit(catalog))
-    return proof.sign_reference(
-        f"{site.image}@{digest}", key, test_report=proof.local_test_report(reference, digest), inputs=inputs
-    )
+    record = _oci_test_record(site, digest) if site.builder == "oci" else None
+    if record is None:
+        record = proof.local_test_report(reference, digest)
+    return proof.sign_reference(f"{site.image}@{digest}", key, test_report=record, inputs=inputs)
+
+
+def _oci_test_record(site: Site, digest: str) -> dict[str, Any] | None:
+    """The test record of the site's oci build when the registry's ``digest`` is that build.
+
+    An oci push goes through imgforge's registry client, so the engine never learns the pushed
+    digest (``docker load`` sets no RepoDigests): the layout's own top digest is the link.
+    """
+    from imgforge import release_oci
+    from imgforge.oci.transfer import layout_top
+
+    try:
+        if layout_top(site)["digest"] != digest:
+            return None
+        return last_result(release_oci.tested_id(site))
+    except ImgforgeError:  # no oci build of this tag here: no test attestation
+        return None
 
 
 # --------------------------------------------------------------------------- engine side

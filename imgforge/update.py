@@ -34,6 +34,7 @@ from imgforge.pr_body import branch_name, commit_message, request_body, site_mar
 
 if TYPE_CHECKING:
     from imgforge.forge import Forge, OpenRequest
+    from imgforge.gitops import GitopsPlan
     from imgforge.proof import VerifyingKey
 
 # (site, tag to propose, tag deployed now) -> the evidence; tests hand in their own
@@ -53,6 +54,37 @@ def check_verified(ev: Evidence, allow_unverified: bool) -> None:
         f"{ev.reference}{at} is not verified ({'; '.join(ev.reasons)}); not proposing it "
         "(--allow-unverified proposes it anyway, saying so at the top of the request)"
     )
+
+
+def plan_deploy(
+    catalog: Catalog, site: Site | str, repo: Path, *, tag: str | None, level: str, pin: bool | None
+) -> GitopsPlan:
+    """``imgforge gitops plan|apply``: the overlay change for ``site``, pinned to the registry's
+    digest of the tag when ``pin`` (None: the catalog's ``pin_digest``) asks for it.
+
+    With a verifying key configured (``IMGFORGE_SIGNING_KEY_PUB`` or ``[signing] public_key``) the
+    digest is pinned only once it verifies, as ``pr``/``update`` do (else Unverified); without
+    one it is pinned as the registry names it, unverified.
+    """
+    from imgforge import proof
+
+    the_site = catalog.site(site) if isinstance(site, str) else site
+    digest = None
+    if catalog.settings.pin_digest if pin is None else pin:
+        the_tag = tag or the_site.tag
+        key = proof.verifying_key(None, catalog.public_key)
+        if key is None:
+            digest = proof.resolve_digest(f"{the_site.image}:{the_tag}")[2]
+        else:
+            ev = collect_evidence(the_site, the_tag, key=key)
+            if not ev.verified:
+                at = f"@{ev.digest}" if ev.digest else ""
+                raise Unverified(
+                    f"{ev.reference}{at} is not verified with {key.source} ({'; '.join(ev.reasons)}); "
+                    "not pinning it (--no-pin-digest deploys the tag without a digest)"
+                )
+            digest = ev.digest
+    return gitops.plan(catalog, the_site, repo, tag=tag, level=level, digest=digest)
 
 
 def registry_versions(catalog: Catalog, site: Site) -> list[str]:

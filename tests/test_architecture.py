@@ -111,3 +111,17 @@ def test_every_error_class_lives_in_errors_py():
             if isinstance(node, ast.ClassDef) and any(isinstance(b, ast.Name) and b.id in known for b in node.bases):
                 elsewhere.append(f"{path.relative_to(PACKAGE.parent)}: {node.name}")
     assert elsewhere == []
+
+
+def test_the_cli_resolves_no_digest_itself():
+    """Asking the registry for a tag's digest and planning with it is work (``update.plan_deploy``);
+    a command parses flags, makes one call and prints."""
+    found = [
+        f"{path.relative_to(PACKAGE.parent)}:{node.lineno}"
+        for path in sorted((PACKAGE / "cli").rglob("*.py"))
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if (isinstance(node, ast.Attribute) and node.attr == "resolve_digest")
+        or (isinstance(node, ast.Name) and node.id == "resolve_digest")
+        or (isinstance(node, ast.ImportFrom) and any(a.name == "resolve_digest" for a in node.names))
+    ]
+    assert found == []

@@ -30,16 +30,9 @@ app.add_typer(gitops_app, name="gitops")
 
 
 def _plan(site: str, repo: Path, root: Path | None, tag: str | None, level: str, pin: bool | None) -> GitopsPlan:
-    from imgforge import config, gitops
+    from imgforge import config, update
 
-    catalog = config.load_catalog(root)
-    the_site = catalog.site(site)
-    digest = None
-    if catalog.settings.pin_digest if pin is None else pin:
-        from imgforge import proof
-
-        digest = proof.resolve_digest(f"{the_site.image}:{tag or the_site.tag}")[2]
-    return gitops.plan(catalog, the_site, repo, tag=tag, level=level, digest=digest)
+    return update.plan_deploy(config.load_catalog(root), site, repo, tag=tag, level=level, pin=pin)
 
 
 def _summary(plan: GitopsPlan) -> None:

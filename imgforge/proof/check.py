@@ -13,7 +13,9 @@ script all read the same lines:
    with the same sha256 (the image is read again, layer by layer, verified).
 
 The facts are hints until each one is checked: descriptors, tags and blobs from the registry are
-hostile input, bounded in size and verified by digest.
+hostile input, bounded in size and verified by digest. A planted ``.sig``/``.att`` manifest may
+list thousands of layers: at most ``MAX_LAYERS`` of each kind are considered and all blob reads of
+one verification share ``MAX_TOTAL`` bytes, so verifying never downloads more than that.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ if TYPE_CHECKING:
     from imgforge.registry import RegistryClient
 
 MAX_PAYLOAD = 16 << 20  # an SBOM of a large site is a few MiB; anything far larger is refused unread
+MAX_LAYERS = 16  # signature or attestation layers considered per verification (a release writes 1 and 3)
+MAX_TOTAL = 4 * MAX_PAYLOAD  # bytes of signature and attestation blobs read per verification
 PREDICATES = {
     "sbom": intoto.SPDX_PREDICATE_TYPE,
     "provenance": intoto.SLSA_PROVENANCE_PREDICATE_TYPE,
@@ -94,16 +98,39 @@ class TrustReport:
         }
 
 
+class _Budget:
+    """What one verification may still read: ``MAX_LAYERS`` layers of each kind, ``MAX_TOTAL`` bytes."""
+
+    def __init__(self) -> None:
+        self.left = MAX_TOTAL
+        self.stopped = ""  # why reading stopped early (one line), or "" while within the limits
+
+    def admit(self, layer: oci.LayerRef, considered: int, kind: str) -> bool:
+        """True when ``layer`` (the ``considered``-th of its kind, from 0) may be read; else note why."""
+        if considered >= MAX_LAYERS:
+            self.stopped = f"more than {MAX_LAYERS} {kind} layers: the rest were not read"
+        elif self.left < layer.size <= MAX_PAYLOAD:  # (a larger one is refused unread by _blob)
+            self.stopped = f"the {MAX_TOTAL >> 20} MiB read budget for signatures and attestations is spent"
+        return not self.stopped
+
+    def blob(self, client: RegistryClient, name: str, layer: oci.LayerRef) -> bytes:
+        if layer.size <= MAX_PAYLOAD:
+            self.left -= layer.size  # spent before reading: a read that fails half way counts too
+        return _blob(client, name, layer)
+
+
 def verify_digest(
     client: RegistryClient, name: str, digest: str, key: VerifyingKey, *, content: bool = True
 ) -> TrustReport:
     """Check every fact of ``name@digest`` (see the module doc); ``content`` reads the image again."""
     repository = f"{client.registry}/{name}"
     report = TrustReport(f"{repository}@{digest}", digest, key.fingerprint)
-    report.facts.append(_signature(client, name, digest, repository, key))
-    envelopes = _envelopes(client, name, digest)
+    budget = _Budget()
+    report.facts.append(_signature(client, name, digest, repository, key, budget))
+    budget.stopped = ""  # the attestations get what the signature left, and their own reason
+    envelopes = _envelopes(client, name, digest, budget)
     for label, predicate_type in PREDICATES.items():
-        fact, predicate = _attestation(envelopes, label, predicate_type, digest, key)
+        fact, predicate = _attestation(envelopes, label, predicate_type, digest, key, budget.stopped)
         report.facts.append(fact)
         if predicate is not None:
             report.predicates[label] = predicate
@@ -117,22 +144,27 @@ def verified_predicate(
     client: RegistryClient, name: str, digest: str, key: VerifyingKey, label: str
 ) -> dict[str, Any] | None:
     """The predicate of ``digest``'s attestation ``label`` (sbom, provenance, tests), verified; else None."""
-    _, predicate = _attestation(_envelopes(client, name, digest), label, PREDICATES[label], digest, key)
+    budget = _Budget()
+    _, predicate = _attestation(_envelopes(client, name, digest, budget), label, PREDICATES[label], digest, key)
     return predicate
 
 
-def _signature(client: RegistryClient, name: str, digest: str, repository: str, key: VerifyingKey) -> Fact:
+def _signature(
+    client: RegistryClient, name: str, digest: str, repository: str, key: VerifyingKey, budget: _Budget
+) -> Fact:
     tag = oci.signature_tag(digest)
     try:
         layers = oci.read_layers(client.get_manifest(name, tag)[0], tag)
     except (ManifestNotFound, RepositoryNotFound):
         return Fact("signature", False, f"not signed: no {tag} in {repository}")
-    problems = []
+    problems: list[str] = []
     for layer in layers:
         if layer.media_type != oci.SIMPLE_SIGNING_MEDIA_TYPE:
             continue
+        if not budget.admit(layer, len(problems), "signature"):
+            break
         try:
-            payload = _blob(client, name, layer)
+            payload = budget.blob(client, name, layer)
             simplesign.verify_simple_signing(
                 key.public, payload, layer.annotations.get(oci.SIGNATURE_ANNOTATION, ""), digest, repository
             )
@@ -140,12 +172,15 @@ def _signature(client: RegistryClient, name: str, digest: str, repository: str, 
             problems.append(str(e))
             continue
         return Fact("signature", True, f"signed by key sha256:{key.fingerprint[:16]}… ({tag})")
-    why = problems[0] if problems else "no simple-signing layer"
+    why = budget.stopped or (problems[0] if problems else "no simple-signing layer")
     return Fact("signature", False, f"no valid signature by key sha256:{key.fingerprint[:16]}… in {tag}: {why}")
 
 
-def _envelopes(client: RegistryClient, name: str, digest: str) -> list[tuple[str, bytes]]:
-    """(where, envelope bytes) from the ``.att`` tag and, where the registry has it, the referrers API."""
+def _envelopes(client: RegistryClient, name: str, digest: str, budget: _Budget) -> list[tuple[str, bytes]]:
+    """(where, envelope bytes) from the ``.att`` tag and, where the registry has it, the referrers API.
+
+    At most ``MAX_LAYERS`` DSSE layers in all, within ``budget``; ``budget.stopped`` says when it cut.
+    """
     found: list[tuple[str, bytes]] = []
     tag = oci.attestation_tag(digest)
     manifests: list[tuple[str, bytes]] = []
@@ -161,6 +196,7 @@ def _envelopes(client: RegistryClient, name: str, digest: str) -> list[tuple[str
                 manifests.append((f"referrer {desc.digest}", client.get_manifest(name, desc.digest)[0]))
             except RegistryError:
                 continue
+    considered = 0
     for where, data in manifests:
         try:
             layers = oci.read_layers(data, where)
@@ -169,15 +205,23 @@ def _envelopes(client: RegistryClient, name: str, digest: str) -> list[tuple[str
         for layer in layers:
             if layer.media_type != oci.DSSE_MEDIA_TYPE:
                 continue
+            if not budget.admit(layer, considered, "attestation"):
+                return found
+            considered += 1
             try:
-                found.append((where, _blob(client, name, layer)))
+                found.append((where, budget.blob(client, name, layer)))
             except (FormatError, RegistryError):
                 continue
     return found
 
 
 def _attestation(
-    envelopes: list[tuple[str, bytes]], label: str, predicate_type: str, digest: str, key: VerifyingKey
+    envelopes: list[tuple[str, bytes]],
+    label: str,
+    predicate_type: str,
+    digest: str,
+    key: VerifyingKey,
+    stopped: str = "",
 ) -> tuple[Fact, dict[str, Any] | None]:
     problems = []
     for where, data in envelopes:
@@ -188,6 +232,8 @@ def _attestation(
             problems.append(str(e))
             continue
         return Fact(label, True, f"{predicate_type} attestation verified ({where})"), doc["predicate"]
+    if stopped:
+        return Fact(label, False, f"no verified {predicate_type} attestation within the limits ({stopped})"), None
     if not envelopes:
         return Fact(label, False, f"no {predicate_type} attestation: no attestations at all"), None
     signed_other = [p for p in problems if "predicateType" in p]

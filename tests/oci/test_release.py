@@ -128,3 +128,30 @@ def test_an_oci_release_is_signed_and_verifies_like_a_docker_one(site, cli_main,
     provenance = next(s for s in statements if s["predicateType"] == "https://slsa.dev/provenance/v1")
     deps = provenance["predicate"]["buildDefinition"]["resolvedDependencies"]
     assert {"sha256": base_digest[7:]} in [d.get("digest") for d in deps], deps
+
+
+def test_sign_attaches_the_test_report_of_an_oci_build_pushed_unsigned(site, cli_main, tmp_path, monkeypatch):
+    """The recovery path SigningFailed names: push without a key, then ``imgforge sign``. The engine
+    never saw the pushed digest (``docker load`` sets no RepoDigests); the layout's digest links
+    the registry's digest to the build's test record, so the attestation carries the test report."""
+    from tests.proof.conftest import make_keys
+
+    root, image, _repo = site
+    monkeypatch.delenv("IMGFORGE_SIGNING_KEY", raising=False)
+    assert cli_main("build", "web", "--test", "--root", str(root))[0] == 0
+    code, out, err = cli_main("push", "web", "--json", "--root", str(root))
+    assert code == 0, err
+    assert json.loads(out)["signed"] is None
+
+    keys = make_keys(tmp_path / "keys")
+    monkeypatch.setenv("IMGFORGE_SIGNING_KEY", str(keys.private))
+    monkeypatch.setenv("IMGFORGE_SIGNING_PASSWORD", keys.password.decode())
+    code, signed, err = cli_main("sign", "web", "--root", str(root))
+    assert code == 0, err
+
+    code, out, err = cli_main("verify", f"{image}:v0.1.0", "--key", str(keys.public), "--json")
+    facts = {f["name"]: f for f in json.loads(out)["facts"]}
+    assert facts["tests"]["ok"], facts["tests"]
+    assert facts["tests passed"]["ok"], facts["tests passed"]
+    assert code == 0, (out, err)
+    assert "no `imgforge test` report" not in signed + err

@@ -113,3 +113,26 @@ def test_update_dry_run_without_a_key_says_unverified(released, env, tmp_path, m
     assert code == 0
     assert row["status"] == "unverified"
     assert row["detail"].startswith("no public key to verify with")
+
+
+def test_gitops_apply_pins_only_what_verifies_with_the_configured_key(released, env, tmp_path, monkeypatch):
+    """With a public key configured, ``gitops apply --pin-digest`` verifies before it pins, as ``pr``
+    does: a key that did not sign the release refuses (exit 10) and nothing is written."""
+    from tests.proof.conftest import make_keys
+
+    image = f"{released.registry.host}/{released.repo}"
+    repo = _gitops_repo(tmp_path, image)
+    before = subprocess.run(
+        ["git", "-C", str(repo), "status", "--porcelain"], check=True, capture_output=True, text=True
+    ).stdout
+    other = make_keys(tmp_path / "other")
+    monkeypatch.setenv("IMGFORGE_SIGNING_KEY_PUB", str(other.public))
+    args = ("gitops", "apply", "web", "--repo", str(repo), "--pin-digest", "--root", str(released.catalog.root))
+    code, out, err = run_main(*args)
+    assert code == 10, (out, err)
+    assert f"{image}:{released.result.tag}@{released.result.digest} is not verified with" in err
+    assert "not pinning it" in err
+    after = subprocess.run(
+        ["git", "-C", str(repo), "status", "--porcelain"], check=True, capture_output=True, text=True
+    ).stdout
+    assert after == before == ""

@@ -105,3 +105,85 @@ def test_an_attestation_layer_claiming_to_be_huge_is_never_downloaded(released, 
     # (the signature names the registry's own host, not this front's: a different reference)
     dsse_layers = {layer["digest"] for layer in doc["layers"]}
     assert not [p for p in blob_gets if p.rsplit("/", 1)[-1] in dsse_layers]
+
+
+def _plant_att(client: RegistryClient, released, junk: bytes, count: int) -> bytes:
+    """Put ``count`` DSSE layers of ``junk`` before the release's own in its ``.att``; the original back."""
+    import hashlib
+
+    from imgforge.signing import oci
+
+    att = f"sha256-{released.result.digest[7:]}.att"
+    original, media_type, _ = client.get_manifest(released.repo, att)
+    digest = f"sha256:{hashlib.sha256(junk).hexdigest()}"
+    client.upload_blob(released.repo, digest, len(junk), junk)
+    doc = json.loads(original)
+    planted = {"mediaType": oci.DSSE_MEDIA_TYPE, "digest": digest, "size": len(junk)}
+    doc["layers"] = [planted] * count + doc["layers"]
+    client.put_manifest(released.repo, att, json.dumps(doc).encode(), media_type)
+    return original
+
+
+def _verify_counting_blobs(released, monkeypatch) -> tuple[proof.TrustReport, list[int]]:
+    """Verify through a front that notes the size of every blob the registry sends."""
+    front = Front(released.registry.url)
+    sizes: list[int] = []
+
+    def intercept(request):
+        if request.method == "GET" and "/blobs/" in request.path:
+            r = front.forward(request)
+            sizes.append(len(r.content))
+            return r.status_code, front.relayed(request, r), r.content
+        return None
+
+    front.intercept = intercept
+    registry_environ(monkeypatch, released.registry, released.tmp, host=front.host)
+    try:
+        key = proof.verifying_key(released.keys.public)
+        return proof.verify_reference(
+            f"{front.host}/{released.repo}@{released.result.digest}", key, content=False
+        ), sizes
+    finally:
+        front.stop()
+
+
+def test_an_attestation_manifest_of_thousands_of_layers_is_read_only_up_to_the_layer_cap(released, monkeypatch):
+    """A planted ``.att`` of 3000 DSSE layers (before the genuine three): 16 are read, then the facts fail."""
+    from imgforge.proof import check
+
+    att = f"sha256-{released.result.digest[7:]}.att"
+    junk = b'{"payloadType":"application/vnd.in-toto+json","payload":"","signatures":[]}'
+    with _client(released) as client:
+        original = _plant_att(client, released, junk, 3000)
+        try:
+            report, sizes = _verify_counting_blobs(released, monkeypatch)
+        finally:
+            client.put_manifest(released.repo, att, original, OCI_MANIFEST)
+    assert len(sizes) <= check.MAX_LAYERS + 1  # (+1: the .sig layer)
+    for name in ("sbom", "provenance", "tests"):
+        fact = report.fact(name)
+        assert fact is not None
+        assert not fact.ok
+        assert f"more than {check.MAX_LAYERS} attestation layers: the rest were not read" in fact.detail
+        assert "\n" not in fact.detail
+
+
+def test_attestation_blobs_read_in_one_verification_stay_within_the_byte_budget(released, monkeypatch):
+    """Fifteen layers of the largest accepted blob (16 MiB each, 240 MiB in all): at most the budget is read."""
+    from imgforge.proof import check
+
+    att = f"sha256-{released.result.digest[7:]}.att"
+    junk = b"{" + b" " * (check.MAX_PAYLOAD - 2) + b"}"
+    with _client(released) as client:
+        original = _plant_att(client, released, junk, 15)
+        try:
+            report, sizes = _verify_counting_blobs(released, monkeypatch)
+        finally:
+            client.put_manifest(released.repo, att, original, OCI_MANIFEST)
+    assert sum(sizes) <= check.MAX_TOTAL
+    assert 0 < sizes.count(len(junk)) <= check.MAX_TOTAL // check.MAX_PAYLOAD
+    for name in ("sbom", "provenance", "tests"):
+        fact = report.fact(name)
+        assert fact is not None
+        assert not fact.ok
+        assert f"the {check.MAX_TOTAL >> 20} MiB read budget for signatures and attestations is spent" in fact.detail
