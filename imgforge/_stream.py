@@ -187,3 +187,26 @@ class Upload:
                 "data", "the data to upload is a stream that cannot be read twice; pass bytes or a file"
             )
         self._data.seek(self._start)
+
+
+class ChunkStream(io.RawIOBase):
+    """Chunks of a generator as a forward-only readable stream: for ``tarfile`` stream mode and for
+    docker-py, which sends a file object as a request body."""
+
+    def __init__(self, chunks: Iterator[bytes]):
+        self._chunks = chunks
+        self._left = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview | bytearray) -> int:  # type: ignore[override]  # typeshed: Buffer
+        while not self._left:
+            try:
+                self._left = next(self._chunks)
+            except StopIteration:
+                return 0
+        n = min(len(buffer), len(self._left))
+        buffer[:n] = self._left[:n]
+        self._left = self._left[n:]
+        return n

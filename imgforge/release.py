@@ -240,6 +240,26 @@ def push(
     return replace(pushed, signed=signed)
 
 
+def test_gate(
+    site: Site, short_id: str, record: dict[str, Any] | None, skip_verify: bool, emit: OnEvent
+) -> dict[str, Any] | None:
+    """The push gate of both builders: only an image whose last ``imgforge test`` passed goes out,
+    unless ``--skip-verify`` (said as a warning); returns the record the signing step attests."""
+    if skip_verify:
+        state = "never tested" if record is None else ("last test passed" if record.get("ok") else "last test FAILED")
+        emit(Event("warning", f"--skip-verify: pushing {site.reference} without checking its tests ({state})"))
+    elif record is None:
+        raise Refused(
+            f"{site.reference} ({short_id}) was never tested: run `imgforge test {site.name}` "
+            "first (or push with --skip-verify)"
+        )
+    elif not record.get("ok"):
+        raise Refused(
+            f"{site.reference} ({short_id}) failed its last `imgforge test`; fix it, or push with --skip-verify"
+        )
+    return record
+
+
 def _push_engine(
     client: docker.DockerClient,
     site: Site,
@@ -257,19 +277,7 @@ def _push_engine(
         site = site.model_copy(update={"tag": tag})
     if not image.id:
         raise DockerError(f"the engine reported no id for {site.reference}")
-    record = last_result(image.id)
-    if skip_verify:
-        state = "never tested" if record is None else ("last test passed" if record.get("ok") else "last test FAILED")
-        emit(Event("warning", f"--skip-verify: pushing {site.reference} without checking its tests ({state})"))
-    elif record is None:
-        raise Refused(
-            f"{site.reference} ({image.short_id}) was never tested: run `imgforge test {site.name}` "
-            "first (or push with --skip-verify)"
-        )
-    elif not record.get("ok"):
-        raise Refused(
-            f"{site.reference} ({image.short_id}) failed its last `imgforge test`; fix it, or push with --skip-verify"
-        )
+    record = test_gate(site, image.short_id, last_result(image.id), skip_verify, emit)
     repo = Repository.parse(site.image)
     if not force and versions.parse(site.tag) is not None:
         _refuse_overwrite(image, site, repo)

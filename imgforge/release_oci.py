@@ -20,7 +20,7 @@ from imgforge.oci import push as push_layout
 from imgforge.oci.transfer import layout_top, platform_manifests
 from imgforge.registry import versions
 from imgforge.registry.client import RegistryClient, Repository
-from imgforge.release import Event, OnEvent, PushResult
+from imgforge.release import Event, OnEvent, PushResult, test_gate
 from imgforge.verify.state import last_result
 
 
@@ -52,19 +52,7 @@ def push(
 ) -> PushResult:
     emit = on_event or (lambda _e: None)
     image_id = tested_id(site)
-    record = last_result(image_id)
-    if skip_verify:
-        state = "never tested" if record is None else ("last test passed" if record.get("ok") else "last test FAILED")
-        emit(Event("warning", f"--skip-verify: pushing {site.reference} without checking its tests ({state})"))
-    elif record is None:
-        raise Refused(
-            f"{site.reference} ({image_id[:19]}) was never tested: run `imgforge test {site.name}` "
-            "first (or push with --skip-verify)"
-        )
-    elif not record.get("ok"):
-        raise Refused(
-            f"{site.reference} ({image_id[:19]}) failed its last `imgforge test`; fix it, or push with --skip-verify"
-        )
+    record = test_gate(site, image_id[:19], last_result(image_id), skip_verify, emit)
     target = tag or site.tag
     if tag is not None:
         config.check_tag(tag)

@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import tarfile
@@ -20,6 +19,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from imgforge._stream import ChunkStream
 from imgforge.config import Site
 from imgforge.errors import BuildFailed, DigestMismatch, DockerError, NotFound
 from imgforge.image import mediatypes as mt
@@ -113,7 +113,7 @@ def load(site: Site) -> str:
     top = layout_top(site)
     client = docker_client()
     try:
-        for _ in client.api.load_image(_Reader(archive_stream(site, top))):  # type: ignore[no-untyped-call]  # untyped in types-docker
+        for _ in client.api.load_image(ChunkStream(archive_stream(site, top))):  # type: ignore[no-untyped-call]  # untyped in types-docker
             pass
         image_id: str = client.api.inspect_image(site.reference)["Id"]  # type: ignore[no-untyped-call]
     except docker.errors.APIError as e:
@@ -124,28 +124,6 @@ def load(site: Site) -> str:
             f"docker load of {site.reference} gave image {image_id}, the layout's config is {expected}"
         )
     return image_id
-
-
-class _Reader(io.RawIOBase):
-    """A file object over a generator of bytes (docker-py streams a file object as the body)."""
-
-    def __init__(self, chunks: Iterator[bytes]):
-        self._chunks = chunks
-        self._left = b""
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        while not self._left:
-            try:
-                self._left = next(self._chunks)
-            except StopIteration:
-                return 0
-        n = min(len(buffer), len(self._left))
-        buffer[:n] = self._left[:n]
-        self._left = self._left[n:]
-        return n
 
 
 def config_test(site: Site, image: str) -> None:

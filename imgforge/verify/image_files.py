@@ -26,6 +26,7 @@ import docker
 import docker.errors
 
 from imgforge._fs import shown
+from imgforge._stream import ChunkStream
 from imgforge.errors import DockerError
 
 MAX_ENTRIES = 1_000_000  # names under the web root; each costs a little memory
@@ -40,28 +41,6 @@ class WebFile:
     sha256: str = ""
     size: int = 0
     detail: str = ""  # for "other": what it is ("a symlink to /etc", "a FIFO")
-
-
-class _Stream(io.RawIOBase):
-    """The archive's chunks as a readable stream for ``tarfile`` (stream mode reads forward only)."""
-
-    def __init__(self, chunks: Iterator[bytes]):
-        self._chunks = chunks
-        self._left = b""
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: memoryview | bytearray) -> int:  # type: ignore[override]  # typeshed: Buffer
-        while not self._left:
-            try:
-                self._left = next(self._chunks)
-            except StopIteration:
-                return 0
-        n = min(len(buffer), len(self._left))
-        buffer[:n] = self._left[:n]
-        self._left = self._left[n:]
-        return n
 
 
 def read_file(client: docker.DockerClient, container: str, path: str, max_bytes: int) -> bytes | None:
@@ -121,7 +100,7 @@ def _archive(client: docker.DockerClient, container: str, path: str) -> Iterator
         return
     except docker.errors.APIError as e:
         raise DockerError(f"cannot read {path} out of the image: {e.explanation or e}") from e
-    stream: IO[bytes] = io.BufferedReader(_Stream(iter(chunks)), _CHUNK)
+    stream: IO[bytes] = io.BufferedReader(ChunkStream(iter(chunks)), _CHUNK)
     try:
         with tarfile.open(fileobj=stream, mode="r|") as tar:
             yield tar
