@@ -50,12 +50,23 @@ class RebuildReport:
 
 
 def site_of(catalog: Catalog, reference: str) -> Site:
-    """The catalog site whose image repository ``reference`` names, at the reference's tag."""
+    """The catalog site whose image repository ``reference`` names, as the catalog has it.
+
+    The reference's tag is not the site's: CI pushes a build of the catalog's tag under other tags
+    (``push --tag candidate-<sha>``), and the image's version label holds the catalog's tag, so a
+    rebuild at the reference's tag could never match. The tag or digest only says what to fetch.
+    """
     ref = ImageRef.parse(reference)
     for site in catalog.sites.values():
         if ImageRef.parse(site.image).same_repository(ref):
-            return site.model_copy(update={"tag": ref.tag or site.tag})
+            return site
     raise NotFound(f"no catalog site has image repository {ref.name}")
+
+
+def registry_reference(site: Site, reference: str) -> str:
+    """What to ask the registry for: the reference's digest, else its tag, else the catalog's tag."""
+    ref = ImageRef.parse(reference)
+    return ref.digest or ref.tag or site.tag
 
 
 def rebuild_verify(catalog: Catalog, reference: str) -> RebuildReport:
@@ -65,7 +76,7 @@ def rebuild_verify(catalog: Catalog, reference: str) -> RebuildReport:
     built = build_site_oci(catalog, site, force=True, folder=store.oci_root() / "rebuild" / site.name)
     repo = Repository.parse(site.image)
     with RegistryClient(repo.registry) as client:
-        data, _, remote = client.get_manifest(repo.name, site.tag, mt.ACCEPT)
+        data, _, remote = client.get_manifest(repo.name, registry_reference(site, reference), mt.ACCEPT)
         report = RebuildReport(reference, site.name, built.digest, remote)
         if report.same:
             return report

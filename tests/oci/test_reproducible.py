@@ -62,3 +62,37 @@ def test_rebuild_verify_matches_then_names_the_layer_and_file_that_differ(
         "layer 3 (content) differs: files /etc/imgforge/manifest.json (size, sha256), "
         "/usr/share/nginx/html/index.html (size, sha256)\n"
     ) in err
+
+
+@pytest.mark.registry
+def test_rebuild_verify_of_a_candidate_tag_and_of_a_digest(
+    basic_registry, registry_env, unique_repo, make_catalog, nginx_base, tmp_path, monkeypatch, cli_main
+):
+    """CI pushes the catalog tag's build as ``candidate-<sha>``: the rebuild is of the catalog's
+    site (its version label holds the catalog tag), the candidate tag only says what to fetch."""
+    registry_env(basic_registry)
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    image = f"{basic_registry.host}/{unique_repo('candidate')}"
+    root = make_catalog(sites={"web": {"builder": "oci", "image": image}})
+    assert cli_main("build", "web", "--root", str(root))[0] == 0
+    code, out, err = cli_main("push", "web", "--tag", "candidate-x", "--skip-verify", "--json", "--root", str(root))
+    assert code == 0, err
+    pushed = json.loads(out)["digest"]
+
+    code, out, err = cli_main("rebuild", f"{image}:candidate-x", "--verify", "--json", "--root", str(root))
+    assert code == 0, err
+    assert json.loads(out)["registry"] == pushed
+
+    code, out, err = cli_main("rebuild", f"{image}@{pushed}", "--verify", "--json", "--root", str(root))
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["registry"] == report["rebuilt"] == pushed
+
+    # A digest the repository does not hold is asked for by that digest, not by the catalog's tag.
+    other = "sha256:" + "0" * 64
+    code, _, err = cli_main(
+        "rebuild", f"{image}:{config.load_catalog(root).site('web').tag}@{other}", "--verify", "--root", str(root)
+    )
+    assert code != 0
+    assert other in err
+
