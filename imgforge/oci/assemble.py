@@ -4,7 +4,7 @@ The base is pinned by digest (``base.resolve_base``), the layers are determinist
 and the config is the base's config with what the Dockerfile would set: ``User``, ``ExposedPorts``,
 ``Env`` (``LISTEN_PORT``), ``Entrypoint``/``Cmd``, ``StopSignal``, the same labels plus
 ``org.opencontainers.image.base.digest``, and one history entry per layer. Every time in it is the
-source's time (``SOURCE_DATE_EPOCH``, else the content's commit time, else 0), so the same inputs
+source's time (``SOURCE_DATE_EPOCH``, else the commit time of the content's HEAD, else 0), so the same inputs
 give the same manifest digest anywhere. The result is an OCI layout in the cache
 (``store.site_layout``); ``transfer`` pushes it or loads it into an engine.
 """
@@ -92,10 +92,12 @@ class BaseLookup:
 
 
 def source_time(context: Context) -> int:
-    """``SOURCE_DATE_EPOCH``, else the commit time of the content, else 0 (1970).
+    """``SOURCE_DATE_EPOCH``, else the commit time of the content's commit, else 0 (1970).
 
     A git source's commit is asked of its mirror in the cache (the export beside it is no
-    repository); a local folder's of the repository holding it, when there is one.
+    repository); a local folder's is the HEAD commit of the repository holding it, when there is
+    one. HEAD's own time, not the last commit that touched the folder: that one needs history a
+    shallow clone (CI's depth 1 or 20) does not have, so the digest would depend on clone depth.
     """
     if (fixed := os.environ.get("SOURCE_DATE_EPOCH", "").strip()).isdigit():
         return int(fixed)
@@ -108,7 +110,7 @@ def source_time(context: Context) -> int:
             mirror = export.parent.with_suffix(".git")
             text = _git.out("show", "-s", "--format=%ct", "--end-of-options", content.fetched_revision, cwd=mirror)
         else:
-            text = _git.out("log", "-1", "--format=%ct", "--", ".", cwd=content.path)
+            text = _git.out("show", "-s", "--format=%ct", "HEAD", cwd=content.path)
     except GitError:
         return 0
     return int(text) if text.isdigit() else 0

@@ -96,3 +96,44 @@ def test_rebuild_verify_of_a_candidate_tag_and_of_a_digest(
     assert code != 0
     assert other in err
 
+
+def test_shallow_and_full_clones_give_the_same_source_time_and_digest(make_catalog, nginx_base, tmp_path, monkeypatch):
+    """The content folder was last changed a commit before HEAD: a depth-1 clone (CI) only has
+    HEAD, a full clone has both; the source time is HEAD's commit time in both, so one digest."""
+    import subprocess
+
+    from imgforge.oci.assemble import source_time
+    from imgforge.render import prepare
+
+    monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
+    origin = tmp_path / "origin"
+    shutil.copytree(EXAMPLE_CONTENT.parent, origin / "site")
+
+    def git(*args: str, when: str = "", cwd=origin) -> None:
+        env = {**os.environ, "GIT_AUTHOR_DATE": when, "GIT_COMMITTER_DATE": when} if when else None
+        subprocess.run(
+            ["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid", *args],
+            cwd=cwd,
+            env=env,
+            check=True,
+            capture_output=True,
+        )
+
+    git("init", "-q", "-b", "main")
+    git("add", "site")
+    git("commit", "-q", "-m", "content", when="@1600000000 +0000")
+    (origin / "README").write_text("not the content\n")
+    git("add", "README")
+    git("commit", "-q", "-m", "other", when="@1700000000 +0000")
+
+    found = {}
+    clone = tmp_path / "clone"  # one path: the source label names it
+    root = make_catalog(sites={"web": {"builder": "oci", "source": {"path": str(clone / "site")}}})
+    for depth in ("full", "shallow"):
+        shutil.rmtree(clone, ignore_errors=True)
+        git("clone", "-q", *(["--depth", "1"] if depth == "shallow" else []), f"file://{origin}", str(clone))
+        catalog = config.load_catalog(root)
+        when = source_time(prepare(catalog, catalog.site("web")))
+        found[depth] = (when, build_site_oci(catalog, catalog.site("web"), force=True).digest)
+    assert found["full"][0] == found["shallow"][0] == 1700000000
+    assert found["full"][1] == found["shallow"][1]
