@@ -19,11 +19,12 @@ from typing import Any
 
 from imgforge import config
 from imgforge.config import Catalog, Site
-from imgforge.errors import ImgforgeError, RegistryError, RepositoryNotFound
+from imgforge.errors import ImageInvalid, ImgforgeError, RegistryError, RepositoryNotFound
 from imgforge.image import mediatypes as mt
 from imgforge.image_ref import ImageRef
 
 BASE_DIGEST = "org.opencontainers.image.base.digest"
+UNKNOWN = "unknown"  # the docker builder's label when the engine did not have the base
 
 
 @dataclass(frozen=True)
@@ -62,8 +63,15 @@ def current_digest(reference: str, builder: str) -> str:
     return base_digest(name)
 
 
+def known(digest: str | None) -> bool:
+    """Whether ``digest`` names a base: the docker builder labels ``unknown`` when the engine
+    lacked the base, and a release may carry no label at all; neither compares with anything."""
+    return bool(digest) and digest != UNKNOWN
+
+
 def released_digest(site: Site) -> str | None:
-    """The base digest label of ``image:tag`` in the registry (None: not released)."""
+    """The base digest label of ``image:tag`` in the registry (None: not released; ``unknown``:
+    released without a base digest). A malformed manifest or config is ImageInvalid."""
     from imgforge.registry.client import RegistryClient, Repository
 
     repo = Repository.parse(site.image)
@@ -74,15 +82,22 @@ def released_digest(site: Site) -> str | None:
             data, _, _ = client.get_manifest(repo.name, site.tag, mt.ACCEPT)
         except RepositoryNotFound:
             return None
+        try:
+            found = _label(client, repo.name, data)
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError) as e:  # the registry's JSON
+            raise ImageInvalid(f"{site.reference}: malformed manifest or config in the registry ({e!r})") from e
+    return str(found) if isinstance(found, str) and found else UNKNOWN
+
+
+def _label(client: Any, name: str, data: bytes) -> Any:
+    doc = json.loads(data)
+    if doc.get("mediaType") in mt.INDEX_TYPES:
+        data, _, _ = client.get_manifest(name, doc["manifests"][0]["digest"])
         doc = json.loads(data)
-        if doc.get("mediaType") in mt.INDEX_TYPES:
-            data, _, _ = client.get_manifest(repo.name, doc["manifests"][0]["digest"])
-            doc = json.loads(data)
-        with client.open_blob(repo.name, doc["config"]["digest"], doc["config"]["size"]) as fh:
-            image = json.loads(fh.read())
+    with client.open_blob(name, doc["config"]["digest"], doc["config"]["size"]) as fh:
+        image = json.loads(fh.read())
     labels = (image.get("config") or {}).get("Labels") or {}
-    found = labels.get(BASE_DIGEST)
-    return str(found) if found else None
+    return labels.get(BASE_DIGEST)
 
 
 def check(catalog: Catalog, names: Sequence[str] = ()) -> list[BaseState]:
@@ -108,13 +123,18 @@ def check(catalog: Catalog, names: Sequence[str] = ()) -> list[BaseState]:
             rows.append(BaseState(site.name, site.builder, base, current, None, site.reference, "unknown", str(e)))
             continue
         pin = ImageRef.parse(base).digest
+        detail = ""
         if released is None:
             status = "unreleased"
+        elif not known(current):
+            status, detail = "unknown", f"the digest of {base} now is unknown (not in the engine or its registry)"
+        elif not known(released):
+            status, detail = "unknown", f"{site.reference} records no base digest ({BASE_DIGEST})"
         elif released != current or (pin is not None and pin != current):
             status = "outdated"
         else:
             status = "current"
-        rows.append(BaseState(site.name, site.builder, base, current, released, site.reference, status))
+        rows.append(BaseState(site.name, site.builder, base, current, released, site.reference, status, detail))
     return rows
 
 
