@@ -19,8 +19,9 @@ from typing import Any
 
 from imgforge import config
 from imgforge.config import Catalog, Site
-from imgforge.errors import ImageInvalid, ImgforgeError, RegistryError, RepositoryNotFound
+from imgforge.errors import ImageInvalid, ImageRefused, ImgforgeError, RegistryError, RepositoryNotFound
 from imgforge.image import mediatypes as mt
+from imgforge.image.limits import declared_size
 from imgforge.image_ref import ImageRef
 
 BASE_DIGEST = "org.opencontainers.image.base.digest"
@@ -94,7 +95,8 @@ def _label(client: Any, name: str, data: bytes) -> Any:
     if doc.get("mediaType") in mt.INDEX_TYPES:
         data, _, _ = client.get_manifest(name, doc["manifests"][0]["digest"])
         doc = json.loads(data)
-    with client.open_blob(name, doc["config"]["digest"], doc["config"]["size"]) as fh:
+    size = declared_size(f"{client.registry}/{name}", doc["config"], "max_config_bytes")
+    with client.open_blob(name, doc["config"]["digest"], size) as fh:
         image = json.loads(fh.read())
     labels = (image.get("config") or {}).get("Labels") or {}
     return labels.get(BASE_DIGEST)
@@ -119,7 +121,7 @@ def check(catalog: Catalog, names: Sequence[str] = ()) -> list[BaseState]:
             continue
         try:
             released = released_digest(site)
-        except RegistryError as e:
+        except (RegistryError, ImageRefused) as e:  # that site's answer: the other sites go on
             rows.append(BaseState(site.name, site.builder, base, current, None, site.reference, "unknown", str(e)))
             continue
         pin = ImageRef.parse(base).digest

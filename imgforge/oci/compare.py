@@ -18,6 +18,7 @@ from typing import IO, Any
 from imgforge.config import Catalog, Site
 from imgforge.errors import ImageInvalid, NotFound
 from imgforge.image import mediatypes as mt
+from imgforge.image.limits import declared_size, layer_count
 from imgforge.image_ref import ImageRef
 from imgforge.oci import store
 from imgforge.oci.assemble import build_site_oci
@@ -104,7 +105,7 @@ def _differences(client: Any, name: str, mine: bytes, theirs: bytes) -> list[str
     found = []
     for key in sorted(ours):
         where = f"{key}: " if key else ""
-        a, b = ours[key]["layers"], remote[key]["layers"]
+        a, b = ours[key]["layers"], layer_count(f"{name} in the registry", remote[key]["layers"])
         if len(a) != len(b):
             found.append(f"{where}{len(a)} layers rebuilt, {len(b)} in the registry")
             continue
@@ -122,7 +123,8 @@ def _differences(client: Any, name: str, mine: bytes, theirs: bytes) -> list[str
 
 def _config_difference(client: Any, name: str, mine: dict[str, Any], theirs: dict[str, Any]) -> str:
     a = json.loads(store.read_blob(mine["config"]["digest"]))
-    with client.open_blob(name, theirs["config"]["digest"], theirs["config"]["size"]) as fh:
+    size = declared_size(f"{name} in the registry", theirs["config"], "max_config_bytes")
+    with client.open_blob(name, theirs["config"]["digest"], size) as fh:
         b = json.loads(fh.read())
     ra, rb = a.get("config") or {}, b.get("config") or {}
     for key in sorted(set(ra) | set(rb)):
@@ -157,10 +159,11 @@ def _members(stream: IO[bytes]) -> Iterator[tuple[str, tuple[Any, ...]]]:
 
 
 def _file_difference(client: Any, name: str, mine: dict[str, Any], theirs: dict[str, Any]) -> str:
+    size = declared_size(f"{name} in the registry", theirs, "max_layer_bytes")
     try:
         with store.blob_path(mine["digest"]).open("rb") as fh:
             a = dict(_members(fh))
-        with client.open_blob(name, theirs["digest"], theirs["size"]) as fh:
+        with client.open_blob(name, theirs["digest"], size) as fh:
             b = dict(_members(fh))
     except (tarfile.TarError, OSError, EOFError) as e:
         raise ImageInvalid(f"layer {theirs['digest']} of {name}: not a readable tar ({e})") from e
