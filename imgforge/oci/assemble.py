@@ -137,7 +137,7 @@ def build_site_oci(
     context = prepare(catalog, site, cache)
     base = base or (lookup or BaseLookup()).get(context.base_image, platforms)
     mtime = source_time(context)
-    inputs = _inputs_digest(context, base, mtime)
+    inputs = _inputs_digest(context, base, mtime, _label_inputs(catalog, site, context))
     folder = folder or store.site_layout(site.name)
     if not force and (found := _unchanged(folder, site, inputs)) is not None:
         say(f"inputs unchanged ({inputs[:19]}…): reusing {found['digest'][:19]}")
@@ -160,9 +160,16 @@ def build_site_oci(
     return _result(site, context, base, inputs, top, skipped=False)
 
 
-def _inputs_digest(context: Context, base: BaseImage, mtime: int) -> str:
+def _label_inputs(catalog: Catalog, site: Site, context: Context) -> str:
+    """What the labels hold beyond the context's files: a layout built of the same files at another
+    revision (a copy of the content, a new commit) or for another site must not be reused."""
+    fields = (site.name, site.tag, site.description or "", catalog.settings.vendor or "")
+    return "\0".join((*fields, context.content.revision or "", context.content.source or ""))
+
+
+def _inputs_digest(context: Context, base: BaseImage, mtime: int, labels: str) -> str:
     platforms = ",".join(str(p.platform) + "@" + p.digest for p in base.platforms)
-    text = f"{BUILDER}\0{context.digest()}\0{base.digest}\0{platforms}\0{mtime}"
+    text = f"{BUILDER}\0{context.digest()}\0{base.digest}\0{platforms}\0{mtime}\0{labels}"
     return f"sha256:{hashlib.sha256(text.encode()).hexdigest()}"
 
 
