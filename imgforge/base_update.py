@@ -19,7 +19,14 @@ from typing import Any
 
 from imgforge import config
 from imgforge.config import Catalog, Site
-from imgforge.errors import ImageInvalid, ImageRefused, ImgforgeError, RegistryError, RepositoryNotFound
+from imgforge.errors import (
+    ImageInvalid,
+    ImageRefused,
+    ImgforgeError,
+    RegistryError,
+    RepositoryNotFound,
+    SigningFailed,
+)
 from imgforge.image import mediatypes as mt
 from imgforge.image.limits import declared_size
 from imgforge.image_ref import ImageRef
@@ -143,7 +150,11 @@ def check(catalog: Catalog, names: Sequence[str] = ()) -> list[BaseState]:
 def update(
     catalog: Catalog, names: Sequence[str] = (), *, on_event: Callable[[Any], None] | None = None
 ) -> list[dict[str, Any]]:
-    """Release every outdated site again (patch), its base pin moved; one row per site released."""
+    """Release every outdated site again (patch), its base pin moved; one row per site released.
+
+    A release that was pushed but not signed (SigningFailed) is in the registry on the new base:
+    its pin moves too, its row carries the ``error``, and the other sites are released all the
+    same (the caller exits non-zero, see :func:`signing_failures`)."""
     from imgforge import release
 
     done = []
@@ -154,8 +165,23 @@ def update(
         ref = ImageRef.parse(state.base)
         moved = str(ref.with_digest(state.current)) if ref.digest else state.base
         target = site.model_copy(update={"base_image": moved}) if ref.digest else site
-        result = release.release(catalog, target, "patch", on_event=on_event)
+        row: dict[str, Any] = {"site": site.name, "base": moved, "from": state.released, "to": state.current}
+        try:
+            row = {**release.release(catalog, target, "patch", on_event=on_event).to_dict(), **row}
+        except SigningFailed as e:
+            row |= {"error": str(e), "exit_code": e.exit_code}
         if ref.digest:
             config.set_site_base(catalog, site, moved)
-        done.append({**result.to_dict(), "base": moved, "from": state.released, "to": state.current})
+        done.append(row)
     return done
+
+
+def signing_failures(rows: Sequence[dict[str, Any]]) -> SigningFailed | None:
+    """One error for the rows ``update`` pushed but could not sign (exit code: the first one's)."""
+    failed = [r for r in rows if r.get("error")]
+    if not failed:
+        return None
+    cause = ImgforgeError("")
+    cause.exit_code = int(failed[0]["exit_code"])
+    names = ", ".join(r["site"] for r in failed)
+    return SigningFailed(f"base update: pushed but not signed: {names} (see each site's error)", cause)

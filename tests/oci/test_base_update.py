@@ -170,3 +170,66 @@ def test_base_check_unknown_digests_and_malformed_releases_are_unknown_not_outda
     code, out, err = cli_main("base", "update", "--json", "--root", str(root))
     assert code == 0, err
     assert json.loads(out) == []  # nothing unknown is released again
+
+
+@pytest.mark.slow
+def test_base_update_moves_the_pin_and_goes_on_when_signing_fails_after_the_push(
+    basic_registry, unique_repo, make_catalog, nginx_base, monkeypatch, tmp_path, cli_main, cleanup_images
+):
+    """Site ``a``'s signatures are refused by the registry (a front denies manifests with a
+    subject and cosign-style tags in a's repository) after its release was pushed: a's pin moves
+    all the same, ``b`` is released and signed, and the command exits with the registry's code."""
+    from tests.proof.conftest import make_keys, registry_environ
+    from tests.registry.fronts import Front, json_answer
+    from tests.signing.conftest import PASSWORD
+
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    front = Front(basic_registry.url)
+    registry_environ(monkeypatch, basic_registry, tmp_path, host=front.host)
+    try:
+        host = front.host
+        base_repo, repos = unique_repo("base"), {"a": unique_repo("a"), "b": unique_repo("b")}
+        first = local_base()
+        d1 = put_manifest(host, base_repo, "1", first)
+        sites = {
+            name: {"builder": "oci", "base_image": f"{host}/{base_repo}:1@{d1}", "image": f"{host}/{repo}"}
+            for name, repo in repos.items()
+        }
+        for fields in sites.values():
+            fields["tag"] = "v0.1.0"
+            cleanup_images += [f"{fields['image']}:v0.1.0", f"{fields['image']}:v0.1.1"]
+        root = make_catalog(sites=sites)
+        for name in sites:
+            assert cli_main("build", name, "--test", "--root", str(root))[0] == 0
+            code, _, err = cli_main("push", name, "--root", str(root))
+            assert code == 0, err
+        d2 = put_manifest(host, base_repo, "1", moved(first))
+
+        keys = make_keys(tmp_path / "keys")
+        monkeypatch.setenv("IMGFORGE_SIGNING_KEY", str(keys.private))
+        monkeypatch.setenv("IMGFORGE_SIGNING_PASSWORD", PASSWORD.decode())
+        denied: list[str] = []
+
+        def deny_signatures(request):
+            signature = request.path.endswith((".sig", ".att")) or b'"subject"' in request.body
+            if request.method == "PUT" and f"/v2/{repos['a']}/manifests/" in request.path and signature:
+                denied.append(request.path)
+                return json_answer(403, {"errors": [{"code": "DENIED", "message": "no signatures here"}]})
+            return None
+
+        front.intercept = deny_signatures
+        code, out, err = cli_main("base", "update", "--json", "--root", str(root))
+    finally:
+        front.stop()
+    assert denied
+    assert code == 7, err  # the registry's exit code
+    assert "pushed but not signed: a" in err
+    rows = {r["site"]: r for r in json.loads(out)}
+    assert "but signing it failed" in rows["a"]["error"]
+    assert rows["b"]["tag"] == "v0.1.1"
+    assert rows["b"]["signed"]
+    catalog = config.load_catalog(root)
+    assert {n: (catalog.site(n).tag, catalog.site(n).base_image) for n in sites} == {
+        "a": ("v0.1.1", f"{host}/{base_repo}:1@{d2}"),  # pushed on d2: the pin follows
+        "b": ("v0.1.1", f"{host}/{base_repo}:1@{d2}"),
+    }
