@@ -86,8 +86,10 @@ def resolve(catalog: Catalog, site: Site) -> Content:
 
 
 def _local_revision(folder: Path) -> str | None:
+    """HEAD of the repository holding ``folder``: the last commit that touched the folder needs
+    history a shallow clone (CI) lacks, and the revision label must not depend on clone depth."""
     try:
-        return _git.out("log", "-1", "--format=%H", "--", ".", cwd=folder) or None
+        return _git.out("rev-parse", "--verify", "HEAD", cwd=folder) or None
     except GitError:
         return None
 

@@ -343,11 +343,17 @@ def base_update_cmd(
     )
     if json_out:
         print_json(done)
-        return
-    for row in done:
-        console.print(f"released {row['reference']}@{row['digest']} on {row['base']}", markup=False, soft_wrap=True)
-    if not done:
-        console.print("every released site is on its base's current digest", markup=False)
+    else:
+        for row in done:
+            if row.get("error"):
+                err_console.print(f"not signed: {row['site']}: {row['error']}", markup=False, highlight=False)
+            else:
+                line = f"released {row['reference']}@{row['digest']} on {row['base']}"
+                console.print(line, markup=False, soft_wrap=True)
+        if not done:
+            console.print("every released site is on its base's current digest", markup=False)
+    if (failed := base_update.signing_failures(done)) is not None:
+        raise failed
 
 
 def _site_row(catalog: config.Catalog, site: config.Site) -> dict[str, Any]:

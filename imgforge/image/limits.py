@@ -10,6 +10,9 @@ base image (a Debian with nginx is ~7,000 entries and ~140 MiB unpacked) with a 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
+
+from imgforge.errors import LimitExceeded
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -47,3 +50,28 @@ class Limits:
 
 
 DEFAULT_LIMITS = Limits()
+
+
+def declared_size(where: str, descriptor: Any, limit_name: str, limits: Limits = DEFAULT_LIMITS) -> int:
+    """The ``size`` a manifest declares for a blob, refused before any download when it passes
+    ``limit_name`` (``max_config_bytes``, ``max_layer_bytes``): the registry client alone would
+    read up to its own 8 GiB. ``where`` names the image; the message names the blob."""
+    digest = descriptor.get("digest") if isinstance(descriptor, dict) else None
+    size = descriptor.get("size") if isinstance(descriptor, dict) else None
+    if not isinstance(digest, str) or not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        # TypeError, as the callers' own lookups into a malformed manifest raise: each caller
+        # reports a malformed manifest in its one way
+        raise TypeError(f"a blob descriptor without a digest and a size ({str(descriptor)[:80]!r})")
+    limit = getattr(limits, limit_name)
+    if size > limit:
+        raise LimitExceeded(f"{where}: blob {digest}", f"declared size {size}", limit_name, limit)
+    return size
+
+
+def layer_count(where: str, layers: Any, limits: Limits = DEFAULT_LIMITS) -> list[Any]:
+    """The manifest's layers, refused when there are more than ``max_layers``."""
+    if not isinstance(layers, list):
+        raise TypeError(f"layers is not a list ({str(layers)[:80]!r})")
+    if len(layers) > limits.max_layers:
+        raise LimitExceeded(where, f"{len(layers)} layers", "max_layers", limits.max_layers)
+    return layers

@@ -4,7 +4,7 @@ The base is pinned by digest (``base.resolve_base``), the layers are determinist
 and the config is the base's config with what the Dockerfile would set: ``User``, ``ExposedPorts``,
 ``Env`` (``LISTEN_PORT``), ``Entrypoint``/``Cmd``, ``StopSignal``, the same labels plus
 ``org.opencontainers.image.base.digest``, and one history entry per layer. Every time in it is the
-source's time (``SOURCE_DATE_EPOCH``, else the content's commit time, else 0), so the same inputs
+source's time (``SOURCE_DATE_EPOCH``, else the commit time of the content's HEAD, else 0), so the same inputs
 give the same manifest digest anywhere. The result is an OCI layout in the cache
 (``store.site_layout``); ``transfer`` pushes it or loads it into an engine.
 """
@@ -92,10 +92,12 @@ class BaseLookup:
 
 
 def source_time(context: Context) -> int:
-    """``SOURCE_DATE_EPOCH``, else the commit time of the content, else 0 (1970).
+    """``SOURCE_DATE_EPOCH``, else the commit time of the content's commit, else 0 (1970).
 
     A git source's commit is asked of its mirror in the cache (the export beside it is no
-    repository); a local folder's of the repository holding it, when there is one.
+    repository); a local folder's is the HEAD commit of the repository holding it, when there is
+    one. HEAD's own time, not the last commit that touched the folder: that one needs history a
+    shallow clone (CI's depth 1 or 20) does not have, so the digest would depend on clone depth.
     """
     if (fixed := os.environ.get("SOURCE_DATE_EPOCH", "").strip()).isdigit():
         return int(fixed)
@@ -108,7 +110,7 @@ def source_time(context: Context) -> int:
             mirror = export.parent.with_suffix(".git")
             text = _git.out("show", "-s", "--format=%ct", "--end-of-options", content.fetched_revision, cwd=mirror)
         else:
-            text = _git.out("log", "-1", "--format=%ct", "--", ".", cwd=content.path)
+            text = _git.out("show", "-s", "--format=%ct", "HEAD", cwd=content.path)
     except GitError:
         return 0
     return int(text) if text.isdigit() else 0
@@ -135,7 +137,7 @@ def build_site_oci(
     context = prepare(catalog, site, cache)
     base = base or (lookup or BaseLookup()).get(context.base_image, platforms)
     mtime = source_time(context)
-    inputs = _inputs_digest(context, base, mtime)
+    inputs = _inputs_digest(context, base, mtime, _label_inputs(catalog, site, context))
     folder = folder or store.site_layout(site.name)
     if not force and (found := _unchanged(folder, site, inputs)) is not None:
         say(f"inputs unchanged ({inputs[:19]}…): reusing {found['digest'][:19]}")
@@ -158,9 +160,16 @@ def build_site_oci(
     return _result(site, context, base, inputs, top, skipped=False)
 
 
-def _inputs_digest(context: Context, base: BaseImage, mtime: int) -> str:
+def _label_inputs(catalog: Catalog, site: Site, context: Context) -> str:
+    """What the labels hold beyond the context's files: a layout built of the same files at another
+    revision (a copy of the content, a new commit) or for another site must not be reused."""
+    fields = (site.name, site.tag, site.description or "", catalog.settings.vendor or "")
+    return "\0".join((*fields, context.content.revision or "", context.content.source or ""))
+
+
+def _inputs_digest(context: Context, base: BaseImage, mtime: int, labels: str) -> str:
     platforms = ",".join(str(p.platform) + "@" + p.digest for p in base.platforms)
-    text = f"{BUILDER}\0{context.digest()}\0{base.digest}\0{platforms}\0{mtime}"
+    text = f"{BUILDER}\0{context.digest()}\0{base.digest}\0{platforms}\0{mtime}\0{labels}"
     return f"sha256:{hashlib.sha256(text.encode()).hexdigest()}"
 
 

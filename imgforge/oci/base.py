@@ -18,6 +18,7 @@ from typing import IO, Any
 
 from imgforge.errors import ImageInvalid, ImageNotFound, PlatformNotFound
 from imgforge.image import mediatypes as mt
+from imgforge.image.limits import declared_size, layer_count
 from imgforge.image.platform import Platform, matches
 from imgforge.image.source import FetchedManifest
 from imgforge.image_ref import DOCKER_HUB, ImageRef
@@ -213,11 +214,15 @@ def _read_registry(reference: str, platforms: Sequence[str]) -> BaseImage:
 
 def _platform_manifest(client: Any, name: str, digest: str) -> PlatformBase:
     data, _, got = client.get_manifest(name, digest, (mt.OCI_MANIFEST, mt.DOCKER_MANIFEST))
-    store.put_bytes(data)
     manifest = json.loads(data)
+    where = f"base {client.registry}/{name}@{got}"
+    size = declared_size(where, manifest["config"], "max_config_bytes")
+    for layer in layer_count(where, manifest["layers"]):
+        declared_size(where, layer, "max_layer_bytes")
+    store.put_bytes(data)
     config_digest = manifest["config"]["digest"]
     if not store.has_blob(config_digest):
-        with client.open_blob(name, config_digest, manifest["config"]["size"]) as stream:
+        with client.open_blob(name, config_digest, size) as stream:
             store.put_stream(stream, config_digest)
     config = json.loads(store.read_blob(config_digest))
     return PlatformBase(got, manifest, config, _platform_of(config))
@@ -232,9 +237,11 @@ def fetch_layers(base: BaseImage, plat: PlatformBase) -> None:
     missing = [layer for layer in plat.layers if not store.has_blob(layer["digest"])]
     if not missing:
         return
+    where = f"base {base.registry}/{base.repository}@{plat.digest}"
+    sizes = [declared_size(where, layer, "max_layer_bytes") for layer in layer_count(where, missing)]
     with RegistryClient(base.registry) as client:
-        for layer in missing:
-            with client.open_blob(base.repository, layer["digest"], layer["size"]) as stream:
+        for layer, size in zip(missing, sizes, strict=True):
+            with client.open_blob(base.repository, layer["digest"], size) as stream:
                 store.put_stream(stream, layer["digest"])
 
 

@@ -18,6 +18,7 @@ from typing import IO, Any
 from imgforge.config import Catalog, Site
 from imgforge.errors import ImageInvalid, NotFound
 from imgforge.image import mediatypes as mt
+from imgforge.image.limits import declared_size, layer_count
 from imgforge.image_ref import ImageRef
 from imgforge.oci import store
 from imgforge.oci.assemble import build_site_oci
@@ -50,12 +51,23 @@ class RebuildReport:
 
 
 def site_of(catalog: Catalog, reference: str) -> Site:
-    """The catalog site whose image repository ``reference`` names, at the reference's tag."""
+    """The catalog site whose image repository ``reference`` names, as the catalog has it.
+
+    The reference's tag is not the site's: CI pushes a build of the catalog's tag under other tags
+    (``push --tag candidate-<sha>``), and the image's version label holds the catalog's tag, so a
+    rebuild at the reference's tag could never match. The tag or digest only says what to fetch.
+    """
     ref = ImageRef.parse(reference)
     for site in catalog.sites.values():
         if ImageRef.parse(site.image).same_repository(ref):
-            return site.model_copy(update={"tag": ref.tag or site.tag})
+            return site
     raise NotFound(f"no catalog site has image repository {ref.name}")
+
+
+def registry_reference(site: Site, reference: str) -> str:
+    """What to ask the registry for: the reference's digest, else its tag, else the catalog's tag."""
+    ref = ImageRef.parse(reference)
+    return ref.digest or ref.tag or site.tag
 
 
 def rebuild_verify(catalog: Catalog, reference: str) -> RebuildReport:
@@ -65,7 +77,7 @@ def rebuild_verify(catalog: Catalog, reference: str) -> RebuildReport:
     built = build_site_oci(catalog, site, force=True, folder=store.oci_root() / "rebuild" / site.name)
     repo = Repository.parse(site.image)
     with RegistryClient(repo.registry) as client:
-        data, _, remote = client.get_manifest(repo.name, site.tag, mt.ACCEPT)
+        data, _, remote = client.get_manifest(repo.name, registry_reference(site, reference), mt.ACCEPT)
         report = RebuildReport(reference, site.name, built.digest, remote)
         if report.same:
             return report
@@ -93,7 +105,7 @@ def _differences(client: Any, name: str, mine: bytes, theirs: bytes) -> list[str
     found = []
     for key in sorted(ours):
         where = f"{key}: " if key else ""
-        a, b = ours[key]["layers"], remote[key]["layers"]
+        a, b = ours[key]["layers"], layer_count(f"{name} in the registry", remote[key]["layers"])
         if len(a) != len(b):
             found.append(f"{where}{len(a)} layers rebuilt, {len(b)} in the registry")
             continue
@@ -111,7 +123,8 @@ def _differences(client: Any, name: str, mine: bytes, theirs: bytes) -> list[str
 
 def _config_difference(client: Any, name: str, mine: dict[str, Any], theirs: dict[str, Any]) -> str:
     a = json.loads(store.read_blob(mine["config"]["digest"]))
-    with client.open_blob(name, theirs["config"]["digest"], theirs["config"]["size"]) as fh:
+    size = declared_size(f"{name} in the registry", theirs["config"], "max_config_bytes")
+    with client.open_blob(name, theirs["config"]["digest"], size) as fh:
         b = json.loads(fh.read())
     ra, rb = a.get("config") or {}, b.get("config") or {}
     for key in sorted(set(ra) | set(rb)):
@@ -146,10 +159,11 @@ def _members(stream: IO[bytes]) -> Iterator[tuple[str, tuple[Any, ...]]]:
 
 
 def _file_difference(client: Any, name: str, mine: dict[str, Any], theirs: dict[str, Any]) -> str:
+    size = declared_size(f"{name} in the registry", theirs, "max_layer_bytes")
     try:
         with store.blob_path(mine["digest"]).open("rb") as fh:
             a = dict(_members(fh))
-        with client.open_blob(name, theirs["digest"], theirs["size"]) as fh:
+        with client.open_blob(name, theirs["digest"], size) as fh:
             b = dict(_members(fh))
     except (tarfile.TarError, OSError, EOFError) as e:
         raise ImageInvalid(f"layer {theirs['digest']} of {name}: not a readable tar ({e})") from e
