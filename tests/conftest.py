@@ -174,3 +174,24 @@ def _require_image(client, name: str) -> None:
             f"base image {name} missing: run `imgforge base bootstrap debian --with-nginx` "
             "(./test.sh does this before the tests)"
         )
+
+
+def remove_test_image(client, image_id: str, *repositories: str) -> None:
+    """Remove what a test made, and nothing that names the same image besides: the tags and digest
+    references under the test's own ``repositories``; the image goes with its last name. An image
+    that someone else also names (same content, same ID: oci builds are reproducible) keeps their
+    names and stays; an untagged image is removed only if nothing uses it (no force anywhere)."""
+    import docker.errors
+
+    try:
+        image = client.images.get(image_id)
+    except docker.errors.ImageNotFound:
+        return
+    names = [*image.tags, *(image.attrs.get("RepoDigests") or [])]
+    ours = [n for n in names if any(n.startswith((f"{r}:", f"{r}@")) or n == r for r in repositories)]
+    for name in ours:
+        with contextlib.suppress(docker.errors.ImageNotFound, docker.errors.APIError):
+            client.images.remove(name)
+    if not names:
+        with contextlib.suppress(docker.errors.ImageNotFound, docker.errors.APIError):
+            client.images.remove(image_id)  # no force: a container of someone else keeps it

@@ -3,7 +3,6 @@ registry: content from an image (``[source] image``) and ``imgforge adopt`` star
 
 from __future__ import annotations
 
-import contextlib
 import io
 import tarfile
 import textwrap
@@ -13,6 +12,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from tests.conftest import remove_test_image
 from tests.registry.conftest import basic_registry, registry_env  # noqa: F401 (fixtures)
 
 OWNER = {"io.imgforge.owner": "w15-tests"}
@@ -88,8 +88,6 @@ def root_images(docker_client, nginx_base, request) -> Callable[..., Pushed]:
         return made[key]
 
     yield make
-    import docker.errors
 
     for pushed in made.values():
-        with contextlib.suppress(docker.errors.NotFound):
-            docker_client.images.remove(pushed.image_id, force=True)
+        remove_test_image(docker_client, pushed.image_id, pushed.reference.rsplit(":", 1)[0])

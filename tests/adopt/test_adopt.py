@@ -21,6 +21,7 @@ import requests
 from imgforge import config
 from tests.adopt.conftest import RootImage
 from tests.audit.audit_fixture_repos import LSIO_CONTAINER, OVERLAYS, fleet_app
+from tests.conftest import remove_test_image
 
 pytestmark = [pytest.mark.docker, pytest.mark.registry, pytest.mark.kustomize, pytest.mark.slow]
 
@@ -321,11 +322,11 @@ def test_adopted_sites_build_test_and_serve_the_root_images_bytes(
     code, _, err = _adopt(cli_main, repo, catalog_root)
     assert code == 0, err
     catalog = config.load_catalog(catalog_root)
-    built: list[str] = []
+    built: list[tuple[str, str]] = []
     try:
         code, out, err = cli_main("build", "--all", "--test", "--root", str(catalog_root), "--json")
         for site in catalog.sites.values():
-            built.append(docker_client.images.get(site.reference).id)
+            built.append((docker_client.images.get(site.reference).id, site.image))
         assert code == 0, (out, err)
         for site in catalog.sites.values():
             root_image = pushed[site.name]
@@ -347,8 +348,8 @@ def test_adopted_sites_build_test_and_serve_the_root_images_bytes(
             assert plan["port_change"] == "80 → 8080"
             assert "pod runAsNonRoot: true" in plan["security_changes"]
     finally:
-        for image_id in built:
-            docker_client.images.remove(image_id, force=True)
+        for image_id, repository in built:
+            remove_test_image(docker_client, image_id, repository)
 
 
 def _root_image_files(client, image_id: str, folder: str) -> dict[str, bytes]:

@@ -11,6 +11,7 @@ import pytest
 from imgforge import build, config, render
 from imgforge.content import cache_dir
 from tests.adopt.conftest import RootImage
+from tests.conftest import remove_test_image
 
 pytestmark = [pytest.mark.docker, pytest.mark.registry]
 
@@ -108,7 +109,7 @@ def test_labels_record_the_source_image_digest(root_images, basic_registry, regi
         assert labels["org.opencontainers.image.revision"] == pushed.digest
         assert labels["org.opencontainers.image.source"] == pushed.pinned
     finally:
-        docker_client.images.remove(result.id, force=True)
+        remove_test_image(docker_client, result.id, site.image)
 
 
 def test_an_image_no_registry_holds_is_read_from_the_engine(root_images, basic_registry, registry_env, make_catalog):

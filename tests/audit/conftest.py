@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import sys
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import remove_test_image
 from tests.registry.conftest import basic_registry, registry_env, token_registry  # noqa: F401 (fixtures)
 
 # --import-mode=importlib does not put test folders on sys.path; the data module is imported by name.
@@ -60,7 +60,18 @@ def fault_images(docker_client, nginx_base):
 
     yield build
     for image_id in reversed(built.values()):  # children (FROM an earlier one) first
-        _remove(docker_client, image_id)
+        remove_test_image(docker_client, image_id, *_run_repositories(docker_client, image_id, RUN))
+
+
+def _run_repositories(client, image_id: str, run: str) -> list[str]:
+    """The repositories this session tagged the image into (every tag it makes carries ``run``)."""
+    import docker.errors
+
+    try:
+        tags = client.images.get(image_id).tags
+    except docker.errors.ImageNotFound:
+        return []
+    return sorted({t.rsplit(":", 1)[0] for t in tags if run in t.rsplit(":", 1)[1]})
 
 
 @pytest.fixture(scope="session")
@@ -86,11 +97,4 @@ def example_image(docker_client, nginx_base, tmp_path_factory):
     assert site.base_image == nginx_base
     result = build.build_site(catalog, site, force=True)
     yield site.reference
-    _remove(docker_client, result.id)
-
-
-def _remove(client, image_id: str) -> None:
-    import docker.errors
-
-    with contextlib.suppress(docker.errors.NotFound):
-        client.images.remove(image_id, force=True)
+    remove_test_image(docker_client, result.id, site.image)

@@ -21,6 +21,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from image_fixtures import OWNER, LayoutWriter
 
+from tests.conftest import remove_test_image
+
 # A Dockerfile whose layers hold every case the reader must get right, made by the engine itself:
 # whiteouts of files and folders (also of a base-image file), an opaque folder (rm -rf + mkdir
 # in a later layer), a file replaced by a folder, setuid/setgid, a hard link, relative, absolute
@@ -70,7 +72,7 @@ def h6_image(docker_client, nginx_base, tmp_path_factory) -> Iterator[BuiltImage
     try:
         yield BuiltImage(image.id, tag)
     finally:
-        docker_client.images.remove(image.id, force=True)
+        remove_test_image(docker_client, image.id, tag.split(":")[0])
 
 
 @pytest.fixture(scope="session")

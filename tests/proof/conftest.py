@@ -10,7 +10,7 @@ from types import ModuleType, SimpleNamespace
 
 import pytest
 
-from tests.conftest import EXAMPLE_CONTENT, NGINX_BASE
+from tests.conftest import EXAMPLE_CONTENT, NGINX_BASE, remove_test_image
 from tests.registry.conftest import basic_registry  # noqa: F401  # the real registry, as a fixture here
 from tests.signing.conftest import PASSWORD, _load_reference
 
@@ -77,4 +77,4 @@ def released(basic_registry, docker_client, tmp_path_factory):  # noqa: F811  # 
             tmp=tmp,
         )
     for image in docker_client.images.list(name=f"{basic_registry.host}/{repo}"):
-        docker_client.images.remove(image.id, force=True)
+        remove_test_image(docker_client, image.id, f"{basic_registry.host}/{repo}")

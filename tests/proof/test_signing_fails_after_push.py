@@ -13,7 +13,7 @@ import pytest
 
 from imgforge import config, release
 from imgforge.errors import SigningFailed
-from tests.conftest import EXAMPLE_CONTENT, NGINX_BASE
+from tests.conftest import EXAMPLE_CONTENT, NGINX_BASE, remove_test_image
 from tests.proof.conftest import make_keys, registry_environ
 from tests.registry.conftest import _start_registry, _stop
 from tests.signing.conftest import PASSWORD
@@ -63,4 +63,4 @@ def test_release_writes_its_tag_and_says_how_to_sign_again(tmp_path, monkeypatch
     finally:
         _stop(reg.proc)
         for image in docker_client.images.list(name=f"{reg.host}/{repo}"):
-            docker_client.images.remove(image.id, force=True)
+            remove_test_image(docker_client, image.id, f"{reg.host}/{repo}")

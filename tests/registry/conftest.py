@@ -28,6 +28,8 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 
+from tests.conftest import remove_test_image
+
 REGISTRY_BIN = shutil.which("docker-registry") or "/usr/bin/docker-registry"
 SERVICE = "imgforge-test-registry"
 ISSUER = "imgforge-test-issuer"
@@ -673,7 +675,7 @@ def tiny_image(docker_client):
     import io
     import tarfile
 
-    made: list[str] = []
+    made: list[tuple[str, str]] = []
 
     def build(reference: str):
         buf = io.BytesIO()
@@ -687,15 +689,13 @@ def tiny_image(docker_client):
                 tar.addfile(info, io.BytesIO(data))
         buf.seek(0)
         image, _ = docker_client.images.build(fileobj=buf, custom_context=True, tag=reference, rm=True)
-        made.append(image.id)
+        made.append((image.id, reference.rsplit(":", 1)[0]))
         return image
 
     yield build
-    import docker.errors
 
-    for image_id in made:
-        with contextlib.suppress(docker.errors.NotFound):  # already gone
-            docker_client.images.remove(image_id, force=True)
+    for image_id, repository in made:
+        remove_test_image(docker_client, image_id, repository)
 
 
 @pytest.fixture

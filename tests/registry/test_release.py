@@ -10,7 +10,7 @@ import pytest
 from imgforge import config, release
 from imgforge.errors import RegistryUnavailable, VerifyFailed
 from imgforge.registry import RegistryClient
-from tests.conftest import EXAMPLE_CONTENT
+from tests.conftest import EXAMPLE_CONTENT, remove_test_image
 from tests.registry.conftest import free_port
 
 pytestmark = [pytest.mark.registry, pytest.mark.docker, pytest.mark.slow]
@@ -30,7 +30,7 @@ def web(basic_registry, make_catalog, registry_env, seed, unique_repo, tmp_path,
     catalog = config.load_catalog(root)
     yield catalog, repo, site_dir / "www-data"
     for image in docker_client.images.list(name=f"{basic_registry.host}/{repo}"):
-        docker_client.images.remove(image.id, force=True)
+        remove_test_image(docker_client, image.id, f"{basic_registry.host}/{repo}")
 
 
 def _tags(reg, repo: str) -> list[str]:
