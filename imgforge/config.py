@@ -384,23 +384,23 @@ def set_site_base(catalog: Catalog, site: Site, base_image: str) -> None:
     """Rewrite only the ``base_image`` value of a site file (``base update`` moving a digest pin)."""
     if not _IMAGE_REF.fullmatch(base_image):
         raise CatalogError(site.file, f"base_image: expected an image reference, got {_show(base_image)}")
-    import tomlkit
-
-    path = catalog.site_path(site)
-    doc = tomlkit.parse(path.read_text(encoding="utf-8"))
-    doc["base_image"] = base_image
-    atomic_write_text(path, tomlkit.dumps(doc))
+    _set_site_value(catalog, site, "base_image", base_image)
 
 
 def set_site_tag(catalog: Catalog, site: Site, tag: str) -> None:
     """Rewrite only the ``tag`` value of a site file; comments and layout stay as they were."""
     if not _TAG.fullmatch(tag):
         raise CatalogError(site.file, f"tag: expected an image tag like v1.2.3, got {_show(tag)}")
-    import tomlkit  # only the tag rewrite needs a round-trip TOML library
+    _set_site_value(catalog, site, "tag", tag)
+
+
+def _set_site_value(catalog: Catalog, site: Site, key: str, value: str) -> None:
+    """Rewrite one top-level value of a site file (already checked); comments and layout stay."""
+    import tomlkit  # only these rewrites need a round-trip TOML library
 
     path = catalog.site_path(site)
     doc = tomlkit.parse(path.read_text(encoding="utf-8"))
-    doc["tag"] = tag
+    doc[key] = value
     atomic_write_text(path, tomlkit.dumps(doc))
 
 
